@@ -1,0 +1,4 @@
+//! Per-endpoint circuit breaker as a tower layer.
+//!
+//! **Status: skeleton.** This crate is reserved in the workspace and has no
+//! functionality yet; see the project's issue tracker for the work that fills it.
