@@ -1,4 +1,37 @@
-//! Test kit for Nexus: starts real redis-server, Kafka-protocol broker and HTTP upstreams on free loopback ports.
+//! Test kit for Nexus: starts the real servers Nexus talks to, on free loopback
+//! ports, for integration tests.
 //!
-//! **Status: skeleton.** This crate is reserved in the workspace and has no
-//! functionality yet; see the project's issue tracker for the work that fills it.
+//! - [`RedisServer`]: a `redis-server` child process with no persistence.
+//!
+//! Every server is killed and cleaned up when its handle is dropped, can be
+//! stopped and restarted on the same port for fault tests, and start-up waits
+//! (with a bound) until the server answers its own protocol.
+//!
+//! Binaries are found through an environment variable, then `PATH`:
+//!
+//! | binary         | variable             |
+//! |----------------|----------------------|
+//! | `redis-server` | `NEXUS_REDIS_SERVER` |
+//! | `redis-cli`    | `NEXUS_REDIS_CLI`    |
+//!
+//! A missing binary is an [`Error::BinaryNotFound`] whose message is the exact
+//! install command; tests fail with it, they never skip.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> nexus_testkit::Result<()> {
+//! let redis = nexus_testkit::RedisServer::start().await?;
+//! assert!(redis.url().starts_with("redis://127.0.0.1:"));
+//! assert_eq!(redis.cli(["PING"]).await?, "PONG");
+//! # Ok(()) }
+//! ```
+
+mod binary;
+mod client;
+mod error;
+mod process;
+mod redis;
+
+pub use error::{Error, Result};
+pub use process::free_port;
+pub use redis::{RedisServer, RedisServerBuilder};
