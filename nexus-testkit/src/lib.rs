@@ -2,6 +2,8 @@
 //! ports, for integration tests.
 //!
 //! - [`RedisServer`]: a `redis-server` child process with no persistence.
+//! - [`HttpUpstream`]: an in-process HTTP/1.1 server with scripted behaviour
+//!   (fixed JSON, latency, failure rate, status codes, header echo).
 //!
 //! Every server is killed and cleaned up when its handle is dropped, can be
 //! stopped and restarted on the same port for fault tests, and start-up waits
@@ -31,7 +33,12 @@ mod client;
 mod error;
 mod process;
 mod redis;
+mod upstream;
 
 pub use error::{Error, Result};
 pub use process::free_port;
 pub use redis::{RedisServer, RedisServerBuilder};
+pub use upstream::{
+    ECHO_PATH, HttpUpstream, HttpUpstreamBuilder, MAX_BODY_BYTES, MAX_CONNECTIONS,
+    REQUEST_LOG_CAPACITY, RecordedRequest, UPSTREAM_HEADER,
+};
