@@ -67,7 +67,9 @@ fn connect(addr: &str) -> std::io::Result<TcpStream> {
 /// Redis answers `PING` with `+PONG` (or `-NOAUTH` when it wants a password).
 fn check_redis(addr: &str) -> Result<String, String> {
     let mut stream = connect(addr).map_err(|e| e.to_string())?;
-    stream.write_all(b"*1\r\n$4\r\nPING\r\n").map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"*1\r\n$4\r\nPING\r\n")
+        .map_err(|e| e.to_string())?;
     let mut reply = [0_u8; 64];
     let n = stream.read(&mut reply).map_err(|e| e.to_string())?;
     let reply = String::from_utf8_lossy(&reply[..n]);
@@ -93,7 +95,9 @@ fn check_kafka(addr: &str) -> Result<String, String> {
     let error = i16::from_be_bytes([head[8], head[9]]);
     match (correlation, error) {
         (7, 0) => Ok("answers ApiVersions".into()),
-        _ => Err(format!("unexpected reply: correlation {correlation}, error {error}")),
+        _ => Err(format!(
+            "unexpected reply: correlation {correlation}, error {error}"
+        )),
     }
 }
 
@@ -113,7 +117,11 @@ fn main() -> ExitCode {
     println!("Nexus full_stack (placeholder)\n");
     println!("Servers Nexus needs:");
     for (name, addr, check) in [
-        ("redis", &args.redis, check_redis as fn(&str) -> Result<String, String>),
+        (
+            "redis",
+            &args.redis,
+            check_redis as fn(&str) -> Result<String, String>,
+        ),
         ("kafka", &args.kafka, check_kafka),
     ] {
         match check(addr) {
