@@ -89,7 +89,10 @@ impl Binary {
         let dirs = if venv_first {
             std::iter::once(tools).chain(path_dirs).collect::<Vec<_>>()
         } else {
-            path_dirs.into_iter().chain(std::iter::once(tools)).collect()
+            path_dirs
+                .into_iter()
+                .chain(std::iter::once(tools))
+                .collect()
         };
         dirs.into_iter()
             .map(|dir| dir.join(self.name))
