@@ -17,7 +17,7 @@ pub enum Strategy {
     /// Cycle through available endpoints in order; weights are ignored.
     RoundRobin,
     /// The endpoint with the fewest requests in flight per unit of weight
-    /// (ties broken round robin). Scans the available endpoints: n relaxed
+    /// (ties broken at random). Scans the available endpoints: n relaxed
     /// atomic loads, no lock.
     LeastOutstanding,
     /// nginx's smooth weighted round robin: each endpoint gets
@@ -77,7 +77,14 @@ pub(crate) fn pick<'a>(
             Some(first_allowed(ready, start, exclude))
         }
         Strategy::WeightedRoundRobin => Some(wrr(snap, st, exclude)),
-        Strategy::LeastOutstanding => Some(least_outstanding(ready, st.next_cursor(), exclude)),
+        Strategy::LeastOutstanding => {
+            // A random start breaks ties evenly even when the busy endpoints
+            // sit next to each other (a rotating start would favour the
+            // idle endpoint right after them).
+            #[allow(clippy::cast_possible_truncation)]
+            let start = below(st.rng.next_u64() as u32, ready.len());
+            Some(least_outstanding(ready, start, exclude))
+        }
         Strategy::P2cPeakEwma => Some(p2c(ready, st, exclude)),
     }
 }

@@ -33,10 +33,7 @@ fn io_kind(e: &io::Error) -> Option<FailureKind> {
     })
 }
 
-fn one(
-    e: &(dyn Error + 'static),
-    circuit_open: Option<&IsCircuitOpen<'_>>,
-) -> Option<FailureKind> {
+fn one(e: &(dyn Error + 'static), circuit_open: Option<&IsCircuitOpen<'_>>) -> Option<FailureKind> {
     if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
         return Some(FailureKind::Timeout);
     }
