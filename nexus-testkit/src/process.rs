@@ -68,7 +68,10 @@ impl ServerProcess {
                     log: log_tail(&self.log),
                 });
             }
-            if probe() {
+            // The probe alone is not proof: if another process took the port
+            // first, it might be that process answering. Require our own
+            // process to hold the listening socket.
+            if probe() && listens_on(self.child.id(), addr.port()) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -95,6 +98,37 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether process `pid` holds a TCP socket listening on `port` (Linux `/proc`).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let inodes: Vec<String> = fds
+        .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy();
+            let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
+            Some(inode.to_owned())
+        })
+        .collect();
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        fs::read_to_string(table).is_ok_and(|table| {
+            table.lines().skip(1).any(|row| {
+                let fields: Vec<&str> = row.split_whitespace().collect();
+                // sl local_address rem_address st ... inode (field 9)
+                fields.len() > 9
+                    && fields[3] == "0A"
+                    && fields[1]
+                        .rsplit(':')
+                        .next()
+                        .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+                        == Some(port)
+                    && inodes.iter().any(|inode| inode == fields[9])
+            })
+        })
+    })
 }
 
 /// The last [`LOG_TAIL_BYTES`] of a log file, or a note saying it is unreadable.
@@ -125,4 +159,22 @@ pub(crate) fn is_port_conflict(err: &Error) -> bool {
 pub fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_our_own_listener_and_not_a_foreign_port() {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        assert!(listens_on(std::process::id(), port));
+        drop(listener);
+        assert!(!listens_on(std::process::id(), port));
+        // pid 1 does not listen on our ephemeral port.
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        assert!(!listens_on(1, port));
+    }
 }

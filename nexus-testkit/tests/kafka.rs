@@ -139,3 +139,18 @@ async fn a_broker_that_cannot_start_reports_its_log() {
         other => panic!("expected Exited, got {other}"),
     }
 }
+
+#[tokio::test]
+async fn a_taken_fixed_port_is_not_mistaken_for_our_broker() {
+    let first = KafkaBroker::start().await.unwrap();
+    let err = KafkaBroker::builder()
+        .port(first.port())
+        .startup_timeout(Duration::from_secs(5))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Exited { .. } | Error::NotReady { .. }),
+        "{err}"
+    );
+}

@@ -121,3 +121,20 @@ async fn start_is_not_fooled_by_a_paused_clock() {
     let redis = RedisServer::start().await.unwrap();
     assert_eq!(redis.cli(["PING"]).await.unwrap(), "PONG");
 }
+
+#[tokio::test]
+async fn a_taken_fixed_port_is_not_mistaken_for_our_server() {
+    let first = RedisServer::start().await.unwrap();
+    // The second server cannot bind; the first one answering PING on that
+    // port must not make the start look successful.
+    let err = RedisServer::builder()
+        .port(first.port())
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Exited { .. } | Error::NotReady { .. }),
+        "{err}"
+    );
+    assert_eq!(first.cli(["PING"]).await.unwrap(), "PONG");
+}
