@@ -65,10 +65,13 @@ impl Cluster {
         self.brokers.get(&id).map(String::as_str)
     }
 
-    /// Drops every connection (after a failure that may mean the broker moved).
+    /// Drops every connection and the cached topic metadata, after a failure
+    /// that may mean the broker moved or restarted (a restarted broker may
+    /// have lost topics, which the next send then re-creates).
     pub(crate) fn reset(&mut self) {
         self.conns.clear();
         self.any = None;
+        self.topics.clear();
     }
 
     /// A connection to any broker: a cached one, else the bootstrap list in order.

@@ -110,8 +110,23 @@ impl GroupConsumer {
         }
     }
 
-    /// Leaves the current generation's state behind and joins again.
+    /// Joins again, retrying while the coordinator reports a rebalance in
+    /// progress, bounded by twice the rebalance timeout.
     async fn rejoin(&mut self) -> Result<(), KafkaError> {
+        let deadline = tokio::time::Instant::now() + self.config.rebalance_timeout * 2;
+        loop {
+            match self.rejoin_once().await {
+                Err(e) if needs_rejoin(&e) && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "group rebalancing; joining again");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Leaves the current generation's state behind and joins again.
+    async fn rejoin_once(&mut self) -> Result<(), KafkaError> {
         if let Some(hb) = self.heartbeat.take() {
             hb.stop().await;
         }
@@ -140,7 +155,16 @@ impl GroupConsumer {
                 ) {
                     self.membership.member_id.clear();
                 }
-                if e.poisons_connection() || needs_rejoin(&e) {
+                if e.poisons_connection()
+                    || matches!(
+                        e,
+                        KafkaError::Broker {
+                            error: ResponseError::NotCoordinator
+                                | ResponseError::CoordinatorNotAvailable,
+                            ..
+                        }
+                    )
+                {
                     self.coordinator = None;
                 }
                 return Err(e);
