@@ -12,7 +12,8 @@
 //! stopped and restarted on the same port for fault tests, and start-up waits
 //! (with a bound) until the server answers its own protocol.
 //!
-//! Binaries are found through an environment variable, then `PATH`:
+//! Binaries are found through an environment variable, then `PATH` and the
+//! repository's `.tools/` (where `scripts/setup.sh` installs without root):
 //!
 //! | binary         | variable             |
 //! |----------------|----------------------|
@@ -32,8 +33,19 @@
 //! let redis = nexus_testkit::RedisServer::start().await?;
 //! assert!(redis.url().starts_with("redis://127.0.0.1:"));
 //! assert_eq!(redis.cli(["PING"]).await?, "PONG");
+//!
+//! let upstream = nexus_testkit::HttpUpstream::builder()
+//!     .json(503, r#"{"error":"down"}"#)
+//!     .start()
+//!     .await?;
+//! assert!(upstream.url().starts_with("http://127.0.0.1:"));
+//! assert_eq!(upstream.requests(), 0);
 //! # Ok(()) }
 //! ```
+//!
+//! A test that needs a Kafka broker starts one the same way with
+//! [`KafkaBroker::start`] and checks interoperability with
+//! [`KafkaBroker::client`].
 
 mod binary;
 mod client;

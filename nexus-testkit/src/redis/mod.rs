@@ -1,8 +1,14 @@
 //! [`RedisServer`]: a real `redis-server` on a free loopback port.
 
+mod builder;
+mod launch;
+
+pub use builder::RedisServerBuilder;
+use builder::{Config, DEFAULT_STARTUP_TIMEOUT};
+use launch::{LOG_FILE, spawn_ready};
+
 use std::{
-    io::{Read, Write},
-    net::{Ipv4Addr, SocketAddr, TcpStream},
+    net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     process::Command,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -20,90 +26,8 @@ use crate::{
 /// How many fresh ports a start tries when another process takes the port first.
 const PORT_ATTEMPTS: usize = 3;
 
-/// Default bound on waiting for `PING` to answer.
-const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Bound on one `redis-cli` run.
 const CLI_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Bound on one readiness probe.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Options for [`RedisServer`], fixed when it is built.
-#[derive(Debug, Clone)]
-struct Config {
-    password: Option<String>,
-    port: Option<u16>,
-    args: Vec<String>,
-    startup_timeout: Duration,
-}
-
-/// Builds a [`RedisServer`] with a password, a fixed port or extra arguments.
-///
-/// ```no_run
-/// # async fn demo() -> nexus_testkit::Result<()> {
-/// let redis = nexus_testkit::RedisServer::builder()
-///     .password("s3cret")
-///     .arg("--maxmemory")
-///     .arg("16mb")
-///     .start()
-///     .await?;
-/// assert_eq!(redis.password(), Some("s3cret"));
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct RedisServerBuilder {
-    config: Config,
-}
-
-impl RedisServerBuilder {
-    /// Requires clients to `AUTH` with this password (`--requirepass`).
-    pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.config.password = Some(password.into());
-        self
-    }
-
-    /// Listens on this port instead of a free one.
-    pub fn port(mut self, port: u16) -> Self {
-        self.config.port = Some(port);
-        self
-    }
-
-    /// Adds one raw command-line argument for `redis-server` (e.g. `--maxmemory`).
-    pub fn arg(mut self, arg: impl Into<String>) -> Self {
-        self.config.args.push(arg.into());
-        self
-    }
-
-    /// Bounds the wait for the first `PING` answer (default 10 s).
-    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
-        self.config.startup_timeout = timeout;
-        self
-    }
-
-    /// Starts the server and waits until it answers `PING`.
-    pub async fn start(self) -> Result<RedisServer> {
-        RedisServer::launch(self.config).await
-    }
-
-    /// Starts `count` independent servers with these options, each on its own port.
-    ///
-    /// A fixed [`port`](Self::port) cannot be shared, so it is rejected here.
-    pub async fn start_many(self, count: usize) -> Result<Vec<RedisServer>> {
-        if self.config.port.is_some() && count > 1 {
-            return Err(Error::InvalidOption {
-                option: "port",
-                reason: "several servers cannot share one fixed port".into(),
-            });
-        }
-        let mut servers = Vec::with_capacity(count);
-        for _ in 0..count {
-            servers.push(RedisServer::launch(self.config.clone()).await?);
-        }
-        Ok(servers)
-    }
-}
 
 /// A `redis-server` child process on `127.0.0.1`, with no persistence, in its
 /// own temporary directory.
@@ -287,78 +211,4 @@ impl RedisServer {
         // A panic while holding this lock cannot leave the Option half-written.
         self.process.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-const LOG_FILE: &str = "redis.log";
-
-/// Spawns `redis-server` on `addr` and waits (on a blocking thread) until it answers.
-async fn spawn_ready(
-    binary: PathBuf,
-    dir: PathBuf,
-    addr: SocketAddr,
-    config: Arc<Config>,
-) -> Result<ServerProcess> {
-    let task = tokio::task::spawn_blocking(move || {
-        let mut command = Command::new(&binary);
-        command
-            .arg("--port")
-            .arg(addr.port().to_string())
-            .arg("--bind")
-            .arg(addr.ip().to_string())
-            .arg("--save")
-            .arg("")
-            .arg("--appendonly")
-            .arg("no")
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--daemonize")
-            .arg("no")
-            .args(&config.args);
-        if let Some(password) = &config.password {
-            command.arg("--requirepass").arg(password);
-        }
-        let mut process = ServerProcess::spawn(command, &dir.join(LOG_FILE))?;
-        let password = config.password.as_deref();
-        process.wait_ready("redis-server", addr, config.startup_timeout, || {
-            ping(addr, password)
-        })?;
-        Ok(process)
-    });
-    task.await
-        .map_err(|join| Error::Io(std::io::Error::other(join)))?
-}
-
-/// One bounded `PING` (after `AUTH` when a password is set). True on `+PONG`.
-fn ping(addr: SocketAddr, password: Option<&str>) -> bool {
-    let attempt = || -> std::io::Result<bool> {
-        let mut stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
-        stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
-        stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
-        let mut request = Vec::new();
-        if let Some(password) = password {
-            request.extend_from_slice(
-                format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n", password.len()).as_bytes(),
-            );
-        }
-        request.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
-        stream.write_all(&request)?;
-        // Read until PONG or an error reply; the answer is a few bytes.
-        let mut reply = Vec::with_capacity(64);
-        let mut buf = [0_u8; 64];
-        while reply.len() < 256 {
-            let n = stream.read(&mut buf)?;
-            if n == 0 {
-                return Ok(false);
-            }
-            reply.extend_from_slice(&buf[..n]);
-            if reply.windows(5).any(|w| w == b"+PONG") {
-                return Ok(true);
-            }
-            if reply.starts_with(b"-") || reply.windows(3).any(|w| w == b"\n-") {
-                return Ok(false); // -LOADING, -NOAUTH, -WRONGPASS: not usable yet
-            }
-        }
-        Ok(false)
-    };
-    attempt().unwrap_or(false)
 }
