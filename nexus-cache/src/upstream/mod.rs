@@ -65,16 +65,13 @@ impl Pool {
         }
     }
 
-    /// Queues a batch on the next connection (round robin). Waits while that
-    /// connection's queue is full (backpressure on the sending client only).
-    pub(crate) async fn send(&self, batch: Batch) {
+    /// Assigns a connection (round robin) to one client. All of a client's
+    /// batches go through the same connection, so Redis executes its commands in
+    /// the order it sent them (a read after a write sees the write).
+    pub(crate) fn assign(&self) -> Lane {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
-        if let Err(mpsc::error::SendError(batch)) = self.conns[i].send(batch).await {
-            // The supervisor is gone only at shutdown; answer rather than hang.
-            let _ = batch.reply.send(Reply {
-                bytes: Bytes::new(),
-                failure: Some((batch.count, UpstreamError::ShuttingDown)),
-            });
+        Lane {
+            tx: self.conns[i].clone(),
         }
     }
 
@@ -83,15 +80,36 @@ impl Pool {
     #[allow(dead_code)]
     pub(crate) async fn call(&self, bytes: Bytes, count: usize) -> Reply {
         let (tx, rx) = oneshot::channel();
-        self.send(Batch {
-            bytes,
-            count,
-            reply: tx,
-        })
-        .await;
+        self.assign()
+            .send(Batch {
+                bytes,
+                count,
+                reply: tx,
+            })
+            .await;
         rx.await.unwrap_or(Reply {
             bytes: Bytes::new(),
             failure: Some((count, UpstreamError::ConnectionLost)),
         })
+    }
+}
+
+/// One client's path to its assigned pool connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Lane {
+    tx: mpsc::Sender<Batch>,
+}
+
+impl Lane {
+    /// Queues a batch. Waits while the connection's queue is full (backpressure
+    /// on the sending client only).
+    pub(crate) async fn send(&self, batch: Batch) {
+        if let Err(mpsc::error::SendError(batch)) = self.tx.send(batch).await {
+            // The supervisor is gone only at shutdown; answer rather than hang.
+            let _ = batch.reply.send(Reply {
+                bytes: Bytes::new(),
+                failure: Some((batch.count, UpstreamError::ShuttingDown)),
+            });
+        }
     }
 }
