@@ -66,6 +66,7 @@ pub(crate) struct Shared {
 struct GatewayCircuitListener {
     metrics: Arc<Metrics>,
     upstreams: Arc<dyn Upstreams>,
+    reset_timeout: Duration,
 }
 
 impl CircuitListener for GatewayCircuitListener {
@@ -78,6 +79,20 @@ impl CircuitListener for GatewayCircuitListener {
         tracing::info!(upstream = %upstream, transition = ?t, "circuit state change");
         self.metrics.circuit_state(upstream, gauge);
         self.upstreams.circuit_changed(upstream, open);
+        if open {
+            // Passive health: the endpoint leaves the rotation while open and comes
+            // back as a candidate after the reset timeout, when the breaker admits a
+            // half-open probe. One short task per opening (rare by nature).
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let upstreams = self.upstreams.clone();
+                let url = upstream.clone();
+                let after = self.reset_timeout;
+                rt.spawn(async move {
+                    tokio::time::sleep(after).await;
+                    upstreams.circuit_changed(&url, false);
+                });
+            }
+        }
     }
 }
 
@@ -111,6 +126,7 @@ pub struct Gateway {
     service: GatewayService,
     shared: Arc<Shared>,
     _tasks: Vec<TaskGuard>,
+    _housekeeper: Option<crate::ratelimit::Housekeeper>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -167,6 +183,7 @@ impl GatewayBuilder {
             let listener = Arc::new(GatewayCircuitListener {
                 metrics: metrics.clone(),
                 upstreams: upstreams.clone(),
+                reset_timeout: cfg.reset_timeout,
             });
             Arc::new(SharedStandInBreakers(StandInBreakers::new(cfg, listener)))
                 as Arc<dyn Breakers>
@@ -188,7 +205,15 @@ impl GatewayBuilder {
         });
 
         let authed = JwtAuthLayer::new(keys).layer(Router::new(shared.clone()));
-        let limited: GatewayService = BoxCloneSyncService::new(authed);
+        let authed: GatewayService = BoxCloneSyncService::new(authed);
+        let (limited, housekeeper) = match &shared.settings.rate_limit {
+            Some(rl) => {
+                let (svc, hk) =
+                    crate::ratelimit::layer(authed, rl, metrics.clone(), self.events.clone())?;
+                (svc, Some(hk))
+            }
+            None => (authed, None),
+        };
         let entry = EntryLayer::new(metrics, telemetry, self.events);
         let service = match self.blocklist {
             Some(list) => {
@@ -200,6 +225,7 @@ impl GatewayBuilder {
             service,
             shared,
             _tasks: tasks,
+            _housekeeper: housekeeper,
         })
     }
 }

@@ -40,6 +40,7 @@ pub mod layers;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
+mod ratelimit;
 pub mod response;
 mod router;
 pub mod telemetry;
