@@ -332,6 +332,15 @@ impl GroupConsumer {
         res
     }
 
+    /// Moves the read position of an assigned partition (e.g. back to the
+    /// first record a handler could not process, for a retry). Ignored for
+    /// partitions not assigned to this member.
+    pub fn seek(&mut self, topic: &str, partition: i32, offset: i64) {
+        if let Some(p) = self.positions.get_mut(&(topic.to_owned(), partition)) {
+            *p = offset.max(0);
+        }
+    }
+
     /// Stops heartbeats and leaves the group so its partitions move at once.
     pub async fn close(mut self) {
         if let Some(hb) = self.heartbeat.take() {
