@@ -27,8 +27,7 @@ use crate::events::{EventSink, LogSink};
 use crate::layers::{BlocklistLayer, EntryLayer};
 use crate::metrics::{CircuitGauge, Metrics};
 use crate::proxy::{
-    Breakers, CircuitListener, CircuitTransition, Proxy, SharedStandInBreakers, StandInBreakers,
-    StandInPool, Upstreams, parse_services,
+    Breakers, CircuitListener, CircuitTransition, LbUpstreams, NexusBreakers, Proxy, Upstreams,
 };
 use crate::response::GatewayResponse;
 use crate::router::Router;
@@ -111,21 +110,10 @@ impl std::fmt::Debug for GatewayBuilder {
     }
 }
 
-/// Aborts a background task when dropped.
-#[derive(Debug)]
-struct TaskGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// A built gateway: the service stack plus its background tasks.
 pub struct Gateway {
     service: GatewayService,
     shared: Arc<Shared>,
-    _tasks: Vec<TaskGuard>,
     _housekeeper: Option<crate::ratelimit::Housekeeper>,
 }
 
@@ -162,32 +150,20 @@ impl GatewayBuilder {
         let keys = Arc::new(JwtKeys::from_settings(&settings.auth)?);
         let metrics = Arc::new(Metrics::new());
         let telemetry = Arc::new(Telemetry::new(settings.telemetry_capacity.get()));
-        let mut tasks = Vec::new();
 
-        let services_path = settings.proxy.services_file.clone();
-        let text = std::fs::read_to_string(&services_path).map_err(|source| ConfigError::Read {
-            field: "proxy.services_file",
-            path: services_path.clone(),
-            source,
-        })?;
-        let entries =
-            parse_services(&text).map_err(|e| ConfigError::invalid("proxy.services_file", e))?;
-        let pool = Arc::new(StandInPool::default());
-        pool.set(&entries);
-        tasks.push(TaskGuard(
-            pool.spawn_file_poller(services_path, settings.proxy.discovery_poll),
-        ));
-        let upstreams: Arc<dyn Upstreams> = pool;
+        let upstreams: Arc<dyn Upstreams> = Arc::new(LbUpstreams::start(&settings.proxy)?);
 
-        let breakers: Option<Arc<dyn Breakers>> = settings.breaker.clone().map(|cfg| {
-            let listener = Arc::new(GatewayCircuitListener {
-                metrics: metrics.clone(),
-                upstreams: upstreams.clone(),
-                reset_timeout: cfg.reset_timeout,
-            });
-            Arc::new(SharedStandInBreakers(StandInBreakers::new(cfg, listener)))
-                as Arc<dyn Breakers>
-        });
+        let breakers: Option<Arc<dyn Breakers>> = match &settings.breaker {
+            Some(cfg) => {
+                let listener = Arc::new(GatewayCircuitListener {
+                    metrics: metrics.clone(),
+                    upstreams: upstreams.clone(),
+                    reset_timeout: cfg.reset_timeout,
+                });
+                Some(Arc::new(NexusBreakers::new(cfg, listener)?))
+            }
+            None => None,
+        };
         let proxy = Proxy::new(
             settings.proxy.clone(),
             settings.transform.clone(),
@@ -224,7 +200,6 @@ impl GatewayBuilder {
         Ok(Gateway {
             service,
             shared,
-            _tasks: tasks,
             _housekeeper: housekeeper,
         })
     }
