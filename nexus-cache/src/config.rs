@@ -146,6 +146,11 @@ pub struct ProxyConfig {
     pub backoff_max: Duration,
     /// How long graceful shutdown waits for clients to finish (default 5 s).
     pub shutdown_grace: Duration,
+    /// Longest wait for a reply on a shared connection (default 30 s). When the
+    /// oldest outstanding batch exceeds it, the connection is considered dead: its
+    /// commands are answered `-ERR upstream timeout` and it is reconnected. Pinned
+    /// connections have no such bound (they run blocking commands on purpose).
+    pub upstream_timeout: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -172,6 +177,7 @@ impl Default for ProxyConfig {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(5),
+            upstream_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -289,6 +295,12 @@ impl ProxyConfigBuilder {
         self
     }
 
+    /// Reply timeout on shared connections.
+    pub fn upstream_timeout(mut self, d: Duration) -> Self {
+        self.config.upstream_timeout = d;
+        self
+    }
+
     /// Validates and returns the configuration.
     pub fn build(mut self) -> Result<ProxyConfig, ConfigError> {
         if let Some(e) = self.error {
@@ -300,6 +312,9 @@ impl ProxyConfigBuilder {
         let c = self.config;
         if c.connect_timeout.is_zero() {
             return Err(ConfigError::Zero("connect_timeout"));
+        }
+        if c.upstream_timeout.is_zero() {
+            return Err(ConfigError::Zero("upstream_timeout"));
         }
         if c.backoff_initial.is_zero() || c.backoff_max < c.backoff_initial {
             return Err(ConfigError::Invalid {
@@ -314,5 +329,79 @@ impl ProxyConfigBuilder {
             });
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn upstream_urls_parse() {
+        let a = UpstreamAddr::parse("redis://127.0.0.1:6379").unwrap();
+        assert_eq!(
+            (a.host_port.as_str(), a.db, a.credentials),
+            ("127.0.0.1:6379", 0, None)
+        );
+        let a = UpstreamAddr::parse("redis://:pw@localhost/2").unwrap();
+        assert_eq!(a.host_port, "localhost:6379");
+        assert_eq!(a.db, 2);
+        let c = a.credentials.unwrap();
+        assert_eq!((c.username, c.password.as_str()), (None, "pw"));
+        let a = UpstreamAddr::parse("redis://app:p:w@h:7000/").unwrap();
+        let c = a.credentials.unwrap();
+        assert_eq!(
+            (c.username.as_deref(), c.password.as_str()),
+            (Some("app"), "p:w")
+        );
+        assert_eq!(a.host_port, "h:7000");
+    }
+
+    #[test]
+    fn bad_urls_name_the_problem_and_hide_the_password() {
+        let e = UpstreamAddr::parse("rediss://:secret@h:1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only redis://") && !e.contains("secret"), "{e}");
+        let e = UpstreamAddr::parse("redis://:secret@h:1/x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("database") && !e.contains("secret"), "{e}");
+        assert!(UpstreamAddr::parse("redis://h:99999").is_err());
+        assert!(UpstreamAddr::parse("redis://").is_err());
+    }
+
+    #[test]
+    fn builder_validates() {
+        let c = ProxyConfig::builder().build().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:6380");
+        assert_eq!(c.upstream.host_port, "127.0.0.1:6379");
+        let e = ProxyConfig::builder().pool_size(0).build().unwrap_err();
+        assert!(e.to_string().contains("pool_size"), "{e}");
+        let e = ProxyConfig::builder()
+            .backoff(Duration::from_secs(2), Duration::from_secs(1))
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("backoff"), "{e}");
+    }
+
+    #[test]
+    fn client_auth_defaults_to_upstream_credentials() {
+        let c = ProxyConfig::builder()
+            .upstream("redis://:pw@h:1")
+            .build()
+            .unwrap();
+        assert_eq!(c.effective_client_auth().unwrap().password, "pw");
+        let c = ProxyConfig::builder()
+            .upstream("redis://:pw@h:1")
+            .client_auth(ClientAuth::Open)
+            .build()
+            .unwrap();
+        assert!(c.effective_client_auth().is_none());
+        assert!(
+            !format!("{c:?}").contains("pw\""),
+            "Debug must redact passwords"
+        );
     }
 }

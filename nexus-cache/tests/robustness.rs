@@ -358,3 +358,40 @@ async fn half_closed_client_still_gets_its_replies() -> Result<()> {
     );
     proxy.stop().await
 }
+
+/// A script that keeps Redis busy (unresponsive to everyone) for 1.5 s.
+const BUSY_1500MS: &[u8] =
+    b"local t = redis.call('TIME') while true do local n = redis.call('TIME') \
+    if (n[1] - t[1]) * 1000000 + n[2] - t[2] > 1500000 then break end end return 'slow'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unresponsive_redis_times_out_instead_of_hanging() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.pool_size(1).upstream_timeout(Duration::from_millis(300))
+    })
+    .await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(c.call(&[b"SET", b"k", b"v"]).await?, b"+OK\r\n");
+    // Redis stops answering for 1.5 s (it is busy, the socket stays open).
+    let mut sleeper = Conn::connect(redis.addr()).await?;
+    sleeper.send(&cmd(&[b"EVAL", BUSY_1500MS, b"0"])).await?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = tokio::time::Instant::now();
+    let mut script = cmd(&[b"GET", b"k"]);
+    script.extend(cmd(&[b"GET", b"k"]));
+    c.send(&script).await?;
+    assert_eq!(
+        c.read_frames(2).await?,
+        b"-ERR upstream timeout\r\n-ERR upstream timeout\r\n"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(sleeper.read_frames(1).await?, b"$4\r\nslow\r\n");
+    // Once Redis answers again, the pool reconnects.
+    assert_eq!(c.call(&[b"GET", b"k"]).await?, b"$1\r\nv\r\n");
+    proxy.stop().await
+}

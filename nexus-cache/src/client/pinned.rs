@@ -99,9 +99,11 @@ async fn forward_commands(
     quit_sent: &AtomicBool,
 ) {
     let mut scanner = Scanner::new(shared.limits);
+    // After input Redis will reject, framing is lost: forward the rest raw.
+    let mut raw = false;
     loop {
-        let mut off = 0;
-        loop {
+        let mut off = if raw { buf.len() } else { 0 };
+        while !raw {
             match scanner.scan(&buf[off..]) {
                 Ok(Some(n)) => {
                     shared.metrics.commands.fetch_add(1, Relaxed);
@@ -134,8 +136,8 @@ async fn forward_commands(
                 Ok(None) => break,
                 Err(_) => {
                     // Let Redis answer the malformed input itself (in order), then it closes.
+                    raw = true;
                     off = buf.len();
-                    break;
                 }
             }
         }
