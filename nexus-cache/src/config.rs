@@ -276,6 +276,18 @@ impl ProxyConfigBuilder {
         self
     }
 
+    /// Most elements (arguments) in a client command.
+    pub fn max_elements(mut self, n: usize) -> Self {
+        self.config.max_elements = n;
+        self
+    }
+
+    /// Longest inline command line.
+    pub fn max_inline_len(mut self, bytes: usize) -> Self {
+        self.config.max_inline_len = bytes;
+        self
+    }
+
     /// Upstream connect (and handshake) timeout.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.config.connect_timeout = d;
