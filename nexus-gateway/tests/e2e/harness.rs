@@ -13,6 +13,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 use nexus_gateway::auth::sha256_hex;
 use nexus_gateway::blocklist::Blocklist;
+use nexus_gateway::events::EventSink;
 use nexus_gateway::{Gateway, GatewayConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -90,6 +91,16 @@ impl TestGateway {
         yaml_extra: &str,
         blocklist: Option<Arc<dyn Blocklist>>,
     ) -> Result<Self> {
+        Self::start_full(urls, rate_capacity, yaml_extra, blocklist, None).await
+    }
+
+    pub async fn start_full(
+        urls: &[String],
+        rate_capacity: u32,
+        yaml_extra: &str,
+        blocklist: Option<Arc<dyn Blocklist>>,
+        events: Option<Arc<dyn EventSink>>,
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let services = dir.path().join("services.json");
         std::fs::write(&services, services_json(urls))?;
@@ -98,6 +109,9 @@ impl TestGateway {
         let mut builder = Gateway::builder(settings);
         if let Some(b) = blocklist {
             builder = builder.blocklist(b);
+        }
+        if let Some(e) = events {
+            builder = builder.event_sink(e);
         }
         let gateway = builder.build()?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
