@@ -39,6 +39,25 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
+
+    // Baselines: what the P2C pick pays for reading the clock (tokio's
+    // `Instant::now`; with the `test-util` feature that dev-dependencies turn
+    // on, it also checks for a paused clock) and for the two `exp` calls.
+    let mut base = c.benchmark_group("baseline");
+    base.bench_function("tokio_instant_now", |b| {
+        b.iter(|| std::hint::black_box(tokio::time::Instant::now()))
+    });
+    base.bench_function("std_instant_now", |b| {
+        b.iter(|| std::hint::black_box(std::time::Instant::now()))
+    });
+    let mut x = 0.5f32;
+    base.bench_function("f32_exp", |b| {
+        b.iter(|| {
+            x = std::hint::black_box(x);
+            std::hint::black_box((-x).exp())
+        })
+    });
+    base.finish();
 }
 
 criterion_group!(benches, bench);

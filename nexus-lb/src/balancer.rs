@@ -130,8 +130,8 @@ impl BalancerBuilder {
         self
     }
 
-    /// Validates the settings and builds an empty balancer; must be called
-    /// inside a tokio runtime context only if the clock is paused in tests.
+    /// Validates the settings and builds an empty balancer. Time is tokio
+    /// time (a paused test clock applies when built inside that runtime).
     pub fn build(self) -> Result<Balancer, ConfigError> {
         if self.decay < Duration::from_millis(1) {
             return Err(ConfigError::Invalid {
@@ -154,7 +154,7 @@ impl BalancerBuilder {
                 pick: PickState {
                     cursor: AtomicUsize::new(0),
                     rng: SplitMix::new(self.seed.unwrap_or_else(SplitMix::entropy)),
-                    clock,
+                    clock: clock.clone(),
                     decay_ms,
                 },
                 writer: Mutex::new(()),
@@ -260,7 +260,7 @@ impl Balancer {
         Endpoint::new(
             id,
             spec,
-            self.inner.clock,
+            self.inner.clock.clone(),
             self.inner.default_rtt,
             self.inner.ewma,
         )

@@ -260,8 +260,13 @@ impl InFlight {
     pub fn record_failure(&self) {
         let e = &self.endpoint;
         e.failed.fetch_add(1, Ordering::Relaxed);
-        let rtt = self.started.elapsed().max(e.ewma_cfg.failure_penalty);
-        e.ewma.observe(rtt, e.clock.now_ms(), e.ewma_cfg.decay_ms);
+        let now = Instant::now();
+        let ms = e.clock.ms_at(now);
+        let rtt = now
+            .saturating_duration_since(self.started)
+            .max(e.ewma_cfg.failure_penalty);
+        e.ewma.observe(rtt, ms, e.ewma_cfg.decay_ms);
+        e.clock.touch(ms);
     }
 
     /// The endpoint this request went to.

@@ -89,19 +89,25 @@ pub(crate) fn pick<'a>(
     }
 }
 
+/// `ready[start..]` then `ready[..start]`: one pass from `start`, without a
+/// division per step.
+fn rotated(ready: &[Arc<Endpoint>], start: usize) -> impl Iterator<Item = &Arc<Endpoint>> {
+    let (head, tail) = ready.split_at(start);
+    tail.iter().chain(head)
+}
+
 /// `ready[start % n]`, or the next one not excluded.
 fn first_allowed<'a>(
     ready: &'a [Arc<Endpoint>],
     start: usize,
     exclude: &Exclude,
 ) -> &'a Arc<Endpoint> {
-    let n = ready.len();
-    let first = &ready[start % n];
+    let start = start % ready.len();
+    let first = &ready[start];
     if exclude.is_empty() {
         return first;
     }
-    (0..n)
-        .map(|k| &ready[(start + k) % n])
+    rotated(ready, start)
         .find(|e| !exclude.contains(e.id))
         .unwrap_or(first)
 }
@@ -141,11 +147,9 @@ fn least_outstanding<'a>(
     start: usize,
     exclude: &Exclude,
 ) -> &'a Arc<Endpoint> {
-    let n = ready.len();
     let mut best: Option<(&Arc<Endpoint>, u64, u64)> = None;
-    for k in 0..n {
-        let e = &ready[(start + k) % n];
-        if exclude.contains(e.id) {
+    for e in rotated(ready, start) {
+        if !exclude.is_empty() && exclude.contains(e.id) {
             continue;
         }
         let load = u64::from(e.in_flight.load(Ordering::Relaxed)) + 1;
@@ -156,7 +160,7 @@ fn least_outstanding<'a>(
             _ => best = Some((e, load, weight)),
         }
     }
-    best.map_or(&ready[start % n], |b| b.0)
+    best.map_or(&ready[start], |b| b.0)
 }
 
 fn cost(e: &Endpoint, now_ms: u32, decay_ms: f32) -> f32 {
@@ -183,7 +187,7 @@ fn p2c<'a>(ready: &'a [Arc<Endpoint>], st: &PickState, exclude: &Exclude) -> &'a
         (false, true) => return ea,
         (true, true) => return first_allowed(ready, a, exclude),
     }
-    let now = st.clock.now_ms();
+    let now = st.clock.coarse_ms();
     if cost(eb, now, st.decay_ms) < cost(ea, now, st.decay_ms) {
         eb
     } else {
