@@ -121,7 +121,9 @@ impl ConsumerService {
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
-        consumer.close().await;
+        if let Err(e) = consumer.close().await {
+            tracing::warn!(error = %e, "leaving the consumer group failed; partitions move after the session timeout");
+        }
         Ok(())
     }
 

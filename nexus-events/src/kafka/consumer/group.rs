@@ -221,13 +221,16 @@ pub(crate) async fn join(
         }
         tracing::info!(group = %config.group_id, generation, members = members.len(), "computed group assignment as leader");
     }
-    let req = SyncGroupRequest::default()
+    let mut req = SyncGroupRequest::default()
         .with_group_id(GroupId(s(&config.group_id)))
         .with_generation_id(generation)
         .with_member_id(s(&member))
-        .with_protocol_type(Some(s("consumer")))
-        .with_protocol_name(Some(s(config.assignor.name())))
         .with_assignments(assignments);
+    if conn.version::<SyncGroupRequest>(SYNC_GROUP_MAX)? >= 5 {
+        req = req
+            .with_protocol_type(Some(s("consumer")))
+            .with_protocol_name(Some(s(config.assignor.name())));
+    }
     let resp = conn.request_within(&req, SYNC_GROUP_MAX, wait).await?;
     check(resp.error_code, || {
         format!("sync group {}", config.group_id)
@@ -330,11 +333,15 @@ pub(crate) async fn leave(
     group: &str,
     member_id: &str,
 ) -> Result<(), KafkaError> {
-    let req = LeaveGroupRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_member_id(s(member_id))
-        .with_members(vec![MemberIdentity::default().with_member_id(s(member_id))]);
-    let resp = conn.request(&req, LEAVE_GROUP_MAX).await?;
+    // v0-2 name one member; v3+ take a list (batch leave).
+    let version = conn.version::<LeaveGroupRequest>(LEAVE_GROUP_MAX)?;
+    let req = LeaveGroupRequest::default().with_group_id(GroupId(s(group)));
+    let req = if version >= 3 {
+        req.with_members(vec![MemberIdentity::default().with_member_id(s(member_id))])
+    } else {
+        req.with_member_id(s(member_id))
+    };
+    let resp = conn.request(&req, version).await?;
     check(resp.error_code, || format!("leave group {group}"))
 }
 

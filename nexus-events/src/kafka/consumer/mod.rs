@@ -342,19 +342,18 @@ impl GroupConsumer {
     }
 
     /// Stops heartbeats and leaves the group so its partitions move at once.
-    pub async fn close(mut self) {
+    /// An error means the coordinator did not confirm; the partitions then
+    /// move when the session times out.
+    pub async fn close(mut self) -> Result<(), KafkaError> {
         if let Some(hb) = self.heartbeat.take() {
             hb.stop().await;
         }
         let member = self.membership.member_id.clone();
         if member.is_empty() {
-            return;
+            return Ok(());
         }
         let group_id = self.config.group_id.clone();
-        if let Ok(conn) = self.coordinator().await {
-            if let Err(e) = group::leave(conn, &group_id, &member).await {
-                tracing::warn!(error = %e, "leave group failed");
-            }
-        }
+        let conn = self.coordinator().await?;
+        group::leave(conn, &group_id, &member).await
     }
 }
