@@ -65,6 +65,8 @@ def main():
     ap.add_argument("--proxy-bin", required=True)
     ap.add_argument("--pool-size", default="2")
     ap.add_argument("--threads", default="1", help="proxy runtime worker threads")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="runs per target, interleaved; the median is reported (shared machines are noisy)")
     args = ap.parse_args()
     for tool in ("redis-server", "redis-benchmark", "nutcracker"):
         if shutil.which(tool) is None:
@@ -118,15 +120,23 @@ def main():
         wait_port(nexus_port, nexus)
 
         targets = [("redis", redis_port), ("twemproxy", tw_port), ("nexus", nexus_port)]
+        runs = {}
+        for _ in range(args.rounds):
+            for pipeline, n in ((1, args.requests), (16, args.pipelined_requests)):
+                for name, port in targets:
+                    for test, row in bench(port, pipeline, n).items():
+                        runs.setdefault((name, pipeline, test), []).append(row)
+        # Median run by ops/s, per target, pipeline and test.
         results = {}
-        for pipeline, n in ((1, args.requests), (16, args.pipelined_requests)):
-            for name, port in targets:
-                results[(name, pipeline)] = bench(port, pipeline, n)
+        for (name, pipeline, test), rows in runs.items():
+            rows.sort(key=lambda r: r[0])
+            results.setdefault((name, pipeline), {})[test] = rows[len(rows) // 2]
         peak = rss_kib(nexus.pid, "VmHWM")
         now = rss_kib(nexus.pid, "VmRSS")
 
         print(f"redis-benchmark -c 50 -t get,set; -n {args.requests} (P1), -n {args.pipelined_requests} (P16); "
-              f"nexus pool size {args.pool_size}, threads {args.threads}")
+              f"nexus pool size {args.pool_size}, threads {args.threads}; median of {args.rounds} interleaved rounds")
+        print(f"load average at end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"{'test':<6}{'P':>3}  {'target':<10}{'ops/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
               f"{'vs redis':>10}{'vs twem':>9}")
         for pipeline in (1, 16):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Redis direct vs twemproxy vs the Nexus cache proxy under redis-benchmark load.
-#   benches/load/proxy.sh                      # defaults: 100k requests (P1), 1M (P16)
+#   benches/load/proxy.sh                      # defaults: 100k requests (P1), 1M (P16), 3 rounds
 #   benches/load/proxy.sh --requests 50000 --pipelined-requests 500000
 # Needs redis-server, redis-benchmark and nutcracker (apt-get install -y redis-server redis-tools nutcracker).
 set -euo pipefail
