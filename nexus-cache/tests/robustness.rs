@@ -395,3 +395,28 @@ async fn unresponsive_redis_times_out_instead_of_hanging() -> Result<()> {
     assert_eq!(c.call(&[b"GET", b"k"]).await?, b"$1\r\nv\r\n");
     proxy.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_pinned_sessions_promptly() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    // A grace period far longer than the bound asserted below.
+    let proxy =
+        ProxyHandle::start(&redis.url(), |b| b.shutdown_grace(Duration::from_secs(30))).await?;
+    let mut sub = Conn::connect(proxy.addr).await?;
+    let mut tx = Conn::connect(proxy.addr).await?;
+    sub.call(&[b"SUBSCRIBE", b"ch"]).await?;
+    tx.call(&[b"MULTI"]).await?;
+    tx.send(&cmd(&[b"SET", b"k", b"v"])).await?;
+    assert_eq!(tx.read_frames(1).await?, b"+QUEUED\r\n");
+    let started = tokio::time::Instant::now();
+    proxy.shutdown.cancel();
+    tokio::time::timeout(WAIT, proxy.task).await??;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(sub.read_to_eof().await?, b"");
+    assert_eq!(tx.read_to_eof().await?, b"");
+    Ok(())
+}
