@@ -33,6 +33,8 @@ use writer::{Slot, WriteEnd};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
+/// Initial read buffer: small, so idle clients cost little (grows on demand).
+const FIRST_READ: usize = 4 * 1024;
 /// Bytes of forwardable commands that close a batch early.
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
@@ -105,7 +107,7 @@ async fn read_commands(
     shared: &Shared,
     shutdown: &CancellationToken,
 ) -> ReadEnd {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::with_capacity(FIRST_READ);
     let mut scanner = Scanner::new(shared.limits);
     let mut authed = shared.client_auth.is_none();
     let max_batch = shared.config.max_batch.get();
@@ -216,7 +218,7 @@ async fn read_commands(
         if !flush(&mut buf, &mut batch, &slots, lane).await {
             return ReadEnd::Closed;
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK);
         }
         tokio::select! {
