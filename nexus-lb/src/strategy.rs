@@ -147,17 +147,38 @@ fn least_outstanding<'a>(
     start: usize,
     exclude: &Exclude,
 ) -> &'a Arc<Endpoint> {
+    // (in_flight + 1, weight): compared as fractions without division.
+    #[inline]
+    fn load(e: &Endpoint) -> (u64, u64) {
+        (
+            u64::from(e.in_flight.load(Ordering::Relaxed)) + 1,
+            u64::from(e.weight.load(Ordering::Relaxed)),
+        )
+    }
     let mut best: Option<(&Arc<Endpoint>, u64, u64)> = None;
+    if exclude.is_empty() {
+        // Hot path: two plain loops (no chained iterator, no exclusion test).
+        let (head, tail) = ready.split_at(start);
+        let mut b = &ready[start];
+        let (mut bl, mut bw) = load(b);
+        for part in [&tail[1..], head] {
+            for e in part {
+                let (l, w) = load(e);
+                if l * bw < bl * w {
+                    (b, bl, bw) = (e, l, w);
+                }
+            }
+        }
+        return b;
+    }
     for e in rotated(ready, start) {
-        if !exclude.is_empty() && exclude.contains(e.id) {
+        if exclude.contains(e.id) {
             continue;
         }
-        let load = u64::from(e.in_flight.load(Ordering::Relaxed)) + 1;
-        let weight = u64::from(e.weight.load(Ordering::Relaxed));
-        // load/weight < best_load/best_weight, without division.
+        let (l, w) = load(e);
         match best {
-            Some((_, bl, bw)) if load * bw >= bl * weight => {}
-            _ => best = Some((e, load, weight)),
+            Some((_, bl, bw)) if l * bw >= bl * w => {}
+            _ => best = Some((e, l, w)),
         }
     }
     best.map_or(&ready[start], |b| b.0)
