@@ -323,3 +323,42 @@ async fn password_protected_redis() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_side_caching_invalidations_arrive() -> Result<()> {
+    let pair = Pair::start().await?;
+    let mut outs = Vec::new();
+    for addr in [pair.direct.addr(), pair.proxy.addr] {
+        // RESP3: invalidations are pushes on the tracking connection itself.
+        let mut a = Conn::connect(addr).await?;
+        let mut writer = Conn::connect(addr).await?;
+        a.call(&[b"HELLO", b"3"]).await?;
+        let mut out = a.call(&[b"CLIENT", b"TRACKING", b"on"]).await?;
+        out.extend(a.call(&[b"GET", b"tracked"]).await?);
+        out.extend(writer.call(&[b"SET", b"tracked", b"1"]).await?);
+        out.extend(a.read_frames(1).await?); // the invalidation push
+        out.extend(a.call(&[b"GET", b"tracked"]).await?);
+        // RESP2: invalidations are redirected to another connection, named by its id.
+        let mut r = Conn::connect(addr).await?;
+        let id = String::from_utf8(r.call(&[b"CLIENT", b"ID"]).await?)?;
+        let id = id.trim_start_matches(':').trim_end();
+        out.extend(r.call(&[b"SUBSCRIBE", b"__redis__:invalidate"]).await?);
+        let mut b = Conn::connect(addr).await?;
+        out.extend(
+            b.call(&[b"CLIENT", b"TRACKING", b"on", b"REDIRECT", id.as_bytes()])
+                .await?,
+        );
+        out.extend(b.call(&[b"GET", b"other"]).await?);
+        out.extend(writer.call(&[b"SET", b"other", b"2"]).await?);
+        out.extend(r.read_frames(1).await?); // the redirected invalidation
+        outs.push(out);
+    }
+    assert_eq!(show(&outs[0]), show(&outs[1]));
+    assert!(
+        show(&outs[1]).contains(">2⏎$10⏎invalidate⏎*1⏎$7⏎tracked⏎"),
+        "{}",
+        show(&outs[1])
+    );
+    assert!(show(&outs[1]).ends_with("$7⏎message⏎$20⏎__redis__:invalidate⏎*1⏎$5⏎other⏎"));
+    Ok(())
+}
