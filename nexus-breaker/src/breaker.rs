@@ -193,9 +193,8 @@ impl Breaker {
         let now = self.now();
         let policy = lock(&inner.policy);
         let state = self.state();
-        let retry_after_ms = (state == State::Open).then(|| {
-            inner.open_until.load(Ordering::Acquire).saturating_sub(now) / 1_000_000
-        });
+        let retry_after_ms = (state == State::Open)
+            .then(|| inner.open_until.load(Ordering::Acquire).saturating_sub(now) / 1_000_000);
         Snapshot {
             endpoint: Arc::clone(&inner.endpoint),
             state,
@@ -238,7 +237,10 @@ impl Breaker {
             Ok(_) => Ok(self.permit(true)),
             // Probes are in flight: they resolve within the call timeout.
             Err(_) => Err(self.reject(
-                inner.config.call_timeout.unwrap_or(inner.config.reset_timeout),
+                inner
+                    .config
+                    .call_timeout
+                    .unwrap_or(inner.config.reset_timeout),
             )),
         }
     }
@@ -251,7 +253,9 @@ impl Breaker {
             return; // another caller got here first
         }
         policy.half_open_successes = 0;
-        inner.probes.store(inner.config.half_open_probes.get(), Ordering::Release);
+        inner
+            .probes
+            .store(inner.config.half_open_probes.get(), Ordering::Release);
         let counts = policy.window.counts(now);
         self.transition(policy, State::Open, State::HalfOpen, counts);
     }
@@ -311,10 +315,18 @@ impl Breaker {
             && u64::from(counts.failures) * 100 > u64::from(cfg.error_threshold_percent) * total
     }
 
-    fn open(&self, mut policy: MutexGuard<'_, Policy>, now: u64, from: State, counts: WindowCounts) {
+    fn open(
+        &self,
+        mut policy: MutexGuard<'_, Policy>,
+        now: u64,
+        from: State,
+        counts: WindowCounts,
+    ) {
         let inner = &*self.inner;
         let reset = u64::try_from(inner.config.reset_timeout.as_nanos()).unwrap_or(u64::MAX);
-        inner.open_until.store(now.saturating_add(reset), Ordering::Release);
+        inner
+            .open_until
+            .store(now.saturating_add(reset), Ordering::Release);
         inner.probes.store(0, Ordering::Release);
         policy.opened_at = Some(Instant::now());
         policy.opened_at_unix_ms = SystemTime::now()
@@ -326,14 +338,22 @@ impl Breaker {
 
     /// Publishes `to`, then tells the listener after releasing the policy
     /// lock (holding the notify lock so listener calls keep their order).
-    fn transition(&self, policy: MutexGuard<'_, Policy>, from: State, to: State, window: WindowCounts) {
+    fn transition(
+        &self,
+        policy: MutexGuard<'_, Policy>,
+        from: State,
+        to: State,
+        window: WindowCounts,
+    ) {
         let inner = &*self.inner;
         inner.generation.fetch_add(1, Ordering::AcqRel);
         inner.state.store(to.to_u8(), Ordering::Release);
         let notify = lock(&inner.notify);
         drop(policy);
         match to {
-            State::Open => tracing::warn!(endpoint = %inner.endpoint, %from, failures = window.failures, total = window.total(), "circuit opened"),
+            State::Open => {
+                tracing::warn!(endpoint = %inner.endpoint, %from, failures = window.failures, total = window.total(), "circuit opened")
+            }
             _ => tracing::info!(endpoint = %inner.endpoint, %from, %to, "circuit state changed"),
         }
         if let Some(listener) = &inner.listener {
@@ -408,7 +428,9 @@ impl Drop for Permit {
 
 impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit").field("probe", &self.probe).finish_non_exhaustive()
+        f.debug_struct("Permit")
+            .field("probe", &self.probe)
+            .finish_non_exhaustive()
     }
 }
 

@@ -73,7 +73,10 @@ impl BreakerConfig {
         if self.reset_timeout.is_zero() || self.reset_timeout > MAX_DURATION {
             return Err(ConfigError::ResetTimeout(self.reset_timeout));
         }
-        if self.call_timeout.is_some_and(|t| t.is_zero() || t > MAX_DURATION) {
+        if self
+            .call_timeout
+            .is_some_and(|t| t.is_zero() || t > MAX_DURATION)
+        {
             return Err(ConfigError::CallTimeout(self.call_timeout));
         }
         let bucket_ms = self.window.as_millis() / u128::from(self.window_buckets.get());

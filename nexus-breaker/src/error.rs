@@ -55,7 +55,9 @@ pub enum ConfigError {
     CallTimeout(Option<Duration>),
     /// `window` / `window_buckets` gives buckets shorter than 1 ms, or the
     /// window is over a day, or there are more than 1000 buckets.
-    #[error("`window` ({window:?}) / `window_buckets` ({buckets}) must give buckets of at least 1 ms, window at most 1 day, at most 1000 buckets")]
+    #[error(
+        "`window` ({window:?}) / `window_buckets` ({buckets}) must give buckets of at least 1 ms, window at most 1 day, at most 1000 buckets"
+    )]
     Window {
         /// Configured window.
         window: Duration,

@@ -37,7 +37,10 @@ impl BreakerRegistry {
         if let Some(b) = self.get(endpoint) {
             return Ok(b);
         }
-        let mut map = self.map.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(b) = map.get(endpoint) {
             return Ok(b.clone());
         }
@@ -48,7 +51,9 @@ impl BreakerRegistry {
         }
         let name: Arc<str> = endpoint.into();
         let breaker = match &self.listener {
-            Some(l) => Breaker::with_listener(Arc::clone(&name), self.config.clone(), Arc::clone(l)),
+            Some(l) => {
+                Breaker::with_listener(Arc::clone(&name), self.config.clone(), Arc::clone(l))
+            }
             None => Breaker::new(Arc::clone(&name), self.config.clone()),
         };
         // The config was validated in `new`.
@@ -59,20 +64,29 @@ impl BreakerRegistry {
 
     /// The breaker of `endpoint`, if any.
     pub fn get(&self, endpoint: &str) -> Option<Breaker> {
-        let map = self.map.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = self
+            .map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.get(endpoint).cloned()
     }
 
     /// Forgets `endpoint` (e.g. removed by discovery).
     pub fn remove(&self, endpoint: &str) -> Option<Breaker> {
-        let mut map = self.map.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.remove(endpoint)
     }
 
     /// Snapshots of every breaker, sorted by endpoint (for `/cb-stats`).
     pub fn snapshots(&self) -> Vec<Snapshot> {
         let breakers: Vec<Breaker> = {
-            let map = self.map.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let map = self
+                .map
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             map.values().cloned().collect()
         };
         let mut out: Vec<Snapshot> = breakers.iter().map(Breaker::snapshot).collect();

@@ -63,7 +63,9 @@ where
     type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.inner.poll_ready(cx).map_err(|e| Error::Inner(e.into()))
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| Error::Inner(e.into()))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {

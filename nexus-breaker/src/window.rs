@@ -87,12 +87,30 @@ mod tests {
         w.record(0, true);
         w.record(1_500, false);
         w.record(3_999, true);
-        assert_eq!(w.counts(3_999), WindowCounts { failures: 2, successes: 1 });
+        assert_eq!(
+            w.counts(3_999),
+            WindowCounts {
+                failures: 2,
+                successes: 1
+            }
+        );
         // At 4_000 the bucket of epoch 0 has left the window.
-        assert_eq!(w.counts(4_000), WindowCounts { failures: 1, successes: 1 });
+        assert_eq!(
+            w.counts(4_000),
+            WindowCounts {
+                failures: 1,
+                successes: 1
+            }
+        );
         // Reusing slot 0 for epoch 4 clears it first.
         w.record(4_100, false);
-        assert_eq!(w.counts(4_100), WindowCounts { failures: 1, successes: 2 });
+        assert_eq!(
+            w.counts(4_100),
+            WindowCounts {
+                failures: 1,
+                successes: 2
+            }
+        );
         assert_eq!(w.counts(100_000), WindowCounts::default());
         w.clear();
         assert_eq!(w.counts(4_100), WindowCounts::default());

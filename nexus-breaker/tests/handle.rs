@@ -43,7 +43,10 @@ async fn opens_above_threshold_once_volume_reached() {
     assert_eq!(b.state(), State::Open, "3 of 4 failed");
     let err = b.acquire().unwrap_err();
     match err {
-        Error::Open { retry_after, endpoint } => {
+        Error::Open {
+            retry_after,
+            endpoint,
+        } => {
             assert_eq!(retry_after, Duration::from_secs(10));
             assert_eq!(&*endpoint, "up");
         }
@@ -60,7 +63,12 @@ async fn opens_above_threshold_once_volume_reached() {
 #[tokio::test(start_paused = true)]
 async fn exactly_at_threshold_stays_closed() {
     let (b, _) = breaker(BreakerConfig::default());
-    for o in [Outcome::Success, Outcome::Failure, Outcome::Success, Outcome::Failure] {
+    for o in [
+        Outcome::Success,
+        Outcome::Failure,
+        Outcome::Success,
+        Outcome::Failure,
+    ] {
         call(&b, o).unwrap();
     }
     assert_eq!(b.state(), State::Closed, "50% is not above 50%");
@@ -181,10 +189,20 @@ fn invalid_config_is_rejected_with_the_field_named() {
     assert!(err.to_string().contains("error_threshold_percent"), "{err}");
     let mut cfg = BreakerConfig::default();
     cfg.window = Duration::from_millis(5);
-    assert!(Breaker::new("x", cfg).unwrap_err().to_string().contains("window"));
+    assert!(
+        Breaker::new("x", cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("window")
+    );
     let mut cfg = BreakerConfig::default();
     cfg.reset_timeout = Duration::ZERO;
-    assert!(Breaker::new("x", cfg).unwrap_err().to_string().contains("reset_timeout"));
+    assert!(
+        Breaker::new("x", cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("reset_timeout")
+    );
 }
 
 #[test]

@@ -15,7 +15,8 @@ fn upstream(
     calls: Arc<AtomicUsize>,
     status: StatusCode,
     delay: Duration,
-) -> impl tower::Service<Request<()>, Response = Res, Error = std::io::Error, Future = impl Send> + Clone {
+) -> impl tower::Service<Request<()>, Response = Res, Error = std::io::Error, Future = impl Send> + Clone
+{
     service_fn(move |_req: Request<()>| {
         let calls = Arc::clone(&calls);
         async move {
@@ -36,14 +37,22 @@ fn req() -> Request<()> {
 async fn five_hundreds_open_the_circuit_and_it_fails_fast() {
     let calls = Arc::new(AtomicUsize::new(0));
     let breaker = Breaker::new("api", BreakerConfig::default()).unwrap();
-    let svc = BreakerLayer::new(breaker.clone()).layer(upstream(Arc::clone(&calls), StatusCode::BAD_GATEWAY, Duration::ZERO));
+    let svc = BreakerLayer::new(breaker.clone()).layer(upstream(
+        Arc::clone(&calls),
+        StatusCode::BAD_GATEWAY,
+        Duration::ZERO,
+    ));
     for _ in 0..3 {
         let res = svc.clone().oneshot(req()).await.unwrap();
         assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
     }
     let err = svc.clone().oneshot(req()).await.unwrap_err();
     assert!(err.is_open(), "{err}");
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "no upstream attempt while open");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "no upstream attempt while open"
+    );
     assert_eq!(breaker.state(), State::Open);
 }
 
@@ -51,7 +60,11 @@ async fn five_hundreds_open_the_circuit_and_it_fails_fast() {
 async fn four_hundreds_are_successes() {
     let calls = Arc::new(AtomicUsize::new(0));
     let breaker = Breaker::new("api", BreakerConfig::default()).unwrap();
-    let svc = BreakerLayer::new(breaker.clone()).layer(upstream(Arc::clone(&calls), StatusCode::NOT_FOUND, Duration::ZERO));
+    let svc = BreakerLayer::new(breaker.clone()).layer(upstream(
+        Arc::clone(&calls),
+        StatusCode::NOT_FOUND,
+        Duration::ZERO,
+    ));
     for _ in 0..5 {
         svc.clone().oneshot(req()).await.unwrap();
     }
@@ -66,7 +79,11 @@ async fn slow_calls_time_out_and_count_as_failures() {
     let mut cfg = BreakerConfig::default();
     cfg.window = Duration::from_secs(60);
     let breaker = Breaker::new("slow", cfg).unwrap();
-    let svc = BreakerLayer::new(breaker.clone()).layer(upstream(Arc::clone(&calls), StatusCode::OK, Duration::from_secs(6)));
+    let svc = BreakerLayer::new(breaker.clone()).layer(upstream(
+        Arc::clone(&calls),
+        StatusCode::OK,
+        Duration::from_secs(6),
+    ));
     let start = tokio::time::Instant::now();
     for _ in 0..3 {
         match svc.clone().oneshot(req()).await.unwrap_err() {
@@ -90,7 +107,10 @@ async fn transport_errors_are_failures_and_recovery_closes() {
         let failing = flag.load(Ordering::SeqCst);
         async move {
             if failing {
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"))
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "refused",
+                ))
             } else {
                 Ok(Response::new(()))
             }
@@ -128,11 +148,23 @@ async fn custom_classifier_decides() {
     let calls = Arc::new(AtomicUsize::new(0));
     let breaker = Breaker::new("tea", BreakerConfig::default()).unwrap();
     let layer = BreakerLayer::new(breaker.clone()).with_classifier(OnlyTeapots);
-    let svc = layer.layer(upstream(Arc::clone(&calls), StatusCode::INTERNAL_SERVER_ERROR, Duration::ZERO));
+    let svc = layer.layer(upstream(
+        Arc::clone(&calls),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Duration::ZERO,
+    ));
     svc.clone().oneshot(req()).await.unwrap();
-    assert_eq!(breaker.state(), State::Closed, "500 is fine for this classifier");
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "500 is fine for this classifier"
+    );
     assert_eq!(breaker.snapshot().successes, 1);
-    let svc = layer.layer(upstream(Arc::clone(&calls), StatusCode::IM_A_TEAPOT, Duration::ZERO));
+    let svc = layer.layer(upstream(
+        Arc::clone(&calls),
+        StatusCode::IM_A_TEAPOT,
+        Duration::ZERO,
+    ));
     for _ in 0..2 {
         svc.clone().oneshot(req()).await.unwrap();
     }
