@@ -50,6 +50,37 @@ def bench(port, pipeline, requests):
     return {r["test"]: (float(r["rps"]), float(r["p50_latency_ms"]), float(r["p99_latency_ms"])) for r in rows}
 
 
+BEHAVIOUR_INPUTS = [
+    ("unsupported by twemproxy: MULTI", b"*1\r\n$5\r\nMULTI\r\n"),
+    ("unsupported by twemproxy: SELECT 1", b"*2\r\n$6\r\nSELECT\r\n$1\r\n1\r\n"),
+    ("bulk length not a number", b"*2\r\n$3\r\nGET\r\n$abc\r\n"),
+    ("negative bulk length", b"*2\r\n$3\r\nGET\r\n$-7\r\n"),
+    ("negative array length", b"*-3\r\n"),
+    ("empty bulk length", b"*2\r\n$3\r\nGET\r\n$\r\n"),
+    ("huge bulk length", b"*2\r\n$3\r\nGET\r\n$99999999999999999999\r\n"),
+    ("array length not a number", b"*x\r\n"),
+    ("payload longer than its length", b"*2\r\n$3\r\nGET\r\n$1\r\nkk\r\n"),
+    ("CR without LF after a length", b"*2\r$3\r\nGET\r\n$1\r\nk\r\n"),
+    ("length with a plus sign", b"*2\r\n$3\r\nGET\r\n$+1\r\nk\r\n"),
+    ("length with trailing space", b"*2\r\n$3\r\nGET\r\n$1 \r\nk\r\n"),
+]
+
+
+def probe(port, payload, timeout=2.0):
+    """Sends payload; returns the first reply line, 'closed, no reply' or 'HANGS'."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        try:
+            data = s.recv(4096)
+        except socket.timeout:
+            return "HANGS (no reply, not closed, 2 s)"
+        except ConnectionResetError:
+            return "connection reset, no reply"
+        if not data:
+            return "closed, no reply"
+        return data.split(b"\r\n")[0].decode(errors="replace")[:70]
+
+
 def rss_kib(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -151,6 +182,11 @@ def main():
             added = results[("nexus", 1)][test][2] - results[("redis", 1)][test][2]
             print(f"p99 added by nexus over direct, {test} P1: {added:.3f} ms")
         print(f"nexus RSS: peak {peak / 1024:.1f} MiB, now {now / 1024:.1f} MiB")
+        print("\nprotocol behaviour (first reply line):")
+        for label, payload in BEHAVIOUR_INPUTS:
+            print(f"  {label}")
+            print(f"    twemproxy: {probe(tw_port, payload)}")
+            print(f"    nexus:     {probe(nexus_port, payload)}")
     finally:
         cleanup()
 
