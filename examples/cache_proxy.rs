@@ -13,7 +13,7 @@
 //! event loop, which is fastest when Redis runs on the same few cores).
 //! `--policy FILE` and `--admin ADDR` are accepted for forward compatibility but
 //! are not implemented yet: they only print a warning.
-//! Stops on Ctrl-C after letting connected clients receive their pending replies.
+//! Stops on Ctrl-C or SIGTERM after letting connected clients receive their pending replies.
 
 use std::process::ExitCode;
 
@@ -102,7 +102,7 @@ async fn run(config: ProxyConfig) -> ExitCode {
     };
     eprintln!("nexus cache proxy listening on {listen}, upstream {upstream}");
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        shutdown_signal().await;
         eprintln!("shutting down");
     };
     match proxy.serve(listener, shutdown).await {
@@ -112,4 +112,20 @@ async fn run(config: ProxyConfig) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Ctrl-C, or SIGTERM (how service managers and containers stop a process).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
