@@ -15,19 +15,47 @@ use crate::wrr::{Wrr, step};
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Cycle through available endpoints in order; weights are ignored.
+    #[serde(alias = "rr")]
     RoundRobin,
     /// The endpoint with the fewest requests in flight per unit of weight
     /// (ties broken at random). Scans the available endpoints: n relaxed
     /// atomic loads, no lock.
+    #[serde(alias = "least_connections", alias = "lc")]
     LeastOutstanding,
     /// nginx's smooth weighted round robin: each endpoint gets
     /// `weight / sum(weights)` of the picks, interleaved rather than in bursts.
     #[default]
+    #[serde(alias = "wrr")]
     WeightedRoundRobin,
     /// Power of two choices: two random available endpoints, the one with the
     /// lower `peak_ewma_latency × (in_flight + 1) / weight` wins (the cost of
     /// `tower::load::PeakEwma`, divided by weight).
+    #[serde(alias = "p2c")]
     P2cPeakEwma,
+}
+
+/// An unknown strategy name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown balancing strategy {0:?} (expected round_robin, least_outstanding, weighted_round_robin or p2c_peak_ewma)"
+)]
+pub struct UnknownStrategy(pub String);
+
+impl std::str::FromStr for Strategy {
+    type Err = UnknownStrategy;
+
+    /// Accepts the names of [`Strategy::as_str`] and the aliases `rr`,
+    /// `least_connections`, `lc`, `wrr`, `p2c` (case-insensitive, `-` or `_`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
+        Ok(match norm.as_str() {
+            "round_robin" | "rr" => Strategy::RoundRobin,
+            "least_outstanding" | "least_connections" | "lc" => Strategy::LeastOutstanding,
+            "weighted_round_robin" | "wrr" => Strategy::WeightedRoundRobin,
+            "p2c_peak_ewma" | "p2c" => Strategy::P2cPeakEwma,
+            _ => return Err(UnknownStrategy(s.to_owned())),
+        })
+    }
 }
 
 impl Strategy {

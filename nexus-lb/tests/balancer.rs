@@ -231,3 +231,20 @@ async fn lazily_half_opening_breakers_get_their_endpoint_back_after_the_reset() 
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(lb.available(), 1);
 }
+
+#[test]
+fn strategy_names_parse_with_aliases() {
+    for (name, s) in [
+        ("round_robin", Strategy::RoundRobin),
+        ("RR", Strategy::RoundRobin),
+        ("least-connections", Strategy::LeastOutstanding),
+        ("wrr", Strategy::WeightedRoundRobin),
+        ("p2c", Strategy::P2cPeakEwma),
+    ] {
+        assert_eq!(name.parse::<Strategy>().unwrap(), s, "{name}");
+        assert_eq!(s.as_str().parse::<Strategy>().unwrap(), s);
+    }
+    assert!("fastest".parse::<Strategy>().is_err());
+    let s: Strategy = serde_json::from_str(r#""least_connections""#).unwrap();
+    assert_eq!(s, Strategy::LeastOutstanding);
+}
