@@ -280,3 +280,58 @@ async fn shutdown_closes_pinned_sessions_promptly() -> Result<()> {
     assert_eq!(tx.read_to_eof().await?, b"");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_pipelines_never_hang_the_proxy() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.max_bulk_len(64 * 1024)).await?;
+    let mut bystander = Conn::connect(proxy.addr).await?;
+    let mut valid = Vec::new();
+    for c in [
+        &[&b"SET"[..], b"k", b"v\r\n"][..],
+        &[b"GET", b"k"],
+        &[b"HSET", b"h", b"f", b"1"],
+        &[b"HGETALL", b"h"],
+        &[b"LPUSH", b"l", b"a", b"b"],
+        &[b"LRANGE", b"l", b"0", b"-1"],
+    ] {
+        valid.extend(cmd(c));
+    }
+    valid.extend_from_slice(b"PING inline\r\n");
+    // xorshift64: deterministic, no extra dependency.
+    let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet = b"*$:+-\r\n0123456789-?abcGETPINGSET ";
+    for case in 0..300 {
+        let mut input = valid.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() % input.len() as u64) as usize;
+            input[at] = alphabet[(next() % alphabet.len() as u64) as usize];
+        }
+        if next() % 3 == 0 {
+            input.truncate((next() % input.len() as u64) as usize);
+        }
+        let mut c = Conn::connect(proxy.addr).await?;
+        c.send(&input).await?;
+        c.stream.shutdown().await?;
+        // Whatever the input did, the connection ends once the client is done.
+        c.read_to_eof()
+            .await
+            .with_context(|| format!("case {case} hung: {}", show(&input)))?;
+        if case % 50 == 0 {
+            assert_eq!(bystander.call(&[b"PING"]).await?, b"+PONG\r\n");
+        }
+    }
+    assert_eq!(bystander.call(&[b"ECHO", b"ok"]).await?, b"$2\r\nok\r\n");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while proxy.metrics.snapshot().connected_clients != 1 {
+        ensure!(tokio::time::Instant::now() < deadline, "connections leaked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.stop().await
+}
