@@ -113,3 +113,65 @@ impl Lane {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::resp::encode;
+
+    #[tokio::test]
+    async fn call_returns_the_replies_of_a_batch_contiguously() {
+        let redis = nexus_testkit::RedisServer::start().await.unwrap();
+        let config = Arc::new(
+            ProxyConfig::builder()
+                .upstream(redis.url())
+                .pool_size(1)
+                .build()
+                .unwrap(),
+        );
+        let metrics = Arc::new(Metrics::new());
+        let pool = Pool::spawn(&config, &metrics);
+        let mut req = Vec::new();
+        encode::command(&mut req, &[b"SET", b"k", b"v"]);
+        encode::command(&mut req, &[b"GET", b"k"]);
+        encode::command(&mut req, &[b"INCR", b"k"]);
+        let reply = pool.call(Bytes::from(req), 3).await;
+        assert!(reply.failure.is_none());
+        assert_eq!(
+            &reply.bytes[..],
+            b"+OK\r\n$1\r\nv\r\n-ERR value is not an integer or out of range\r\n"
+        );
+        let s = metrics.snapshot();
+        assert_eq!(
+            (
+                s.upstream_connects,
+                s.upstream_batches,
+                s.upstream_error_replies
+            ),
+            (1, 1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn call_to_a_dead_redis_fails_every_command() {
+        let redis = nexus_testkit::RedisServer::start().await.unwrap();
+        let config = Arc::new(
+            ProxyConfig::builder()
+                .upstream(redis.url())
+                .pool_size(1)
+                .build()
+                .unwrap(),
+        );
+        redis.stop();
+        let pool = Pool::spawn(&config, &Arc::new(Metrics::new()));
+        let mut req = Vec::new();
+        encode::command(&mut req, &[b"PING"]);
+        encode::command(&mut req, &[b"PING"]);
+        let reply = pool.call(Bytes::from(req), 2).await;
+        let (missing, err) = reply.failure.unwrap();
+        assert_eq!(missing, 2);
+        assert!(matches!(err, UpstreamError::Unavailable(_)), "{err:?}");
+        assert!(reply.bytes.is_empty());
+    }
+}
