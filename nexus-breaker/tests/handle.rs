@@ -232,3 +232,49 @@ async fn registry_is_bounded_and_lists_snapshots() {
     assert!(reg.remove("http://a").is_some());
     assert!(reg.get_or_insert("http://c").is_ok());
 }
+
+/// Threads racing for probes on a half-open breaker get exactly
+/// `half_open_probes` of them, and exactly one listener call per transition.
+#[test]
+fn concurrent_acquires_get_exactly_the_probe_slots() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let mut cfg = BreakerConfig::default();
+    cfg.half_open_probes = nz(3);
+    let (b, log) = breaker(cfg);
+    for _ in 0..3 {
+        call(&b, Outcome::Failure).unwrap();
+    }
+    rt.block_on(tokio::time::advance(Duration::from_secs(10)));
+    let granted = std::sync::Mutex::new(Vec::new());
+    let handle = rt.handle().clone();
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                // Read the runtime's paused clock from this thread too.
+                let _rt = handle.enter();
+                for _ in 0..100 {
+                    if let Ok(p) = b.acquire() {
+                        granted.lock().unwrap().push(p);
+                    }
+                }
+            });
+        }
+    });
+    let granted = granted.into_inner().unwrap();
+    assert_eq!(granted.len(), 3);
+    assert!(granted.iter().all(|p| p.is_probe()));
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![(State::Closed, State::Open), (State::Open, State::HalfOpen)]
+    );
+    for p in granted {
+        p.success();
+    }
+    assert_eq!(b.state(), State::Closed);
+    assert_eq!(log.lock().unwrap().len(), 3, "closed once, not three times");
+}
