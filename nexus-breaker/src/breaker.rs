@@ -114,8 +114,17 @@ impl Breaker {
         listener: Option<Arc<dyn Listener>>,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        Ok(Self::from_valid(endpoint, config, listener))
+    }
+
+    /// Builds from a config that passed [`BreakerConfig::validate`].
+    pub(crate) fn from_valid(
+        endpoint: Arc<str>,
+        config: BreakerConfig,
+        listener: Option<Arc<dyn Listener>>,
+    ) -> Self {
         let bucket = u64::try_from(config.bucket().as_nanos()).unwrap_or(u64::MAX);
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
                 endpoint,
                 origin: Instant::now(),
@@ -136,7 +145,7 @@ impl Breaker {
                 listener,
                 config,
             }),
-        })
+        }
     }
 
     /// Asks to make one call. `Err(Error::Open)` means: do not call.

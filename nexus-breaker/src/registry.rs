@@ -50,14 +50,12 @@ impl BreakerRegistry {
             });
         }
         let name: Arc<str> = endpoint.into();
-        let breaker = match &self.listener {
-            Some(l) => {
-                Breaker::with_listener(Arc::clone(&name), self.config.clone(), Arc::clone(l))
-            }
-            None => Breaker::new(Arc::clone(&name), self.config.clone()),
-        };
         // The config was validated in `new`.
-        let breaker = breaker.map_err(|_| RegistryFull { max: 0 })?;
+        let breaker = Breaker::from_valid(
+            Arc::clone(&name),
+            self.config.clone(),
+            self.listener.clone(),
+        );
         map.insert(name, breaker.clone());
         Ok(breaker)
     }
