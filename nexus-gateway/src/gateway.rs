@@ -191,7 +191,15 @@ impl GatewayBuilder {
             None => (authed, None),
         };
         let entry = EntryLayer::new(metrics, telemetry, self.events);
-        let service = match self.blocklist {
+        let blocklist = match (self.blocklist, &shared.settings.blocklist_redis_url) {
+            (Some(list), _) => Some(list),
+            (None, Some(url)) => Some(Arc::new(
+                crate::RedisBlocklist::start(url, shared.settings.blocklist_refresh)
+                    .map_err(|e| ConfigError::invalid("blocklist.redis_url", e.to_string()))?,
+            ) as Arc<dyn Blocklist>),
+            (None, None) => None,
+        };
+        let service = match blocklist {
             Some(list) => {
                 BoxCloneSyncService::new(entry.layer(BlocklistLayer::new(list).layer(limited)))
             }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod blocklist;
 mod events;
 mod harness;
 mod paths;
