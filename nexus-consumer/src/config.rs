@@ -221,3 +221,52 @@ impl ServiceConfig {
         Duration::from_millis(self.session_timeout_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn json_with_defaults_and_each_bad_field_named() {
+        let c = ServiceConfig::from_json(
+            r#"{"kafka_bootstrap":"127.0.0.1:9092","redis_url":"redis://127.0.0.1:6379",
+                "latency":{"mode":"ewma_percentile","alpha":0.2,"factor":3.0,"window":50,"percentile":99.0,"min_samples":10}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.group_id, "nexus-consumer-group");
+        assert_eq!(c.block.threshold, 5);
+        assert!(matches!(c.latency, LatencyConfig::EwmaPercentile { .. }));
+
+        let cases = [
+            (
+                r#"{"kafka_bootstrap":"","redis_url":"redis://x"}"#,
+                "kafka_bootstrap",
+            ),
+            (
+                r#"{"kafka_bootstrap":"k:1","redis_url":"http://x"}"#,
+                "redis_url",
+            ),
+            (
+                r#"{"kafka_bootstrap":"k:1","redis_url":"redis://x","block":{"threshold":0,"window_ms":1,"block_ms":1,"max_tracked_ips":1}}"#,
+                "block.threshold",
+            ),
+            (
+                r#"{"kafka_bootstrap":"k:1","redis_url":"redis://x","alerts":{"webhook_url":"https://h/x"}}"#,
+                "alerts.webhook_url",
+            ),
+            (
+                r#"{"kafka_bootstrap":"k:1","redis_url":"redis://x","latency":{"mode":"rolling_mean","window":50,"factor":0.5,"min_samples":1}}"#,
+                "latency.factor",
+            ),
+            (
+                r#"{"kafka_bootstrap":"k:1","redis_url":"redis://x","surprise":1}"#,
+                "(document)",
+            ),
+        ];
+        for (json, field) in cases {
+            let err = ServiceConfig::from_json(json).unwrap_err();
+            assert_eq!(err.field, field, "{json}: {err}");
+        }
+    }
+}

@@ -221,3 +221,60 @@ async fn futures_next(s: &mut (impl futures_util::Stream<Item = redis::Msg> + Un
     let msg = s.next().await.unwrap();
     msg.get_payload::<String>().unwrap()
 }
+
+/// Redis down when the threshold is reached: the consumer does not commit,
+/// rewinds, and writes the block once Redis is back (at-least-once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_decided_during_a_redis_outage_is_written_when_redis_returns() {
+    let kafka = KafkaBroker::start().await.unwrap();
+    let redis = RedisServer::start().await.unwrap();
+    let mut config = ServiceConfig::new(&kafka.bootstrap(), &redis.url());
+    config.group_id = "nexus-consumer-outage".into();
+    config.session_timeout_ms = 6_000;
+    let running = start_service(config);
+    let sink = KafkaSink::new(ProducerConfig::new(&kafka.bootstrap())).unwrap();
+    let (emitter, task) = Emitter::spawn(sink, EmitterConfig::default()).unwrap();
+
+    // Make sure the service has joined and handles events before Redis goes away.
+    emitter.emit(Event::rate_limit_hit("10.1.1.1", "GET", "/warm", None));
+    wait_for(
+        &running.stats,
+        |s| Stats::get(&s.rate_limit_hits),
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    redis.stop();
+    for _ in 0..5 {
+        emitter.emit(Event::rate_limit_hit("10.2.2.2", "GET", "/x", None));
+    }
+    wait_for(
+        &running.stats,
+        |s| Stats::get(&s.rate_limit_hits),
+        6,
+        Duration::from_secs(20),
+    )
+    .await;
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(Stats::get(&running.stats.ips_blocked), 0, "Redis is down");
+
+    redis.restart().await.unwrap();
+    wait_for(
+        &running.stats,
+        |s| Stats::get(&s.ips_blocked),
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(blocked_key("10.2.2.2"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(exists, "block written after Redis returned");
+    task.shutdown(Duration::from_secs(5)).await;
+    running.shutdown().await;
+}

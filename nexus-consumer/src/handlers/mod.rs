@@ -119,6 +119,7 @@ impl Handlers {
             .blocklist
             .block(&hit.ip, self.block_for, "rate_limit", hits)
             .await?;
+        self.hits.clear(&hit.ip);
         Stats::inc(&self.stats.ips_blocked);
         tracing::warn!(ip = %hit.ip, hits, expires_at_ms = expires, "[ACTION] AUTO-BLOCKED IP after {hits} rate limit violations");
         Ok(())

@@ -33,8 +33,9 @@ impl HitCounter {
     }
 
     /// Records a hit of `ip` at `at_ms` (Unix ms). Returns the hit count when
-    /// it reaches the threshold; the IP's window is then cleared so a block
-    /// is decided once per `threshold` hits.
+    /// it reaches the threshold. The caller acts on it and then calls
+    /// [`HitCounter::clear`], so a failed action (Redis down) is decided again
+    /// when the event is redelivered.
     pub fn record(&mut self, ip: &str, at_ms: u64) -> Option<u32> {
         if !self.hits.contains_key(ip) && self.hits.len() >= self.max_ips {
             self.prune(at_ms);
@@ -52,12 +53,13 @@ impl HitCounter {
         if q.len() > self.threshold {
             q.pop_front();
         }
-        if q.len() >= self.threshold {
-            let n = q.len() as u32;
-            self.hits.remove(ip);
-            return Some(n);
-        }
-        None
+        (q.len() >= self.threshold).then_some(q.len() as u32)
+    }
+
+    /// Forgets the hits of `ip` (after it was blocked), so the next block
+    /// needs `threshold` new hits.
+    pub fn clear(&mut self, ip: &str) {
+        self.hits.remove(ip);
     }
 
     /// Current hits of `ip` inside the window ending at `now_ms`.
@@ -96,6 +98,9 @@ mod tests {
             assert_eq!(c.record("1.2.3.4", 1_000 + i), None);
         }
         assert_eq!(c.record("1.2.3.4", 1_010), Some(5));
+        // Not cleared until the caller says the block was written: a retry decides again.
+        assert_eq!(c.record("1.2.3.4", 1_010), Some(5));
+        c.clear("1.2.3.4");
         assert_eq!(c.count("1.2.3.4", 1_010), 0, "window cleared after a block");
         assert_eq!(c.record("1.2.3.4", 1_011), None);
     }
@@ -108,6 +113,7 @@ mod tests {
         // 0 has left the window by 120: only 50 and 120 count.
         assert_eq!(c.record("ip", 120), None);
         assert_eq!(c.record("ip", 140), Some(3));
+        c.clear("ip");
     }
 
     #[test]
@@ -116,6 +122,7 @@ mod tests {
         assert_eq!(c.record("a", 1), None);
         assert_eq!(c.record("b", 2), None);
         assert_eq!(c.record("a", 3), Some(2));
+        c.clear("a");
         assert_eq!(c.count("b", 3), 1);
     }
 
