@@ -123,7 +123,7 @@ async fn read_commands(
             let cmd = match Command::parse(frame) {
                 Ok(c) => c,
                 // An empty line, `*0` or `*-1`: Redis skips these without a reply.
-                Err(Error::NotACommand("empty line" | "empty array" | "null array")) => {
+                Err(_) if is_empty_command(frame) => {
                     if !flush(&mut buf, &mut batch, &slots, lane).await {
                         return ReadEnd::Closed;
                     }
@@ -230,6 +230,15 @@ async fn read_commands(
             },
         }
     }
+}
+
+/// Frames Redis silently skips: `*0`, `*-1`, and inline lines of separators only.
+fn is_empty_command(frame: &[u8]) -> bool {
+    frame == b"*0\r\n"
+        || frame == b"*-1\r\n"
+        || frame
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c))
 }
 
 fn count_local(reply: &[u8], shared: &Shared) {
