@@ -286,9 +286,12 @@ impl Breaker {
             (State::Closed, Outcome::Success | Outcome::Failure) => {
                 let failed = outcome == Outcome::Failure;
                 policy.window.record(now, failed);
-                let counts = policy.window.counts(now);
-                if failed && self.should_trip(counts) {
-                    self.open(policy, now, State::Closed, counts);
+                // Only a failure can trip the breaker: successes skip the sum.
+                if failed {
+                    let counts = policy.window.counts(now);
+                    if self.should_trip(counts) {
+                        self.open(policy, now, State::Closed, counts);
+                    }
                 }
             }
             (State::HalfOpen, _) if probe && current => match outcome {
