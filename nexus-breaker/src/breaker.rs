@@ -1,9 +1,10 @@
 //! The breaker handle: a cheap gate on the data path and a policy behind a lock.
 //!
 //! The gate ([`Breaker::acquire`]) reads one atomic state byte; while closed
-//! that is all a call pays before it starts. Outcomes go to the policy
-//! ([`Permit::record`]): a short critical section updating the rolling window
-//! and deciding transitions (never held across an await). Open → half-open
+//! that is all a call pays before it starts. A success while closed is one
+//! atomic increment in the current window bucket. Failures, bucket rollover
+//! and every transition go through the policy ([`Permit::record`]): a short
+//! critical section (never held across an await). Open → half-open
 //! happens lazily on the first call after the reset timeout, so no timer task
 //! is needed.
 
@@ -43,6 +44,8 @@ struct Inner {
     successes: AtomicU64,
     failures: AtomicU64,
     rejected: AtomicU64,
+    /// Rolling window; its buckets are atomics (see [`Window`]).
+    window: Window,
     policy: Mutex<Policy>,
     /// Serializes listener calls so they arrive in transition order.
     notify: Mutex<()>,
@@ -50,7 +53,6 @@ struct Inner {
 }
 
 struct Policy {
-    window: Window,
     opened_at: Option<Instant>,
     opened_at_unix_ms: Option<u64>,
     half_open_successes: u32,
@@ -135,8 +137,8 @@ impl Breaker {
                 successes: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
+                window: Window::new(config.window_buckets.get(), bucket),
                 policy: Mutex::new(Policy {
-                    window: Window::new(config.window_buckets.get(), bucket),
                     opened_at: None,
                     opened_at_unix_ms: None,
                     half_open_successes: 0,
@@ -210,7 +212,7 @@ impl Breaker {
             failures: inner.failures.load(Ordering::Relaxed),
             successes: inner.successes.load(Ordering::Relaxed),
             rejected: inner.rejected.load(Ordering::Relaxed),
-            window: policy.window.counts(now),
+            window: inner.window.counts(now),
             opened_at: policy.opened_at,
             opened_at_unix_ms: policy.opened_at_unix_ms,
             retry_after_ms,
@@ -265,7 +267,7 @@ impl Breaker {
         inner
             .probes
             .store(inner.config.half_open_probes.get(), Ordering::Release);
-        let counts = policy.window.counts(now);
+        let counts = inner.window.counts(now);
         self.transition(policy, State::Open, State::HalfOpen, counts);
     }
 
@@ -280,15 +282,23 @@ impl Breaker {
             Outcome::Ignore => 0,
         };
         let now = self.now();
+        // Fast path: a success while closed only bumps a window counter.
+        if outcome == Outcome::Success
+            && !probe
+            && self.state() == State::Closed
+            && inner.window.try_record_success(now)
+        {
+            return;
+        }
         let mut policy = lock(&inner.policy);
         let current = inner.generation.load(Ordering::Acquire) == generation;
         match (self.state(), outcome) {
             (State::Closed, Outcome::Success | Outcome::Failure) => {
                 let failed = outcome == Outcome::Failure;
-                policy.window.record(now, failed);
+                inner.window.record(now, failed);
                 // Only a failure can trip the breaker: successes skip the sum.
                 if failed {
-                    let counts = policy.window.counts(now);
+                    let counts = inner.window.counts(now);
                     if self.should_trip(counts) {
                         self.open(policy, now, State::Closed, counts);
                     }
@@ -296,16 +306,16 @@ impl Breaker {
             }
             (State::HalfOpen, _) if probe && current => match outcome {
                 Outcome::Failure => {
-                    let counts = policy.window.counts(now);
+                    let counts = inner.window.counts(now);
                     self.open(policy, now, State::HalfOpen, counts);
                 }
                 Outcome::Success => {
                     policy.half_open_successes += 1;
                     if policy.half_open_successes >= inner.config.successes_to_close.get() {
-                        policy.window.clear();
+                        inner.window.clear();
                         policy.opened_at = None;
                         policy.opened_at_unix_ms = None;
-                        let counts = policy.window.counts(now);
+                        let counts = inner.window.counts(now);
                         self.transition(policy, State::HalfOpen, State::Closed, counts);
                     } else {
                         inner.probes.fetch_add(1, Ordering::AcqRel);

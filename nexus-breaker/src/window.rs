@@ -5,6 +5,8 @@
 //! the last `window` (to one bucket's resolution) in O(n) memory whatever the
 //! call rate.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
 /// Outcome counts over the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct WindowCounts {
@@ -21,11 +23,15 @@ impl WindowCounts {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+/// One time slice. Counters are atomics so that a success in a bucket that is
+/// already current is counted without the breaker's lock; moving a bucket to
+/// a new slice (and every failure) happens under the lock.
+#[derive(Debug, Default)]
 struct Bucket {
     /// Index of the time slice this bucket counts (`now / bucket_len`).
-    epoch: u64,
-    counts: WindowCounts,
+    epoch: AtomicU64,
+    successes: AtomicU32,
+    failures: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -37,44 +43,75 @@ pub(crate) struct Window {
 impl Window {
     pub(crate) fn new(buckets: u32, bucket_nanos: u64) -> Self {
         Self {
-            buckets: vec![Bucket::default(); buckets as usize].into_boxed_slice(),
+            buckets: (0..buckets).map(|_| Bucket::default()).collect(),
             bucket_nanos: bucket_nanos.max(1),
         }
     }
 
-    pub(crate) fn record(&mut self, now: u64, failure: bool) {
+    fn slot(&self, now: u64) -> (u64, &Bucket) {
         let epoch = now / self.bucket_nanos;
         let n = self.buckets.len() as u64;
-        let slot = &mut self.buckets[(epoch % n) as usize];
-        if slot.epoch != epoch {
-            *slot = Bucket {
-                epoch,
-                counts: WindowCounts::default(),
-            };
+        (epoch, &self.buckets[(epoch % n) as usize])
+    }
+
+    /// Counts a success without the lock if its bucket is current; returns
+    /// false when the bucket must first be moved to a new slice (then call
+    /// [`record`](Self::record) under the lock). A success racing with that
+    /// move may be counted in the neighbouring slice: the window is a
+    /// statistic, not a ledger.
+    pub(crate) fn try_record_success(&self, now: u64) -> bool {
+        let (epoch, slot) = self.slot(now);
+        if slot.epoch.load(Ordering::Acquire) != epoch {
+            return false;
         }
-        let c = &mut slot.counts;
-        if failure {
-            c.failures = c.failures.saturating_add(1);
+        saturating_inc(&slot.successes);
+        true
+    }
+
+    /// Counts one outcome. Callers hold the breaker's policy lock.
+    pub(crate) fn record(&self, now: u64, failure: bool) {
+        let (epoch, slot) = self.slot(now);
+        if slot.epoch.load(Ordering::Acquire) != epoch {
+            slot.successes.store(0, Ordering::Relaxed);
+            slot.failures.store(0, Ordering::Relaxed);
+            slot.epoch.store(epoch, Ordering::Release);
+        }
+        saturating_inc(if failure {
+            &slot.failures
         } else {
-            c.successes = c.successes.saturating_add(1);
-        }
+            &slot.successes
+        });
     }
 
     pub(crate) fn counts(&self, now: u64) -> WindowCounts {
         let epoch = now / self.bucket_nanos;
         let n = self.buckets.len() as u64;
-        self.buckets
-            .iter()
-            .filter(|b| b.epoch <= epoch && b.epoch + n > epoch)
-            .fold(WindowCounts::default(), |acc, b| WindowCounts {
-                failures: acc.failures.saturating_add(b.counts.failures),
-                successes: acc.successes.saturating_add(b.counts.successes),
-            })
+        let mut total = WindowCounts::default();
+        for b in self.buckets.iter() {
+            let e = b.epoch.load(Ordering::Acquire);
+            if e <= epoch && e + n > epoch {
+                total.failures = total
+                    .failures
+                    .saturating_add(b.failures.load(Ordering::Relaxed));
+                total.successes = total
+                    .successes
+                    .saturating_add(b.successes.load(Ordering::Relaxed));
+            }
+        }
+        total
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.buckets.fill(Bucket::default());
+    /// Forgets everything. Callers hold the breaker's policy lock.
+    pub(crate) fn clear(&self) {
+        for b in self.buckets.iter() {
+            b.successes.store(0, Ordering::Relaxed);
+            b.failures.store(0, Ordering::Relaxed);
+        }
     }
+}
+
+fn saturating_inc(counter: &AtomicU32) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_add(1));
 }
 
 #[cfg(test)]
@@ -83,7 +120,7 @@ mod tests {
 
     #[test]
     fn old_buckets_fall_out_of_the_window() {
-        let mut w = Window::new(4, 1_000); // 4 µs window of 1 µs buckets
+        let w = Window::new(4, 1_000); // 4 µs window of 1 µs buckets
         w.record(0, true);
         w.record(1_500, false);
         w.record(3_999, true);
@@ -112,6 +149,18 @@ mod tests {
             }
         );
         assert_eq!(w.counts(100_000), WindowCounts::default());
+        assert!(w.try_record_success(4_200), "bucket of epoch 4 is current");
+        assert!(
+            !w.try_record_success(5_000),
+            "bucket of epoch 5 needs the lock"
+        );
+        assert_eq!(
+            w.counts(4_200),
+            WindowCounts {
+                failures: 1,
+                successes: 3
+            }
+        );
         w.clear();
         assert_eq!(w.counts(4_100), WindowCounts::default());
     }
