@@ -31,10 +31,18 @@ fn event(i: usize) -> Event {
 
 async fn throughput(bootstrap: &str, n: usize) {
     let sink = KafkaSink::new(ProducerConfig::new(bootstrap)).expect("sink");
-    let config = EmitterConfig {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let mut config = EmitterConfig {
         capacity: 65_536,
         ..EmitterConfig::default()
     };
+    if let Some(b) = env("NEXUS_BENCH_MAX_BATCH") {
+        config.max_batch = b as usize;
+    }
+    if let Some(l) = env("NEXUS_BENCH_LINGER_MS") {
+        config.linger = Duration::from_millis(l);
+    }
+    let (max_batch, linger) = (config.max_batch, config.linger);
     let (emitter, task) = Emitter::spawn(sink, config).expect("emitter");
     // Warm up: metadata, topic creation, connections.
     emitter.emit(event(0));
@@ -62,7 +70,7 @@ async fn throughput(bootstrap: &str, n: usize) {
     let elapsed = start.elapsed();
     let stats = task.shutdown(Duration::from_secs(5)).await;
     println!(
-        "producer throughput: {n} events in {elapsed:?} = {:.0} events/s (acks=1, linger 5 ms, max_batch 8192; sent {}, failed {})",
+        "producer throughput: {n} events in {elapsed:?} = {:.0} events/s (acks=1, linger {linger:?}, max_batch {max_batch}; sent {}, failed {})",
         n as f64 / elapsed.as_secs_f64(),
         stats.sent,
         stats.failed

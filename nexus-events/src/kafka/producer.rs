@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
@@ -506,11 +506,4 @@ fn map_response(round: Vec<Chunk>, resp: &ProduceResponse, topics: &[&str]) -> V
             (c, res)
         })
         .collect()
-}
-
-/// How long [`Producer::send`] may take at most, for callers that bound it.
-pub fn worst_case_send(config: &ProducerConfig) -> Duration {
-    let per_attempt = config.client.connect_timeout + config.client.request_timeout * 2;
-    let backoff = config.max_backoff * config.retries;
-    per_attempt * (config.retries + 1) + backoff
 }
