@@ -9,7 +9,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, Sampler, SdkTracerProvider};
 use tracing::Dispatch;
-use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -88,35 +88,48 @@ where
         .with_target(false)
         .with_filter(span_filter);
 
-    let (human, json) = match cfg.log_format {
-        LogFormat::Human => (
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(writer)
-                    .with_filter(log_filter),
-            ),
-            None,
-        ),
-        LogFormat::Json => {
-            let (format, capture) = json_format();
-            let layer = tracing_subscriber::fmt::layer()
-                .event_format(format)
-                .with_writer(writer)
-                .with_filter(log_filter)
-                .and_then(capture);
-            (None, Some(layer))
-        }
-    };
     let subscriber = tracing_subscriber::registry()
         .with(otel)
-        .with(human)
-        .with(json);
+        .with(fmt_layer(cfg.log_format, log_filter, writer));
     let guard = TelemetryGuard {
         provider: Some(provider),
         exporting: cfg.otlp_endpoint.is_some(),
         shutdown_bound: cfg.batch.export_timeout + Duration::from_secs(1),
     };
     Ok((Dispatch::new(subscriber), guard))
+}
+
+/// The log layer, boxed so both formats share one subscriber type (`Option`
+/// layers would not forward `on_register_dispatch`, which JSON needs).
+fn fmt_layer<S, W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer as _;
+    match format {
+        LogFormat::Human => Box::new(
+            tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_filter(filter),
+        ),
+        LogFormat::Json => {
+            let (format, capture) = json_format();
+            // The capture layer sees no callsite (filter OFF) but is still
+            // told the dispatcher, without widening the subscriber's interest.
+            Box::new(
+                tracing_subscriber::fmt::layer()
+                    .event_format(format)
+                    .with_writer(writer)
+                    .with_filter(filter)
+                    .and_then(capture.with_filter(LevelFilter::OFF)),
+            )
+        }
+    }
 }
 
 fn provider(cfg: &TelemetryConfig) -> Result<SdkTracerProvider, Error> {
