@@ -135,16 +135,16 @@ impl ConsumerService {
         batch: &[nexus_events::kafka::ConsumedRecord],
     ) -> usize {
         for (i, r) in batch.iter().enumerate() {
-            Stats::add(&self.stats.records);
+            Stats::inc(&self.stats.records);
             let event = match r.value.as_deref().map(|v| Event::from_record(&r.topic, v)) {
                 Some(Ok(e)) => e,
                 Some(Err(e)) => {
-                    Stats::add(&self.stats.malformed);
+                    Stats::inc(&self.stats.malformed);
                     tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, error = %e, "skipping malformed event");
                     continue;
                 }
                 None => {
-                    Stats::add(&self.stats.malformed);
+                    Stats::inc(&self.stats.malformed);
                     continue;
                 }
             };

@@ -38,11 +38,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub(crate) fn add(c: &AtomicU64) {
-        Self::inc(c);
-    }
-
-    fn inc(c: &AtomicU64) {
+    pub(crate) fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
 

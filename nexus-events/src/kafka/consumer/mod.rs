@@ -3,6 +3,7 @@
 mod assignor;
 mod fetch;
 mod group;
+mod heartbeat;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +16,8 @@ use super::config::ConsumerConfig;
 use super::conn::Connection;
 use super::error::KafkaError;
 use fetch::PartitionFetch;
-use group::{Heartbeat, Membership, needs_rejoin};
+use group::{Membership, needs_rejoin};
+use heartbeat::Heartbeat;
 
 /// A record read by a [`GroupConsumer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
