@@ -76,6 +76,7 @@ impl Default for BatchSettings {
 pub struct TelemetryConfig {
     pub(crate) service_name: Cow<'static, str>,
     pub(crate) log_format: LogFormat,
+    pub(crate) ansi: bool,
     pub(crate) filter: String,
     pub(crate) trace_filter: String,
     pub(crate) otlp_endpoint: Option<String>,
@@ -89,6 +90,7 @@ impl TelemetryConfig {
         Self {
             service_name: service_name.into(),
             log_format: LogFormat::Human,
+            ansi: false,
             filter: "info".to_owned(),
             trace_filter: "info".to_owned(),
             otlp_endpoint: None,
@@ -105,6 +107,13 @@ impl TelemetryConfig {
     /// Sets the log format.
     pub fn log_format(mut self, format: LogFormat) -> Self {
         self.log_format = format;
+        self
+    }
+
+    /// Colours in [`LogFormat::Human`] output (off by default). Binaries pass
+    /// `std::io::IsTerminal::is_terminal(&std::io::stderr())`.
+    pub fn ansi(mut self, on: bool) -> Self {
+        self.ansi = on;
         self
     }
 
@@ -205,11 +214,23 @@ mod tests {
     #[test]
     fn rejects_bad_fields() {
         let bad_ratio = TelemetryConfig::new("s").sampling_ratio(1.5).validate();
-        assert!(matches!(bad_ratio, Err(Error::InvalidConfig { field: "sampling_ratio", .. })));
+        assert!(matches!(
+            bad_ratio,
+            Err(Error::InvalidConfig {
+                field: "sampling_ratio",
+                ..
+            })
+        ));
         let tls = TelemetryConfig::new("s")
             .otlp_endpoint(Some("https://x:4318".into()))
             .validate();
-        assert!(matches!(tls, Err(Error::InvalidConfig { field: "otlp_endpoint", .. })));
+        assert!(matches!(
+            tls,
+            Err(Error::InvalidConfig {
+                field: "otlp_endpoint",
+                ..
+            })
+        ));
         assert!(TelemetryConfig::new(" ").validate().is_err());
         assert!("yaml".parse::<LogFormat>().is_err());
         assert_eq!("JSON".parse::<LogFormat>().ok(), Some(LogFormat::Json));

@@ -42,8 +42,7 @@ where
         return Err(Error::AlreadyInitialized);
     }
     let result = build_dispatch(cfg, writer).and_then(|(dispatch, guard)| {
-        tracing::dispatcher::set_global_default(dispatch)
-            .map_err(|_| Error::AlreadyInitialized)?;
+        tracing::dispatcher::set_global_default(dispatch).map_err(|_| Error::AlreadyInitialized)?;
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         if let Some(p) = &guard.provider {
             opentelemetry::global::set_tracer_provider(p.clone());
@@ -61,7 +60,10 @@ where
 /// For tests and embedders that scope it with
 /// `tracing::dispatcher::set_default` / `with_default`. The guard owns the
 /// tracer provider exactly as with [`init`].
-pub fn build_dispatch<W>(cfg: TelemetryConfig, writer: W) -> Result<(Dispatch, TelemetryGuard), Error>
+pub fn build_dispatch<W>(
+    cfg: TelemetryConfig,
+    writer: W,
+) -> Result<(Dispatch, TelemetryGuard), Error>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -88,9 +90,12 @@ where
         .with_target(false)
         .with_filter(span_filter);
 
-    let subscriber = tracing_subscriber::registry()
-        .with(otel)
-        .with(fmt_layer(cfg.log_format, log_filter, writer));
+    let subscriber = tracing_subscriber::registry().with(otel).with(fmt_layer(
+        cfg.log_format,
+        cfg.ansi,
+        log_filter,
+        writer,
+    ));
     let guard = TelemetryGuard {
         provider: Some(provider),
         exporting: cfg.otlp_endpoint.is_some(),
@@ -103,6 +108,7 @@ where
 /// layers would not forward `on_register_dispatch`, which JSON needs).
 fn fmt_layer<S, W>(
     format: LogFormat,
+    ansi: bool,
     filter: EnvFilter,
     writer: W,
 ) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
@@ -114,6 +120,7 @@ where
     match format {
         LogFormat::Human => Box::new(
             tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
                 .with_writer(writer)
                 .with_filter(filter),
         ),
@@ -123,6 +130,7 @@ where
             // told the dispatcher, without widening the subscriber's interest.
             Box::new(
                 tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
                     .event_format(format)
                     .with_writer(writer)
                     .with_filter(filter)

@@ -28,7 +28,7 @@ pub fn extract_context(headers: &HeaderMap) -> Context {
 /// Writes `traceparent` (and `tracestate` if non-empty) for the span in `cx`.
 /// Writes nothing when `cx` has no valid span.
 pub fn inject_context(cx: &Context, headers: &mut HeaderMap) {
-    TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(headers));
+    TraceContextPropagator::new().inject_context(cx, &mut NonEmpty(HeaderInjector(headers)));
 }
 
 /// Writes the `traceparent` of `span` (its OpenTelemetry context) into `headers`.
@@ -97,11 +97,24 @@ where
     cx.span().span_context().is_valid() && span.set_parent(cx).is_ok()
 }
 
+/// The W3C propagator writes `tracestate` even when empty; skip that.
+struct NonEmpty<I>(I);
+
+impl<I: Injector> Injector for NonEmpty<I> {
+    fn set(&mut self, key: &str, value: String) {
+        if !value.is_empty() {
+            self.0.set(key, value);
+        }
+    }
+}
+
 struct RecordInjector(Vec<(String, Bytes)>);
 
 impl Injector for RecordInjector {
     fn set(&mut self, key: &str, value: String) {
-        self.0.push((key.to_owned(), Bytes::from(value)));
+        if !value.is_empty() {
+            self.0.push((key.to_owned(), Bytes::from(value)));
+        }
     }
 }
 
@@ -148,7 +161,10 @@ mod tests {
         let cx = extract_context(&h);
         let sc = cx.span().span_context().clone();
         assert!(sc.is_remote() && sc.is_sampled());
-        assert_eq!(sc.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         let mut out = HeaderMap::new();
         inject_context(&cx, &mut out);
         assert_eq!(out.get(TRACEPARENT).unwrap(), TP);
@@ -158,7 +174,10 @@ mod tests {
     #[test]
     fn malformed_traceparent_is_ignored() {
         let mut h = HeaderMap::new();
-        h.insert(TRACEPARENT, HeaderValue::from_static("00-zz-00f067aa0ba902b7-01"));
+        h.insert(
+            TRACEPARENT,
+            HeaderValue::from_static("00-zz-00f067aa0ba902b7-01"),
+        );
         assert!(!extract_context(&h).span().span_context().is_valid());
         let mut out = HeaderMap::new();
         inject_context(&extract_context(&h), &mut out);
@@ -169,15 +188,32 @@ mod tests {
     fn record_headers_round_trip() {
         let mut h = HeaderMap::new();
         h.insert(TRACEPARENT, HeaderValue::from_static(TP));
+        let mut plain = HeaderMap::new();
+        inject_context(&extract_context(&h), &mut plain);
+        assert!(
+            plain.get(TRACESTATE).is_none(),
+            "no empty tracestate header"
+        );
         let recs = record_headers(&extract_context(&h));
-        assert_eq!(recs, vec![("traceparent".to_owned(), Bytes::from_static(TP.as_bytes()))]);
-        let other = [("x-request-id", &b"abc"[..]), ("TraceParent", TP.as_bytes())];
+        assert_eq!(
+            recs,
+            vec![("traceparent".to_owned(), Bytes::from_static(TP.as_bytes()))]
+        );
+        let other = [
+            ("x-request-id", &b"abc"[..]),
+            ("TraceParent", TP.as_bytes()),
+        ];
         let cx = extract_record_headers(other.iter().copied());
         assert_eq!(
             cx.span().span_context().span_id().to_string(),
             "00f067aa0ba902b7"
         );
         let bad = [("traceparent", &[0xff_u8, 0xfe][..])];
-        assert!(!extract_record_headers(bad.iter().copied()).span().span_context().is_valid());
+        assert!(
+            !extract_record_headers(bad.iter().copied())
+                .span()
+                .span_context()
+                .is_valid()
+        );
     }
 }

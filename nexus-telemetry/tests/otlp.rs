@@ -51,11 +51,15 @@ async fn serve_app(up: SocketAddr) -> SocketAddr {
     let upstream = ClientTraceLayer::new().layer(client);
     tokio::spawn(async move {
         loop {
-            let Ok((stream, peer)) = listener.accept().await else { return };
+            let Ok((stream, peer)) = listener.accept().await else {
+                return;
+            };
             let upstream = upstream.clone();
             let svc = ServerTraceLayer::new()
                 .route_fn(|_, uri| {
-                    uri.path().starts_with("/api/").then(|| RouteTemplate::from_static("/api/{id}"))
+                    uri.path()
+                        .starts_with("/api/")
+                        .then(|| RouteTemplate::from_static("/api/{id}"))
                 })
                 .layer(tower::service_fn(move |req: Request<Incoming>| {
                     let upstream = upstream.clone();
@@ -103,7 +107,10 @@ async fn server_and_client_spans_reach_a_real_receiver() {
     let up = serve(move |req: Request<Incoming>| {
         let seen = Arc::clone(&seen2);
         async move {
-            let tp = req.headers().get("traceparent").map(|v| v.to_str().unwrap().to_owned());
+            let tp = req
+                .headers()
+                .get("traceparent")
+                .map(|v| v.to_str().unwrap().to_owned());
             seen.lock().unwrap().push(tp.unwrap_or_default());
             Response::new(Full::new(Bytes::from_static(b"hi")))
         }
@@ -123,19 +130,38 @@ async fn server_and_client_spans_reach_a_real_receiver() {
     assert_eq!(res.status(), 200);
 
     // Shutdown flushes the batch; the receiver then holds every span.
-    assert!(tokio::time::timeout(Duration::from_secs(10), guard.shutdown()).await.unwrap());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), guard.shutdown())
+            .await
+            .unwrap()
+    );
     let spans = receiver.drain();
-    assert_eq!(spans.len(), 3, "one server span and two client spans: {spans:#?}");
+    assert_eq!(
+        spans.len(),
+        3,
+        "one server span and two client spans: {spans:#?}"
+    );
     assert!(spans.iter().all(|(svc, _)| svc.contains("nexus-test")));
 
-    let server = &spans.iter().find(|(_, s)| s.kind == SpanKind::Server as i32).unwrap().1;
+    let server = &spans
+        .iter()
+        .find(|(_, s)| s.kind == SpanKind::Server as i32)
+        .unwrap()
+        .1;
     assert_eq!(hex(&server.trace_id), TRACE, "incoming trace id kept");
-    assert_eq!(hex(&server.parent_span_id), PARENT, "incoming span is the parent");
+    assert_eq!(
+        hex(&server.parent_span_id),
+        PARENT,
+        "incoming span is the parent"
+    );
     assert_eq!(server.name, "GET /api/{id}");
     assert_eq!(attr(server, "http.request.method").as_deref(), Some("GET"));
     assert_eq!(attr(server, "url.path").as_deref(), Some("/api/7"));
     assert_eq!(attr(server, "http.route").as_deref(), Some("/api/{id}"));
-    assert_eq!(attr(server, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(
+        attr(server, "http.response.status_code").as_deref(),
+        Some("200")
+    );
     assert_eq!(attr(server, "client.address").as_deref(), Some("127.0.0.1"));
 
     let mut clients: Vec<_> = spans
@@ -149,13 +175,19 @@ async fn server_and_client_spans_reach_a_real_receiver() {
     for c in &clients {
         assert_eq!(c.name, "upstream.proxy");
         assert_eq!(hex(&c.trace_id), TRACE);
-        assert_eq!(c.parent_span_id, server.span_id, "client is a child of the server span");
+        assert_eq!(
+            c.parent_span_id, server.span_id,
+            "client is a child of the server span"
+        );
         assert_eq!(attr(c, "server.address").as_deref(), Some("127.0.0.1"));
         assert_eq!(attr(c, "server.port"), Some(up.port().to_string()));
         assert_eq!(attr(c, "http.response.status_code").as_deref(), Some("200"));
     }
     assert_eq!(attr(clients[0], "http.request.resend_count"), None);
-    assert_eq!(attr(clients[1], "http.request.resend_count").as_deref(), Some("1"));
+    assert_eq!(
+        attr(clients[1], "http.request.resend_count").as_deref(),
+        Some("1")
+    );
 
     // What the upstream received names each client span, in order.
     let seen = seen.lock().unwrap().clone();
@@ -189,13 +221,24 @@ async fn sampling_zero_exports_nothing_but_still_propagates() {
     let svc = ServerTraceLayer::new().layer(tower::service_fn(|_req: Request<()>| async {
         let mut out = Request::get("http://127.0.0.1:9/x").body(()).unwrap();
         let _span = nexus_telemetry::layer::client_span("upstream.proxy", &mut out);
-        let tp = out.headers().get("traceparent").map(|v| v.to_str().unwrap().to_owned());
+        let tp = out
+            .headers()
+            .get("traceparent")
+            .map(|v| v.to_str().unwrap().to_owned());
         Ok::<_, std::convert::Infallible>(Response::new(tp))
     }));
     // New trace: not sampled, but a valid traceparent (flags 00) still goes upstream.
-    let tp = svc.oneshot(Request::new(())).await.unwrap().into_body().unwrap();
+    let tp = svc
+        .oneshot(Request::new(()))
+        .await
+        .unwrap()
+        .into_body()
+        .unwrap();
     assert!(tp.starts_with("00-") && tp.ends_with("-00"), "{tp}");
 
     assert!(guard.shutdown().await);
-    assert!(receiver.drain().is_empty(), "unsampled spans must not be exported");
+    assert!(
+        receiver.drain().is_empty(),
+        "unsampled spans must not be exported"
+    );
 }

@@ -115,7 +115,14 @@ pub fn status(code: StatusCode) -> Response<Full<Bytes>> {
 /// String attribute value of `key` on `span`, rendered.
 pub fn attr(span: &Span, key: &str) -> Option<String> {
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
-    let v = span.attributes.iter().find(|kv| kv.key == key)?.value.as_ref()?.value.as_ref()?;
+    let v = span
+        .attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?;
     Some(match v {
         Value::StringValue(s) => s.clone(),
         Value::IntValue(i) => i.to_string(),
