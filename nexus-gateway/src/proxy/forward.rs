@@ -174,7 +174,11 @@ impl Proxy {
             let mut up = Request::new(up_body);
             *up.method_mut() = parts.method.clone();
             *up.uri_mut() = uri;
-            *up.headers_mut() = parts.headers.clone();
+            *up.headers_mut() = if attempt + 1 == attempts {
+                std::mem::take(&mut parts.headers) // last attempt: no copy
+            } else {
+                parts.headers.clone()
+            };
             let started = Instant::now();
             let result = tokio::time::timeout(self.settings.timeout, self.client.request(up)).await;
             let elapsed = started.elapsed();
