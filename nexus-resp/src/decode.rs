@@ -45,7 +45,9 @@ impl Decoder {
     }
 
     /// Decodes the first frame of `buf`, removing its bytes; `Ok(None)` if it
-    /// has not fully arrived (nothing is removed then).
+    /// has not fully arrived. Nothing else is removed, except empty inline
+    /// lines (`\r\n` where a command would start, with inline commands
+    /// enabled), which are skipped as Redis does.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, Error> {
         loop {
             let Some(len) = self.scanner.scan(buf)? else {
@@ -78,6 +80,7 @@ impl Decoder {
 
     /// Builds the frame held by the first `len` bytes of `bytes` (exactly one
     /// scanned frame); `None` for an empty inline line, which Redis skips.
+    #[inline(always)]
     fn build(&self, bytes: &Bytes, len: usize) -> Result<Option<Frame>, Error> {
         let mut build = Build {
             src: bytes,
@@ -107,6 +110,7 @@ impl Build<'_> {
         &self.src[..self.end]
     }
 
+    #[inline(always)]
     fn frame(&mut self, depth: usize, top: bool) -> Result<Option<Frame>, Error> {
         let ty = *self.bytes().get(self.pos).ok_or(Error::NotOneFrame)?;
         if top && !crate::is_type_byte(ty) {
