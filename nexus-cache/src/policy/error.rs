@@ -74,6 +74,12 @@ impl PolicyError {
         if let Some(at) = message.rfind(" at line ") {
             message.truncate(at);
         }
+        // ... and prefixes its own (shorter) path to custom messages.
+        if let Some((prefix, rest)) = message.split_once(": ") {
+            if !prefix.contains(' ') && field.starts_with(prefix) {
+                message = rest.to_owned();
+            }
+        }
         Self::Invalid {
             field: if field == "." {
                 "(top level)".into()

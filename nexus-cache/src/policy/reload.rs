@@ -89,12 +89,11 @@ pub struct Reloader {
 
 impl Reloader {
     /// Starts watching. `handle` should hold the policy loaded from the same
-    /// file; the first check only reloads if the file changed since then.
+    /// file; a file that compiles to the active rules is not counted as a reload.
     pub fn spawn(config: ReloaderConfig, handle: PolicyHandle, metrics: Arc<CacheMetrics>) -> Self {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut watch = Watch::new(config.path);
-            watch.prime().await;
             let mut tick = tokio::time::interval(config.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -104,6 +103,8 @@ impl Reloader {
                 }
                 match watch.check().await {
                     None => {}
+                    // First look at the file, or an edit that changes nothing.
+                    Some(Ok(policy)) if policy.rules() == handle.load().rules() => {}
                     Some(Ok(policy)) => {
                         handle.store(policy);
                         metrics.policy_reloads_ok.fetch_add(1, Relaxed);
@@ -162,16 +163,6 @@ impl Watch {
             stamp: None,
             hash: None,
             missing_reported: false,
-        }
-    }
-
-    /// Records the current file without reloading it.
-    async fn prime(&mut self) {
-        if let Ok(meta) = tokio::fs::metadata(&self.path).await {
-            self.stamp = Some(stamp(&meta));
-            if let Ok(bytes) = tokio::fs::read(&self.path).await {
-                self.hash = Some(hash(&bytes));
-            }
         }
     }
 
