@@ -38,4 +38,4 @@ pub mod policy;
 pub mod singleflight;
 pub mod tags;
 
-pub use policy::metrics;
+pub use policy::metrics::{MechanismMetrics, MechanismSnapshot};

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nexus_cache::hotkeys::{HotKeys, HotKeysConfig, SkipReason, Ttl, TtlDecision, TtlExtender};
-use nexus_cache::metrics::CacheMetrics;
 use nexus_cache::policy::HotPolicy;
+use nexus_cache::policy::metrics::MechanismMetrics;
 use tokio::time::Instant;
 
 /// Counts bytes allocated minus bytes freed, per thread, so tests running in
@@ -186,7 +186,7 @@ fn long_keys_are_counted_but_never_listed() {
 
 #[tokio::test(start_paused = true)]
 async fn counts_decay_over_time() {
-    let metrics = Arc::new(CacheMetrics::default());
+    let metrics = Arc::new(MechanismMetrics::default());
     let hot = HotKeys::with_metrics(
         HotKeysConfig {
             window: Duration::from_secs(1),
@@ -254,7 +254,7 @@ fn hot_policy() -> HotPolicy {
 
 #[tokio::test(start_paused = true)]
 async fn ttl_extension_follows_the_policy() {
-    let metrics = Arc::new(CacheMetrics::default());
+    let metrics = Arc::new(MechanismMetrics::default());
     let ext = TtlExtender::with_metrics(NonZeroUsize::new(2).unwrap(), Arc::clone(&metrics));
     let h = hot_policy();
     let secs = |s| Ttl::Remaining(Duration::from_secs(s));

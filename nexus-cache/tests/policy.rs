@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexus_cache::metrics::CacheMetrics;
+use nexus_cache::policy::metrics::MechanismMetrics;
 use nexus_cache::policy::{Policy, PolicyError, PolicyHandle, Reloader, ReloaderConfig};
 
 const NEW_FORMAT: &str = r#"
@@ -169,7 +169,7 @@ async fn reload_swaps_good_files_and_keeps_the_old_policy_on_bad_ones() {
     std::fs::write(&path, "rules:\n  - keys: 'a:*'\n    ttl: 10\n").unwrap();
 
     let handle = PolicyHandle::new(PolicyHandle::load_file(&path).await.unwrap());
-    let metrics = Arc::new(CacheMetrics::default());
+    let metrics = Arc::new(MechanismMetrics::default());
     let config = ReloaderConfig {
         path: path.clone(),
         interval: Duration::from_millis(20),

@@ -49,7 +49,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::metrics::CacheMetrics;
+use crate::policy::metrics::MechanismMetrics;
 use shard::{Shard, TopEntry};
 
 pub use ttl::{EXTEND_TTL_SCRIPT, SkipReason, Ttl, TtlDecision, TtlExtender, extended_ttl};
@@ -102,7 +102,7 @@ pub struct HotKeys {
     hot_rate: f64,
     origin: Instant,
     epoch: AtomicU64,
-    metrics: Option<Arc<CacheMetrics>>,
+    metrics: Option<Arc<MechanismMetrics>>,
     bound: usize,
 }
 
@@ -117,11 +117,11 @@ impl HotKeys {
     }
 
     /// Same as [`HotKeys::new`], counting keys that become hot into `metrics`.
-    pub fn with_metrics(config: HotKeysConfig, metrics: Arc<CacheMetrics>) -> Self {
+    pub fn with_metrics(config: HotKeysConfig, metrics: Arc<MechanismMetrics>) -> Self {
         Self::build(config, Some(metrics))
     }
 
-    fn build(config: HotKeysConfig, metrics: Option<Arc<CacheMetrics>>) -> Self {
+    fn build(config: HotKeysConfig, metrics: Option<Arc<MechanismMetrics>>) -> Self {
         let shards = config.shards.get().next_power_of_two();
         let width = config.width.get().next_power_of_two();
         let depth = config.depth.get();

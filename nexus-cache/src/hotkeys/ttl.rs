@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::metrics::CacheMetrics;
 use crate::policy::HotPolicy;
+use crate::policy::metrics::MechanismMetrics;
 
 /// A key's remaining time to live, as Redis' `PTTL` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +87,7 @@ pub fn extended_ttl(current: Duration, hot: &HotPolicy) -> Option<Duration> {
 pub struct TtlExtender {
     inner: Mutex<Recent>,
     capacity: usize,
-    metrics: Option<Arc<CacheMetrics>>,
+    metrics: Option<Arc<MechanismMetrics>>,
 }
 
 #[derive(Debug, Default)]
@@ -109,7 +109,7 @@ impl TtlExtender {
     }
 
     /// Same as [`TtlExtender::new`], counting extensions into `metrics`.
-    pub fn with_metrics(capacity: NonZeroUsize, metrics: Arc<CacheMetrics>) -> Self {
+    pub fn with_metrics(capacity: NonZeroUsize, metrics: Arc<MechanismMetrics>) -> Self {
         Self {
             metrics: Some(metrics),
             ..Self::new(capacity)

@@ -1,5 +1,5 @@
 //! Counters of the cache mechanisms, shared by every component that is
-//! handed the same [`CacheMetrics`], and read as one [`MetricsSnapshot`]
+//! handed the same [`MechanismMetrics`], and read as one [`MechanismSnapshot`]
 //! (what `NEXUS.STATS` shows).
 //!
 //! Each counter is a relaxed `AtomicU64`: incrementing costs one uncontended
@@ -8,9 +8,9 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use nexus_cache::metrics::CacheMetrics;
+//! use nexus_cache::policy::metrics::MechanismMetrics;
 //!
-//! let metrics = Arc::new(CacheMetrics::default());
+//! let metrics = Arc::new(MechanismMetrics::default());
 //! metrics.collapsed_calls.fetch_add(3, std::sync::atomic::Ordering::Relaxed);
 //! let snap = metrics.snapshot();
 //! assert_eq!(snap.collapsed_calls, 3);
@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Live counters. Components increment the fields directly.
 #[derive(Debug, Default)]
-pub struct CacheMetrics {
+pub struct MechanismMetrics {
     /// Calls answered by joining another caller's singleflight flight.
     pub collapsed_calls: AtomicU64,
     /// Keys that became hot (entered the hot set) in the detector.
@@ -39,29 +39,29 @@ pub struct CacheMetrics {
     pub policy_reloads_failed: AtomicU64,
 }
 
-/// A copy of [`CacheMetrics`] at one moment.
+/// A copy of [`MechanismMetrics`] at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MetricsSnapshot {
-    /// See [`CacheMetrics::collapsed_calls`].
+pub struct MechanismSnapshot {
+    /// See [`MechanismMetrics::collapsed_calls`].
     pub collapsed_calls: u64,
-    /// See [`CacheMetrics::hot_keys`].
+    /// See [`MechanismMetrics::hot_keys`].
     pub hot_keys: u64,
-    /// See [`CacheMetrics::ttl_extensions`].
+    /// See [`MechanismMetrics::ttl_extensions`].
     pub ttl_extensions: u64,
-    /// See [`CacheMetrics::invalidations`].
+    /// See [`MechanismMetrics::invalidations`].
     pub invalidations: u64,
-    /// See [`CacheMetrics::invalidated_keys`].
+    /// See [`MechanismMetrics::invalidated_keys`].
     pub invalidated_keys: u64,
-    /// See [`CacheMetrics::policy_reloads_ok`].
+    /// See [`MechanismMetrics::policy_reloads_ok`].
     pub policy_reloads_ok: u64,
-    /// See [`CacheMetrics::policy_reloads_failed`].
+    /// See [`MechanismMetrics::policy_reloads_failed`].
     pub policy_reloads_failed: u64,
 }
 
-impl CacheMetrics {
+impl MechanismMetrics {
     /// Reads every counter.
-    pub fn snapshot(&self) -> MetricsSnapshot {
-        MetricsSnapshot {
+    pub fn snapshot(&self) -> MechanismSnapshot {
+        MechanismSnapshot {
             collapsed_calls: self.collapsed_calls.load(Relaxed),
             hot_keys: self.hot_keys.load(Relaxed),
             ttl_extensions: self.ttl_extensions.load(Relaxed),
@@ -73,7 +73,7 @@ impl CacheMetrics {
     }
 }
 
-impl MetricsSnapshot {
+impl MechanismSnapshot {
     /// `(name, value)` pairs in a stable order.
     pub fn fields(&self) -> [(&'static str, u64); 7] {
         [

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::metrics::CacheMetrics;
+use super::metrics::MechanismMetrics;
 use super::{Policy, PolicyError};
 
 /// Largest policy file accepted, in bytes.
@@ -90,7 +90,11 @@ pub struct Reloader {
 impl Reloader {
     /// Starts watching. `handle` should hold the policy loaded from the same
     /// file; a file that compiles to the active rules is not counted as a reload.
-    pub fn spawn(config: ReloaderConfig, handle: PolicyHandle, metrics: Arc<CacheMetrics>) -> Self {
+    pub fn spawn(
+        config: ReloaderConfig,
+        handle: PolicyHandle,
+        metrics: Arc<MechanismMetrics>,
+    ) -> Self {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut watch = Watch::new(config.path);

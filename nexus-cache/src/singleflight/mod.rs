@@ -68,7 +68,7 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::metrics::CacheMetrics;
+use crate::policy::metrics::MechanismMetrics;
 use flight::{Flight, Waited};
 
 /// A set of in-flight calls, keyed by `K`, sharing values of type `V`.
@@ -84,7 +84,7 @@ struct Inner<K, V> {
     flights: Mutex<HashMap<K, Arc<Flight<V>>>>,
     next_id: AtomicU64,
     stats: GroupCounters,
-    metrics: Option<Arc<CacheMetrics>>,
+    metrics: Option<Arc<MechanismMetrics>>,
 }
 
 #[derive(Default)]
@@ -140,11 +140,11 @@ where
     }
 
     /// An empty group that also counts collapsed calls into `metrics`.
-    pub fn with_metrics(metrics: Arc<CacheMetrics>) -> Self {
+    pub fn with_metrics(metrics: Arc<MechanismMetrics>) -> Self {
         Self::build(Some(metrics))
     }
 
-    fn build(metrics: Option<Arc<CacheMetrics>>) -> Self {
+    fn build(metrics: Option<Arc<MechanismMetrics>>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 flights: Mutex::new(HashMap::new()),

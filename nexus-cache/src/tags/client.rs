@@ -7,7 +7,7 @@ use redis::aio::ConnectionLike;
 use redis::{ErrorKind, FromRedisValue, RedisError, ServerErrorKind};
 
 use super::script;
-use crate::metrics::CacheMetrics;
+use crate::policy::metrics::MechanismMetrics;
 
 /// How long a written key lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub struct Tagger {
     tag: Loaded,
     invalidate: Loaded,
     write: Loaded,
-    metrics: Option<Arc<CacheMetrics>>,
+    metrics: Option<Arc<MechanismMetrics>>,
 }
 
 impl Default for Tagger {
@@ -101,7 +101,7 @@ impl Tagger {
     }
 
     /// Counts invalidations and deleted keys into `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<CacheMetrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: Arc<MechanismMetrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }
