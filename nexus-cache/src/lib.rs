@@ -12,7 +12,7 @@
 //!   once into a matcher, with a file reloader;
 //! - [`tags`]: tag invalidation in Redis through Lua scripts, with a small
 //!   client API over the `redis` crate;
-//! - [`metrics`]: the counters of all of the above.
+//! - [`policy::metrics`]: the counters of all of the above ([`MechanismMetrics`]).
 //!
 //! # Example
 //!
