@@ -1,5 +1,14 @@
-//! Redis cache proxy: transparent pipelined proxy, policy, singleflight, hot
-//! keys, near cache, stampede guard, tag invalidation.
+//! A transparent, pipelined, multiplexing Redis proxy: the base of the Nexus
+//! cache proxy.
+//!
+//! Any Redis client can point at it unchanged. Commands are framed with a
+//! scan-only parser and forwarded as raw bytes, so binary values, nested
+//! replies, RESP3 and error replies pass through byte for byte; replies to
+//! pipelined commands come back in order. Stateless commands from all clients
+//! are multiplexed over a small pool of pipelined upstream connections;
+//! commands that carry connection state (transactions, blocking commands,
+//! pub/sub, `SELECT`, RESP3, client tracking) move the client to a dedicated
+//! upstream connection. See `docs/cache-proxy.md` for the full behaviour.
 //!
 //! The cache mechanisms are standalone modules, each usable without the
 //! proxy:
@@ -14,7 +23,28 @@
 //!   client API over the `redis` crate;
 //! - [`policy::metrics`]: the counters of all of the above ([`MechanismMetrics`]).
 //!
-//! # Example
+//! # Examples
+//!
+//! The proxy:
+//!
+//! ```no_run
+//! use nexus_cache::{Proxy, ProxyConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ProxyConfig::builder()
+//!     .listen("127.0.0.1:6380".parse()?)
+//!     .upstream("redis://127.0.0.1:6379")
+//!     .pool_size(2)
+//!     .build()?;
+//! let proxy = Proxy::new(config);
+//! let listener = proxy.bind().await?;
+//! // Runs until the shutdown future resolves (here: never).
+//! proxy.serve(listener, std::future::pending()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A policy and a singleflight group, on their own:
 //!
 //! ```
 //! use nexus_cache::policy::Policy;
@@ -33,9 +63,22 @@
 //! # });
 //! ```
 
+mod client;
+mod config;
+mod error;
+mod metrics;
+mod resp;
+mod route;
+mod server;
+mod upstream;
+
 pub mod hotkeys;
 pub mod policy;
 pub mod singleflight;
 pub mod tags;
 
+pub use config::{ClientAuth, Credentials, ProxyConfig, ProxyConfigBuilder, UpstreamAddr};
+pub use error::{ConfigError, ServeError, UpstreamError};
+pub use metrics::{Histogram, Metrics, MetricsSnapshot};
 pub use policy::metrics::{MechanismMetrics, MechanismSnapshot};
+pub use server::Proxy;

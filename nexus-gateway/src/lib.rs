@@ -1,4 +1,53 @@
-//! The Nexus HTTP API gateway: auth, limits, balancing, breakers, retries, transforms, discovery, admin.
+//! The Nexus HTTP API gateway: auth, limits, balancing, breakers, retries,
+//! transforms, discovery and admin endpoints, composed as tower layers.
 //!
-//! **Status: skeleton.** This crate is reserved in the workspace and has no
-//! functionality yet; see the project's issue tracker for the work that fills it.
+//! Lifecycle, outermost first: trace span + request id + path normalisation ->
+//! blocklist (403) -> rate limit (429) -> JWT (401, public routes skipped) ->
+//! router: `POST /auth/token`, `GET /health`, `/metrics`, `/telemetry`,
+//! `/lb-stats`, `/cb-stats`, and `/api/*` proxied to the upstreams of
+//! `services.json` (prefix stripped) through retry -> balance -> breaker ->
+//! timeout -> pooled HTTP client.
+//!
+//! ```
+//! use nexus_gateway::{Gateway, GatewayConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let services = dir.path().join("services.json");
+//! std::fs::write(&services, r#"{"services":[{"url":"http://127.0.0.1:3001","weight":1}]}"#)?;
+//! let yaml = format!(
+//!     "listen: 127.0.0.1:0\nproxy:\n  services_file: {}\nauth:\n  signing_secret: {}\n  clients: []\n",
+//!     services.display(),
+//!     "0123456789abcdef0123456789abcdef",
+//! );
+//! let settings = GatewayConfig::from_yaml(&yaml)?.validate(|_| None)?;
+//! let gateway = Gateway::builder(settings).build()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! // Serve until the shutdown future completes (here: at once).
+//! gateway.serve(listener, async {}).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod auth;
+pub mod blocklist;
+pub mod body;
+pub mod config;
+pub mod events;
+mod gateway;
+pub mod layers;
+pub mod metrics;
+pub mod path;
+pub mod proxy;
+pub mod response;
+mod router;
+pub mod telemetry;
+mod util;
+
+pub use config::{ConfigError, GatewayConfig, Settings};
+pub use gateway::{
+    Gateway, GatewayBuilder, GatewayError, GatewayService, HEADER_READ_TIMEOUT, MAX_CONNECTIONS,
+    shutdown_signal,
+};
+pub use router::Router;

@@ -1,0 +1,89 @@
+//! The Nexus cache proxy: a transparent, pipelined Redis proxy.
+//!
+//! ```text
+//! cargo run --release --features cache --example cache_proxy -- \
+//!     --listen 127.0.0.1:6380 --upstream redis://127.0.0.1:6379
+//! redis-cli -p 6380 SET greeting hello
+//! ```
+//!
+//! Flags: `--listen ADDR` (default 127.0.0.1:6380), `--upstream URL` (default
+//! redis://127.0.0.1:6379, `redis://[[user]:password@]host:port[/db]`),
+//! `--pool-size N` (default 2), `--max-clients N` (default 10000).
+//! `--policy FILE` and `--admin ADDR` are accepted for forward compatibility but
+//! are not implemented yet: they only print a warning.
+//! Stops on Ctrl-C after letting connected clients receive their pending replies.
+
+use std::process::ExitCode;
+
+use nexus_cache::{Proxy, ProxyConfig};
+
+const USAGE: &str = "usage: cache_proxy [--listen ADDR] [--upstream redis://[[user]:pass@]host:port[/db]] \
+[--pool-size N] [--max-clients N] [--policy FILE] [--admin ADDR]";
+
+fn config_from_args() -> Result<ProxyConfig, String> {
+    let mut builder = ProxyConfig::builder();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "-h" || flag == "--help" {
+            return Err(USAGE.to_owned());
+        }
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let number = || {
+            value
+                .parse::<usize>()
+                .map_err(|e| format!("{flag} {value}: {e}"))
+        };
+        builder = match flag.as_str() {
+            "--listen" => builder.listen(
+                value
+                    .parse()
+                    .map_err(|e| format!("--listen {value}: {e}"))?,
+            ),
+            "--upstream" => builder.upstream(value),
+            "--pool-size" => builder.pool_size(number()?),
+            "--max-clients" => builder.max_clients(number()?),
+            "--policy" | "--admin" => {
+                eprintln!(
+                    "warning: {flag} is not implemented yet (nexus-cache part 2); ignoring {value}"
+                );
+                builder
+            }
+            other => return Err(format!("unknown flag {other}\n{USAGE}")),
+        };
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match config_from_args() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (listen, upstream) = (config.listen, config.upstream.host_port.clone());
+    let proxy = Proxy::new(config);
+    let listener = match proxy.bind().await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("nexus cache proxy listening on {listen}, upstream {upstream}");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("shutting down");
+    };
+    match proxy.serve(listener, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

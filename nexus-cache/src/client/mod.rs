@@ -1,0 +1,298 @@
+//! One client connection.
+//!
+//! Two halves run concurrently in the connection's task: the reader frames
+//! commands with the scan-only [`Scanner`], groups consecutive forwardable
+//! commands into one [`Batch`] (their raw bytes, split off the read buffer
+//! without copying) and pushes one reply [`Slot`] per batch or local answer onto
+//! a bounded, ordered queue; the writer drains that queue in order. Replies
+//! therefore leave in exactly the order commands arrived, however deep the
+//! pipeline. When a command needs connection state, the connection hands over to
+//! a pinned session ([`pinned`]) once every earlier reply is written.
+
+mod local;
+mod pinned;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Credentials, ProxyConfig};
+use crate::metrics::Metrics;
+use crate::resp::{Command, Error, Limits, Scanner};
+use crate::route::{self, Route};
+use crate::upstream::{Batch, Pool};
+use local::Outcome;
+use writer::{Slot, WriteEnd};
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+/// Bytes of forwardable commands that close a batch early.
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// State shared by every client of one proxy.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Arc<ProxyConfig>,
+    pub(crate) pool: Pool,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) pinned: Arc<Semaphore>,
+    pub(crate) limits: Limits,
+    pub(crate) client_auth: Option<Credentials>,
+}
+
+/// How the reader ended.
+enum ReadEnd {
+    Closed,
+    Pin {
+        rd: OwnedReadHalf,
+        pending: BytesMut,
+        permit: OwnedSemaphorePermit,
+    },
+}
+
+/// Decrements the connected-clients gauge however the session ends.
+struct ClientGuard<'a>(&'a Metrics);
+
+impl Drop for ClientGuard<'_> {
+    fn drop(&mut self) {
+        self.0.connected_clients.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Serves one client until it leaves, breaks the protocol, or shutdown.
+pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
+    shared.metrics.connected_clients.fetch_add(1, Relaxed);
+    shared.metrics.total_connections.fetch_add(1, Relaxed);
+    let _guard = ClientGuard(&shared.metrics);
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    let (slot_tx, slot_rx) = mpsc::channel(shared.config.pipeline_depth.get());
+    let (r, w) = tokio::join!(
+        read_commands(rd, slot_tx, &shared, &shutdown),
+        writer::write_replies(wr, slot_rx)
+    );
+    if let (
+        ReadEnd::Pin {
+            rd,
+            pending,
+            permit,
+        },
+        WriteEnd::Handover(wr),
+    ) = (r, w)
+    {
+        pinned::run(rd, wr, pending, permit, &shared, &shutdown).await;
+    }
+}
+
+/// A run of forwardable commands at the start of the read buffer.
+struct PendingBatch {
+    bytes: usize,
+    count: usize,
+}
+
+async fn read_commands(
+    mut rd: OwnedReadHalf,
+    slots: mpsc::Sender<Slot>,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> ReadEnd {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut scanner = Scanner::new(shared.limits);
+    let mut authed = shared.client_auth.is_none();
+    let max_batch = shared.config.max_batch.get();
+    loop {
+        let mut batch = PendingBatch { bytes: 0, count: 0 };
+        loop {
+            let n = match scanner.scan(&buf[batch.bytes..]) {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(e) => return protocol_error(&mut buf, batch, &e, &slots, shared).await,
+            };
+            let frame = &buf[batch.bytes..batch.bytes + n];
+            let cmd = match Command::parse(frame) {
+                Ok(c) => c,
+                // An empty line, `*0` or `*-1`: Redis skips these without a reply.
+                Err(Error::NotACommand("empty line" | "empty array" | "null array")) => {
+                    if !flush(&mut buf, &mut batch, &slots, shared).await {
+                        return ReadEnd::Closed;
+                    }
+                    buf.advance(n);
+                    continue;
+                }
+                Err(e) => return protocol_error(&mut buf, batch, &e, &slots, shared).await,
+            };
+            shared.metrics.commands.fetch_add(1, Relaxed);
+            let mut route = route::classify(&cmd, shared.config.upstream.db);
+            if !authed
+                && !matches!(
+                    route,
+                    Route::Local(route::Local::Auth | route::Local::Hello | route::Local::Quit)
+                )
+            {
+                route = Route::Refuse;
+            }
+            // Decide while `cmd` borrows the buffer; act after.
+            let outcome = match route {
+                Route::Forward => {
+                    batch.bytes += n;
+                    batch.count += 1;
+                    if batch.count >= max_batch || batch.bytes >= MAX_BATCH_BYTES {
+                        if !flush(&mut buf, &mut batch, &slots, shared).await {
+                            return ReadEnd::Closed;
+                        }
+                    }
+                    continue;
+                }
+                Route::Refuse if !authed => Some(Outcome::Reply(Bytes::from_static(local::NOAUTH))),
+                Route::Refuse => Some(Outcome::Reply(local::refused(&cmd))),
+                Route::Pin => Some(Outcome::Pin(Bytes::new())),
+                Route::Local(l) => Some(local::handle(l, &cmd, &mut authed, shared)),
+            };
+            if !flush(&mut buf, &mut batch, &slots, shared).await {
+                return ReadEnd::Closed;
+            }
+            let keep_frame = matches!(&outcome, Some(Outcome::Pin(b)) if b.is_empty());
+            if !keep_frame {
+                buf.advance(n);
+            }
+            match outcome {
+                None => {}
+                Some(Outcome::Reply(b)) => {
+                    count_local(&b, shared);
+                    if slots.send(Slot::Ready(b)).await.is_err() {
+                        return ReadEnd::Closed;
+                    }
+                }
+                Some(Outcome::Quit) => {
+                    shared.metrics.answered_locally.fetch_add(1, Relaxed);
+                    let _ = slots
+                        .send(Slot::Ready(Bytes::from_static(b"+OK\r\n")))
+                        .await;
+                    let _ = slots.send(Slot::Close).await;
+                    return ReadEnd::Closed;
+                }
+                Some(Outcome::Forward(b)) => {
+                    if !send_batch(b, 1, &slots, shared).await {
+                        return ReadEnd::Closed;
+                    }
+                }
+                Some(Outcome::Pin(first)) => match Arc::clone(&shared.pinned).try_acquire_owned() {
+                    Ok(permit) => {
+                        let mut pending = BytesMut::with_capacity(first.len() + buf.len());
+                        pending.extend_from_slice(&first);
+                        pending.extend_from_slice(&buf);
+                        let _ = slots.send(Slot::Handover).await;
+                        return ReadEnd::Pin {
+                            rd,
+                            pending,
+                            permit,
+                        };
+                    }
+                    Err(_) => {
+                        if keep_frame {
+                            buf.advance(n);
+                        }
+                        let msg = format!(
+                            "-ERR nexus: too many clients hold a dedicated upstream connection (max_pinned = {})\r\n",
+                            shared.config.max_pinned
+                        );
+                        shared.metrics.proxy_errors.fetch_add(1, Relaxed);
+                        if slots.send(Slot::Ready(Bytes::from(msg))).await.is_err() {
+                            return ReadEnd::Closed;
+                        }
+                    }
+                },
+            }
+        }
+        if !flush(&mut buf, &mut batch, &slots, shared).await {
+            return ReadEnd::Closed;
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return ReadEnd::Closed,
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(0) | Err(_) => return ReadEnd::Closed,
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+fn count_local(reply: &[u8], shared: &Shared) {
+    if reply.first() == Some(&b'-') {
+        shared.metrics.proxy_errors.fetch_add(1, Relaxed);
+    } else {
+        shared.metrics.answered_locally.fetch_add(1, Relaxed);
+    }
+}
+
+/// Sends the pending batch (if any). Returns false when the client is gone.
+async fn flush(
+    buf: &mut BytesMut,
+    batch: &mut PendingBatch,
+    slots: &mpsc::Sender<Slot>,
+    shared: &Shared,
+) -> bool {
+    if batch.count == 0 {
+        return true;
+    }
+    let bytes = buf.split_to(batch.bytes).freeze();
+    let count = std::mem::take(&mut batch.count);
+    batch.bytes = 0;
+    send_batch(bytes, count, slots, shared).await
+}
+
+async fn send_batch(
+    bytes: Bytes,
+    count: usize,
+    slots: &mpsc::Sender<Slot>,
+    shared: &Shared,
+) -> bool {
+    let (tx, rx) = oneshot::channel();
+    // Reserve the reply slot first: a client that stops reading stops here,
+    // before its commands reach Redis.
+    let Ok(permit) = slots.reserve().await else {
+        return false;
+    };
+    permit.send(Slot::Upstream { rx, count });
+    shared
+        .pool
+        .send(Batch {
+            bytes,
+            count,
+            reply: tx,
+        })
+        .await;
+    true
+}
+
+async fn protocol_error(
+    buf: &mut BytesMut,
+    mut batch: PendingBatch,
+    err: &Error,
+    slots: &mpsc::Sender<Slot>,
+    shared: &Shared,
+) -> ReadEnd {
+    // Commands before the bad frame still get their replies, then the error, then close.
+    if flush(buf, &mut batch, slots, shared).await {
+        shared.metrics.proxy_errors.fetch_add(1, Relaxed);
+        tracing::debug!(error = %err, "client protocol error");
+        let msg = format!(
+            "-ERR Protocol error: {}\r\n",
+            crate::error::single_line(&err.to_string())
+        );
+        let _ = slots.send(Slot::Ready(Bytes::from(msg))).await;
+        let _ = slots.send(Slot::Close).await;
+    }
+    ReadEnd::Closed
+}

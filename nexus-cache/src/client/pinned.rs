@@ -1,0 +1,163 @@
+//! Pinned sessions: a client whose commands carry connection state (transactions,
+//! blocking pops, pub/sub, RESP3, a non-default database, client tracking...) gets
+//! its own upstream connection for the rest of its connection.
+//!
+//! Redis then owns the semantics entirely: the client's frames are forwarded in
+//! order (still framed, so refused commands can be replaced) and everything Redis
+//! sends, including out-of-band pushes and subscription messages, streams back
+//! unchanged. Pinning is not undone when the state ends (e.g. after `EXEC`): the
+//! state is hard to observe reliably (`CLIENT REPLY`, RESP3, subscriptions), and a
+//! client that used it once usually uses it again.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use crate::error::UpstreamError;
+use crate::resp::{Command, Scanner, encode};
+use crate::route::REFUSED;
+use crate::upstream::connect;
+
+struct PinnedGuard<'a>(&'a Shared);
+
+impl Drop for PinnedGuard<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.pinned_clients.fetch_sub(1, Relaxed);
+    }
+}
+
+pub(super) async fn run(
+    rd: OwnedReadHalf,
+    mut wr: OwnedWriteHalf,
+    pending: BytesMut,
+    _permit: OwnedSemaphorePermit,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) {
+    shared.metrics.pinned_clients.fetch_add(1, Relaxed);
+    let _guard = PinnedGuard(shared);
+    let config = &shared.config;
+    let upstream = match connect(&config.upstream, config.connect_timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            // The state the client asked for cannot be honoured: say so and close.
+            shared
+                .metrics
+                .upstream_connect_failures
+                .fetch_add(1, Relaxed);
+            shared.metrics.proxy_errors.fetch_add(1, Relaxed);
+            let _ = wr.write_all(&e.to_resp()).await;
+            let _ = wr.shutdown().await;
+            return;
+        }
+    };
+    shared.metrics.upstream_connects.fetch_add(1, Relaxed);
+    let (mut urd, uwr) = upstream.into_split();
+    let quit_sent = AtomicBool::new(false);
+    let down = async {
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        loop {
+            if buf.capacity() < 4096 {
+                buf.reserve(16 * 1024);
+            }
+            match urd.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if wr.write_all(&buf).await.is_err() {
+                        return;
+                    }
+                    buf.clear();
+                }
+            }
+        }
+        if !quit_sent.load(Relaxed) {
+            let _ = wr.write_all(&UpstreamError::ConnectionLost.to_resp()).await;
+        }
+        let _ = wr.shutdown().await;
+    };
+    let up = forward_commands(rd, uwr, pending, shared, shutdown, &quit_sent);
+    tokio::pin!(down);
+    tokio::select! {
+        () = &mut down => {}
+        () = up => down.await,
+    }
+}
+
+/// Client -> Redis. Returns when the client closes, sends garbage Redis will reject
+/// (forwarded raw so Redis answers it in order), or shutdown begins.
+async fn forward_commands(
+    mut rd: OwnedReadHalf,
+    mut uwr: OwnedWriteHalf,
+    mut buf: BytesMut,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+    quit_sent: &AtomicBool,
+) {
+    let mut scanner = Scanner::new(shared.limits);
+    loop {
+        let mut off = 0;
+        loop {
+            match scanner.scan(&buf[off..]) {
+                Ok(Some(n)) => {
+                    shared.metrics.commands.fetch_add(1, Relaxed);
+                    let replacement = match Command::parse(&buf[off..off + n]) {
+                        Ok(cmd) if cmd.is(b"QUIT") => {
+                            quit_sent.store(true, Relaxed);
+                            None
+                        }
+                        Ok(cmd) if REFUSED.iter().any(|r| cmd.is(r)) => {
+                            let mut name = b"NEXUS-REFUSED:".to_vec();
+                            name.extend(cmd.name().iter().map(u8::to_ascii_uppercase));
+                            let mut out = BytesMut::new();
+                            encode::command(&mut out, &[&name]);
+                            Some(out)
+                        }
+                        _ => None,
+                    };
+                    if let Some(rep) = replacement {
+                        if uwr.write_all(&buf[..off]).await.is_err()
+                            || uwr.write_all(&rep).await.is_err()
+                        {
+                            return;
+                        }
+                        buf.advance(off + n);
+                        off = 0;
+                    } else {
+                        off += n;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    // Let Redis answer the malformed input itself (in order), then it closes.
+                    off = buf.len();
+                    break;
+                }
+            }
+        }
+        if off > 0 {
+            if uwr.write_all(&buf[..off]).await.is_err() {
+                return;
+            }
+            buf.advance(off);
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(0) | Err(_) => {
+                    let _ = uwr.shutdown().await;
+                    return;
+                }
+                Ok(_) => {}
+            },
+        }
+    }
+}

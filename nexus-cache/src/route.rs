@@ -1,0 +1,188 @@
+//! Command classification: what the proxy does with each client command.
+//!
+//! This is the single decision point later layers hook into (policy lookup,
+//! near cache, singleflight, stampede guard answer some reads here instead of
+//! forwarding them).
+
+use crate::resp::Command;
+
+/// What to do with one command on an unpinned connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Stateless: multiplex over the shared pool, bytes unchanged.
+    Forward,
+    /// Needs a dedicated upstream connection from here on.
+    Pin,
+    /// Answered by the proxy: `AUTH`, `HELLO` (auth part), `QUIT`, `RESET`,
+    /// `CLIENT SETINFO`, `NEXUS.*`.
+    Local(Local),
+    /// Refused with an error naming the command.
+    Refuse,
+}
+
+/// Commands the proxy answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Local {
+    Auth,
+    Hello,
+    Quit,
+    Reset,
+    ClientSetInfo,
+    Nexus,
+}
+
+/// Commands that block the connection they run on.
+const BLOCKING: &[&[u8]] = &[
+    b"BLPOP",
+    b"BRPOP",
+    b"BLMOVE",
+    b"BRPOPLPUSH",
+    b"BZPOPMIN",
+    b"BZPOPMAX",
+    b"BLMPOP",
+    b"BZMPOP",
+    b"WAIT",
+    b"WAITAOF",
+];
+
+/// Commands that put state on the connection.
+const STATEFUL: &[&[u8]] = &[
+    b"MULTI",
+    b"WATCH",
+    b"SUBSCRIBE",
+    b"PSUBSCRIBE",
+    b"SSUBSCRIBE",
+    b"MONITOR",
+];
+
+/// `CLIENT` subcommands that put state on the connection.
+const CLIENT_STATEFUL: &[&[u8]] = &[
+    b"TRACKING",
+    b"REPLY",
+    b"SETNAME",
+    b"NO-EVICT",
+    b"NO-TOUCH",
+    b"CACHING",
+];
+
+/// Commands that cannot be proxied meaningfully (see docs/cache-proxy.md).
+pub(crate) const REFUSED: &[&[u8]] = &[b"SYNC", b"PSYNC", b"REPLCONF", b"SHUTDOWN"];
+
+/// Classifies `cmd`; `pool_db` is the database the shared connections use.
+pub(crate) fn classify(cmd: &Command<'_>, pool_db: u32) -> Route {
+    let name = cmd.name();
+    let any = |list: &[&[u8]]| list.iter().any(|n| name.eq_ignore_ascii_case(n));
+    if name.len() > 6 && name[..6].eq_ignore_ascii_case(b"NEXUS.") {
+        return Route::Local(Local::Nexus);
+    }
+    if any(STATEFUL) || any(BLOCKING) {
+        return Route::Pin;
+    }
+    if any(REFUSED) {
+        return Route::Refuse;
+    }
+    match name.len() {
+        4 if cmd.is(b"AUTH") => Route::Local(Local::Auth),
+        4 if cmd.is(b"QUIT") => Route::Local(Local::Quit),
+        5 if cmd.is(b"HELLO") => Route::Local(Local::Hello),
+        5 if cmd.is(b"RESET") => Route::Local(Local::Reset),
+        5 if cmd.is(b"XREAD") => xread(cmd, 1),
+        10 if cmd.is(b"XREADGROUP") => xread(cmd, 4),
+        6 if cmd.is(b"SELECT") => select(cmd, pool_db),
+        6 if cmd.is(b"CLIENT") => client(cmd),
+        _ => Route::Forward,
+    }
+}
+
+/// `XREAD [COUNT n] [BLOCK ms] STREAMS ...`: pinned only with `BLOCK`.
+fn xread(cmd: &Command<'_>, first_option: usize) -> Route {
+    let blocking = (first_option..cmd.len())
+        .map_while(|i| cmd.arg(i))
+        .take_while(|a| !a.eq_ignore_ascii_case(b"STREAMS"))
+        .any(|a| a.eq_ignore_ascii_case(b"BLOCK"));
+    if blocking { Route::Pin } else { Route::Forward }
+}
+
+/// `SELECT db`: the pool's own database is stateless; any other pins. Arguments
+/// Redis would reject are forwarded so Redis answers its own error.
+fn select(cmd: &Command<'_>, pool_db: u32) -> Route {
+    let db = cmd
+        .arg(1)
+        .and_then(|a| std::str::from_utf8(a).ok())
+        .and_then(|s| s.parse::<i64>().ok());
+    match db {
+        Some(db) if db != i64::from(pool_db) && cmd.len() == 2 => Route::Pin,
+        _ => Route::Forward,
+    }
+}
+
+fn client(cmd: &Command<'_>) -> Route {
+    let Some(sub) = cmd.arg(1) else {
+        return Route::Forward;
+    };
+    if CLIENT_STATEFUL.iter().any(|s| sub.eq_ignore_ascii_case(s)) {
+        Route::Pin
+    } else if sub.eq_ignore_ascii_case(b"SETINFO") {
+        Route::Local(Local::ClientSetInfo)
+    } else {
+        Route::Forward
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn route(line: &str) -> Route {
+        let frame = format!("{line}\r\n");
+        classify(&Command::parse(frame.as_bytes()).unwrap(), 0)
+    }
+
+    #[test]
+    fn stateless_commands_are_forwarded() {
+        for c in [
+            "GET k",
+            "set k v",
+            "EXEC",
+            "UNWATCH",
+            "SELECT 0",
+            "SELECT x",
+            "PING",
+            "XREAD STREAMS s 0",
+        ] {
+            assert_eq!(route(c), Route::Forward, "{c}");
+        }
+    }
+
+    #[test]
+    fn state_and_blocking_pin() {
+        for c in [
+            "multi",
+            "WATCH k",
+            "BLPOP l 0",
+            "bzmpop 0 1 z MIN",
+            "SELECT 3",
+            "subscribe c",
+            "CLIENT TRACKING on",
+            "client reply off",
+            "XREAD COUNT 2 BLOCK 0 STREAMS s $",
+            "XREADGROUP GROUP g c BLOCK 10 STREAMS s >",
+            "WAIT 1 0",
+        ] {
+            assert_eq!(route(c), Route::Pin, "{c}");
+        }
+    }
+
+    #[test]
+    fn local_and_refused() {
+        assert_eq!(route("QUIT"), Route::Local(Local::Quit));
+        assert_eq!(route("nexus.stats"), Route::Local(Local::Nexus));
+        assert_eq!(
+            route("CLIENT SETINFO lib-name x"),
+            Route::Local(Local::ClientSetInfo)
+        );
+        assert_eq!(route("psync ? -1"), Route::Refuse);
+        assert_eq!(route("SHUTDOWN"), Route::Refuse);
+    }
+}

@@ -1,0 +1,140 @@
+//! [`JwtAuthLayer`]: verifies `Authorization: Bearer` on every non-public route.
+//!
+//! Public routes are decided on the normalised, classified route (a [`Route`] in
+//! the request extensions, put there by the entry layer); a request without one is
+//! treated as protected. On success the [`Principal`] goes into the request
+//! extensions for later layers and is copied into the response extensions so the
+//! entry layer can log the client id.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::{Either, Ready, ready};
+use http::{Request, StatusCode, header};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::jwt::{AuthError, JwtKeys, Principal};
+use crate::path::Route;
+use crate::response::{GatewayResponse, error};
+
+/// Layer that verifies bearer tokens with a pinned algorithm.
+#[derive(Debug, Clone)]
+pub struct JwtAuthLayer {
+    keys: Arc<JwtKeys>,
+}
+
+impl JwtAuthLayer {
+    /// New layer over shared keys.
+    pub fn new(keys: Arc<JwtKeys>) -> Self {
+        Self { keys }
+    }
+}
+
+impl<S> Layer<S> for JwtAuthLayer {
+    type Service = JwtAuth<S>;
+    fn layer(&self, inner: S) -> JwtAuth<S> {
+        JwtAuth {
+            inner,
+            keys: self.keys.clone(),
+        }
+    }
+}
+
+/// Service produced by [`JwtAuthLayer`].
+#[derive(Debug, Clone)]
+pub struct JwtAuth<S> {
+    inner: S,
+    keys: Arc<JwtKeys>,
+}
+
+impl<S> JwtAuth<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+fn bearer<B>(req: &Request<B>) -> Result<&str, AuthError> {
+    let v = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(AuthError::Missing)?;
+    let v = v.to_str().map_err(|_| AuthError::Malformed)?;
+    let (scheme, token) = v.split_once(' ').ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AuthError::Malformed);
+    }
+    Ok(token.trim())
+}
+
+/// The 401 for an authentication failure.
+pub(crate) fn unauthorized(e: &AuthError) -> GatewayResponse {
+    let mut res = error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer"),
+    );
+    res
+}
+
+impl<S, B> Service<Request<B>> for JwtAuth<S>
+where
+    S: Service<Request<B>, Response = GatewayResponse>,
+    S::Future: Send + 'static,
+{
+    type Response = GatewayResponse;
+    type Error = S::Error;
+    type Future = Either<WithPrincipal<S::Future>, Ready<Result<GatewayResponse, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let public = req
+            .extensions()
+            .get::<Route>()
+            .is_some_and(|r| r.is_public());
+        if public {
+            return Either::Left(WithPrincipal {
+                inner: self.inner.call(req),
+                principal: None,
+            });
+        }
+        match bearer(&req).and_then(|t| self.keys.verify(t)) {
+            Ok(p) => {
+                req.extensions_mut().insert(p.clone());
+                Either::Left(WithPrincipal {
+                    inner: self.inner.call(req),
+                    principal: Some(p),
+                })
+            }
+            Err(e) => Either::Right(ready(Ok(unauthorized(&e)))),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Future that copies the [`Principal`] into the response extensions.
+    pub struct WithPrincipal<F> {
+        #[pin]
+        inner: F,
+        principal: Option<Principal>,
+    }
+}
+
+impl<F, E> std::future::Future for WithPrincipal<F>
+where
+    F: std::future::Future<Output = Result<GatewayResponse, E>>,
+{
+    type Output = Result<GatewayResponse, E>;
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(p) = this.principal.take() {
+            res.extensions_mut().insert(p);
+        }
+        Poll::Ready(Ok(res))
+    }
+}

@@ -1,0 +1,80 @@
+//! Lifecycle event hooks: rate-limit hit, circuit opened, request completed.
+//!
+//! The gateway calls an [`EventSink`] at each lifecycle point. Implementations must
+//! return at once and never fail the request (queue and drop, like
+//! `nexus_events::Emitter::emit`). [`LogSink`] writes them as `tracing` events.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// A gateway lifecycle event.
+#[derive(Debug, Clone)]
+pub enum GatewayEvent {
+    /// `gateway.rate_limit.hit`.
+    RateLimitHit {
+        /// Peer IP.
+        ip: Option<IpAddr>,
+        /// Method.
+        method: String,
+        /// Normalised path.
+        url: String,
+        /// Request id.
+        correlation_id: String,
+    },
+    /// `gateway.circuit.opened`.
+    CircuitOpened {
+        /// Upstream base URL.
+        upstream: Arc<str>,
+        /// Method of the request that tripped it.
+        method: String,
+        /// Path of the request that tripped it.
+        url: String,
+        /// Request id.
+        correlation_id: String,
+    },
+    /// `gateway.request.completed`.
+    RequestCompleted {
+        /// Method.
+        method: String,
+        /// Normalised path.
+        url: String,
+        /// Status code.
+        status_code: u16,
+        /// Latency, milliseconds.
+        latency_ms: f64,
+        /// Client id or `anonymous`.
+        client_id: Arc<str>,
+        /// Request id.
+        correlation_id: String,
+    },
+}
+
+/// Where lifecycle events go. `emit` must not block.
+pub trait EventSink: Send + Sync + 'static {
+    /// Hands an event over; never blocks, never fails the caller.
+    fn emit(&self, event: GatewayEvent);
+}
+
+/// Writes events as `tracing` events at debug (request completed) or info level.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogSink;
+
+impl EventSink for LogSink {
+    fn emit(&self, event: GatewayEvent) {
+        match event {
+            GatewayEvent::RequestCompleted { .. } => {
+                tracing::debug!(?event, "gateway.request.completed")
+            }
+            GatewayEvent::RateLimitHit { .. } => tracing::info!(?event, "gateway.rate_limit.hit"),
+            GatewayEvent::CircuitOpened { .. } => tracing::warn!(?event, "gateway.circuit.opened"),
+        }
+    }
+}
+
+/// Discards every event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NullSink;
+
+impl EventSink for NullSink {
+    fn emit(&self, _event: GatewayEvent) {}
+}

@@ -1,0 +1,320 @@
+//! [`Gateway`]: builds the layer stack from [`Settings`] and serves it.
+//!
+//! Stack, outermost first: entry (request id, normalisation, span, metrics,
+//! telemetry, events) -> blocklist -> rate limit -> JWT (public routes skipped) ->
+//! router (`/auth/token`, admin routes, `/api/*` proxy).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
+use tower::util::BoxCloneSyncService;
+use tower_layer::Layer as _;
+
+use crate::auth::{JwtAuthLayer, JwtKeys};
+use crate::blocklist::Blocklist;
+use crate::config::{ConfigError, Settings};
+use crate::events::{EventSink, LogSink};
+use crate::layers::{BlocklistLayer, EntryLayer};
+use crate::metrics::{CircuitGauge, Metrics};
+use crate::proxy::{
+    Breakers, CircuitListener, CircuitTransition, Proxy, SharedStandInBreakers, StandInBreakers,
+    StandInPool, Upstreams, parse_services,
+};
+use crate::response::GatewayResponse;
+use crate::router::Router;
+use crate::telemetry::Telemetry;
+
+/// Most concurrent client connections; further accepts wait for a slot.
+pub const MAX_CONNECTIONS: usize = 16_384;
+/// Time a client has to send request headers (slowloris bound).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The type-erased request service (what each connection calls).
+pub type GatewayService = BoxCloneSyncService<Request<Incoming>, GatewayResponse, Infallible>;
+
+/// Error building or running a gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Invalid configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Socket error.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// State shared by the router and the handlers.
+pub(crate) struct Shared {
+    pub(crate) settings: Settings,
+    pub(crate) keys: Arc<JwtKeys>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) telemetry: Arc<Telemetry>,
+    pub(crate) proxy: Proxy,
+}
+
+/// Turns circuit transitions into the state gauge, opens counter and balancer health.
+struct GatewayCircuitListener {
+    metrics: Arc<Metrics>,
+    upstreams: Arc<dyn Upstreams>,
+}
+
+impl CircuitListener for GatewayCircuitListener {
+    fn on_transition(&self, upstream: &Arc<str>, t: CircuitTransition) {
+        let (gauge, open) = match t {
+            CircuitTransition::Opened => (CircuitGauge::Open, true),
+            CircuitTransition::HalfOpened => (CircuitGauge::HalfOpen, false),
+            CircuitTransition::Closed => (CircuitGauge::Closed, false),
+        };
+        tracing::info!(upstream = %upstream, transition = ?t, "circuit state change");
+        self.metrics.circuit_state(upstream, gauge);
+        self.upstreams.circuit_changed(upstream, open);
+    }
+}
+
+/// Builder for [`Gateway`].
+pub struct GatewayBuilder {
+    settings: Settings,
+    events: Arc<dyn EventSink>,
+    blocklist: Option<Arc<dyn Blocklist>>,
+}
+
+impl std::fmt::Debug for GatewayBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayBuilder")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Aborts a background task when dropped.
+#[derive(Debug)]
+struct TaskGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A built gateway: the service stack plus its background tasks.
+pub struct Gateway {
+    service: GatewayService,
+    shared: Arc<Shared>,
+    _tasks: Vec<TaskGuard>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("listen", &self.shared.settings.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatewayBuilder {
+    /// Where lifecycle events go (default: [`LogSink`]).
+    pub fn event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events = sink;
+        self
+    }
+
+    /// The blocklist view checked before everything else (default: none).
+    pub fn blocklist(mut self, list: Arc<dyn Blocklist>) -> Self {
+        self.blocklist = Some(list);
+        self
+    }
+
+    /// Builds the stack and starts background tasks (must run inside a tokio runtime).
+    ///
+    /// Reads `proxy.services_file` once now (an unreadable or invalid file is an
+    /// error) and then watches it.
+    pub fn build(self) -> Result<Gateway, GatewayError> {
+        let settings = self.settings;
+        for w in &settings.warnings {
+            tracing::warn!("{w}");
+        }
+        let keys = Arc::new(JwtKeys::from_settings(&settings.auth)?);
+        let metrics = Arc::new(Metrics::new());
+        let telemetry = Arc::new(Telemetry::new(settings.telemetry_capacity.get()));
+        let mut tasks = Vec::new();
+
+        let services_path = settings.proxy.services_file.clone();
+        let text = std::fs::read_to_string(&services_path).map_err(|source| ConfigError::Read {
+            field: "proxy.services_file",
+            path: services_path.clone(),
+            source,
+        })?;
+        let entries =
+            parse_services(&text).map_err(|e| ConfigError::invalid("proxy.services_file", e))?;
+        let pool = Arc::new(StandInPool::default());
+        pool.set(&entries);
+        tasks.push(TaskGuard(
+            pool.spawn_file_poller(services_path, settings.proxy.discovery_poll),
+        ));
+        let upstreams: Arc<dyn Upstreams> = pool;
+
+        let breakers: Option<Arc<dyn Breakers>> = settings.breaker.clone().map(|cfg| {
+            let listener = Arc::new(GatewayCircuitListener {
+                metrics: metrics.clone(),
+                upstreams: upstreams.clone(),
+            });
+            Arc::new(SharedStandInBreakers(StandInBreakers::new(cfg, listener)))
+                as Arc<dyn Breakers>
+        });
+        let proxy = Proxy::new(
+            settings.proxy.clone(),
+            settings.transform.clone(),
+            upstreams,
+            breakers,
+            metrics.clone(),
+            self.events.clone(),
+        );
+        let shared = Arc::new(Shared {
+            settings,
+            keys: keys.clone(),
+            metrics: metrics.clone(),
+            telemetry: telemetry.clone(),
+            proxy,
+        });
+
+        let authed = JwtAuthLayer::new(keys).layer(Router::new(shared.clone()));
+        let limited: GatewayService = BoxCloneSyncService::new(authed);
+        let entry = EntryLayer::new(metrics, telemetry, self.events);
+        let service = match self.blocklist {
+            Some(list) => {
+                BoxCloneSyncService::new(entry.layer(BlocklistLayer::new(list).layer(limited)))
+            }
+            None => BoxCloneSyncService::new(entry.layer(limited)),
+        };
+        Ok(Gateway {
+            service,
+            shared,
+            _tasks: tasks,
+        })
+    }
+}
+
+impl Gateway {
+    /// Starts building a gateway from validated settings.
+    pub fn builder(settings: Settings) -> GatewayBuilder {
+        GatewayBuilder {
+            settings,
+            events: Arc::new(LogSink),
+            blocklist: None,
+        }
+    }
+
+    /// The request service (for embedding in another server or calling directly).
+    pub fn service(&self) -> GatewayService {
+        self.service.clone()
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// The settings the gateway runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.shared.settings
+    }
+
+    /// Binds `settings.listen` and serves until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
+        let listener = TcpListener::bind(self.shared.settings.listen).await?;
+        tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+        self.serve(listener, shutdown).await
+    }
+
+    /// Serves connections from `listener` until `shutdown` completes, then stops
+    /// accepting and drains in-flight requests up to the configured deadline.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), GatewayError> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .keep_alive(true);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = &mut shutdown => break,
+            };
+            let (stream, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let svc = self.service.clone();
+            let hyper_svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert::<SocketAddr>(peer);
+                svc.clone().oneshot(req)
+            });
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), hyper_svc)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with error");
+                }
+                drop(permit);
+            });
+        }
+        drop(listener);
+        let deadline = self.shared.settings.drain_timeout;
+        tracing::info!(?deadline, "shutting down: draining in-flight requests");
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("drained"),
+            () = tokio::time::sleep(deadline) => tracing::warn!("drain deadline reached; closing remaining connections"),
+        }
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM or ctrl-c (for binaries).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

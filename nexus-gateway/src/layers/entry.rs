@@ -1,0 +1,210 @@
+//! [`EntryLayer`]: the outermost layer.
+//!
+//! On the way in: keeps a valid client `x-request-id` or generates one, normalises
+//! the path (400 on bypass spellings), classifies the route, rewrites the URI to
+//! the normalised path, and opens a trace span. On the way out: returns the request
+//! id, and records metrics, telemetry and a `request.completed` event.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use http::{HeaderValue, Request, StatusCode, Uri};
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument as _;
+
+use crate::auth::Principal;
+use crate::events::{EventSink, GatewayEvent};
+use crate::metrics::Metrics;
+use crate::path::{Route, normalize};
+use crate::proxy::transform::X_REQUEST_ID;
+use crate::response::{GatewayResponse, error};
+use crate::telemetry::{Telemetry, TelemetryEntry};
+use crate::util::{new_request_id, rfc3339_millis, valid_request_id};
+
+/// The request id of the current request (request extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub HeaderValue);
+
+/// What the entry layer records into.
+#[derive(Clone)]
+pub struct EntryLayer {
+    metrics: Arc<Metrics>,
+    telemetry: Arc<Telemetry>,
+    events: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for EntryLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntryLayer").finish_non_exhaustive()
+    }
+}
+
+impl EntryLayer {
+    /// New entry layer.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        telemetry: Arc<Telemetry>,
+        events: Arc<dyn EventSink>,
+    ) -> Self {
+        Self {
+            metrics,
+            telemetry,
+            events,
+        }
+    }
+}
+
+impl<S> Layer<S> for EntryLayer {
+    type Service = Entry<S>;
+    fn layer(&self, inner: S) -> Entry<S> {
+        Entry {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// Service produced by [`EntryLayer`].
+#[derive(Clone)]
+pub struct Entry<S> {
+    inner: S,
+    layer: EntryLayer,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Entry<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Done {
+    start: Instant,
+    method: http::Method,
+    route: Route,
+    path: String,
+    peer: Option<SocketAddr>,
+    request_id: HeaderValue,
+}
+
+impl EntryLayer {
+    fn finish(&self, d: Done, res: &mut GatewayResponse) {
+        res.headers_mut().insert(X_REQUEST_ID, d.request_id.clone());
+        let millis = d.start.elapsed().as_secs_f64() * 1000.0;
+        let status = res.status().as_u16();
+        self.metrics
+            .record_request(&d.method, d.route.template(), status, millis);
+        let client: Arc<str> = res
+            .extensions()
+            .get::<Principal>()
+            .map_or_else(|| Arc::from("anonymous"), |p| p.subject.clone());
+        tracing::debug!(status, latency_ms = millis, client = %client, "request completed");
+        self.events.emit(GatewayEvent::RequestCompleted {
+            method: d.method.to_string(),
+            url: d.path.clone(),
+            status_code: status,
+            latency_ms: millis,
+            client_id: client.clone(),
+            correlation_id: d.request_id.to_str().unwrap_or_default().to_owned(),
+        });
+        self.telemetry.push(TelemetryEntry {
+            method: d.method.to_string(),
+            path: d.path,
+            status,
+            latency_ms: millis,
+            client,
+            ip: d.peer.map(|p| p.ip()),
+            timestamp: rfc3339_millis(SystemTime::now()),
+        });
+    }
+}
+
+type BoxFut = Pin<Box<dyn Future<Output = Result<GatewayResponse, Infallible>> + Send>>;
+
+impl<S, B> Service<Request<B>> for Entry<S>
+where
+    S: Service<Request<B>, Response = GatewayResponse, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = GatewayResponse;
+    type Error = Infallible;
+    type Future = BoxFut;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> BoxFut {
+        let start = Instant::now();
+        let request_id = match req.headers().get(X_REQUEST_ID) {
+            Some(v) if valid_request_id(v) => v.clone(),
+            _ => new_request_id(),
+        };
+        req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+        let peer = req.extensions().get::<SocketAddr>().copied();
+        let method = req.method().clone();
+        let normalized = normalize(req.uri().path());
+        let (path, route) = match normalized {
+            Ok(p) => {
+                let route = Route::classify(&p);
+                (p, route)
+            }
+            Err(e) => {
+                let mut res = error(StatusCode::BAD_REQUEST, "bad_path", &e.to_string());
+                let done = Done {
+                    start,
+                    method,
+                    route: Route::NotFound,
+                    path: req.uri().path().chars().take(256).collect(),
+                    peer,
+                    request_id,
+                };
+                self.layer.finish(done, &mut res);
+                return Box::pin(std::future::ready(Ok(res)));
+            }
+        };
+        if path != req.uri().path() {
+            let pq = match req.uri().query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            if let Ok(uri) = Uri::builder().path_and_query(pq).build() {
+                *req.uri_mut() = uri;
+            }
+        }
+        req.extensions_mut().insert(route);
+        req.extensions_mut().insert(RequestId(request_id.clone()));
+        let span = tracing::info_span!(
+            "request",
+            method = %method,
+            route = route.template(),
+            request_id = %request_id.to_str().unwrap_or_default(),
+        );
+        let fut = self.inner.call(req);
+        let layer = self.layer.clone();
+        let done = Done {
+            start,
+            method,
+            route,
+            path,
+            peer,
+            request_id,
+        };
+        Box::pin(
+            async move {
+                let mut res = fut.await?;
+                layer.finish(done, &mut res);
+                Ok(res)
+            }
+            .instrument(span),
+        )
+    }
+}

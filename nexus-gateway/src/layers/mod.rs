@@ -1,0 +1,9 @@
+//! The gateway's own tower layers: the entry layer (request id, path
+//! normalisation, trace span, metrics/telemetry/events on completion) and the
+//! blocklist check.
+
+mod block;
+mod entry;
+
+pub use block::{BlockGuard, BlocklistLayer};
+pub use entry::{Entry, EntryLayer, RequestId};

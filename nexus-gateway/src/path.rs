@@ -1,0 +1,174 @@
+//! Path normalisation and route classification.
+//!
+//! Routes are matched on the normalised path only, so no spelling of a protected
+//! path can look public: `//` collapses, `.`/`..` segments are resolved (escaping
+//! the root is rejected), a trailing slash is dropped, the query never takes part,
+//! and percent-encoded dots, slashes and backslashes (`%2e`, `%2f`, `%5c`), raw
+//! backslashes and control bytes are rejected outright (400) rather than guessed at.
+
+/// A classified route. Its [`template`](Route::template) is the metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// `GET /health` (public).
+    Health,
+    /// `GET /metrics` (public).
+    Metrics,
+    /// `POST /auth/token` (public).
+    Token,
+    /// `GET /telemetry`.
+    Telemetry,
+    /// `GET /lb-stats`.
+    LbStats,
+    /// `GET /cb-stats`.
+    CbStats,
+    /// `/api` and everything under it, proxied.
+    Api,
+    /// Anything else (authenticated, then 404).
+    NotFound,
+}
+
+impl Route {
+    /// Classifies a normalised path.
+    pub fn classify(path: &str) -> Self {
+        match path {
+            "/health" => Self::Health,
+            "/metrics" => Self::Metrics,
+            "/auth/token" => Self::Token,
+            "/telemetry" => Self::Telemetry,
+            "/lb-stats" => Self::LbStats,
+            "/cb-stats" => Self::CbStats,
+            p if p == "/api" || p.starts_with("/api/") => Self::Api,
+            _ => Self::NotFound,
+        }
+    }
+
+    /// Whether the route is reachable without a token.
+    pub fn is_public(self) -> bool {
+        matches!(self, Self::Health | Self::Metrics | Self::Token)
+    }
+
+    /// Route template used as the `route` metric label (bounded cardinality).
+    pub fn template(self) -> &'static str {
+        match self {
+            Self::Health => "/health",
+            Self::Metrics => "/metrics",
+            Self::Token => "/auth/token",
+            Self::Telemetry => "/telemetry",
+            Self::LbStats => "/lb-stats",
+            Self::CbStats => "/cb-stats",
+            Self::Api => "/api/*",
+            Self::NotFound => "unmatched",
+        }
+    }
+}
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Encoded dot/slash/backslash, a backslash or a control byte.
+    #[error("path contains a forbidden encoding or character")]
+    Forbidden,
+    /// `..` would climb above the root.
+    #[error("path escapes the root")]
+    EscapesRoot,
+    /// Not an origin-form path.
+    #[error("path must start with '/'")]
+    NotAbsolute,
+}
+
+/// Normalises the path part of a request target (no query).
+pub fn normalize(path: &str) -> Result<String, PathError> {
+    if !path.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let bytes = path.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\\' || b < 0x20 || b == 0x7f {
+            return Err(PathError::Forbidden);
+        }
+        if b == b'%' {
+            let enc = bytes.get(i + 1..i + 3).ok_or(PathError::Forbidden)?;
+            if enc.eq_ignore_ascii_case(b"2e")
+                || enc.eq_ignore_ascii_case(b"2f")
+                || enc.eq_ignore_ascii_case(b"5c")
+                || enc == b"00"
+            {
+                return Err(PathError::Forbidden);
+            }
+        }
+    }
+    // Fast path: already normal (the common case on the hot path).
+    if !path.contains("//")
+        && !path.contains("/./")
+        && !path.contains("/../")
+        && !path.ends_with("/.")
+        && !path.ends_with("/..")
+        && (path.len() == 1 || !path.ends_with('/'))
+    {
+        return Ok(path.to_owned());
+    }
+    let mut segs: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segs.pop().ok_or(PathError::EscapesRoot)?;
+            }
+            s => segs.push(s),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &segs {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_paths_are_kept() {
+        assert_eq!(normalize("/api/products").as_deref(), Ok("/api/products"));
+        assert_eq!(normalize("/").as_deref(), Ok("/"));
+        assert_eq!(normalize("/api/a%20b").as_deref(), Ok("/api/a%20b"));
+    }
+
+    #[test]
+    fn bypass_spellings_normalise_or_fail() {
+        assert_eq!(normalize("//telemetry").as_deref(), Ok("/telemetry"));
+        assert_eq!(
+            normalize("/health/../telemetry").as_deref(),
+            Ok("/telemetry")
+        );
+        assert_eq!(normalize("/health/./").as_deref(), Ok("/health"));
+        assert_eq!(normalize("/telemetry/").as_deref(), Ok("/telemetry"));
+        assert_eq!(
+            normalize("/health/%2e%2e/telemetry"),
+            Err(PathError::Forbidden)
+        );
+        assert_eq!(normalize("/health%2ftelemetry"), Err(PathError::Forbidden));
+        assert_eq!(
+            normalize("/health\\..\\telemetry"),
+            Err(PathError::Forbidden)
+        );
+        assert_eq!(normalize("/../etc"), Err(PathError::EscapesRoot));
+        assert_eq!(normalize("/x%"), Err(PathError::Forbidden));
+        assert_eq!(normalize("*"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn classification_is_exact() {
+        assert_eq!(Route::classify("/health"), Route::Health);
+        assert!(!Route::classify("/healthz").is_public());
+        assert!(!Route::classify("/health/x").is_public());
+        assert_eq!(Route::classify("/apix"), Route::NotFound);
+        assert_eq!(Route::classify("/api/x"), Route::Api);
+        assert_eq!(Route::classify("/api"), Route::Api);
+    }
+}

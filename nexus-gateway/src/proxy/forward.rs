@@ -1,0 +1,256 @@
+//! The attempt loop: pick, admit, call with a timeout, record, maybe retry.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
+use http_body::Body as _;
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::client::{self, UpstreamClient};
+use super::seams::{AttemptOutcome, Breakers, CircuitTransition, Upstreams};
+use super::transform::{self, Wrapped};
+use crate::body::GatewayBody;
+use crate::config::{ProxySettings, TransformSettings};
+use crate::events::{EventSink, GatewayEvent};
+use crate::metrics::Metrics;
+use crate::response::{GatewayResponse, error};
+
+/// The `/api/*` handler.
+pub struct Proxy {
+    client: UpstreamClient,
+    upstreams: Arc<dyn Upstreams>,
+    breakers: Option<Arc<dyn Breakers>>,
+    settings: ProxySettings,
+    transform: TransformSettings,
+    metrics: Arc<Metrics>,
+    events: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the last attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    NoEndpoint,
+    CircuitOpen,
+    Timeout,
+    Transport,
+    Status,
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+impl Proxy {
+    /// Builds the proxy.
+    pub fn new(
+        settings: ProxySettings,
+        transform: TransformSettings,
+        upstreams: Arc<dyn Upstreams>,
+        breakers: Option<Arc<dyn Breakers>>,
+        metrics: Arc<Metrics>,
+        events: Arc<dyn EventSink>,
+    ) -> Self {
+        let client = client::build(&settings);
+        Self {
+            client,
+            upstreams,
+            breakers,
+            settings,
+            transform,
+            metrics,
+            events,
+        }
+    }
+
+    /// The balancer's `/lb-stats` document.
+    pub fn lb_stats(&self) -> serde_json::Value {
+        self.upstreams.stats()
+    }
+
+    /// The breakers' `/cb-stats` document.
+    pub fn cb_stats(&self) -> serde_json::Value {
+        self.breakers
+            .as_ref()
+            .map_or_else(|| serde_json::json!({ "enabled": false }), |b| b.stats())
+    }
+
+    /// Forwards one `/api/*` request (its URI path is already normalised).
+    pub async fn forward(
+        &self,
+        req: Request<Incoming>,
+        request_id: HeaderValue,
+        peer: Option<IpAddr>,
+    ) -> GatewayResponse {
+        let (mut parts, body) = req.into_parts();
+        let client_path = parts.uri.path().to_owned();
+        let upstream_path = match client_path.strip_prefix("/api") {
+            Some("") | None => "/",
+            Some(rest) => rest,
+        };
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("{upstream_path}?{q}"),
+            None => upstream_path.to_owned(),
+        };
+        transform::request_headers(&mut parts.headers, &self.transform, &request_id, peer);
+        let replayable = idempotent(&parts.method) && body.is_end_stream();
+        let attempts = if replayable {
+            self.settings.max_attempts.get()
+        } else {
+            1
+        };
+        let mut body = Some(body);
+        let mut tried: Vec<u64> = Vec::new();
+        let mut last = Failure::NoEndpoint;
+
+        for attempt in 0..attempts {
+            if attempt > 0 && !self.settings.retry_backoff.is_zero() {
+                tokio::time::sleep(self.settings.retry_backoff).await;
+            }
+            let Some(picked) = self.upstreams.pick(&tried) else {
+                if attempt == 0 || last == Failure::CircuitOpen {
+                    last = Failure::NoEndpoint;
+                }
+                break;
+            };
+            tried.push(picked.id);
+            let permit = match &self.breakers {
+                Some(b) => match b.admit(&picked.url) {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        picked
+                            .guard
+                            .finish(AttemptOutcome::Failure, Default::default());
+                        last = Failure::CircuitOpen;
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let uri = Uri::builder()
+                .scheme(picked.scheme.clone())
+                .authority(picked.authority.clone())
+                .path_and_query(path_and_query.as_str())
+                .build();
+            let Ok(uri) = uri else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "request target cannot be forwarded",
+                );
+            };
+            let up_body = match body.take() {
+                Some(b) => Either::Left(b),
+                None => Either::Right(Empty::new()),
+            };
+            let mut up = Request::new(up_body);
+            *up.method_mut() = parts.method.clone();
+            *up.uri_mut() = uri;
+            *up.headers_mut() = parts.headers.clone();
+            let started = Instant::now();
+            let result = tokio::time::timeout(self.settings.timeout, self.client.request(up)).await;
+            let elapsed = started.elapsed();
+            self.metrics
+                .record_upstream(&picked.url, elapsed.as_secs_f64() * 1000.0);
+            let (outcome, response) = match result {
+                Ok(Ok(res)) if res.status().is_server_error() => {
+                    last = Failure::Status;
+                    (AttemptOutcome::Failure, Some(res))
+                }
+                Ok(Ok(res)) => (AttemptOutcome::Success, Some(res)),
+                Ok(Err(e)) => {
+                    tracing::debug!(upstream = %picked.url, error = %e, "upstream transport error");
+                    last = Failure::Transport;
+                    (AttemptOutcome::Failure, None)
+                }
+                Err(_) => {
+                    tracing::debug!(upstream = %picked.url, "upstream timeout");
+                    last = Failure::Timeout;
+                    (AttemptOutcome::Failure, None)
+                }
+            };
+            picked.guard.finish(outcome, elapsed);
+            if let Some(p) = permit {
+                if p.record(outcome) == Some(CircuitTransition::Opened) {
+                    self.events.emit(GatewayEvent::CircuitOpened {
+                        upstream: picked.url.clone(),
+                        method: parts.method.to_string(),
+                        url: client_path.clone(),
+                        correlation_id: request_id.to_str().unwrap_or_default().to_owned(),
+                    });
+                }
+            }
+            if let Some(res) = response {
+                let retry_status = matches!(res.status().as_u16(), 502..=504);
+                if outcome == AttemptOutcome::Success || !retry_status || attempt + 1 == attempts {
+                    return self.respond(res, &client_path, &request_id).await;
+                }
+            }
+        }
+        match last {
+            Failure::NoEndpoint | Failure::CircuitOpen => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_upstream",
+                "no healthy upstream endpoint",
+            ),
+            Failure::Timeout => error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "upstream timed out",
+            ),
+            Failure::Transport | Failure::Status => error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_failed",
+                "upstream failed after retries",
+            ),
+        }
+    }
+
+    async fn respond(
+        &self,
+        res: http::Response<Incoming>,
+        client_path: &str,
+        request_id: &HeaderValue,
+    ) -> GatewayResponse {
+        let (mut parts, body) = res.into_parts();
+        transform::strip_hop_by_hop(&mut parts.headers);
+        let body = GatewayBody::Stream(body);
+        if !self.transform.wrap_for(client_path) || !transform::is_json(&parts.headers) {
+            return http::Response::from_parts(parts, body);
+        }
+        let cap = self.transform.max_wrap_body_bytes;
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > cap as u64) {
+            return http::Response::from_parts(parts, body); // too large to wrap: passed through untouched
+        }
+        match transform::wrap_json(body, cap, request_id).await {
+            Ok(Wrapped::Body(b)) | Ok(Wrapped::NotJson(b)) => {
+                parts.headers.remove(header::TRANSFER_ENCODING);
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+                http::Response::from_parts(parts, GatewayBody::from(b))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot wrap upstream JSON");
+                error(StatusCode::BAD_GATEWAY, "upstream_body", &e.to_string())
+            }
+        }
+    }
+}

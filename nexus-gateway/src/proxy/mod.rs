@@ -1,0 +1,29 @@
+//! `/api/*`: retry -> balance -> breaker -> timeout -> pooled client.
+//!
+//! The `/api` prefix is stripped (`/api/products` -> upstream `/products`). Bodies
+//! stream in both directions; only JSON responses on wrapped routes are buffered,
+//! up to a cap. Status mapping: no available endpoint (or every circuit open) ->
+//! 503, upstream call timed out -> 504, attempts exhausted -> 502.
+//!
+//! Retries re-pick a different endpoint each time and only happen for requests
+//! that can be replayed: idempotent methods with an empty body.
+
+mod client;
+mod forward;
+mod seams;
+mod standin_breaker;
+mod standin_pool;
+pub mod transform;
+
+pub use client::UpstreamClient;
+pub use forward::Proxy;
+pub use seams::{
+    AttemptGuard, AttemptOutcome, BreakerPermit, Breakers, CircuitListener, CircuitOpen,
+    CircuitTransition, Picked, Upstreams,
+};
+pub use standin_breaker::{SharedStandInBreakers, StandInBreakers};
+pub use standin_pool::{ServiceEntry, StandInPool, parse_services};
+
+/// Request body sent upstream: the client's streamed body, or empty on a retry.
+pub type UpstreamBody =
+    http_body_util::Either<hyper::body::Incoming, http_body_util::Empty<bytes::Bytes>>;

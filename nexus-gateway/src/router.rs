@@ -1,0 +1,113 @@
+//! The router: dispatches a classified [`Route`] to its handler. It runs last,
+//! after every check, so rejected requests never reach it.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use hyper::body::Incoming;
+use tower_service::Service;
+
+use crate::gateway::Shared;
+use crate::layers::RequestId;
+use crate::path::Route;
+use crate::response::{GatewayResponse, error, json};
+
+/// Dispatches requests to the admin handlers, the token endpoint and the proxy.
+#[derive(Clone)]
+pub struct Router {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> GatewayResponse {
+    let mut res = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed",
+    );
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> GatewayResponse {
+    let route = req
+        .extensions()
+        .get::<Route>()
+        .copied()
+        .unwrap_or(Route::NotFound);
+    let get = req.method() == Method::GET || req.method() == Method::HEAD;
+    match route {
+        Route::Api => {
+            let rid = req
+                .extensions()
+                .get::<RequestId>()
+                .map_or_else(crate::util::new_request_id, |r| r.0.clone());
+            let peer = req.extensions().get::<SocketAddr>().map(|a| a.ip());
+            shared.proxy.forward(req, rid, peer).await
+        }
+        Route::Token if req.method() == Method::POST => {
+            crate::auth::issue_token(req.into_body(), &shared.settings.auth.clients, &shared.keys)
+                .await
+        }
+        Route::Token => method_not_allowed("POST"),
+        _ if !get => method_not_allowed("GET, HEAD"),
+        Route::Health => json(
+            StatusCode::OK,
+            &serde_json::json!({ "status": "ok", "gateway": "nexus", "version": env!("CARGO_PKG_VERSION") }),
+        ),
+        Route::Metrics => {
+            let mut res =
+                crate::response::raw_json(StatusCode::OK, Bytes::from(shared.metrics.encode()));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            res
+        }
+        Route::Telemetry => {
+            let entries = shared.telemetry.snapshot();
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "count": entries.len(), "requests": entries }),
+            )
+        }
+        Route::LbStats => json(StatusCode::OK, &shared.proxy.lb_stats()),
+        Route::CbStats => json(StatusCode::OK, &shared.proxy.cb_stats()),
+        Route::NotFound => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
+    }
+}
+
+impl Service<Request<Incoming>> for Router {
+    type Response = GatewayResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<GatewayResponse, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move { Ok(route(shared, req).await) })
+    }
+}
