@@ -62,6 +62,7 @@ mod flight;
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
@@ -168,13 +169,12 @@ where
         let flight = loop {
             let follow = {
                 let mut flights = lock(&self.inner.flights);
-                match flights.get(&key) {
-                    Some(flight) => Arc::clone(flight),
-                    None => {
+                // One hash per call: `entry` both finds a flight and makes one.
+                match flights.entry(key.clone()) {
+                    Entry::Occupied(e) => Arc::clone(e.get()),
+                    Entry::Vacant(e) => {
                         let id = self.inner.next_id.fetch_add(1, Relaxed);
-                        let flight = Arc::new(Flight::new(id));
-                        flights.insert(key.clone(), Arc::clone(&flight));
-                        break flight;
+                        break Arc::clone(e.insert(Arc::new(Flight::new(id))));
                     }
                 }
             };
@@ -265,27 +265,28 @@ impl<K, V> fmt::Debug for Group<K, V> {
 
 /// Owned by the leader while its work runs. Completing it publishes the value;
 /// dropping it uncompleted (cancellation or panic) releases the followers.
-struct LeaderGuard<'a, K: Hash + Eq, V> {
+struct LeaderGuard<'a, K: Hash + Eq + Clone, V> {
     inner: &'a Inner<K, V>,
     key: &'a K,
     flight: &'a Arc<Flight<V>>,
     done: bool,
 }
 
-impl<K: Hash + Eq, V> LeaderGuard<'_, K, V> {
+impl<K: Hash + Eq + Clone, V> LeaderGuard<'_, K, V> {
     /// Removes this flight's entry (unless it was invalidated and replaced).
     fn detach(&self) {
         let mut flights = lock(&self.inner.flights);
-        if flights
-            .get(self.key)
-            .is_some_and(|f| f.id() == self.flight.id())
-        {
-            flights.remove(self.key);
+        // Remove first (one hash); put back a newer flight in the rare case
+        // the key was invalidated and a new flight started meanwhile.
+        if let Some(f) = flights.remove(self.key) {
+            if f.id() != self.flight.id() {
+                flights.insert(self.key.clone(), f);
+            }
         }
     }
 }
 
-impl<K: Hash + Eq, V: Clone> LeaderGuard<'_, K, V> {
+impl<K: Hash + Eq + Clone, V: Clone> LeaderGuard<'_, K, V> {
     fn complete(mut self, value: V) -> V {
         self.detach();
         self.done = true;
@@ -297,7 +298,7 @@ impl<K: Hash + Eq, V: Clone> LeaderGuard<'_, K, V> {
     }
 }
 
-impl<K: Hash + Eq, V> Drop for LeaderGuard<'_, K, V> {
+impl<K: Hash + Eq + Clone, V> Drop for LeaderGuard<'_, K, V> {
     fn drop(&mut self) {
         if self.done {
             return;
