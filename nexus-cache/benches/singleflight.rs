@@ -6,16 +6,22 @@
 //!   `Group::run` over awaiting the closure's future directly, and the same
 //!   through the `async_singleflight` crate for comparison.
 //! - `waiters_1000/*`: 1,000 callers of one key at once; one runs, 999 wait.
+//!
+//! Times are CPU time of the benchmark thread (see `cpu::ThreadCpu`): the
+//! two cores are shared with other builds, and wall time would count their
+//! turns on the CPU too.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::future::join_all;
 use nexus_cache::singleflight::Group;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().unwrap_or_else(|e| panic!("runtime: {e}"))
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"))
 }
 
 /// Runs `iters` sequential calls inside one `block_on`, so runtime entry
@@ -26,15 +32,15 @@ where
     Fut: std::future::Future<Output = u64>,
 {
     rt.block_on(async {
-        let start = Instant::now();
+        let start = cpu::now();
         for i in 0..iters {
             black_box(call(i).await);
         }
-        start.elapsed()
+        Duration::from_nanos(cpu::now() - start)
     })
 }
 
-fn uncontended(c: &mut Criterion) {
+fn uncontended(c: &mut Criterion<cpu::ThreadCpu>) {
     let rt = runtime();
     let mut g = c.benchmark_group("uncontended");
     g.bench_function("direct_closure", |b| {
@@ -86,7 +92,7 @@ fn uncontended(c: &mut Criterion) {
     g.finish();
 }
 
-fn waiters(c: &mut Criterion) {
+fn waiters(c: &mut Criterion<cpu::ThreadCpu>) {
     let rt = runtime();
     let mut g = c.benchmark_group("waiters_1000");
     g.sample_size(20);
@@ -137,5 +143,57 @@ fn waiters(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, uncontended, waiters);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(cpu::ThreadCpu);
+    targets = uncontended, waiters
+}
 criterion_main!(benches);
+
+/// Criterion<cpu::ThreadCpu> measurement of this thread's CPU time (`/proc/thread-self/schedstat`),
+/// so that time the scheduler gives to other processes on the shared cores is
+/// not counted. Falls back to wall time where that file does not exist.
+mod cpu {
+    use std::time::{Duration, Instant};
+
+    use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+
+    static WALL: WallTime = WallTime;
+
+    pub(crate) struct ThreadCpu;
+
+    /// Nanoseconds this thread has run, or wall-clock nanoseconds as a fallback.
+    pub(crate) fn now() -> u64 {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| {
+                static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+                START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+            })
+    }
+
+    impl Measurement for ThreadCpu {
+        type Intermediate = u64;
+        type Value = Duration;
+
+        fn start(&self) -> u64 {
+            now()
+        }
+        fn end(&self, start: u64) -> Duration {
+            Duration::from_nanos(now().saturating_sub(start))
+        }
+        fn add(&self, a: &Duration, b: &Duration) -> Duration {
+            *a + *b
+        }
+        fn zero(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn to_f64(&self, v: &Duration) -> f64 {
+            v.as_nanos() as f64
+        }
+        fn formatter(&self) -> &dyn ValueFormatter {
+            WALL.formatter()
+        }
+    }
+}

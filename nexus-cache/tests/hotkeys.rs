@@ -109,7 +109,7 @@ fn zipf_recall(s: f64, seed: u64) -> f64 {
         *truth.entry(id as usize).or_default() += 1;
     }
     let mut true_top: Vec<(usize, u64)> = truth.into_iter().collect();
-    true_top.sort_by(|a, b| b.1.cmp(&a.1));
+    true_top.sort_by_key(|e| std::cmp::Reverse(e.1));
     let true_top: HashSet<String> = true_top[..20]
         .iter()
         .map(|(id, _)| format!("product:{id}"))

@@ -24,7 +24,8 @@ pub(crate) struct TopEntry {
     pub(crate) hash: u64,
     pub(crate) count: u32,
     pub(crate) hot: bool,
-    pub(crate) key: Box<[u8]>,
+    /// Reused when the entry is replaced (capacity at most `max_key_len`).
+    pub(crate) key: Vec<u8>,
 }
 
 pub(crate) struct Shard {
@@ -154,12 +155,12 @@ impl Shard {
             .min_by_key(|&(_, c)| c)
             .unwrap_or((0, 0));
         if est > min {
-            self.top[pos] = TopEntry {
-                hash: h,
-                count: est,
-                hot: false,
-                key: key.into(),
-            };
+            let e = &mut self.top[pos];
+            e.hash = h;
+            e.count = est;
+            e.hot = false;
+            e.key.clear();
+            e.key.extend_from_slice(key);
             self.top_min = self.top.iter().map(|e| e.count).min().unwrap_or(0);
             (est, Some(pos))
         } else {
@@ -182,7 +183,7 @@ impl Shard {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.buckets.len() * 8
             + self.top.capacity() * std::mem::size_of::<TopEntry>()
-            + self.top.iter().map(|e| e.key.len()).sum::<usize>()
+            + self.top.iter().map(|e| e.key.capacity()).sum::<usize>()
     }
 }
 
