@@ -160,6 +160,8 @@ impl Shard {
             e.count = est;
             e.hot = false;
             e.key.clear();
+            // Exact, so a buffer never grows past `max_key_len`.
+            e.key.reserve_exact(key.len());
             e.key.extend_from_slice(key);
             self.top_min = self.top.iter().map(|e| e.count).min().unwrap_or(0);
             (est, Some(pos))
