@@ -10,6 +10,19 @@
 //! pub/sub, `SELECT`, RESP3, client tracking) move the client to a dedicated
 //! upstream connection. See `docs/cache-proxy.md` for the full behaviour.
 //!
+//! The cache mechanisms are standalone modules, each usable without the
+//! proxy:
+//!
+//! - [`singleflight`]: a cancellation-safe [`singleflight::Group`] that
+//!   collapses concurrent calls for one key into one execution;
+//! - [`hotkeys`]: a bounded-memory, decaying heavy-hitter detector and the TTL
+//!   extension decision for hot keys;
+//! - [`policy`]: the YAML policy (rules by command and key glob), compiled
+//!   once into a matcher, with a file reloader;
+//! - [`tags`]: tag invalidation in Redis through Lua scripts, with a small
+//!   client API over the `redis` crate;
+//! - [`policy::metrics`]: the counters of all of the above ([`MechanismMetrics`]).
+//!
 //! Configuration is typed and validated once:
 //!
 //! ```
@@ -48,6 +61,25 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! A policy and a singleflight group, on their own:
+//!
+//! ```
+//! use nexus_cache::policy::Policy;
+//! use nexus_cache::singleflight::Group;
+//!
+//! let policy = Policy::from_yaml_str(
+//!     "rules:\n  - commands: [GET]\n    keys: 'product:*'\n    singleflight: true\n",
+//! ).unwrap();
+//! let rule = policy.match_command(b"get", b"product:1").unwrap();
+//! assert!(rule.singleflight);
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let group: Group<Vec<u8>, Option<String>> = Group::new();
+//! let out = group.run(b"product:1".to_vec(), || async { Some("v".to_owned()) }).await.unwrap();
+//! assert_eq!(out.value.as_deref(), Some("v"));
+//! # });
+//! ```
 
 mod client;
 mod config;
@@ -58,7 +90,13 @@ mod route;
 mod server;
 mod upstream;
 
+pub mod hotkeys;
+pub mod policy;
+pub mod singleflight;
+pub mod tags;
+
 pub use config::{ClientAuth, Credentials, ProxyConfig, ProxyConfigBuilder, UpstreamAddr};
 pub use error::{ConfigError, ServeError, UpstreamError};
 pub use metrics::{Histogram, Metrics, MetricsSnapshot};
+pub use policy::metrics::{MechanismMetrics, MechanismSnapshot};
 pub use server::Proxy;

@@ -1,0 +1,98 @@
+//! Counters of the cache mechanisms, shared by every component that is
+//! handed the same [`MechanismMetrics`], and read as one [`MechanismSnapshot`]
+//! (what `NEXUS.STATS` shows).
+//!
+//! Each counter is a relaxed `AtomicU64`: incrementing costs one uncontended
+//! atomic add, and a snapshot is a set of independent loads (the fields are
+//! not read at one instant, which is fine for monitoring).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use nexus_cache::policy::metrics::MechanismMetrics;
+//!
+//! let metrics = Arc::new(MechanismMetrics::default());
+//! metrics.collapsed_calls.fetch_add(3, std::sync::atomic::Ordering::Relaxed);
+//! let snap = metrics.snapshot();
+//! assert_eq!(snap.collapsed_calls, 3);
+//! assert!(snap.render().contains("collapsed_calls:3"));
+//! ```
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Live counters. Components increment the fields directly.
+#[derive(Debug, Default)]
+pub struct MechanismMetrics {
+    /// Calls answered by joining another caller's singleflight flight.
+    pub collapsed_calls: AtomicU64,
+    /// Keys that became hot (entered the hot set) in the detector.
+    pub hot_keys: AtomicU64,
+    /// TTL extensions granted to hot keys.
+    pub ttl_extensions: AtomicU64,
+    /// Tag invalidations performed.
+    pub invalidations: AtomicU64,
+    /// Keys deleted by tag invalidations.
+    pub invalidated_keys: AtomicU64,
+    /// Policy files loaded and swapped in by the reloader.
+    pub policy_reloads_ok: AtomicU64,
+    /// Policy files rejected by the reloader (the old policy stayed).
+    pub policy_reloads_failed: AtomicU64,
+}
+
+/// A copy of [`MechanismMetrics`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MechanismSnapshot {
+    /// See [`MechanismMetrics::collapsed_calls`].
+    pub collapsed_calls: u64,
+    /// See [`MechanismMetrics::hot_keys`].
+    pub hot_keys: u64,
+    /// See [`MechanismMetrics::ttl_extensions`].
+    pub ttl_extensions: u64,
+    /// See [`MechanismMetrics::invalidations`].
+    pub invalidations: u64,
+    /// See [`MechanismMetrics::invalidated_keys`].
+    pub invalidated_keys: u64,
+    /// See [`MechanismMetrics::policy_reloads_ok`].
+    pub policy_reloads_ok: u64,
+    /// See [`MechanismMetrics::policy_reloads_failed`].
+    pub policy_reloads_failed: u64,
+}
+
+impl MechanismMetrics {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> MechanismSnapshot {
+        MechanismSnapshot {
+            collapsed_calls: self.collapsed_calls.load(Relaxed),
+            hot_keys: self.hot_keys.load(Relaxed),
+            ttl_extensions: self.ttl_extensions.load(Relaxed),
+            invalidations: self.invalidations.load(Relaxed),
+            invalidated_keys: self.invalidated_keys.load(Relaxed),
+            policy_reloads_ok: self.policy_reloads_ok.load(Relaxed),
+            policy_reloads_failed: self.policy_reloads_failed.load(Relaxed),
+        }
+    }
+}
+
+impl MechanismSnapshot {
+    /// `(name, value)` pairs in a stable order.
+    pub fn fields(&self) -> [(&'static str, u64); 7] {
+        [
+            ("collapsed_calls", self.collapsed_calls),
+            ("hot_keys", self.hot_keys),
+            ("ttl_extensions", self.ttl_extensions),
+            ("invalidations", self.invalidations),
+            ("invalidated_keys", self.invalidated_keys),
+            ("policy_reloads_ok", self.policy_reloads_ok),
+            ("policy_reloads_failed", self.policy_reloads_failed),
+        ]
+    }
+
+    /// `name:value` lines, the `INFO`-like shape `NEXUS.STATS` answers with.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, value) in self.fields() {
+            let _ = writeln!(out, "{name}:{value}");
+        }
+        out
+    }
+}

@@ -1,0 +1,166 @@
+//! The cache policy: YAML rules matched by command and key glob.
+//!
+//! A policy file lists rules; the first rule whose commands and key glob
+//! match a command decides what the proxy does with it:
+//!
+//! ```yaml
+//! rules:
+//!   - name: products
+//!     commands: [GET, MGET, SET]   # omit for every command
+//!     keys: "product:*"            # omit for every key; `*`, `?`, `\` escapes
+//!     ttl: 60                      # default TTL for writes that set none (seconds, or 500ms/10s/5m/1h)
+//!     ttl_jitter: 10s              # adds 0..=10s per write so keys written together expire apart
+//!     singleflight: true           # concurrent identical reads share one upstream call
+//!     hot: { threshold: 100, window: 10s, extend_by: 60s, max_ttl: 1h }
+//!     tags: [products]             # writes are tagged atomically with the write
+//!     # reserved for the next issue, parsed and validated today:
+//!     stampede: { lock_ttl: 5s, wait_timeout: 200ms, max_waiters: 1000 }
+//!     near_cache: { ttl: 1s, max_entries: 10000 }
+//! ```
+//!
+//! The seed's format still loads; each entry becomes a rule for one command
+//! and every key, with `ttl` as its TTL (`0` = none) and `enabled` switching
+//! the rule and its singleflight on or off:
+//!
+//! ```yaml
+//! policies:
+//!   - match: GET
+//!     ttl: 60
+//!     enabled: true
+//! ```
+//!
+//! Errors name the YAML line and column and the field path (`rules[1].hot.max_ttl`);
+//! unknown fields are rejected. A file is compiled once into a [`Policy`]:
+//! command lookups hash an upper-cased stack copy of the name and key globs
+//! are precompiled, so [`Policy::match_command`] neither parses nor allocates.
+//! [`Reloader`] watches the file and swaps new policies in atomically.
+//!
+//! ```
+//! use nexus_cache::policy::Policy;
+//!
+//! let p = Policy::from_yaml_str("policies:\n  - match: GET\n    ttl: 60\n    enabled: true\n").unwrap();
+//! let rule = p.match_command(b"get", b"any-key").unwrap();
+//! assert_eq!(rule.ttl, Some(std::time::Duration::from_secs(60)));
+//! assert!(p.match_command(b"SET", b"k").is_none());
+//! ```
+
+mod duration;
+mod error;
+mod glob;
+pub mod metrics;
+mod reload;
+mod rule;
+mod spec;
+
+use std::collections::HashMap;
+
+pub use error::{Location, PolicyError};
+pub use glob::{Glob, GlobError};
+pub use reload::{MAX_POLICY_FILE, PolicyHandle, Reloader, ReloaderConfig};
+pub use rule::Rule;
+pub use spec::{HotPolicy, NearCachePolicy, StampedePolicy};
+
+use spec::{FileSpec, MAX_COMMAND_LEN};
+
+/// A compiled policy. Immutable; replaced whole on reload.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    rules: Vec<Rule>,
+    /// Upper-case command -> indices of the rules that may match it, in file
+    /// order (rules for every command are merged in at their position).
+    by_command: HashMap<Box<[u8]>, Box<[usize]>>,
+    /// Indices of the rules for every command, for commands not listed anywhere.
+    any_command: Box<[usize]>,
+}
+
+impl Policy {
+    /// Parses, validates and compiles a policy file's text.
+    pub fn from_yaml_str(text: &str) -> Result<Self, PolicyError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let spec: FileSpec =
+            serde_path_to_error::deserialize(de).map_err(PolicyError::from_yaml)?;
+        if let Some(v) = spec.version.filter(|v| *v != 1) {
+            return Err(PolicyError::invalid(
+                "version",
+                format!("unsupported version {v}; expected 1"),
+            ));
+        }
+        let mut rules: Vec<Rule> = spec.rules;
+        rules.extend(spec.policies.into_iter().map(Rule::from_seed));
+        Ok(Self::compile(rules))
+    }
+
+    /// Compiles already validated rules (first match wins, in this order).
+    pub fn from_rules(rules: Vec<Rule>) -> Self {
+        Self::compile(rules)
+    }
+
+    fn compile(rules: Vec<Rule>) -> Self {
+        let rules: Vec<Rule> = rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.finish(i + 1))
+            .collect();
+        let mut names: Vec<&str> = rules
+            .iter()
+            .flat_map(|r| r.commands.iter().flatten().map(String::as_str))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let by_command = names
+            .into_iter()
+            .map(|name| {
+                let idx: Box<[usize]> = rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        r.commands
+                            .as_ref()
+                            .is_none_or(|c| c.iter().any(|c| c == name))
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                (Box::from(name.as_bytes()), idx)
+            })
+            .collect();
+        let any_command = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.any_command())
+            .map(|(i, _)| i)
+            .collect();
+        Self {
+            rules,
+            by_command,
+            any_command,
+        }
+    }
+
+    /// The first rule matching `command` (any case) and `key`. Keyless
+    /// commands pass an empty key. Does not allocate.
+    pub fn match_command(&self, command: &[u8], key: &[u8]) -> Option<&Rule> {
+        let mut buf = [0u8; MAX_COMMAND_LEN];
+        let candidates = match buf.get_mut(..command.len()) {
+            Some(upper) => {
+                upper.copy_from_slice(command);
+                upper.make_ascii_uppercase();
+                self.by_command.get(&*upper).unwrap_or(&self.any_command)
+            }
+            None => &self.any_command,
+        };
+        candidates
+            .iter()
+            .map(|&i| &self.rules[i])
+            .find(|r| r.keys.matches(key))
+    }
+
+    /// The rules in match order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// One line per rule, in match order (what `NEXUS.POLICY` answers).
+    pub fn describe(&self) -> Vec<String> {
+        self.rules.iter().map(Rule::describe).collect()
+    }
+}

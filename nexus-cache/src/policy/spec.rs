@@ -1,0 +1,245 @@
+//! The policy file as written: serde types, validated while they are
+//! deserialized (`try_from`), so every error carries the YAML location.
+
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration;
+
+/// Top level of a policy file. Either format, or both, may be present.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileSpec {
+    /// Format version of the `rules` list; only `1` exists.
+    #[serde(default)]
+    pub(crate) version: Option<u32>,
+    /// Rules in the current format.
+    #[serde(default)]
+    pub(crate) rules: Vec<super::Rule>,
+    /// Rules in the seed's format (`match`, `ttl`, `enabled`).
+    #[serde(default)]
+    pub(crate) policies: Vec<SeedPolicy>,
+}
+
+/// One rule in the current format, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleSpec {
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    /// Command names; absent means every command.
+    #[serde(default)]
+    pub(crate) commands: Option<Vec<CommandName>>,
+    /// Key glob; absent means every key.
+    #[serde(default)]
+    pub(crate) keys: Option<String>,
+    #[serde(default = "yes")]
+    pub(crate) enabled: bool,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub(crate) ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub(crate) ttl_jitter: Option<Duration>,
+    #[serde(default)]
+    pub(crate) singleflight: bool,
+    #[serde(default)]
+    pub(crate) hot: Option<HotPolicy>,
+    #[serde(default)]
+    pub(crate) tags: Vec<TagName>,
+    #[serde(default)]
+    pub(crate) stampede: Option<StampedePolicy>,
+    #[serde(default)]
+    pub(crate) near_cache: Option<NearCachePolicy>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One rule in the seed's format.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SeedPolicy {
+    #[serde(rename = "match")]
+    pub(crate) command: CommandName,
+    /// Seconds; `0` means no TTL.
+    #[serde(default)]
+    pub(crate) ttl: u64,
+    #[serde(default = "yes")]
+    pub(crate) enabled: bool,
+}
+
+/// A command name: ASCII letters, digits, `.`, `_`, `-`, `|`, at most 32
+/// bytes, stored upper-case. `*` means every command.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub(crate) struct CommandName(pub(crate) String);
+
+/// Longest command name accepted (Redis' longest is well below).
+pub(crate) const MAX_COMMAND_LEN: usize = 32;
+
+impl TryFrom<String> for CommandName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = s == "*"
+            || (!s.is_empty()
+                && s.len() <= MAX_COMMAND_LEN
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-|".contains(&b)));
+        if ok {
+            Ok(Self(s.to_ascii_uppercase()))
+        } else {
+            Err(format!(
+                "invalid command name {s:?}: expected 1..={MAX_COMMAND_LEN} ASCII letters, digits, `.`, `_`, `-` or `|`, or `*`"
+            ))
+        }
+    }
+}
+
+/// A tag name: non-empty, at most 256 bytes, no whitespace or control bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub(crate) struct TagName(pub(crate) String);
+
+impl TryFrom<String> for TagName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.is_empty() || s.len() > 256 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Err(format!(
+                "invalid tag {s:?}: expected 1..=256 bytes without whitespace or control characters"
+            ))
+        } else {
+            Ok(Self(s))
+        }
+    }
+}
+
+/// Hot-key handling for a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawHot")]
+pub struct HotPolicy {
+    /// Estimated accesses per `window` from which a key counts as hot.
+    pub threshold: NonZeroU64,
+    /// Rate window; also the minimum time between two extensions of one key.
+    pub window: Duration,
+    /// How much TTL a hot key gains per extension.
+    pub extend_by: Duration,
+    /// The TTL an extension never goes beyond.
+    pub max_ttl: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHot {
+    threshold: NonZeroU64,
+    #[serde(deserialize_with = "duration::deserialize")]
+    window: Duration,
+    #[serde(deserialize_with = "duration::deserialize")]
+    extend_by: Duration,
+    #[serde(deserialize_with = "duration::deserialize")]
+    max_ttl: Duration,
+}
+
+impl TryFrom<RawHot> for HotPolicy {
+    type Error = String;
+    fn try_from(r: RawHot) -> Result<Self, String> {
+        if r.window.is_zero() {
+            return Err("hot.window must be positive".into());
+        }
+        if r.extend_by.is_zero() {
+            return Err("hot.extend_by must be positive".into());
+        }
+        if r.max_ttl < r.extend_by {
+            return Err(format!(
+                "hot.max_ttl ({}) must be at least hot.extend_by ({})",
+                duration::display(r.max_ttl),
+                duration::display(r.extend_by)
+            ));
+        }
+        Ok(Self {
+            threshold: r.threshold,
+            window: r.window,
+            extend_by: r.extend_by,
+            max_ttl: r.max_ttl,
+        })
+    }
+}
+
+/// Reserved for the stampede guard (next issue): parsed and validated now,
+/// not acted on yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawStampede")]
+pub struct StampedePolicy {
+    /// How long the client told to fill a missing key holds the fill lock.
+    pub lock_ttl: Duration,
+    /// How long other readers wait for the fill before going upstream.
+    pub wait_timeout: Duration,
+    /// Most readers held per key; beyond it readers go upstream.
+    pub max_waiters: NonZeroU32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStampede {
+    #[serde(deserialize_with = "duration::deserialize")]
+    lock_ttl: Duration,
+    #[serde(deserialize_with = "duration::deserialize")]
+    wait_timeout: Duration,
+    max_waiters: NonZeroU32,
+}
+
+impl TryFrom<RawStampede> for StampedePolicy {
+    type Error = String;
+    fn try_from(r: RawStampede) -> Result<Self, String> {
+        if r.lock_ttl.is_zero() || r.wait_timeout.is_zero() {
+            return Err("stampede.lock_ttl and stampede.wait_timeout must be positive".into());
+        }
+        Ok(Self {
+            lock_ttl: r.lock_ttl,
+            wait_timeout: r.wait_timeout,
+            max_waiters: r.max_waiters,
+        })
+    }
+}
+
+/// Reserved for the near cache (next issue): parsed and validated now, not
+/// acted on yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawNearCache")]
+pub struct NearCachePolicy {
+    /// Longest time an entry is served from process memory.
+    pub ttl: Duration,
+    /// Most entries kept for this rule.
+    pub max_entries: NonZeroUsize,
+    /// Largest value kept, in bytes.
+    pub max_value_bytes: NonZeroUsize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNearCache {
+    #[serde(deserialize_with = "duration::deserialize")]
+    ttl: Duration,
+    max_entries: NonZeroUsize,
+    #[serde(default = "default_max_value")]
+    max_value_bytes: NonZeroUsize,
+}
+
+fn default_max_value() -> NonZeroUsize {
+    NonZeroUsize::new(64 * 1024).unwrap_or(NonZeroUsize::MIN)
+}
+
+impl TryFrom<RawNearCache> for NearCachePolicy {
+    type Error = String;
+    fn try_from(r: RawNearCache) -> Result<Self, String> {
+        if r.ttl.is_zero() {
+            return Err("near_cache.ttl must be positive".into());
+        }
+        Ok(Self {
+            ttl: r.ttl,
+            max_entries: r.max_entries,
+            max_value_bytes: r.max_value_bytes,
+        })
+    }
+}
