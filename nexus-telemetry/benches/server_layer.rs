@@ -88,7 +88,9 @@ fn bench(c: &mut Criterion) {
             Ok::<_, Infallible>(Response::new(()))
         }));
         tracing::dispatcher::with_default(&dispatch, || {
-            group.bench_function(name, |b| b.iter(|| poll_once(svc.call(request())).unwrap()));
+            group.bench_function(name, |b| {
+                b.iter(|| poll_once(svc.call(request(tp))).unwrap())
+            });
         });
         drop(guard);
     }
