@@ -132,7 +132,9 @@ impl GatewayBuilder {
         self
     }
 
-    /// The blocklist view checked before everything else (default: none).
+    /// The blocklist view checked before everything else (default: none, or a
+    /// [`RedisBlocklist`](crate::RedisBlocklist) when `blocklist.redis_url` is set;
+    /// a view given here takes precedence over the config).
     pub fn blocklist(mut self, list: Arc<dyn Blocklist>) -> Self {
         self.blocklist = Some(list);
         self
