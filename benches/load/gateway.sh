@@ -6,6 +6,7 @@
 #
 #   bash benches/load/gateway.sh                  # defaults: 10 s per run, 50 connections
 #   DURATION=5 CONNECTIONS=100 THREADS=2 bash benches/load/gateway.sh
+#   SKIP_BUILD=1 bash benches/load/gateway.sh    # reuse built binaries
 #
 # Needs: wrk, nginx (Debian: apt-get install -y wrk nginx), curl, python3, cargo.
 set -euo pipefail
@@ -21,8 +22,10 @@ for tool in wrk nginx curl python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y wrk nginx curl python3" >&2; exit 1; }
 done
 
-echo "building release examples (target: $TARGET)..." >&2
-(cd "$ROOT" && cargo build --release --quiet --features gateway --example gateway --example mock_upstream)
+if [ -z "${SKIP_BUILD:-}" ]; then # SKIP_BUILD=1 reuses binaries already in $TARGET/release/examples
+  echo "building release examples (target: $TARGET)..." >&2
+  (cd "$ROOT" && cargo build --release --quiet --features gateway --example gateway --example mock_upstream)
+fi
 
 WORK=$(mktemp -d /tmp/nexus-gw-load.XXXXXX)
 PIDS=()
