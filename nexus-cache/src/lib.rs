@@ -84,6 +84,7 @@
 mod client;
 mod config;
 mod error;
+mod live;
 mod metrics;
 mod resp;
 mod route;
@@ -95,7 +96,9 @@ pub mod policy;
 pub mod singleflight;
 pub mod tags;
 
-pub use config::{ClientAuth, Credentials, ProxyConfig, ProxyConfigBuilder, UpstreamAddr};
+pub use config::{
+    ClientAuth, Credentials, PolicySource, ProxyConfig, ProxyConfigBuilder, UpstreamAddr,
+};
 pub use error::{ConfigError, ServeError, UpstreamError};
 pub use metrics::{Histogram, Metrics, MetricsSnapshot};
 pub use policy::metrics::{MechanismMetrics, MechanismSnapshot};
