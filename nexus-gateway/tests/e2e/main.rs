@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod blocklist;
 mod events;
+mod h2;
 mod harness;
 mod paths;
 mod proxy;
