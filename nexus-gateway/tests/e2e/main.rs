@@ -8,6 +8,7 @@ mod blocklist;
 mod events;
 mod h2;
 mod harness;
+mod kafka;
 mod paths;
 mod proxy;
 mod resilience;
