@@ -22,8 +22,13 @@ pub struct TelemetryEntry {
     pub client: Arc<str>,
     /// Peer IP.
     pub ip: Option<IpAddr>,
-    /// RFC 3339 completion time.
-    pub timestamp: String,
+    /// Completion time (serialised as RFC 3339, formatted only when read).
+    #[serde(serialize_with = "ser_time")]
+    pub timestamp: std::time::SystemTime,
+}
+
+fn ser_time<S: serde::Serializer>(t: &std::time::SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::util::rfc3339_millis(*t))
 }
 
 fn ser_arc_str<S: serde::Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
@@ -82,7 +87,7 @@ mod tests {
                 latency_ms: 1.0,
                 client: Arc::from("anonymous"),
                 ip: None,
-                timestamp: String::new(),
+                timestamp: std::time::SystemTime::UNIX_EPOCH,
             });
         }
         let s = t.snapshot();

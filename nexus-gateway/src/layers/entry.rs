@@ -26,7 +26,7 @@ use crate::path::{Route, normalize};
 use crate::proxy::transform::X_REQUEST_ID;
 use crate::response::{GatewayResponse, error};
 use crate::telemetry::{Telemetry, TelemetryEntry};
-use crate::util::{new_request_id, rfc3339_millis, valid_request_id};
+use crate::util::{new_request_id, valid_request_id};
 
 /// The request id of the current request (request extension).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub struct RequestId(pub HeaderValue);
 /// What the entry layer records into.
 #[derive(Clone)]
 pub struct EntryLayer {
+    /// Shared so that unauthenticated requests do not allocate a client name.
+    anonymous: Arc<str>,
     metrics: Arc<Metrics>,
     telemetry: Arc<Telemetry>,
     events: Arc<dyn EventSink>,
@@ -54,6 +56,7 @@ impl EntryLayer {
         events: Arc<dyn EventSink>,
     ) -> Self {
         Self {
+            anonymous: Arc::from("anonymous"),
             metrics,
             telemetry,
             events,
@@ -116,7 +119,7 @@ impl EntryLayer {
         let client: Arc<str> = res
             .extensions()
             .get::<Principal>()
-            .map_or_else(|| Arc::from("anonymous"), |p| p.subject.clone());
+            .map_or_else(|| self.anonymous.clone(), |p| p.subject.clone());
         tracing::debug!(status, latency_ms = millis, client = %client, "request completed");
         // The seed emits `request.completed` for proxied requests only.
         if d.route == Route::Api {
@@ -129,7 +132,7 @@ impl EntryLayer {
             latency_ms: millis,
             client,
             ip: d.peer.map(|p| p.ip()),
-            timestamp: rfc3339_millis(SystemTime::now()),
+            timestamp: SystemTime::now(),
         });
     }
 }
