@@ -178,10 +178,11 @@ fn provider(cfg: &TelemetryConfig) -> Result<SdkTracerProvider, Error> {
 
 /// Owns the tracer provider; flushes and shuts it down on drop or [`shutdown`](Self::shutdown).
 ///
-/// Prefer `guard.shutdown().await` at the end of an async `main`: dropping
-/// the guard on a current-thread runtime cannot wait for the export task
-/// (it runs on the very thread being blocked), so `Drop` then gives up after
-/// the bound instead of flushing.
+/// Prefer `guard.shutdown().await` (inside the runtime) at the end of an
+/// async `main`. `Drop` flushes too, waiting at most the export timeout plus
+/// one second, except on a current-thread runtime: there the export task
+/// runs on the very thread that would wait, so `Drop` does not wait and
+/// queued spans may be lost.
 #[derive(Debug)]
 #[must_use = "dropping the guard shuts telemetry down"]
 pub struct TelemetryGuard {
@@ -222,9 +223,13 @@ impl Drop for TelemetryGuard {
             .spawn(move || {
                 let _ = tx.send(provider.shutdown().is_ok());
             });
-        if spawned.is_ok() {
-            // Bounded: on a current-thread runtime the batch task cannot run
-            // while we wait here, so we give up rather than hang.
+        // On a current-thread runtime the batch task cannot run while this
+        // thread waits, so waiting would only stall exit for the full bound:
+        // leave the flush to the detached thread instead.
+        let current_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if spawned.is_ok() && !current_thread {
+            // Bounded, whatever the collector does.
             let _ = rx.recv_timeout(self.shutdown_bound);
         }
     }

@@ -242,3 +242,31 @@ async fn sampling_zero_exports_nothing_but_still_propagates() {
         "unsampled spans must not be exported"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_guard_flushes_queued_spans() {
+    let mut receiver = OtlpReceiver::start().await;
+    // A long delay: nothing is exported before the guard goes away.
+    let cfg = TelemetryConfig::new("nexus-test")
+        .otlp_endpoint(Some(receiver.endpoint()))
+        .batch(BatchSettings {
+            scheduled_delay: Duration::from_secs(60),
+            ..BatchSettings::default()
+        });
+    let (dispatch, guard) = build_dispatch(cfg, Buffer::default()).unwrap();
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..5 {
+            let _s = tracing::info_span!("unit", i).entered();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        receiver.drain().is_empty(),
+        "nothing exported before the flush"
+    );
+    // Drop blocks this worker (bounded) while the other worker runs the export.
+    tokio::task::block_in_place(|| drop(guard));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let names: Vec<String> = receiver.drain().into_iter().map(|(_, s)| s.name).collect();
+    assert_eq!(names, vec!["unit"; 5]);
+}
