@@ -19,6 +19,7 @@ use http::{Request, Response};
 use nexus_telemetry::layer::{RouteTemplate, ServerTraceLayer};
 use nexus_telemetry::{BatchSettings, TelemetryConfig, build_dispatch};
 use tower::{Layer, Service};
+use tracing_subscriber::Layer as _;
 
 const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -63,6 +64,27 @@ fn bench(c: &mut Criterion) {
     group.bench_function("no_layer", |b| {
         b.iter(|| poll_once(inner.call(request(true))).unwrap())
     });
+
+    // `tracing` alone (registry + a `warn` fmt layer, no OpenTelemetry layer):
+    // what the span costs before OpenTelemetry is involved.
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        let plain = tracing::Dispatch::new(
+            tracing_subscriber::registry().with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::sink)
+                    .with_filter(tracing_subscriber::filter::LevelFilter::WARN),
+            ),
+        );
+        let mut svc = ServerTraceLayer::new().layer(tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+        tracing::dispatcher::with_default(&plain, || {
+            group.bench_function("tracing_only_no_otel", |b| {
+                b.iter(|| poll_once(svc.call(request(true))).unwrap())
+            });
+        });
+    }
 
     // Requests with a sampled `traceparent` are traced whatever the ratio
     // (parent-based); the sampling-0 case therefore sends none.
