@@ -11,7 +11,8 @@ use proptest::prelude::*;
 
 fn line_bytes() -> impl Strategy<Value = Bytes> {
     proptest::collection::vec(
-        any::<u8>().prop_filter("no CR/LF", |b| *b != b'\r' && *b != b'\n'),
+        // Mapped, not filtered: filters hit proptest's reject limit at high case counts.
+        any::<u8>().prop_map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
         0..12,
     )
     .prop_map(Bytes::from)
