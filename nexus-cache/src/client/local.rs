@@ -203,7 +203,7 @@ fn nexus(cmd: &Command<'_>, shared: &Shared) -> Outcome {
         let set = crate::live::tag_set(cmd.arg(1).unwrap_or_default());
         return Outcome::Admin(if is_tag {
             let mut keys = vec![set];
-            keys.extend(cmd.args().skip(2).map(Bytes::copy_from_slice));
+            keys.extend(cmd.args().skip(1).map(Bytes::copy_from_slice));
             Admin::Tag(keys)
         } else {
             Admin::Invalidate(set)

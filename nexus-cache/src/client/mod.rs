@@ -87,7 +87,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
     let unacked = AtomicUsize::new(0);
     let (r, w) = tokio::join!(
         read_commands(rd, slot_tx, &lane, &shared, &shutdown, &unacked),
-        writer::write_replies(wr, slot_rx, &unacked)
+        writer::write_replies(wr, slot_rx, &unacked, shared.live.as_deref())
     );
     if let (
         ReadEnd::Pin {

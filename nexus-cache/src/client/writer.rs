@@ -10,6 +10,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::UpstreamError;
+use crate::live::Live;
 use crate::upstream::Reply;
 
 /// Replies at least this large are written directly instead of copied.
@@ -48,6 +49,7 @@ pub(crate) async fn write_replies(
     mut wr: OwnedWriteHalf,
     mut slots: mpsc::Receiver<Slot>,
     unacked: &AtomicUsize,
+    live: Option<&Live>,
 ) -> WriteEnd {
     // Allocated on the first reply; idle clients hold no write buffer.
     let mut out = BytesMut::new();
@@ -84,6 +86,12 @@ pub(crate) async fn write_replies(
                 };
                 if writes {
                     unacked.fetch_sub(1, Release);
+                    // Before the client (and anyone it tells) sees the write
+                    // acknowledged: no later read joins a flight that may
+                    // have reached Redis before the write did.
+                    if let Some(live) = live {
+                        live.invalidate_all();
+                    }
                 }
                 match reply {
                     Ok(r) => write_reply(&mut wr, &mut out, r).await,

@@ -216,7 +216,7 @@ pub(crate) fn for_each_written(cmd: &Command<'_>, pos: Positions, mut f: impl Fn
         Positions::First2 => i <= 2,
         Positions::Pairs => i % 2 == 1,
     };
-    for (i, a) in cmd.args().enumerate().skip(1) {
+    for (i, a) in (1..).zip(cmd.args()) {
         if keep(i) {
             f(a);
         }
@@ -225,7 +225,7 @@ pub(crate) fn for_each_written(cmd: &Command<'_>, pos: Positions, mut f: impl Fn
 
 /// Whether a `SET` command already says what happens to the TTL.
 pub(crate) fn set_has_expiry(cmd: &Command<'_>) -> bool {
-    cmd.args().skip(3).any(|a| {
+    cmd.args().skip(2).any(|a| {
         [&b"EX"[..], b"PX", b"EXAT", b"PXAT", b"KEEPTTL"]
             .iter()
             .any(|o| a.eq_ignore_ascii_case(o))

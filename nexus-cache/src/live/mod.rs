@@ -147,7 +147,7 @@ impl Live {
         match commands::kind(cmd) {
             Kind::Neutral => Plan::Plain,
             Kind::ReadMany => {
-                cmd.args().skip(1).for_each(|k| self.hot.observe(k));
+                cmd.args().for_each(|k| self.hot.observe(k));
                 Plan::Plain
             }
             Kind::ReadKey => {
@@ -211,7 +211,9 @@ impl Live {
             return Plan::Write;
         }
         let ms = ttl.map(|t| t.as_millis().max(1).to_string());
-        let mut argv: Vec<&[u8]> = cmd.args().collect();
+        let mut argv: Vec<&[u8]> = Vec::with_capacity(cmd.len() + 2);
+        argv.push(cmd.name());
+        argv.extend(cmd.args());
         if let Some(ms) = &ms {
             argv.extend([&b"PX"[..], ms.as_bytes()]);
         }
