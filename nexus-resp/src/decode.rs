@@ -64,6 +64,30 @@ impl Decoder {
     /// (for example a message received whole): removes the first frame from
     /// the front of `buf`, which then still holds the rest.
     pub fn decode_bytes(&mut self, buf: &mut Bytes) -> Result<Option<Frame>, Error> {
+        // Fast path: when no frame is in progress, build straight from the
+        // buffer in one pass. If the frame is incomplete, fall back to the
+        // resumable scanner, which then keeps the progress (so a frame that
+        // arrives in chunks costs one failed attempt, then O(new bytes) per call).
+        if let (false, Some(&ty)) = (self.scanner.is_partial(), buf.first()) {
+            if crate::is_type_byte(ty) {
+                let mut build = Build {
+                    src: buf,
+                    end: buf.len(),
+                    pos: 0,
+                    limits: *self.scanner.limits(),
+                };
+                match build.element(ty, self.scanner.limits().depth()) {
+                    Ok(frame) => {
+                        let len = build.pos;
+                        buf.advance(len);
+                        return Ok(Some(frame));
+                    }
+                    // Ran out of bytes.
+                    Err(Error::NotOneFrame) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         loop {
             let Some(len) = self.scanner.scan(buf)? else {
                 return Ok(None);
@@ -86,6 +110,7 @@ impl Decoder {
             src: bytes,
             end: len,
             pos: 0,
+            limits: *self.scanner.limits(),
         };
         let frame = build.frame(self.scanner.limits().depth(), true)?;
         if build.pos != len {
@@ -98,9 +123,13 @@ impl Decoder {
 /// One pass over the bytes of a complete, already scanned frame.
 struct Build<'b> {
     src: &'b Bytes,
-    /// End of the frame in `src`.
+    /// End of the frame in `src` (of the available bytes, when building
+    /// optimistically).
     end: usize,
     pos: usize,
+    /// The limits, checked again so that an optimistic build (before any
+    /// scan) rejects what the scanner would.
+    limits: Limits,
 }
 
 impl Build<'_> {
@@ -135,8 +164,11 @@ impl Build<'_> {
                         return Ok(Frame::NullBulk);
                     }
                     Header::Null => return Err(Error::InvalidLength),
-                    Header::Len(len) => usize::try_from(len).map_err(|_| Error::NotOneFrame)?,
+                    Header::Len(len) => self.bulk_len(len)?,
                 };
+                if ty == b'=' && len < 4 {
+                    return Err(Error::InvalidVerbatim);
+                }
                 let end = body.checked_add(len).ok_or(Error::NotOneFrame)?;
                 match self.bytes().get(end..end.saturating_add(2)) {
                     Some(b"\r\n") => {}
@@ -167,10 +199,16 @@ impl Build<'_> {
                     Header::Null => return Err(Error::InvalidLength),
                     Header::Len(n) => n,
                 };
-                if depth == 0 {
-                    return Err(Error::TooDeep { max: 0 });
+                let max = self.limits.max_elements;
+                if usize::try_from(n).map_or(true, |n| n > max) {
+                    return Err(Error::TooManyElements { len: n, max });
                 }
-                let depth = depth - 1;
+                if depth == 0 && (n > 0 || ty == b'|') {
+                    return Err(Error::TooDeep {
+                        max: self.limits.depth(),
+                    });
+                }
+                let depth = depth.saturating_sub(1);
                 match ty {
                     b'*' => Frame::Array(self.frames(n, depth)?),
                     b'~' => Frame::Set(self.frames(n, depth)?),
@@ -185,6 +223,15 @@ impl Build<'_> {
             b'+' | b'-' | b':' | b',' | b'#' | b'_' | b'(' => {
                 let rest = self.bytes().get(start..).ok_or(Error::NotOneFrame)?;
                 let cr = start + memchr::memchr(b'\r', rest).ok_or(Error::NotOneFrame)?;
+                let max = self.limits.max_inline_len;
+                if cr - start > max {
+                    return Err(Error::LineTooLong { max });
+                }
+                match self.bytes().get(cr + 1) {
+                    Some(b'\n') => {}
+                    Some(_) => return Err(Error::MissingCrlf),
+                    None => return Err(Error::NotOneFrame),
+                }
                 self.pos = cr + 2;
                 let line = &self.bytes()[start..cr];
                 match ty {
@@ -217,9 +264,8 @@ impl Build<'_> {
             self.pos = body;
             return Ok(Frame::NullBulk);
         };
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|len| body.checked_add(len))
+        let end = body
+            .checked_add(self.bulk_len(len)?)
             .ok_or(Error::NotOneFrame)?;
         match self.bytes().get(end..end.saturating_add(2)) {
             Some(b"\r\n") => {}
@@ -228,6 +274,14 @@ impl Build<'_> {
         }
         self.pos = end + 2;
         Ok(Frame::Bulk(self.src.slice(body..end)))
+    }
+
+    fn bulk_len(&self, len: u64) -> Result<usize, Error> {
+        let max = self.limits.max_bulk_len;
+        match usize::try_from(len) {
+            Ok(n) if n <= max => Ok(n),
+            _ => Err(Error::BulkTooLong { len, max }),
+        }
     }
 
     fn header(&self, start: usize) -> Result<(Header, usize), Error> {

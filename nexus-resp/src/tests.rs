@@ -466,3 +466,61 @@ fn key_positions() {
     assert_eq!(inline.keys().count(), 10);
     assert_eq!(inline.arg(10), Some(&b"j"[..]));
 }
+
+#[test]
+fn decode_bytes_fast_path_and_fallback() {
+    use bytes::Bytes;
+    let full = Bytes::from_static(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n:1\r\n");
+    let mut decoder = Decoder::default();
+    // Every prefix: need more, nothing consumed (the scanner keeps progress).
+    for end in 0..20 {
+        let mut part = full.slice(..end);
+        assert_eq!(decoder.decode_bytes(&mut part), Ok(None), "prefix {end}");
+        assert_eq!(part.len(), end);
+    }
+    let mut all = full.clone();
+    assert_eq!(
+        decoder.decode_bytes(&mut all),
+        Ok(Some(Frame::Array(vec![
+            Frame::Bulk("GET".into()),
+            Frame::Bulk("k".into())
+        ])))
+    );
+    assert_eq!(decoder.decode_bytes(&mut all), Ok(Some(Frame::Integer(1))));
+    assert!(all.is_empty());
+
+    // The one-pass path enforces the same limits and framing as the scanner.
+    let limits = Limits {
+        max_bulk_len: 2,
+        max_elements: 2,
+        max_depth: 1,
+        max_inline_len: 3,
+    };
+    let one =
+        |input: &'static [u8]| Decoder::new(limits).decode_bytes(&mut Bytes::from_static(input));
+    assert_eq!(
+        one(b"$3\r\nabc\r\n"),
+        Err(Error::BulkTooLong { len: 3, max: 2 })
+    );
+    assert_eq!(
+        one(b"*1\r\n$3\r\nabc\r\n"),
+        Err(Error::BulkTooLong { len: 3, max: 2 })
+    );
+    assert_eq!(
+        one(b"*3\r\n:1\r\n:2\r\n:3\r\n"),
+        Err(Error::TooManyElements { len: 3, max: 2 })
+    );
+    assert_eq!(one(b"*1\r\n*1\r\n:1\r\n"), Err(Error::TooDeep { max: 1 }));
+    assert_eq!(
+        one(b"*1\r\n*0\r\n"),
+        Ok(Some(Frame::Array(vec![Frame::Array(vec![])])))
+    );
+    assert_eq!(one(b"+abcd\r\n"), Err(Error::LineTooLong { max: 3 }));
+    assert_eq!(one(b"+ab\rx"), Err(Error::MissingCrlf));
+    assert_eq!(
+        one(b"=3\r\nabc\r\n"),
+        Err(Error::BulkTooLong { len: 3, max: 2 })
+    );
+    assert_eq!(one(b":x\r\n"), Err(Error::InvalidInteger));
+    assert_eq!(one(b"+ab\r"), Ok(None));
+}
