@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Load comparison: Redis direct vs twemproxy (nutcracker) vs the Nexus cache proxy.
+"""Load comparison: Redis direct vs twemproxy (nutcracker) vs the Nexus cache proxy,
+and the Nexus proxy with its cache policy on ("nexus-on": default TTL rewrite on every
+SET, hot-key tracking and TTL extension rules on every GET; --on-singleflight adds
+singleflight to the GETs) against the same proxy without a policy ("on/off" ratio).
 
 Runs redis-benchmark (GET/SET, 50 clients) without pipelining and with -P 16 against
 each target in one run, then prints ops/s, ratios, p99 and the proxy's peak RSS.
@@ -96,6 +99,8 @@ def main():
     ap.add_argument("--proxy-bin", required=True)
     ap.add_argument("--pool-size", default="2")
     ap.add_argument("--threads", default="1", help="proxy runtime worker threads")
+    ap.add_argument("--on-singleflight", action="store_true",
+                    help="the nexus-on policy also enables singleflight for the benchmark's GETs")
     ap.add_argument("--rounds", type=int, default=3,
                     help="runs per target, interleaved; the median is reported (shared machines are noisy)")
     args = ap.parse_args()
@@ -150,7 +155,34 @@ def main():
         procs.append(nexus)
         wait_port(nexus_port, nexus)
 
-        targets = [("redis", redis_port), ("twemproxy", tw_port), ("nexus", nexus_port)]
+        # Every redis-benchmark key (`key:__rand_int__`) matches: each SET is
+        # rewritten with a jittered TTL and each GET is observed by the hot-key
+        # detector and checked against the hot rule.
+        policy = os.path.join(tmp, "policy.yaml")
+        with open(policy, "w") as f:
+            f.write(f"""rules:
+  - name: bench-writes
+    commands: [SET]
+    keys: "key:*"
+    ttl: 1h
+    ttl_jitter: 1m
+  - name: bench-reads
+    commands: [GET]
+    keys: "key:*"
+    singleflight: {"true" if args.on_singleflight else "false"}
+    hot: {{ threshold: 1000, window: 1s, extend_by: 10m, max_ttl: 2h }}
+""")
+        on_port = free_port()
+        nexus_on = subprocess.Popen([args.proxy_bin, "--listen", f"127.0.0.1:{on_port}",
+                                     "--upstream", f"redis://127.0.0.1:{redis_port}",
+                                     "--pool-size", args.pool_size, "--threads", args.threads,
+                                     "--policy", policy],
+                                    stderr=open(os.path.join(tmp, "nexus-on.log"), "w"))
+        procs.append(nexus_on)
+        wait_port(on_port, nexus_on)
+
+        targets = [("redis", redis_port), ("twemproxy", tw_port), ("nexus", nexus_port),
+                   ("nexus-on", on_port)]
         runs = {}
         for _ in range(args.rounds):
             for pipeline, n in ((1, args.requests), (16, args.pipelined_requests)):
@@ -178,6 +210,10 @@ def main():
                     rps, p50, p99 = results[(name, pipeline)][test]
                     print(f"{test:<6}{pipeline:>3}  {name:<10}{rps:>12,.0f}{p50:>9.3f}{p99:>9.3f}"
                           f"{rps / base:>10.2f}{rps / tw_rps:>9.2f}")
+        for pipeline in (1, 16):
+            for test in ("SET", "GET"):
+                ratio = results[("nexus-on", pipeline)][test][0] / results[("nexus", pipeline)][test][0]
+                print(f"policy on/off, {test} P{pipeline}: {ratio:.2f}x (target >= 0.9x)")
         for test in ("SET", "GET"):
             added = results[("nexus", 1)][test][2] - results[("redis", 1)][test][2]
             print(f"p99 added by nexus over direct, {test} P1: {added:.3f} ms")
