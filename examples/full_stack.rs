@@ -1,140 +1,147 @@
-//! The whole Nexus system in one process: **placeholder**.
+//! The whole Nexus system in one process: two mock upstreams, the gateway,
+//! the cache proxy and the event consumer.
 //!
 //! ```text
-//! bash scripts/full_stack.sh            # installs and starts Redis + a Kafka broker, then runs this
-//! cargo run --release --example full_stack -- --redis 127.0.0.1:6379 --kafka 127.0.0.1:9092
+//! cargo run --example full_stack                 # seed ports: 3000, 3001, 3002, 6380
+//! bash scripts/full_stack.sh                     # also installs and starts Redis + a Kafka broker
+//! cargo run --example full_stack -- --gateway-port 8000 --upstream-ports 8001,8002 --proxy-port 7380
 //! ```
 //!
-//! Today it only checks that the servers Nexus needs answer (Redis `PING`, a
-//! Kafka `ApiVersions` request) and says which programs are not wired in yet.
-//! The gateway (port 3000), the cache proxy (port 6380) and the event consumer
-//! are added here as their crates land.
+//! Redis: uses `redis://127.0.0.1:6379` (or `--redis URL`) when it answers
+//! `PING`; otherwise starts a `redis-server` child on that port (no
+//! persistence, loopback only) and stops it on exit. Kafka: uses
+//! `127.0.0.1:9092` (or `--kafka HOST:PORT`) when a broker answers
+//! `ApiVersions`; otherwise the gateway's events go through an in-memory queue
+//! straight to the consumer's handlers, and the start-up text says so.
+//!
+//! The gateway runs in development mode (built-in signing secret unless
+//! `NEXUS_JWT_SECRET` is set, the seed's demo client) and listens on
+//! 127.0.0.1 only. Stops on ctrl-c or SIGTERM, waiting for each component
+//! with a deadline. `docs/tour.md` is a tour of what to try.
 
-use std::{
-    env,
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream, ToSocketAddrs},
-    process::ExitCode,
-    time::Duration,
-};
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+#[path = "support/mock_upstream_app.rs"]
+mod mock_upstream_app;
+#[path = "support/stack.rs"]
+mod stack;
+
+use nexus_telemetry::{LogFormat, TelemetryConfig};
+use stack::{Options, Stack};
 
 const USAGE: &str = "\
-Usage: full_stack [--redis HOST:PORT] [--kafka HOST:PORT]
-
-Checks the servers Nexus needs and reports what runs (placeholder: the gateway,
-cache proxy and consumer are not wired in yet).
+Usage: full_stack [OPTIONS]
 
 Options:
-  --redis HOST:PORT   Redis to use      [env: NEXUS_REDIS_ADDR]      [default: 127.0.0.1:6379]
-  --kafka HOST:PORT   Kafka bootstrap   [env: NEXUS_KAFKA_BOOTSTRAP] [default: 127.0.0.1:9092]
-  -h, --help          Print this help";
+  --gateway-port PORT       gateway port                       [default: 3000]
+  --upstream-ports P1,P2    mock upstream ports                [default: 3001,3002]
+  --proxy-port PORT         cache proxy port                   [default: 6380]
+  --redis URL               Redis (redis://host:port or host:port) [env: NEXUS_REDIS_ADDR] [default: redis://127.0.0.1:6379]
+  --kafka HOST:PORT         Kafka bootstrap                    [env: NEXUS_KAFKA_BOOTSTRAP] [default: 127.0.0.1:9092]
+  --otlp-endpoint URL       export spans over OTLP/HTTP, e.g. http://localhost:4318 [default: none]
+  --trace-sampling RATIO    share of new traces sampled, 0..=1 [default: 1.0]
+  --log-format human|json   log lines on stderr                [default: human]
+  -h, --help                print this help
 
-const TIMEOUT: Duration = Duration::from_secs(2);
+RUST_LOG sets the log filter (default: info).";
 
 struct Args {
-    redis: String,
-    kafka: String,
+    stack: Options,
+    otlp_endpoint: Option<String>,
+    sampling: f64,
+    log_format: LogFormat,
+}
+
+fn port(flag: &str, v: &str) -> Result<u16, String> {
+    v.trim().parse().map_err(|e| format!("{flag} {v:?}: {e}"))
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
+    let mut stack = Options::default();
+    if let Ok(r) = std::env::var("NEXUS_REDIS_ADDR") {
+        stack.redis = r;
+    }
+    if let Ok(k) = std::env::var("NEXUS_KAFKA_BOOTSTRAP") {
+        stack.kafka = k;
+    }
     let mut args = Args {
-        redis: env::var("NEXUS_REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:6379".into()),
-        kafka: env::var("NEXUS_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        stack,
+        otlp_endpoint: None,
+        sampling: 1.0,
+        log_format: LogFormat::Human,
     };
-    let mut it = env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--redis" => args.redis = it.next().ok_or("--redis needs HOST:PORT")?,
-            "--kafka" => args.kafka = it.next().ok_or("--kafka needs HOST:PORT")?,
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "-h" || flag == "--help" {
+            return Ok(None);
+        }
+        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--gateway-port" => args.stack.gateway_port = port(&flag, &v)?,
+            "--proxy-port" => args.stack.proxy_port = port(&flag, &v)?,
+            "--upstream-ports" => {
+                args.stack.upstream_ports = v
+                    .split(',')
+                    .map(|p| port(&flag, p))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--redis" => args.stack.redis = v,
+            "--kafka" => args.stack.kafka = v,
+            "--otlp-endpoint" => args.otlp_endpoint = Some(v),
+            "--trace-sampling" => {
+                args.sampling = v.parse().map_err(|e| format!("{flag} {v:?}: {e}"))?;
+            }
+            "--log-format" => args.log_format = v.parse().map_err(|e| format!("{flag}: {e}"))?,
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
     Ok(Some(args))
 }
 
-fn connect(addr: &str) -> std::io::Result<TcpStream> {
-    let addr: SocketAddr = addr
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other("address resolves to nothing"))?;
-    let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    Ok(stream)
-}
-
-/// Redis answers `PING` with `+PONG` (or `-NOAUTH` when it wants a password).
-fn check_redis(addr: &str) -> Result<String, String> {
-    let mut stream = connect(addr).map_err(|e| e.to_string())?;
-    stream
-        .write_all(b"*1\r\n$4\r\nPING\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut reply = [0_u8; 64];
-    let n = stream.read(&mut reply).map_err(|e| e.to_string())?;
-    let reply = String::from_utf8_lossy(&reply[..n]);
-    match reply.trim_end() {
-        "+PONG" => Ok("answers PING".into()),
-        other if other.starts_with("-NOAUTH") => Ok("answers (requires a password)".into()),
-        other => Err(format!("unexpected reply {other:?}")),
-    }
-}
-
-/// A Kafka broker answers `ApiVersions` v0 with our correlation id and error 0.
-fn check_kafka(addr: &str) -> Result<String, String> {
-    let mut stream = connect(addr).map_err(|e| e.to_string())?;
-    // size, api_key 18, version 0, correlation id 7, client id "full_stack"
-    let mut request = vec![0, 0, 0, 0, 0, 18, 0, 0, 0, 0, 0, 7, 0, 10];
-    request.extend_from_slice(b"full_stack");
-    let size = (request.len() - 4) as u32;
-    request[..4].copy_from_slice(&size.to_be_bytes());
-    stream.write_all(&request).map_err(|e| e.to_string())?;
-    let mut head = [0_u8; 10]; // size, correlation id, error code
-    stream.read_exact(&mut head).map_err(|e| e.to_string())?;
-    let correlation = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-    let error = i16::from_be_bytes([head[8], head[9]]);
-    match (correlation, error) {
-        (7, 0) => Ok("answers ApiVersions".into()),
-        _ => Err(format!(
-            "unexpected reply: correlation {correlation}, error {error}"
-        )),
-    }
-}
-
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let args = match parse_args() {
-        Ok(Some(args)) => args,
+        Ok(Some(a)) => a,
         Ok(None) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Err(err) => {
-            eprintln!("error: {err}\n\n{USAGE}");
+        Err(e) => {
+            eprintln!("error: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-
-    println!("Nexus full_stack (placeholder)\n");
-    println!("Servers Nexus needs:");
-    for (name, addr, check) in [
-        (
-            "redis",
-            &args.redis,
-            check_redis as fn(&str) -> Result<String, String>,
-        ),
-        ("kafka", &args.kafka, check_kafka),
-    ] {
-        match check(addr) {
-            Ok(what) => println!("  ok       {name:<6} {addr:<22} {what}"),
-            Err(err) => println!("  MISSING  {name:<6} {addr:<22} {err}"),
+    let telemetry = TelemetryConfig::new("nexus")
+        .log_format(args.log_format)
+        .ansi(std::io::stderr().is_terminal())
+        .filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()))
+        .otlp_endpoint(args.otlp_endpoint)
+        .sampling_ratio(args.sampling);
+    let guard = match nexus_telemetry::init(telemetry) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: telemetry: {e}");
+            return ExitCode::from(2);
         }
-    }
-    println!(
-        "\nNot wired into full_stack yet (their crates are being built):\n  \
-         gateway        HTTP API gateway on :3000\n  \
-         cache proxy    RESP cache proxy on :6380\n  \
-         consumer       Kafka event consumer\n\n\
-         full_stack itself started nothing. `bash scripts/test.sh` runs the test suite."
+    };
+    eprintln!(
+        "\n  *** DEVELOPMENT MODE: the gateway signs tokens with a built-in, published secret\n  \
+         *** (unless NEXUS_JWT_SECRET is set) and accepts the seed's demo client.\n  \
+         *** It listens on 127.0.0.1 only. Never expose it.\n"
     );
+    let stack = match Stack::start(args.stack).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            guard.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", stack.banner());
+    nexus_gateway::shutdown_signal().await;
+    tracing::info!("shutting down");
+    stack.shutdown().await;
+    guard.shutdown().await;
     ExitCode::SUCCESS
 }
