@@ -144,7 +144,8 @@ impl EventSink for InProcessConsumer {
             self.stats
                 .records
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            match tokio::time::timeout(IN_PROCESS_EVENT_TIMEOUT, self.handlers.handle(event)).await {
+            match tokio::time::timeout(IN_PROCESS_EVENT_TIMEOUT, self.handlers.handle(event)).await
+            {
                 Ok(Ok(())) => report.sent += 1,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "in-process consumer could not handle an event");
@@ -224,9 +225,10 @@ fn probe_kafka(addr: &str) -> Result<(), String> {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T
+/// Runs a blocking probe off the runtime threads (`T::default()` if it panicked).
+async fn blocking<T>(f: impl FnOnce() -> T + Send + 'static) -> T
 where
-    T: Default,
+    T: Default + Send + 'static,
 {
     tokio::task::spawn_blocking(f).await.unwrap_or_default()
 }
@@ -383,9 +385,11 @@ impl Stack {
             &services_file,
             serde_json::json!({ "services": services }).to_string(),
         )?;
-        let mut config = nexus_gateway::GatewayConfig::default();
-        config.listen = gateway.to_string();
-        config.dev_mode = true;
+        let mut config = nexus_gateway::GatewayConfig {
+            listen: gateway.to_string(),
+            dev_mode: true,
+            ..Default::default()
+        };
         config.proxy.services_file = services_file.display().to_string();
         config.blocklist.redis_url = Some(redis_url.clone());
         config.shutdown.drain_timeout_ms = u64::try_from(GATEWAY_DRAIN.as_millis()).unwrap_or(5000);
@@ -453,7 +457,11 @@ impl Stack {
         for u in &self.upstreams {
             let _ = writeln!(s, "  mock upstream   http://{u}   /products /health /echo");
         }
-        let _ = writeln!(s, "  cache proxy     redis://{}  -> {}", self.proxy, self.redis_url);
+        let _ = writeln!(
+            s,
+            "  cache proxy     redis://{}  -> {}",
+            self.proxy, self.redis_url
+        );
         let redis = match &self.redis {
             RedisSource::Existing => "already running (not managed by full_stack)".to_owned(),
             RedisSource::Started(r) => format!(

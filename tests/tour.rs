@@ -1,0 +1,263 @@
+//! Runs every command of `docs/tour.md` verbatim (ports substituted) in one
+//! `bash` session against the `full_stack` logic, started in process on free
+//! ports with its own `redis-server` (nexus-testkit), and checks each output.
+//!
+//! The stack is the example's own code (`examples/support/stack.rs`, included
+//! with `#[path]`), so what is tested is what `cargo run --example full_stack`
+//! runs, minus argument parsing and the signal wait.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+#[path = "../examples/support/mock_upstream_app.rs"]
+mod mock_upstream_app;
+#[path = "../examples/support/stack.rs"]
+mod stack;
+
+/// Bound on one tour command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on the whole test.
+const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The tour's shell blocks, in order: (name, commands).
+fn tour_blocks() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/tour.md"))
+        .expect("docs/tour.md");
+    let mut blocks = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some(name) = line
+            .trim()
+            .strip_prefix("<!-- tour:")
+            .and_then(|r| r.strip_suffix("-->"))
+        else {
+            continue;
+        };
+        let fence = lines.next().unwrap_or_default();
+        assert_eq!(
+            fence.trim(),
+            "```sh",
+            "tour:{name} must be followed by a ```sh block"
+        );
+        let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+        blocks.push((name.trim().to_owned(), body.join("\n")));
+    }
+    blocks
+}
+
+/// A `bash` session fed the tour's blocks one at a time (state such as
+/// `$TOKEN` carries over, like a user's terminal).
+struct Shell {
+    /// Owned so that the session is killed when the test ends (`kill_on_drop`).
+    _child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Shell {
+    fn start() -> Self {
+        let mut child = Command::new("bash")
+            .args(["--noprofile", "--norc", "-s"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("bash");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Self {
+            _child: child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Runs `commands`, returns (stdout+stderr, status of the last command).
+    async fn run(&mut self, n: usize, commands: &str) -> (String, i32) {
+        let marker = format!("__tour_done_{n}__");
+        let script = format!("{{\n{commands}\n}} 2>&1\necho \"{marker}$?\"\n");
+        self.stdin.write_all(script.as_bytes()).await.unwrap();
+        self.stdin.flush().await.unwrap();
+        let mut out = String::new();
+        let read = async {
+            loop {
+                let mut line = String::new();
+                let n = self.stdout.read_line(&mut line).await.unwrap();
+                assert!(n > 0, "bash exited; output so far:\n{out}");
+                // Output without a final newline (curl's) shares the marker's line.
+                if let Some(at) = line.find(&marker) {
+                    out.push_str(&line[..at]);
+                    return line[at + marker.len()..].trim_end().parse::<i32>().unwrap();
+                }
+                out.push_str(&line);
+            }
+        };
+        let status = tokio::time::timeout(COMMAND_TIMEOUT, read)
+            .await
+            .unwrap_or_else(|_| panic!("tour command timed out:\n{commands}"));
+        (out, status)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tour_runs_verbatim_against_full_stack() {
+    tokio::time::timeout(TEST_TIMEOUT, tour())
+        .await
+        .expect("the tour took longer than its bound");
+}
+
+async fn tour() {
+    let redis = nexus_testkit::RedisServer::start().await.unwrap();
+    // A free port nobody listens on: no broker, so events go in process.
+    let no_kafka = format!("127.0.0.1:{}", nexus_testkit::free_port().unwrap());
+    let stack = stack::Stack::start(stack::Options {
+        gateway_port: 0,
+        upstream_ports: vec![0, 0],
+        proxy_port: 0,
+        redis: redis.url(),
+        kafka: no_kafka,
+    })
+    .await
+    .unwrap();
+    assert!(matches!(stack.redis, stack::RedisSource::Existing));
+    assert_eq!(stack.events, stack::EventsMode::InProcess);
+    let banner = stack.banner();
+    assert!(
+        banner.contains(&format!("http://{}", stack.gateway)),
+        "{banner}"
+    );
+    assert!(banner.contains("NOT USED"), "{banner}");
+    let (gw, px) = (stack.gateway.port(), stack.proxy.port());
+    assert!(![3000, 3001, 3002, 6380].contains(&gw));
+
+    let blocks = tour_blocks();
+    let names: Vec<&str> = blocks.iter().map(|(n, _)| n.as_str()).collect();
+    for expected in [
+        "token",
+        "keep-token",
+        "product",
+        "no-token",
+        "lb-stats",
+        "cb-stats",
+        "cache",
+        "telemetry",
+        "metrics",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "docs/tour.md lacks tour:{expected} (has {names:?})"
+        );
+    }
+
+    let mut shell = Shell::start();
+    for (i, (name, commands)) in blocks.iter().enumerate() {
+        // The tour is written for the seed ports; the test runs on free ones.
+        assert!(
+            commands.contains("localhost:3000") || commands.contains("-p 6380"),
+            "{name}"
+        );
+        let commands = commands
+            .replace("localhost:3000", &format!("localhost:{gw}"))
+            .replace("-p 6380", &format!("-p {px}"));
+        let (out, status) = shell.run(i, &commands).await;
+        assert_eq!(status, 0, "tour:{name} failed:\n{commands}\n{out}");
+        let ctx = format!("tour:{name}\n{commands}\n--- output ---\n{out}");
+        match name.as_str() {
+            "token" => {
+                let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&ctx);
+                assert_eq!(v["token_type"], "Bearer", "{ctx}");
+                assert_eq!(
+                    v["access_token"].as_str().unwrap().split('.').count(),
+                    3,
+                    "{ctx}"
+                );
+            }
+            "keep-token" => {
+                let t = out.trim();
+                assert!(t.starts_with("eyJ") && t.split('.').count() == 3, "{ctx}");
+            }
+            "product" => {
+                let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&ctx);
+                let expected: serde_json::Value =
+                    serde_json::from_str(mock_upstream_app::PRODUCTS).unwrap();
+                assert_eq!(v["data"], expected, "{ctx}");
+            }
+            "no-token" => assert_eq!(out.trim(), "401", "{ctx}"),
+            "lb-stats" => {
+                let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&ctx);
+                let urls: Vec<&str> = v["endpoints"]
+                    .as_array()
+                    .expect(&ctx)
+                    .iter()
+                    .filter_map(|e| e["url"].as_str())
+                    .collect();
+                for u in &stack.upstreams {
+                    assert!(
+                        urls.contains(&format!("http://{u}").as_str()),
+                        "{u} missing: {ctx}"
+                    );
+                }
+                let handled: u64 = v["endpoints"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|e| e["handled"].as_u64())
+                    .sum();
+                assert!(handled >= 1, "the product request was not counted: {ctx}");
+            }
+            "cb-stats" => {
+                let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&ctx);
+                let circuits = v["circuits"].as_array().expect(&ctx);
+                assert!(!circuits.is_empty(), "{ctx}");
+                assert!(circuits.iter().all(|c| c["state"] == "closed"), "{ctx}");
+            }
+            "cache" => {
+                assert_eq!(out.lines().collect::<Vec<_>>(), ["OK", "bar"], "{ctx}");
+                // It went through the proxy to the real Redis.
+                assert_eq!(redis.cli(["GET", "foo"]).await.unwrap(), "bar");
+            }
+            "telemetry" => {
+                let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&ctx);
+                let reqs = v["requests"].as_array().expect(&ctx);
+                let seen = |path: &str, status: u64| {
+                    reqs.iter()
+                        .any(|r| r["path"] == path && r["status"].as_u64() == Some(status))
+                };
+                assert!(seen("/auth/token", 200), "{ctx}");
+                assert!(seen("/api/products", 200), "{ctx}");
+                assert!(seen("/api/products", 401), "{ctx}");
+                assert!(seen("/lb-stats", 200), "{ctx}");
+            }
+            "metrics" => {
+                assert!(
+                    out.lines()
+                        .all(|l| l.starts_with("nexus_http_requests_total")),
+                    "{ctx}"
+                );
+                assert!(
+                    out.lines()
+                        .any(|l| l.contains(r#"route="/api/*""#)
+                            && l.contains(r#"status_code="200""#)),
+                    "{ctx}"
+                );
+            }
+            other => panic!("no check for tour:{other}; add one to tests/tour.rs"),
+        }
+    }
+    drop(shell);
+
+    let gateway = stack.gateway;
+    tokio::time::timeout(stack::COMPONENT_DEADLINE * 8, stack.shutdown())
+        .await
+        .expect("shutdown took longer than its bound");
+    assert!(
+        tokio::net::TcpStream::connect(gateway).await.is_err(),
+        "the gateway still accepts connections after shutdown"
+    );
+}
