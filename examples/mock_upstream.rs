@@ -43,15 +43,11 @@ fn parse_args() -> Result<(u16, MockOptions), String> {
             "--port" => port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
             "--latency-ms" => {
                 opts.latency = Duration::from_millis(
-                    value()?
-                        .parse()
-                        .map_err(|e| format!("--latency-ms: {e}"))?,
+                    value()?.parse().map_err(|e| format!("--latency-ms: {e}"))?,
                 )
             }
             "--error-rate" => {
-                opts.error_rate = value()?
-                    .parse()
-                    .map_err(|e| format!("--error-rate: {e}"))?;
+                opts.error_rate = value()?.parse().map_err(|e| format!("--error-rate: {e}"))?;
                 if !(0.0..=1.0).contains(&opts.error_rate) {
                     return Err("--error-rate must be within 0..=1".into());
                 }
