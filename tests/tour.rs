@@ -261,3 +261,127 @@ async fn tour() {
         "the gateway still accepts connections after shutdown"
     );
 }
+
+/// Polls `f` every 100 ms until it holds or `within` passes.
+async fn eventually(within: Duration, f: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f()
+}
+
+async fn curl(args: &[&str]) -> String {
+    let out = tokio::time::timeout(
+        COMMAND_TIMEOUT,
+        Command::new("curl")
+            .args(["-s", "--max-time", "10"])
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("curl timed out")
+    .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// With a broker, events go through Kafka and the consumer group reads them;
+/// the rate limiter's hits get the client's IP blocked in Redis, and the
+/// gateway then refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_kafka_events_reach_the_consumer_group_and_block_an_abusive_ip() {
+    tokio::time::timeout(TEST_TIMEOUT, with_kafka())
+        .await
+        .expect("the test took longer than its bound");
+}
+
+async fn with_kafka() {
+    let redis = nexus_testkit::RedisServer::start().await.unwrap();
+    let kafka = nexus_testkit::KafkaBroker::start().await.unwrap();
+    let stack = stack::Stack::start(stack::Options {
+        gateway_port: 0,
+        upstream_ports: vec![0, 0],
+        proxy_port: 0,
+        redis: redis.url(),
+        kafka: kafka.bootstrap(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(stack.events, stack::EventsMode::Kafka);
+    let banner = stack.banner();
+    assert!(banner.contains("group nexus-consumer-group"), "{banner}");
+    let stats = stack.consumer_stats().clone();
+    let base = format!("http://127.0.0.1:{}", stack.gateway.port());
+
+    // One proxied request: `gateway.request.completed` reaches the consumer.
+    let token = curl(&[
+        "-X",
+        "POST",
+        &format!("{base}/auth/token"),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"client_id":"gateway-client","client_secret":"supersecret123"}"#,
+    ])
+    .await;
+    let token: serde_json::Value = serde_json::from_str(&token).expect(&token);
+    let auth = format!(
+        "Authorization: Bearer {}",
+        token["access_token"].as_str().unwrap()
+    );
+    let product = curl(&[&format!("{base}/api/products"), "-H", &auth]).await;
+    assert!(product.contains("Laptop"), "{product}");
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            nexus_consumer::Stats::get(&stats.requests_completed) >= 1
+        })
+        .await,
+        "no request.completed event reached the consumer group"
+    );
+
+    // Burst past the rate limit (seed: 10 tokens, 2/s): at least 5 hits block the IP.
+    let health = format!("{base}/health");
+    let mut codes = Vec::new();
+    for _ in 0..20 {
+        codes.push(curl(&["-o", "/dev/null", "-w", "%{http_code}", &health]).await);
+    }
+    assert!(codes.iter().any(|c| c == "429"), "no 429 in {codes:?}");
+    let records = |s: &nexus_consumer::Stats| nexus_consumer::Stats::get(&s.records);
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            nexus_consumer::Stats::get(&stats.ips_blocked) >= 1
+        })
+        .await,
+        "the consumer blocked no IP (records read: {}, rate-limit hits: {})",
+        records(&stats),
+        nexus_consumer::Stats::get(&stats.rate_limit_hits)
+    );
+    assert_eq!(
+        redis
+            .cli(["EXISTS", "nexus:blocked:127.0.0.1"])
+            .await
+            .unwrap(),
+        "1"
+    );
+    // Every gateway enforces the block (pub/sub or the periodic refresh).
+    let mut last;
+    let blocked = {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            last = curl(&["-o", "/dev/null", "-w", "%{http_code}", &health]).await;
+            if last == "403" || tokio::time::Instant::now() > deadline {
+                break last == "403";
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    assert!(blocked, "the gateway still answers {last} to a blocked IP");
+
+    tokio::time::timeout(stack::COMPONENT_DEADLINE * 8, stack.shutdown())
+        .await
+        .expect("shutdown took longer than its bound");
+}

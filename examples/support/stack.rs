@@ -443,6 +443,11 @@ impl Stack {
         })
     }
 
+    /// What the consumer has handled so far (through Kafka or in process).
+    pub(crate) fn consumer_stats(&self) -> &Arc<nexus_consumer::Stats> {
+        &self.consumer_stats
+    }
+
     /// What runs where, and three commands to try.
     pub(crate) fn banner(&self) -> String {
         let mut s = String::new();
