@@ -444,6 +444,7 @@ impl Stack {
     }
 
     /// What the consumer has handled so far (through Kafka or in process).
+    #[allow(dead_code)] // used by tests/tour.rs, not by the example
     pub(crate) fn consumer_stats(&self) -> &Arc<nexus_consumer::Stats> {
         &self.consumer_stats
     }
