@@ -23,6 +23,12 @@
 //!   client API over the `redis` crate;
 //! - [`policy::metrics`]: the counters of all of the above ([`MechanismMetrics`]).
 //!
+//! Given a policy ([`ProxyConfigBuilder::policy`], `policy_handle`,
+//! `policy_file`), the proxy runs them live: default TTLs on `SET`,
+//! singleflight reads with read-your-writes, hot-key tracking and TTL
+//! extension, auto-tagged writes, and the `NEXUS.POLICY`, `NEXUS.HOTKEYS`,
+//! `NEXUS.TAG`, `NEXUS.INVALIDATE` commands (see `docs/cache-proxy.md`).
+//!
 //! Configuration is typed and validated once:
 //!
 //! ```

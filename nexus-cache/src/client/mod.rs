@@ -191,13 +191,15 @@ async fn read_commands(
                                     owned.extend_from_slice(frame);
                                 }
                             }
-                            Plan::Rewrite(b) => {
+                            Plan::AppendPx(ms) => {
                                 batch.writes = true;
                                 let consumed = batch.bytes;
-                                batch
-                                    .owned
-                                    .get_or_insert_with(|| BytesMut::from(&buf[..consumed]))
-                                    .extend_from_slice(&b);
+                                let owned = batch.owned.get_or_insert_with(|| {
+                                    let mut o = BytesMut::with_capacity(consumed + READ_CHUNK);
+                                    o.extend_from_slice(&buf[..consumed]);
+                                    o
+                                });
+                                crate::live::append_px(owned, frame, &cmd, ms);
                             }
                             Plan::Flight { stripe, global } => {
                                 break 'decide Outcome::Flight { stripe, global };

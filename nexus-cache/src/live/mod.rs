@@ -90,8 +90,8 @@ pub(crate) enum Plan {
     /// Forward unchanged in the batch; it is a write (its keys' flights are
     /// already invalidated).
     Write,
-    /// A write: forward these bytes instead, in the batch.
-    Rewrite(Bytes),
+    /// A `SET`: forward it with `PX <ms>` appended, in the batch.
+    AppendPx(u64),
     /// A read that may share an upstream call with identical concurrent reads.
     Flight { stripe: u64, global: u64 },
     /// A write run as `WRITE_AND_TAG` (keys: the key, then tag sets; argv: the
@@ -210,17 +210,18 @@ impl Live {
         if ttl.is_none() && rule.tags.is_empty() {
             return Plan::Write;
         }
-        let ms = ttl.map(|t| t.as_millis().max(1).to_string());
+        let ms_value = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
+        if rule.tags.is_empty() {
+            if let Some(ms) = ms_value {
+                return Plan::AppendPx(ms);
+            }
+        }
+        let ms = ms_value.map(|m| m.to_string());
         let mut argv: Vec<&[u8]> = Vec::with_capacity(cmd.len() + 2);
         argv.push(cmd.name());
         argv.extend(cmd.args());
         if let Some(ms) = &ms {
             argv.extend([&b"PX"[..], ms.as_bytes()]);
-        }
-        if rule.tags.is_empty() {
-            let mut out = BytesMut::new();
-            encode::command(&mut out, &argv);
-            return Plan::Rewrite(out.freeze());
         }
         let mut keys = Vec::with_capacity(1 + rule.tags.len());
         keys.push(Bytes::copy_from_slice(key));
@@ -345,4 +346,43 @@ pub(crate) fn tag_set(tag: &[u8]) -> Bytes {
     s.extend_from_slice(TAG_PREFIX);
     s.extend_from_slice(tag);
     s.freeze()
+}
+
+/// Appends `frame` (one complete command) to `out` with `PX <ms>` added:
+/// a RESP array gets its count raised by two and the option appended (no
+/// re-encoding, no allocation beyond `out`'s growth); an inline command is
+/// re-encoded.
+pub(crate) fn append_px(out: &mut BytesMut, frame: &[u8], cmd: &Command<'_>, ms: u64) {
+    let mut digits = [0u8; 20];
+    let ms = fmt_u64(ms, &mut digits);
+    let header_end = frame.iter().position(|&b| b == b'\n');
+    match header_end {
+        Some(end) if !cmd.is_inline() && frame.first() == Some(&b'*') => {
+            encode::header(out, b'*', cmd.len() as u64 + 2);
+            out.extend_from_slice(&frame[end + 1..]);
+        }
+        _ => {
+            let mut args: Vec<&[u8]> = Vec::with_capacity(cmd.len());
+            args.push(cmd.name());
+            args.extend(cmd.args());
+            encode::header(out, b'*', cmd.len() as u64 + 2);
+            for a in args {
+                encode::bulk(out, a);
+            }
+        }
+    }
+    encode::bulk(out, b"PX");
+    encode::bulk(out, ms);
+}
+
+fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
 }
