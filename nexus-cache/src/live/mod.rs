@@ -386,3 +386,27 @@ fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn px_is_appended_to_resp_and_inline_sets() {
+        let resp = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+        let mut out = BytesMut::new();
+        append_px(&mut out, resp, &Command::parse(resp).unwrap(), 60_000);
+        assert_eq!(
+            &out[..],
+            b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nPX\r\n$5\r\n60000\r\n"
+        );
+        let inline = b"set k v\r\n";
+        let mut out = BytesMut::new();
+        append_px(&mut out, inline, &Command::parse(inline).unwrap(), 7);
+        assert_eq!(
+            &out[..],
+            b"*5\r\n$3\r\nset\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nPX\r\n$1\r\n7\r\n"
+        );
+    }
+}
