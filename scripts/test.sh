@@ -3,9 +3,13 @@
 #
 # 1. scripts/setup.sh  installs redis-server/redis-cli, tansu and confluent-kafka if missing
 # 2. cargo fmt --all --check
-# 3. cargo clippy --workspace --all-targets -- -D warnings
-# 4. tests: cargo nextest run --workspace + cargo test --workspace --doc
+# 3. cargo clippy --workspace --all-targets --all-features -- -D warnings
+# 4. cargo doc --workspace --no-deps --all-features (rustdoc warnings denied)
+# 5. tests: cargo nextest run --workspace --all-features + cargo test --workspace --doc
 #    (plain `cargo test --workspace` when nextest is not installed)
+#
+# --all-features everywhere: optional mechanisms (e.g. nexus-ratelimit's Redis
+# global mode) are built, linted and tested too, not only the defaults.
 #
 # No global services are needed: every test starts its own redis-server, Tansu
 # broker or HTTP upstream on a free loopback port through nexus-testkit.
@@ -40,8 +44,11 @@ bash scripts/setup.sh
 step "cargo fmt --all --check"
 cargo fmt --all --check
 
-step "cargo clippy --workspace --all-targets -- -D warnings   ($(elapsed) so far)"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+step "cargo clippy --workspace --all-targets --all-features -- -D warnings   ($(elapsed) so far)"
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+
+step "cargo doc --workspace --no-deps --all-features   ($(elapsed) so far)"
+RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --workspace --no-deps --all-features --quiet
 
 # Count results from the runners' own summary lines.
 passed=0
@@ -65,15 +72,15 @@ count() {
 
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
-    step "cargo nextest run --workspace   ($(elapsed) so far)"
-    cargo nextest run --workspace --no-fail-fast 2>&1 | tee "$log" || status=1
+    step "cargo nextest run --workspace --all-features   ($(elapsed) so far)"
+    cargo nextest run --workspace --all-features --no-fail-fast 2>&1 | tee "$log" || status=1
     count
-    step "cargo test --workspace --doc   ($(elapsed) so far)"
-    cargo test --workspace --doc --quiet 2>&1 | tee "$log" || status=1
+    step "cargo test --workspace --doc --all-features   ($(elapsed) so far)"
+    cargo test --workspace --doc --all-features --quiet 2>&1 | tee "$log" || status=1
     count
 else
-    step "cargo test --workspace   ($(elapsed) so far)"
-    cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=1
+    step "cargo test --workspace --all-features   ($(elapsed) so far)"
+    cargo test --workspace --all-features --no-fail-fast 2>&1 | tee "$log" || status=1
     count
 fi
 

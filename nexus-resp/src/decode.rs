@@ -68,24 +68,24 @@ impl Decoder {
         // buffer in one pass. If the frame is incomplete, fall back to the
         // resumable scanner, which then keeps the progress (so a frame that
         // arrives in chunks costs one failed attempt, then O(new bytes) per call).
-        if let (false, Some(&ty)) = (self.scanner.is_partial(), buf.first()) {
-            if crate::is_type_byte(ty) {
-                let mut build = Build {
-                    src: buf,
-                    end: buf.len(),
-                    pos: 0,
-                    limits: *self.scanner.limits(),
-                };
-                match build.element(ty, self.scanner.limits().depth()) {
-                    Ok(frame) => {
-                        let len = build.pos;
-                        buf.advance(len);
-                        return Ok(Some(frame));
-                    }
-                    // Ran out of bytes.
-                    Err(Error::NotOneFrame) => {}
-                    Err(e) => return Err(e),
+        if let (false, Some(&ty)) = (self.scanner.is_partial(), buf.first())
+            && crate::is_type_byte(ty)
+        {
+            let mut build = Build {
+                src: buf,
+                end: buf.len(),
+                pos: 0,
+                limits: *self.scanner.limits(),
+            };
+            match build.element(ty, self.scanner.limits().depth()) {
+                Ok(frame) => {
+                    let len = build.pos;
+                    buf.advance(len);
+                    return Ok(Some(frame));
                 }
+                // Ran out of bytes.
+                Err(Error::NotOneFrame) => {}
+                Err(e) => return Err(e),
             }
         }
         loop {
