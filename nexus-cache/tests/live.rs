@@ -416,3 +416,43 @@ async fn admin_commands_without_a_policy() -> Result<()> {
     ensure!(err.contains("needs a cache policy"), "{err}");
     proxy.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_in_a_transaction_are_seen_by_later_collapsed_reads() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy(SF))).await?;
+    let stop = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let (addr, stop) = (proxy.addr, Arc::clone(&stop));
+        readers.push(tokio::spawn(async move {
+            let mut c = Conn::connect(addr).await?;
+            while stop.load(Ordering::Relaxed) == 0 {
+                c.call(&[b"GET", b"p:tx"]).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    // A pinned client (MULTI) writes; an unpinned one reads after each EXEC.
+    let mut tx = Conn::connect(proxy.addr).await?;
+    let mut reader = Conn::connect(proxy.addr).await?;
+    for i in 0..100u32 {
+        let v = i.to_string();
+        let mut script = common::cmd(&[b"MULTI"]);
+        script.extend(common::cmd(&[b"SET", b"p:tx", v.as_bytes()]));
+        script.extend(common::cmd(&[b"EXEC"]));
+        tx.send(&script).await?;
+        tx.read_frames(3).await?;
+        let got = reader.call(&[b"GET", b"p:tx"]).await?;
+        let want = format!("${}\r\n{v}\r\n", v.len());
+        ensure!(got == want.as_bytes(), "round {i}: {}", show(&got));
+    }
+    // NEXUS.* on a pinned connection goes to Redis.
+    let err = text(&tx.call(&[b"NEXUS.STATS"]).await?);
+    ensure!(err.starts_with("-ERR unknown command"), "{err}");
+    stop.store(1, Ordering::Relaxed);
+    for r in readers {
+        r.await??;
+    }
+    proxy.stop().await
+}

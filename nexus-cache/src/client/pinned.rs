@@ -68,6 +68,11 @@ pub(super) async fn run(
             match urd.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
+                    // These replies may acknowledge writes: like the shared
+                    // path, invalidate flights before the client sees them.
+                    if let Some(live) = &shared.live {
+                        live.invalidate_all();
+                    }
                     if wr.write_all(&buf).await.is_err() {
                         return;
                     }
