@@ -7,6 +7,10 @@
 #   bash benches/load/gateway.sh                  # defaults: 10 s per run, 50 connections
 #   DURATION=5 CONNECTIONS=100 THREADS=2 bash benches/load/gateway.sh
 #   SKIP_BUILD=1 bash benches/load/gateway.sh    # reuse built binaries
+#   GW_WORKERS=0 bash benches/load/gateway.sh    # gateway on one multi-thread runtime
+#
+# The gateway runs like nginx: GW_WORKERS (default: one per core, as nginx's
+# `worker_processes auto`) current-thread runtimes on SO_REUSEPORT listeners.
 #
 # Needs: wrk, nginx (Debian: apt-get install -y wrk nginx), curl, python3, cargo.
 set -euo pipefail
@@ -14,6 +18,9 @@ set -euo pipefail
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-50}
 THREADS=${THREADS:-2}
+GW_WORKERS=${GW_WORKERS:-$(nproc)}
+GW_ARGS=()
+if [ "$GW_WORKERS" != 0 ]; then GW_ARGS=(--workers "$GW_WORKERS"); fi
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET/release/examples
@@ -114,7 +121,8 @@ run_wrk() { # name url [header]
   if grep -q "Non-2xx" "$out"; then echo "WARNING: $name had non-2xx responses: $(grep Non-2xx "$out")" >&2; fi
 }
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s on $(nproc) cores" >&2
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s on $(nproc) cores; gateway workers: $GW_WORKERS (0 = multi-thread runtime)" >&2
+echo "before: $(uptime)" >&2
 curl -sf "http://127.0.0.1:$UP_PORT/products" > /dev/null
 run_wrk direct "http://127.0.0.1:$UP_PORT/products"
 curl -sf "http://127.0.0.1:$NGINX_PORT/api/products" > /dev/null
@@ -124,7 +132,7 @@ for variant in false:false true:false false:true; do
   wrap=${variant%%:*}; h2=${variant##*:}
   gateway_config "$wrap" "$h2" > "$WORK/gateway-$variant.yaml"
   NEXUS_BENCH_JWT_SECRET=$SECRET RUST_LOG=${RUST_LOG:-warn} \
-    "$BIN/gateway" --config "$WORK/gateway-$variant.yaml" > "$WORK/gateway-$variant.log" 2>&1 &
+    "$BIN/gateway" --config "$WORK/gateway-$variant.yaml" ${GW_ARGS[@]+"${GW_ARGS[@]}"} > "$WORK/gateway-$variant.log" 2>&1 &
   GW_PID=$!; PIDS+=($GW_PID)
   wait_port "$GW_PORT"
   TOKEN=$(curl -sf -X POST "http://127.0.0.1:$GW_PORT/auth/token" -H 'content-type: application/json' \
@@ -136,6 +144,7 @@ for variant in false:false true:false false:true; do
   kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
 done
 
+echo "after: $(uptime)" >&2
 python3 - "$DURATION" "$CONNECTIONS" <<EOF
 import sys
 def ms(v):

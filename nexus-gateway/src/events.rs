@@ -53,6 +53,12 @@ pub enum GatewayEvent {
 pub trait EventSink: Send + Sync + 'static {
     /// Hands an event over; never blocks, never fails the caller.
     fn emit(&self, event: GatewayEvent);
+
+    /// Whether `request.completed` events would be kept (default: yes). The
+    /// entry layer skips building one (four allocations) when this is false.
+    fn wants_completed(&self) -> bool {
+        true
+    }
 }
 
 /// Writes events as `tracing` events at debug (request completed) or info level.
@@ -68,6 +74,10 @@ impl EventSink for LogSink {
             GatewayEvent::RateLimitHit { .. } => tracing::info!(?event, "gateway.rate_limit.hit"),
             GatewayEvent::CircuitOpened { .. } => tracing::warn!(?event, "gateway.circuit.opened"),
         }
+    }
+
+    fn wants_completed(&self) -> bool {
+        tracing::enabled!(tracing::Level::DEBUG)
     }
 }
 

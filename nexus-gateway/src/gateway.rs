@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -266,57 +267,190 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), GatewayError> {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .keep_alive(true);
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        tokio::pin!(shutdown);
-        loop {
-            let permit = tokio::select! {
-                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                () = &mut shutdown => break,
-            };
-            let (stream, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let svc = self.service.clone();
-            let hyper_svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert::<SocketAddr>(peer);
-                svc.clone().oneshot(req)
-            });
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), hyper_svc)
-                .into_owned();
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "connection ended with error");
-                }
-                drop(permit);
-            });
-        }
-        drop(listener);
-        let deadline = self.shared.settings.drain_timeout;
-        tracing::info!(?deadline, "shutting down: draining in-flight requests");
-        tokio::select! {
-            () = graceful.shutdown() => tracing::info!("drained"),
-            () = tokio::time::sleep(deadline) => tracing::warn!("drain deadline reached; closing remaining connections"),
-        }
+        let drain = self.shared.settings.drain_timeout;
+        serve_connections(self.service.clone(), listener, slots, drain, shutdown).await;
         Ok(())
+    }
+
+    /// Binds `settings.listen` `workers` times with `SO_REUSEPORT` and serves each
+    /// socket from its own thread running a current-thread runtime (nginx's
+    /// worker model: the kernel spreads connections over the workers and a
+    /// request, with its upstream connection, stays on one thread). Background
+    /// tasks (discovery, limiter housekeeping, events) stay on the calling
+    /// runtime. Returns once `shutdown` completed and every worker drained.
+    ///
+    /// [`MAX_CONNECTIONS`] bounds the connections of all workers together.
+    pub async fn run_per_core(
+        self,
+        workers: NonZeroUsize,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), GatewayError> {
+        let listeners = ReusePortListeners::bind(self.shared.settings.listen, workers)?;
+        self.serve_per_core(listeners, shutdown).await
+    }
+
+    /// Like [`run_per_core`](Self::run_per_core) on sockets bound beforehand
+    /// (one worker per socket), e.g. to learn the port when `listen` has port 0.
+    pub async fn serve_per_core(
+        self,
+        listeners: ReusePortListeners,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), GatewayError> {
+        let ReusePortListeners { listeners, addr } = listeners;
+        tracing::info!(%addr, workers = listeners.len(), "gateway listening (one runtime per worker)");
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let drain = self.shared.settings.drain_timeout;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut threads = Vec::with_capacity(listeners.len());
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let service = self.service.clone();
+            let slots = slots.clone();
+            let mut stop = stop_rx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("nexus-gw-{i}"))
+                .spawn(move || -> std::io::Result<()> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        let stopped = async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        };
+                        serve_connections(service, listener, slots, drain, stopped).await;
+                        Ok(())
+                    })
+                })?;
+            threads.push(thread);
+        }
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        let joined = tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(std::io::Error::other("worker panicked")))
+                })
+                .collect::<Result<Vec<()>, _>>()
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        joined?;
+        Ok(())
+    }
+}
+
+/// Accept backlog of each `SO_REUSEPORT` listener.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Listening sockets bound to one address with `SO_REUSEPORT`, one per worker of
+/// [`Gateway::serve_per_core`] (the kernel spreads new connections over them).
+/// They listen from [`bind`](Self::bind) on, so connections made before the
+/// workers start wait in the backlog instead of being refused.
+#[derive(Debug)]
+pub struct ReusePortListeners {
+    listeners: Vec<std::net::TcpListener>,
+    addr: SocketAddr,
+}
+
+impl ReusePortListeners {
+    /// Binds `workers` listening sockets to `addr`; with port 0 they all share
+    /// the port the first one got. Must be called inside a tokio runtime (an
+    /// error otherwise).
+    pub fn bind(addr: SocketAddr, workers: NonZeroUsize) -> std::io::Result<Self> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(std::io::Error::other(
+                "ReusePortListeners::bind needs a tokio runtime",
+            ));
+        }
+        let mut addr = addr;
+        let mut listeners = Vec::with_capacity(workers.get());
+        for _ in 0..workers.get() {
+            let socket = reuseport_socket(addr)?;
+            addr = socket.local_addr()?;
+            // Deregistered from this runtime; each worker registers its own.
+            listeners.push(socket.listen(LISTEN_BACKLOG)?.into_std()?);
+        }
+        Ok(Self { listeners, addr })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// A bound (not yet listening) socket with `SO_REUSEADDR` and `SO_REUSEPORT`.
+fn reuseport_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
+/// The accept loop shared by [`Gateway::serve`] and each worker of
+/// [`Gateway::run_per_core`]: serves until `shutdown`, then drains up to `drain`.
+async fn serve_connections(
+    service: GatewayService,
+    listener: TcpListener,
+    slots: Arc<Semaphore>,
+    drain: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = service.clone();
+        let hyper_svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert::<SocketAddr>(peer);
+            svc.clone().oneshot(req)
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), hyper_svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!(deadline = ?drain, "shutting down: draining in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("drained"),
+        () = tokio::time::sleep(drain) => tracing::warn!("drain deadline reached; closing remaining connections"),
     }
 }
 

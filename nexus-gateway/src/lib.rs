@@ -60,6 +60,6 @@ pub use blocklist_redis::{BLOCKLIST_CHANNEL, BLOCKLIST_INDEX_KEY, MAX_BLOCKED, R
 pub use config::{ConfigError, GatewayConfig, Settings};
 pub use gateway::{
     Gateway, GatewayBuilder, GatewayError, GatewayService, HEADER_READ_TIMEOUT, MAX_CONNECTIONS,
-    shutdown_signal,
+    ReusePortListeners, shutdown_signal,
 };
 pub use router::Router;

@@ -203,10 +203,10 @@ impl JwtKeys {
         }
         let mut last = AuthError::BadSignature;
         for (kid, key) in &self.decoding {
-            if let (Some(want), Some(have)) = (&raw.kid, kid) {
-                if want != have {
-                    continue;
-                }
+            if let (Some(want), Some(have)) = (&raw.kid, kid)
+                && want != have
+            {
+                continue;
             }
             match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
                 Ok(data) => {

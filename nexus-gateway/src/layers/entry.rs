@@ -122,7 +122,7 @@ impl EntryLayer {
             .map_or_else(|| self.anonymous.clone(), |p| p.subject.clone());
         tracing::debug!(status, latency_ms = millis, client = %client, "request completed");
         // The seed emits `request.completed` for proxied requests only.
-        if d.route == Route::Api {
+        if d.route == Route::Api && self.events.wants_completed() {
             self.emit_completed(&d, status, millis, &client);
         }
         self.telemetry.push(TelemetryEntry {

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 use tower::retry::budget::{Budget as _, TpsBudget};
 
-use super::client::{self, UpstreamClient};
+use super::client::Clients;
 use super::seams::{AttemptOutcome, Breakers, CircuitTransition, Upstreams};
 use super::transform::{self, Wrapped};
 use crate::body::GatewayBody;
@@ -22,7 +22,7 @@ use crate::response::{GatewayResponse, error};
 
 /// The `/api/*` handler.
 pub struct Proxy {
-    client: UpstreamClient,
+    clients: Clients,
     upstreams: Arc<dyn Upstreams>,
     breakers: Option<Arc<dyn Breakers>>,
     settings: ProxySettings,
@@ -72,10 +72,10 @@ impl Proxy {
         metrics: Arc<Metrics>,
         events: Arc<dyn EventSink>,
     ) -> Self {
-        let client = client::build(&settings);
+        let clients = Clients::new(&settings);
         let budget = TpsBudget::new(std::time::Duration::from_secs(10), 10, 0.2);
         Self {
-            client,
+            clients,
             upstreams,
             breakers,
             settings,
@@ -184,7 +184,8 @@ impl Proxy {
                 parts.headers.clone()
             };
             let started = Instant::now();
-            let result = tokio::time::timeout(self.settings.timeout, self.client.request(up)).await;
+            let result =
+                tokio::time::timeout(self.settings.timeout, self.clients.get().request(up)).await;
             let elapsed = started.elapsed();
             self.metrics
                 .record_upstream(&picked.url, elapsed.as_secs_f64() * 1000.0);
@@ -206,15 +207,15 @@ impl Proxy {
                 }
             };
             picked.guard.finish(outcome, elapsed);
-            if let Some(p) = permit {
-                if p.record(outcome) == Some(CircuitTransition::Opened) {
-                    self.events.emit(GatewayEvent::CircuitOpened {
-                        upstream: picked.url.clone(),
-                        method: parts.method.to_string(),
-                        url: client_path.clone(),
-                        correlation_id: request_id.to_str().unwrap_or_default().to_owned(),
-                    });
-                }
+            if let Some(p) = permit
+                && p.record(outcome) == Some(CircuitTransition::Opened)
+            {
+                self.events.emit(GatewayEvent::CircuitOpened {
+                    upstream: picked.url.clone(),
+                    method: parts.method.to_string(),
+                    url: client_path.clone(),
+                    correlation_id: request_id.to_str().unwrap_or_default().to_owned(),
+                });
             }
             if let Some(res) = response {
                 let retry_status = matches!(res.status().as_u16(), 502..=504);

@@ -10,5 +10,6 @@ mod h2;
 mod harness;
 mod kafka;
 mod paths;
+mod per_core;
 mod proxy;
 mod resilience;
