@@ -122,6 +122,7 @@ async fn tour() {
         proxy_port: 0,
         redis: redis.url(),
         kafka: no_kafka,
+        cache_policy: None,
     })
     .await
     .unwrap();
@@ -308,6 +309,7 @@ async fn with_kafka() {
         proxy_port: 0,
         redis: redis.url(),
         kafka: kafka.bootstrap(),
+        cache_policy: None,
     })
     .await
     .unwrap();

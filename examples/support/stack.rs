@@ -47,6 +47,8 @@ pub(crate) struct Options {
     pub(crate) redis: String,
     /// Kafka bootstrap `host:port`.
     pub(crate) kafka: String,
+    /// Cache policy YAML for the proxy (reloaded when it changes); none: plain proxy.
+    pub(crate) cache_policy: Option<String>,
 }
 
 impl Default for Options {
@@ -57,6 +59,7 @@ impl Default for Options {
             proxy_port: 6380,
             redis: "redis://127.0.0.1:6379".to_owned(),
             kafka: "127.0.0.1:9092".to_owned(),
+            cache_policy: None,
         }
     }
 }
@@ -123,6 +126,8 @@ pub(crate) struct Stack {
     pub(crate) kafka_problem: Option<String>,
     /// Where events go.
     pub(crate) events: EventsMode,
+    /// The cache policy file, if any.
+    pub(crate) cache_policy: Option<String>,
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
     emitter_task: EmitterTask,
@@ -410,9 +415,14 @@ impl Stack {
         ));
 
         // Cache proxy in front of Redis.
-        let proxy_config = nexus_cache::ProxyConfig::builder()
+        let mut proxy_builder = nexus_cache::ProxyConfig::builder()
             .listen(proxy)
-            .upstream(redis_url.clone())
+            .upstream(redis_url.clone());
+        if let Some(path) = &opts.cache_policy {
+            proxy_builder =
+                proxy_builder.policy_file(nexus_cache::policy::ReloaderConfig::new(path.clone()));
+        }
+        let proxy_config = proxy_builder
             .build()
             .map_err(|e| StackError::Config(format!("cache proxy: {e}")))?;
         let proxy_app = nexus_cache::Proxy::new(proxy_config);
@@ -435,6 +445,7 @@ impl Stack {
             kafka,
             kafka_problem,
             events,
+            cache_policy: opts.cache_policy.clone(),
             stop,
             tasks,
             emitter_task,
@@ -465,8 +476,12 @@ impl Stack {
         }
         let _ = writeln!(
             s,
-            "  cache proxy     redis://{}  -> {}",
-            self.proxy, self.redis_url
+            "  cache proxy     redis://{}  -> {}  policy: {}",
+            self.proxy,
+            self.redis_url,
+            self.cache_policy
+                .as_deref()
+                .unwrap_or("none (plain proxy; --cache-policy FILE)")
         );
         let redis = match &self.redis {
             RedisSource::Existing => "already running (not managed by full_stack)".to_owned(),
