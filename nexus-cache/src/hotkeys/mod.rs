@@ -178,12 +178,13 @@ impl HotKeys {
         let h = hash::hash(self.seed, key);
         let mut shard = self.shard(h);
         let (est, pos) = shard.observe(h, key, &self.table, self.max_key_len);
-        if let Some(pos) = pos {
-            if est >= self.hot_count && !shard.top[pos].hot {
-                shard.top[pos].hot = true;
-                if let Some(m) = &self.metrics {
-                    m.hot_keys.fetch_add(1, Relaxed);
-                }
+        if let Some(pos) = pos
+            && est >= self.hot_count
+            && !shard.top[pos].hot
+        {
+            shard.top[pos].hot = true;
+            if let Some(m) = &self.metrics {
+                m.hot_keys.fetch_add(1, Relaxed);
             }
         }
     }

@@ -211,10 +211,10 @@ impl Live {
             return Plan::Write;
         }
         let ms_value = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
-        if rule.tags.is_empty() {
-            if let Some(ms) = ms_value {
-                return Plan::AppendPx(ms);
-            }
+        if rule.tags.is_empty()
+            && let Some(ms) = ms_value
+        {
+            return Plan::AppendPx(ms);
         }
         let ms = ms_value.map(|m| m.to_string());
         let mut argv: Vec<&[u8]> = Vec::with_capacity(cmd.len() + 2);

@@ -75,10 +75,11 @@ impl PolicyError {
             message.truncate(at);
         }
         // ... and prefixes its own (shorter) path to custom messages.
-        if let Some((prefix, rest)) = message.split_once(": ") {
-            if !prefix.contains(' ') && field.starts_with(prefix) {
-                message = rest.to_owned();
-            }
+        if let Some((prefix, rest)) = message.split_once(": ")
+            && !prefix.contains(' ')
+            && field.starts_with(prefix)
+        {
+            message = rest.to_owned();
         }
         Self::Invalid {
             field: if field == "." {

@@ -186,17 +186,17 @@ impl TryFrom<RuleSpec> for Rule {
         if r.ttl_jitter.is_some() && r.ttl.is_none() {
             return fail("ttl_jitter", "needs a ttl to add to".into());
         }
-        if let (Some(h), Some(t)) = (&r.hot, r.ttl) {
-            if h.max_ttl < t {
-                return fail(
-                    "hot.max_ttl",
-                    format!(
-                        "({}) is below the rule's ttl ({}): extensions could never apply",
-                        display(h.max_ttl),
-                        display(t)
-                    ),
-                );
-            }
+        if let (Some(h), Some(t)) = (&r.hot, r.ttl)
+            && h.max_ttl < t
+        {
+            return fail(
+                "hot.max_ttl",
+                format!(
+                    "({}) is below the rule's ttl ({}): extensions could never apply",
+                    display(h.max_ttl),
+                    display(t)
+                ),
+            );
         }
         let mut tags: Vec<String> = r.tags.into_iter().map(|t| t.0).collect();
         let before = tags.len();

@@ -278,10 +278,10 @@ impl<K: Hash + Eq + Clone, V> LeaderGuard<'_, K, V> {
         let mut flights = lock(&self.inner.flights);
         // Remove first (one hash); put back a newer flight in the rare case
         // the key was invalidated and a new flight started meanwhile.
-        if let Some(f) = flights.remove(self.key) {
-            if f.id() != self.flight.id() {
-                flights.insert(self.key.clone(), f);
-            }
+        if let Some(f) = flights.remove(self.key)
+            && f.id() != self.flight.id()
+        {
+            flights.insert(self.key.clone(), f);
         }
     }
 }
