@@ -254,7 +254,7 @@ async fn tour() {
     drop(shell);
 
     let gateway = stack.gateway;
-    tokio::time::timeout(stack::COMPONENT_DEADLINE * 8, stack.shutdown())
+    tokio::time::timeout(stack::COMPONENT_DEADLINE * 3, stack.shutdown())
         .await
         .expect("shutdown took longer than its bound");
     assert!(
@@ -383,7 +383,7 @@ async fn with_kafka() {
     };
     assert!(blocked, "the gateway still answers {last} to a blocked IP");
 
-    tokio::time::timeout(stack::COMPONENT_DEADLINE * 8, stack.shutdown())
+    tokio::time::timeout(stack::COMPONENT_DEADLINE * 3, stack.shutdown())
         .await
         .expect("shutdown took longer than its bound");
 }

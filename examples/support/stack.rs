@@ -534,12 +534,15 @@ impl Stack {
         s
     }
 
-    /// Stops every component, waiting for each up to [`COMPONENT_DEADLINE`],
-    /// then flushes the events and stops the Redis child if we started one.
+    /// Stops every component, waiting for them all up to [`COMPONENT_DEADLINE`]
+    /// (then aborting stragglers), then flushes the events (same bound) and
+    /// stops the Redis child if we started one: at most twice the deadline.
     pub(crate) async fn shutdown(self) {
         let _ = self.stop.send(true);
+        // The components stop concurrently: one deadline bounds them all.
+        let deadline = tokio::time::Instant::now() + COMPONENT_DEADLINE;
         for (name, mut task) in self.tasks {
-            match tokio::time::timeout(COMPONENT_DEADLINE, &mut task).await {
+            match tokio::time::timeout_at(deadline, &mut task).await {
                 Ok(_) => tracing::info!("{name} stopped"),
                 Err(_) => {
                     task.abort();
