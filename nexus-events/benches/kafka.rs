@@ -113,10 +113,10 @@ async fn end_to_end(bootstrap: &str, rate_per_s: u64, seconds: u64) {
         let batch = consumer.poll().await.expect("poll");
         let now = SystemTime::now();
         for r in &batch {
-            if let Some(Ok(e)) = r.value.as_deref().map(|v| Event::from_record(&r.topic, v)) {
-                if let Ok(d) = now.duration_since(e.emitted_at) {
-                    latencies.push(d);
-                }
+            if let Some(Ok(e)) = r.value.as_deref().map(|v| Event::from_record(&r.topic, v))
+                && let Ok(d) = now.duration_since(e.emitted_at)
+            {
+                latencies.push(d);
             }
         }
         consumer.commit(&batch).await.expect("commit");

@@ -172,10 +172,10 @@ fn spawn_member(config: ConsumerConfig) -> Member {
                 }
             };
             atx.send_replace(c.assignment().to_vec());
-            if !batch.is_empty() {
-                if let Err(e) = c.commit(&batch).await {
-                    eprintln!("commit: {e}");
-                }
+            if !batch.is_empty()
+                && let Err(e) = c.commit(&batch).await
+            {
+                eprintln!("commit: {e}");
             }
             for r in batch {
                 let _ = tx.send(r);

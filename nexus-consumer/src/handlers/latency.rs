@@ -81,10 +81,10 @@ impl SpikeDetector {
             LatencyConfig::RollingMean { window, .. }
             | LatencyConfig::EwmaPercentile { window, .. } => window.max(1),
         };
-        if self.window.len() == cap {
-            if let Some(old) = self.window.pop_front() {
-                self.sum -= old;
-            }
+        if self.window.len() == cap
+            && let Some(old) = self.window.pop_front()
+        {
+            self.sum -= old;
         }
         self.window.push_back(v);
         self.sum += v;

@@ -36,10 +36,10 @@ pub(crate) fn assign(
                     let n = per + usize::from(i < extra);
                     let parts: Vec<i32> = (next..next + n).map(|p| p as i32).collect();
                     next += n;
-                    if !parts.is_empty() {
-                        if let Some(slot) = out.get_mut(*m) {
-                            slot.insert(topic.clone(), parts);
-                        }
+                    if !parts.is_empty()
+                        && let Some(slot) = out.get_mut(*m)
+                    {
+                        slot.insert(topic.clone(), parts);
                     }
                 }
             }

@@ -325,10 +325,10 @@ impl GroupConsumer {
             if e.poisons_connection() || needs_rejoin(e) {
                 self.coordinator = None;
             }
-            if needs_rejoin(e) {
-                if let Some(hb) = &self.heartbeat {
-                    hb.rejoin.store(true, std::sync::atomic::Ordering::Release);
-                }
+            if needs_rejoin(e)
+                && let Some(hb) = &self.heartbeat
+            {
+                hb.rejoin.store(true, std::sync::atomic::Ordering::Release);
             }
         }
         res

@@ -122,14 +122,13 @@ impl Producer {
             topic_of.push(i);
         }
         let owned: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
-        if topics.iter().any(|t| self.cluster.topic(t).is_none()) {
-            if let Err(e) = self
+        if topics.iter().any(|t| self.cluster.topic(t).is_none())
+            && let Err(e) = self
                 .cluster
                 .refresh(&owned, self.config.create_topics)
                 .await
-            {
-                report.last_error = Some(e);
-            }
+        {
+            report.last_error = Some(e);
         }
 
         // Assign partitions once; retries keep them so per-key order holds.
