@@ -8,20 +8,23 @@
 //!
 //! Flags: `--listen ADDR` (default 127.0.0.1:6380), `--upstream URL` (default
 //! redis://127.0.0.1:6379, `redis://[[user]:password@]host:port[/db]`),
-//! `--pool-size N` (default 2), `--max-clients N` (default 10000).
+//! `--pool-size N` (default 2), `--max-clients N` (default 10000), `--threads N`
+//! (runtime worker threads; default 1, a single-threaded runtime like twemproxy's
+//! event loop, which is fastest when Redis runs on the same few cores).
 //! `--policy FILE` and `--admin ADDR` are accepted for forward compatibility but
 //! are not implemented yet: they only print a warning.
-//! Stops on Ctrl-C after letting connected clients receive their pending replies.
+//! Stops on Ctrl-C or SIGTERM after letting connected clients receive their pending replies.
 
 use std::process::ExitCode;
 
 use nexus_cache::{Proxy, ProxyConfig};
 
 const USAGE: &str = "usage: cache_proxy [--listen ADDR] [--upstream redis://[[user]:pass@]host:port[/db]] \
-[--pool-size N] [--max-clients N] [--policy FILE] [--admin ADDR]";
+[--pool-size N] [--max-clients N] [--threads N] [--policy FILE] [--admin ADDR]";
 
-fn config_from_args() -> Result<ProxyConfig, String> {
+fn config_from_args() -> Result<(ProxyConfig, usize), String> {
     let mut builder = ProxyConfig::builder();
+    let mut threads = 1;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
@@ -44,6 +47,10 @@ fn config_from_args() -> Result<ProxyConfig, String> {
             "--upstream" => builder.upstream(value),
             "--pool-size" => builder.pool_size(number()?),
             "--max-clients" => builder.max_clients(number()?),
+            "--threads" => {
+                threads = number()?;
+                builder
+            }
             "--policy" | "--admin" => {
                 eprintln!(
                     "warning: {flag} is not implemented yet (nexus-cache part 2); ignoring {value}"
@@ -53,18 +60,37 @@ fn config_from_args() -> Result<ProxyConfig, String> {
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         };
     }
-    builder.build().map_err(|e| e.to_string())
+    Ok((builder.build().map_err(|e| e.to_string())?, threads))
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let config = match config_from_args() {
+fn main() -> ExitCode {
+    let (config, threads) = match config_from_args() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
+    match runtime {
+        Ok(rt) => rt.block_on(run(config)),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: ProxyConfig) -> ExitCode {
     let (listen, upstream) = (config.listen, config.upstream.host_port.clone());
     let proxy = Proxy::new(config);
     let listener = match proxy.bind().await {
@@ -76,7 +102,7 @@ async fn main() -> ExitCode {
     };
     eprintln!("nexus cache proxy listening on {listen}, upstream {upstream}");
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        shutdown_signal().await;
         eprintln!("shutting down");
     };
     match proxy.serve(listener, shutdown).await {
@@ -86,4 +112,20 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Ctrl-C, or SIGTERM (how service managers and containers stop a process).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

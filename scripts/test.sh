@@ -14,11 +14,24 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/.tools/bin:$PATH"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A CI run starts from an empty target/: incremental state would only cost time and disk.
+if [ -n "${CI:-}" ]; then
+    export CARGO_INCREMENTAL=0
+fi
 started=$(date +%s)
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+on_exit() {
+    local rc=$?
+    rm -f "$log"
+    if [ "$rc" -ne 0 ] && [ -z "${finished:-}" ]; then
+        echo
+        echo "scripts/test.sh: FAILED at step: $current (exit $rc, after $(( $(date +%s) - started ))s)"
+    fi
+}
+trap on_exit EXIT
 
-step() { printf '\n==> %s\n' "$*"; }
+current="start"
+step() { current="$*"; printf '\n==> %s\n' "$*"; }
 elapsed() { echo "$(( $(date +%s) - started ))s"; }
 
 step "bash scripts/setup.sh"
@@ -67,6 +80,7 @@ fi
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
     failed=1 # a build error or a crash: no summary line, but not a pass
 fi
+finished=1
 echo
 echo "scripts/test.sh: fmt ok, clippy ok, tests $([ "$status" -eq 0 ] && echo ok || echo FAILED) in $(elapsed)"
 echo "$passed passed, $failed failed"

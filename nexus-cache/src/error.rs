@@ -55,6 +55,9 @@ pub enum UpstreamError {
     /// Redis sent bytes that are not valid RESP; the connection was dropped.
     #[error("upstream protocol error: {0}")]
     Protocol(String),
+    /// Redis did not answer within `upstream_timeout`; the connection was dropped.
+    #[error("upstream timeout")]
+    Timeout,
     /// The proxy is shutting down.
     #[error("proxy shutting down")]
     ShuttingDown,

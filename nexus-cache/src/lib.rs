@@ -25,7 +25,27 @@
 //!
 //! # Examples
 //!
-//! The proxy:
+//! Configuration is typed and validated once:
+//!
+//! ```
+//! use nexus_cache::{ClientAuth, ProxyConfig};
+//!
+//! let config = ProxyConfig::builder()
+//!     .upstream("redis://:secret@10.0.0.5:6379/2")
+//!     .pool_size(4)
+//!     .build()
+//!     .unwrap();
+//! assert_eq!(config.listen.to_string(), "127.0.0.1:6380"); // the seed's default
+//! assert_eq!(config.upstream.db, 2);
+//! // Clients must present the upstream password unless configured otherwise.
+//! assert_eq!(config.client_auth, ClientAuth::SameAsUpstream);
+//! assert_eq!(config.effective_client_auth().unwrap().password, "secret");
+//!
+//! let err = ProxyConfig::builder().upstream("rediss://h:1").build().unwrap_err();
+//! assert!(err.to_string().contains("only redis://"));
+//! ```
+//!
+//! Serving:
 //!
 //! ```no_run
 //! use nexus_cache::{Proxy, ProxyConfig};

@@ -55,8 +55,11 @@ const STATEFUL: &[&[u8]] = &[
     b"MONITOR",
 ];
 
-/// `CLIENT` subcommands that put state on the connection.
+/// `CLIENT` subcommands that put state on the connection. `ID` is included because
+/// the id is used to address this connection later (`CLIENT TRACKING ... REDIRECT id`,
+/// `CLIENT UNBLOCK id`), which only works if it names a connection of this client.
 const CLIENT_STATEFUL: &[&[u8]] = &[
+    b"ID",
     b"TRACKING",
     b"REPLY",
     b"SETNAME",
@@ -165,6 +168,7 @@ mod tests {
             "SELECT 3",
             "subscribe c",
             "CLIENT TRACKING on",
+            "client id",
             "client reply off",
             "XREAD COUNT 2 BLOCK 0 STREAMS s $",
             "XREADGROUP GROUP g c BLOCK 10 STREAMS s >",

@@ -115,7 +115,7 @@ async fn consumes_what_confluent_kafka_produced() {
         })
         .collect();
     assert_eq!(seen, placed);
-    c.close().await;
+    c.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +131,7 @@ async fn restarted_consumer_resumes_from_committed_offsets() {
     let before = drain(&mut first, 200, Duration::from_secs(30), true).await;
     assert_eq!(values(&before).len(), 200);
     assert_eq!(before.len(), 200);
-    first.close().await;
+    first.close().await.unwrap();
 
     // While it is down, more events arrive.
     produce(&bootstrap, "resume", 200..300).await;
@@ -147,7 +147,7 @@ async fn restarted_consumer_resumes_from_committed_offsets() {
     let want: BTreeSet<String> = (200..300).map(|i| format!("v{i}")).collect();
     assert_eq!(values(&after), want);
     assert_eq!(after.len(), 100);
-    second.close().await;
+    second.close().await.unwrap();
 }
 
 /// A consumer running in its own task, reporting records and assignments.

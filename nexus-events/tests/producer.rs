@@ -79,3 +79,51 @@ async fn hundred_thousand_keyed_events_read_back_by_confluent_kafka() {
     }
     assert_eq!(keys.len(), N);
 }
+
+/// librdkafka's Java-compatible partitioner (`murmur2_random`) puts keys on
+/// the partitions `partition_for_key` predicts, so our keyed events and other
+/// clients' keyed events for the same key meet on one partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn murmur2_partitions_agree_with_librdkafka() {
+    let kafka = KafkaBroker::start().await.unwrap();
+    kafka.client().create_topic("placement", 7).await.unwrap();
+    let script = r#"
+import json, sys
+from confluent_kafka import Producer
+p = Producer({"bootstrap.servers": sys.argv[1], "partitioner": "murmur2_random"})
+out = []
+def done(err, msg):
+    if err is None:
+        out.append({"key": msg.key().decode(), "partition": msg.partition()})
+for i in range(500):
+    p.produce("placement", key=f"user-{i}".encode(), value=b"x", on_delivery=done)
+p.flush(30)
+print(json.dumps(out))
+"#;
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(kafka.bootstrap())
+            .output(),
+    )
+    .await
+    .unwrap()
+    .expect("python3 with confluent-kafka (bash scripts/setup.sh)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let placed: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(placed.len(), 500);
+    let mut used = HashSet::new();
+    for p in placed {
+        let key = p["key"].as_str().unwrap();
+        let partition = p["partition"].as_u64().unwrap() as u32;
+        assert_eq!(partition, partition_for_key(key.as_bytes(), 7), "key {key}");
+        used.insert(partition);
+    }
+    assert_eq!(used.len(), 7, "500 keys spread over every partition");
+}

@@ -78,3 +78,53 @@ pub struct NullSink;
 impl EventSink for NullSink {
     fn emit(&self, _event: GatewayEvent) {}
 }
+
+/// Events go to Kafka (or any `nexus_events` sink) through the non-blocking
+/// `nexus_events::Emitter`: a `try_send` into its bounded queue; a full queue
+/// drops and counts.
+impl EventSink for nexus_events::Emitter {
+    fn emit(&self, event: GatewayEvent) {
+        let event = match event {
+            GatewayEvent::RateLimitHit {
+                ip,
+                method,
+                url,
+                correlation_id,
+            } => nexus_events::Event::rate_limit_hit(
+                ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+                method,
+                url,
+                Some(correlation_id),
+            ),
+            GatewayEvent::CircuitOpened {
+                upstream,
+                method,
+                url,
+                correlation_id,
+            } => nexus_events::Event::circuit_opened(
+                upstream.to_string(),
+                method,
+                url,
+                Some(correlation_id),
+            ),
+            GatewayEvent::RequestCompleted {
+                method,
+                url,
+                status_code,
+                latency_ms,
+                client_id,
+                correlation_id,
+            } => nexus_events::Event::request_completed(
+                nexus_events::RequestCompleted {
+                    method,
+                    url,
+                    status_code,
+                    latency_ms,
+                    client_id: client_id.to_string(),
+                },
+                Some(correlation_id),
+            ),
+        };
+        nexus_events::Emitter::emit(self, event);
+    }
+}

@@ -27,8 +27,7 @@ use crate::events::{EventSink, LogSink};
 use crate::layers::{BlocklistLayer, EntryLayer};
 use crate::metrics::{CircuitGauge, Metrics};
 use crate::proxy::{
-    Breakers, CircuitListener, CircuitTransition, Proxy, SharedStandInBreakers, StandInBreakers,
-    StandInPool, Upstreams, parse_services,
+    Breakers, CircuitListener, CircuitTransition, LbUpstreams, NexusBreakers, Proxy, Upstreams,
 };
 use crate::response::GatewayResponse;
 use crate::router::Router;
@@ -66,6 +65,7 @@ pub(crate) struct Shared {
 struct GatewayCircuitListener {
     metrics: Arc<Metrics>,
     upstreams: Arc<dyn Upstreams>,
+    reset_timeout: Duration,
 }
 
 impl CircuitListener for GatewayCircuitListener {
@@ -78,6 +78,20 @@ impl CircuitListener for GatewayCircuitListener {
         tracing::info!(upstream = %upstream, transition = ?t, "circuit state change");
         self.metrics.circuit_state(upstream, gauge);
         self.upstreams.circuit_changed(upstream, open);
+        if open {
+            // Passive health: the endpoint leaves the rotation while open and comes
+            // back as a candidate after the reset timeout, when the breaker admits a
+            // half-open probe. One short task per opening (rare by nature).
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let upstreams = self.upstreams.clone();
+                let url = upstream.clone();
+                let after = self.reset_timeout;
+                rt.spawn(async move {
+                    tokio::time::sleep(after).await;
+                    upstreams.circuit_changed(&url, false);
+                });
+            }
+        }
     }
 }
 
@@ -96,21 +110,11 @@ impl std::fmt::Debug for GatewayBuilder {
     }
 }
 
-/// Aborts a background task when dropped.
-#[derive(Debug)]
-struct TaskGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// A built gateway: the service stack plus its background tasks.
 pub struct Gateway {
     service: GatewayService,
     shared: Arc<Shared>,
-    _tasks: Vec<TaskGuard>,
+    _housekeeper: Option<crate::ratelimit::Housekeeper>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -146,31 +150,20 @@ impl GatewayBuilder {
         let keys = Arc::new(JwtKeys::from_settings(&settings.auth)?);
         let metrics = Arc::new(Metrics::new());
         let telemetry = Arc::new(Telemetry::new(settings.telemetry_capacity.get()));
-        let mut tasks = Vec::new();
 
-        let services_path = settings.proxy.services_file.clone();
-        let text = std::fs::read_to_string(&services_path).map_err(|source| ConfigError::Read {
-            field: "proxy.services_file",
-            path: services_path.clone(),
-            source,
-        })?;
-        let entries =
-            parse_services(&text).map_err(|e| ConfigError::invalid("proxy.services_file", e))?;
-        let pool = Arc::new(StandInPool::default());
-        pool.set(&entries);
-        tasks.push(TaskGuard(
-            pool.spawn_file_poller(services_path, settings.proxy.discovery_poll),
-        ));
-        let upstreams: Arc<dyn Upstreams> = pool;
+        let upstreams: Arc<dyn Upstreams> = Arc::new(LbUpstreams::start(&settings.proxy)?);
 
-        let breakers: Option<Arc<dyn Breakers>> = settings.breaker.clone().map(|cfg| {
-            let listener = Arc::new(GatewayCircuitListener {
-                metrics: metrics.clone(),
-                upstreams: upstreams.clone(),
-            });
-            Arc::new(SharedStandInBreakers(StandInBreakers::new(cfg, listener)))
-                as Arc<dyn Breakers>
-        });
+        let breakers: Option<Arc<dyn Breakers>> = match &settings.breaker {
+            Some(cfg) => {
+                let listener = Arc::new(GatewayCircuitListener {
+                    metrics: metrics.clone(),
+                    upstreams: upstreams.clone(),
+                    reset_timeout: cfg.reset_timeout,
+                });
+                Some(Arc::new(NexusBreakers::new(cfg, listener)?))
+            }
+            None => None,
+        };
         let proxy = Proxy::new(
             settings.proxy.clone(),
             settings.transform.clone(),
@@ -188,9 +181,25 @@ impl GatewayBuilder {
         });
 
         let authed = JwtAuthLayer::new(keys).layer(Router::new(shared.clone()));
-        let limited: GatewayService = BoxCloneSyncService::new(authed);
+        let authed: GatewayService = BoxCloneSyncService::new(authed);
+        let (limited, housekeeper) = match &shared.settings.rate_limit {
+            Some(rl) => {
+                let (svc, hk) =
+                    crate::ratelimit::layer(authed, rl, metrics.clone(), self.events.clone())?;
+                (svc, Some(hk))
+            }
+            None => (authed, None),
+        };
         let entry = EntryLayer::new(metrics, telemetry, self.events);
-        let service = match self.blocklist {
+        let blocklist = match (self.blocklist, &shared.settings.blocklist_redis_url) {
+            (Some(list), _) => Some(list),
+            (None, Some(url)) => Some(Arc::new(
+                crate::RedisBlocklist::start(url, shared.settings.blocklist_refresh)
+                    .map_err(|e| ConfigError::invalid("blocklist.redis_url", e.to_string()))?,
+            ) as Arc<dyn Blocklist>),
+            (None, None) => None,
+        };
+        let service = match blocklist {
             Some(list) => {
                 BoxCloneSyncService::new(entry.layer(BlocklistLayer::new(list).layer(limited)))
             }
@@ -199,7 +208,7 @@ impl GatewayBuilder {
         Ok(Gateway {
             service,
             shared,
-            _tasks: tasks,
+            _housekeeper: housekeeper,
         })
     }
 }

@@ -32,6 +32,7 @@
 
 pub mod auth;
 pub mod blocklist;
+mod blocklist_redis;
 pub mod body;
 pub mod config;
 pub mod events;
@@ -40,11 +41,13 @@ pub mod layers;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
+mod ratelimit;
 pub mod response;
 mod router;
 pub mod telemetry;
 mod util;
 
+pub use blocklist_redis::{BLOCKLIST_CHANNEL, BLOCKLIST_INDEX_KEY, MAX_BLOCKED, RedisBlocklist};
 pub use config::{ConfigError, GatewayConfig, Settings};
 pub use gateway::{
     Gateway, GatewayBuilder, GatewayError, GatewayService, HEADER_READ_TIMEOUT, MAX_CONNECTIONS,

@@ -105,6 +105,8 @@ pub(crate) struct Endpoint {
     pub(crate) ewma: PeakEwma,
     /// Passive health: the endpoint's circuit breaker is open.
     pub(crate) circuit_open: AtomicBool,
+    /// Bumped on every circuit report, so a stale readmission timer is ignored.
+    pub(crate) circuit_gen: AtomicU64,
     /// Active health: the last probes crossed the healthy threshold.
     pub(crate) probe_healthy: AtomicBool,
     pub(crate) clock: Clock,
@@ -138,6 +140,7 @@ impl Endpoint {
             failed: AtomicU64::new(0),
             ewma: PeakEwma::new(default_rtt, clock.now_ms()),
             circuit_open: AtomicBool::new(false),
+            circuit_gen: AtomicU64::new(0),
             probe_healthy: AtomicBool::new(true),
             clock,
             ewma_cfg,
@@ -257,8 +260,13 @@ impl InFlight {
     pub fn record_failure(&self) {
         let e = &self.endpoint;
         e.failed.fetch_add(1, Ordering::Relaxed);
-        let rtt = self.started.elapsed().max(e.ewma_cfg.failure_penalty);
-        e.ewma.observe(rtt, e.clock.now_ms(), e.ewma_cfg.decay_ms);
+        let now = Instant::now();
+        let ms = e.clock.ms_at(now);
+        let rtt = now
+            .saturating_duration_since(self.started)
+            .max(e.ewma_cfg.failure_penalty);
+        e.ewma.observe(rtt, ms, e.ewma_cfg.decay_ms);
+        e.clock.touch(ms);
     }
 
     /// The endpoint this request went to.

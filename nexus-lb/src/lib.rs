@@ -135,6 +135,6 @@ pub use error::{BoxError, ConfigError, LbError};
 pub use exclude::{EXCLUDE_CAPACITY, Exclude};
 pub use service::{Lb, LbLayer, ResponseFuture, ServedBy, TrackedBody};
 pub use stats::{EndpointStats, LbStats};
-pub use strategy::Strategy;
+pub use strategy::{Strategy, UnknownStrategy};
 pub use task::TaskHandle;
 pub use wrr::TABLE_BUILD_LIMIT;

@@ -15,19 +15,47 @@ use crate::wrr::{Wrr, step};
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Cycle through available endpoints in order; weights are ignored.
+    #[serde(alias = "rr")]
     RoundRobin,
     /// The endpoint with the fewest requests in flight per unit of weight
     /// (ties broken at random). Scans the available endpoints: n relaxed
     /// atomic loads, no lock.
+    #[serde(alias = "least_connections", alias = "lc")]
     LeastOutstanding,
     /// nginx's smooth weighted round robin: each endpoint gets
     /// `weight / sum(weights)` of the picks, interleaved rather than in bursts.
     #[default]
+    #[serde(alias = "wrr")]
     WeightedRoundRobin,
     /// Power of two choices: two random available endpoints, the one with the
     /// lower `peak_ewma_latency × (in_flight + 1) / weight` wins (the cost of
     /// `tower::load::PeakEwma`, divided by weight).
+    #[serde(alias = "p2c")]
     P2cPeakEwma,
+}
+
+/// An unknown strategy name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown balancing strategy {0:?} (expected round_robin, least_outstanding, weighted_round_robin or p2c_peak_ewma)"
+)]
+pub struct UnknownStrategy(pub String);
+
+impl std::str::FromStr for Strategy {
+    type Err = UnknownStrategy;
+
+    /// Accepts the names of [`Strategy::as_str`] and the aliases `rr`,
+    /// `least_connections`, `lc`, `wrr`, `p2c` (case-insensitive, `-` or `_`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
+        Ok(match norm.as_str() {
+            "round_robin" | "rr" => Strategy::RoundRobin,
+            "least_outstanding" | "least_connections" | "lc" => Strategy::LeastOutstanding,
+            "weighted_round_robin" | "wrr" => Strategy::WeightedRoundRobin,
+            "p2c_peak_ewma" | "p2c" => Strategy::P2cPeakEwma,
+            _ => return Err(UnknownStrategy(s.to_owned())),
+        })
+    }
 }
 
 impl Strategy {
@@ -89,19 +117,25 @@ pub(crate) fn pick<'a>(
     }
 }
 
+/// `ready[start..]` then `ready[..start]`: one pass from `start`, without a
+/// division per step.
+fn rotated(ready: &[Arc<Endpoint>], start: usize) -> impl Iterator<Item = &Arc<Endpoint>> {
+    let (head, tail) = ready.split_at(start);
+    tail.iter().chain(head)
+}
+
 /// `ready[start % n]`, or the next one not excluded.
 fn first_allowed<'a>(
     ready: &'a [Arc<Endpoint>],
     start: usize,
     exclude: &Exclude,
 ) -> &'a Arc<Endpoint> {
-    let n = ready.len();
-    let first = &ready[start % n];
+    let start = start % ready.len();
+    let first = &ready[start];
     if exclude.is_empty() {
         return first;
     }
-    (0..n)
-        .map(|k| &ready[(start + k) % n])
+    rotated(ready, start)
         .find(|e| !exclude.contains(e.id))
         .unwrap_or(first)
 }
@@ -141,22 +175,41 @@ fn least_outstanding<'a>(
     start: usize,
     exclude: &Exclude,
 ) -> &'a Arc<Endpoint> {
-    let n = ready.len();
+    // (in_flight + 1, weight): compared as fractions without division.
+    #[inline]
+    fn load(e: &Endpoint) -> (u64, u64) {
+        (
+            u64::from(e.in_flight.load(Ordering::Relaxed)) + 1,
+            u64::from(e.weight.load(Ordering::Relaxed)),
+        )
+    }
     let mut best: Option<(&Arc<Endpoint>, u64, u64)> = None;
-    for k in 0..n {
-        let e = &ready[(start + k) % n];
+    if exclude.is_empty() {
+        // Hot path: two plain loops (no chained iterator, no exclusion test).
+        let (head, tail) = ready.split_at(start);
+        let mut b = &ready[start];
+        let (mut bl, mut bw) = load(b);
+        for part in [&tail[1..], head] {
+            for e in part {
+                let (l, w) = load(e);
+                if l * bw < bl * w {
+                    (b, bl, bw) = (e, l, w);
+                }
+            }
+        }
+        return b;
+    }
+    for e in rotated(ready, start) {
         if exclude.contains(e.id) {
             continue;
         }
-        let load = u64::from(e.in_flight.load(Ordering::Relaxed)) + 1;
-        let weight = u64::from(e.weight.load(Ordering::Relaxed));
-        // load/weight < best_load/best_weight, without division.
+        let (l, w) = load(e);
         match best {
-            Some((_, bl, bw)) if load * bw >= bl * weight => {}
-            _ => best = Some((e, load, weight)),
+            Some((_, bl, bw)) if l * bw >= bl * w => {}
+            _ => best = Some((e, l, w)),
         }
     }
-    best.map_or(&ready[start % n], |b| b.0)
+    best.map_or(&ready[start], |b| b.0)
 }
 
 fn cost(e: &Endpoint, now_ms: u32, decay_ms: f32) -> f32 {
@@ -183,7 +236,7 @@ fn p2c<'a>(ready: &'a [Arc<Endpoint>], st: &PickState, exclude: &Exclude) -> &'a
         (false, true) => return ea,
         (true, true) => return first_allowed(ready, a, exclude),
     }
-    let now = st.clock.now_ms();
+    let now = st.clock.coarse_ms();
     if cost(eb, now, st.decay_ms) < cost(ea, now, st.decay_ms) {
         eb
     } else {

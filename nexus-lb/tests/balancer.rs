@@ -209,3 +209,42 @@ fn stats_serialise_for_lb_stats() {
     assert_eq!(e["healthy"], true);
     assert!(e["ewma_ms"].as_f64().unwrap() > 0.0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn lazily_half_opening_breakers_get_their_endpoint_back_after_the_reset() {
+    use std::time::Duration;
+    let lb = lb(Strategy::RoundRobin, &[(A, 1), (B, 1)]);
+    assert!(lb.set_circuit_open_for(A, Duration::from_secs(10)));
+    assert_eq!(lb.available(), 1);
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(lb.available(), 1);
+    // Opened again before the timer fired: the newer report wins.
+    lb.set_circuit_open_for(A, Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(lb.available(), 1, "the stale timer must not readmit");
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(lb.available(), 2);
+    assert!(!lb.stats().endpoints[0].circuit_open);
+    // An explicit report cancels a pending readmission.
+    lb.set_circuit_open_for(B, Duration::from_secs(1));
+    lb.set_circuit_state(B, CircuitState::Open);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(lb.available(), 1);
+}
+
+#[test]
+fn strategy_names_parse_with_aliases() {
+    for (name, s) in [
+        ("round_robin", Strategy::RoundRobin),
+        ("RR", Strategy::RoundRobin),
+        ("least-connections", Strategy::LeastOutstanding),
+        ("wrr", Strategy::WeightedRoundRobin),
+        ("p2c", Strategy::P2cPeakEwma),
+    ] {
+        assert_eq!(name.parse::<Strategy>().unwrap(), s, "{name}");
+        assert_eq!(s.as_str().parse::<Strategy>().unwrap(), s);
+    }
+    assert!("fastest".parse::<Strategy>().is_err());
+    let s: Strategy = serde_json::from_str(r#""least_connections""#).unwrap();
+    assert_eq!(s, Strategy::LeastOutstanding);
+}

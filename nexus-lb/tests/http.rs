@@ -102,6 +102,23 @@ async fn failing_upstream_is_retried_on_the_healthy_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_avoid_the_endpoint_that_just_failed() {
+    // Smooth WRR would send most retries back to the heavy, failing endpoint;
+    // the exclusion set sends each retry to the other one.
+    let bad = upstream("bad").await;
+    bad.set_status(502);
+    let good = upstream("good").await;
+    let lb = balancer(Strategy::WeightedRoundRobin, &[(&bad, 10), (&good, 1)]);
+    let s = stack(&lb);
+    for _ in 0..10 {
+        let (status, name) = send(&s, get()).await.unwrap();
+        assert_eq!((status, name.as_str()), (StatusCode::OK, "good"));
+    }
+    assert_eq!(good.requests(), 10);
+    assert!(bad.requests() >= 9, "first attempts mostly go to bad");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_are_capped_and_posts_are_not_retried() {
     let bad = upstream("bad").await;
     bad.set_status(503);

@@ -4,13 +4,14 @@
 //!
 //! Prints the hash-table bytes our limiter reports, its computed bound at the
 //! cap, and the resident-set growth of the process (Linux `/proc/self/statm`)
-//! for each limiter, keys being IPv4 addresses.
+//! for each limiter, keys being IPv4 addresses. Governor's keyed limiter has
+//! no cap: its map holds every key until `retain_recent` is called.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::{NonZeroU32, NonZeroUsize};
 
-use nexus_ratelimit::{KeyedLimiter, LimiterConfig, Quota, StdClock};
+use nexus_ratelimit::{KeyedLimiter, LimiterConfig, ManualClock, Quota};
 
 const N: u32 = 1_000_000;
 
@@ -39,7 +40,10 @@ fn main() {
     let quota = Quota::per_second(NonZeroU32::new(10).unwrap(), NonZeroU32::new(2).unwrap());
     let cfg = LimiterConfig::new(quota).with_max_keys(NonZeroUsize::new(N as usize).unwrap());
     let before = rss_bytes();
-    let ours: KeyedLimiter<IpAddr, StdClock> = KeyedLimiter::with_clock(cfg, StdClock::new());
+    // Time stands still so that every key stays active (none is idle and
+    // evictable): the worst case for memory.
+    let clock = ManualClock::new();
+    let ours: KeyedLimiter<IpAddr, ManualClock> = KeyedLimiter::with_clock(cfg, clock.clone());
     for i in 0..N {
         let _ = ours.check(&ip(i));
     }
@@ -60,6 +64,13 @@ fn main() {
         ours.len(),
         mib(ours.table_bytes()),
         mib(rss_bytes().saturating_sub(before))
+    );
+    clock.advance(std::time::Duration::from_secs(10));
+    let purged = ours.purge_idle();
+    println!(
+        "nexus-ratelimit after 10 s idle + purge_idle: {purged} purged, {} keys, table {:.3} MiB",
+        ours.len(),
+        mib(ours.table_bytes())
     );
     drop(ours);
 

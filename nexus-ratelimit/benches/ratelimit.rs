@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use nexus_ratelimit::{Clock, KeyedLimiter, LimiterConfig, Quota, StdClock, TokioClock};
+use nexus_ratelimit::{
+    Clock, KeyedLimiter, LimiterConfig, QuantaClock, Quota, StdClock, TokioClock,
+};
 
 const KEYS: u64 = 100_000;
 
@@ -37,6 +39,10 @@ fn key_of(i: u64) -> u64 {
 
 fn one_key(c: &mut Criterion) {
     let mut g = c.benchmark_group("ratelimit/one_key");
+    let q_l = ours(QuantaClock::new());
+    g.bench_function("nexus/quanta_clock", |b| {
+        b.iter(|| black_box(q_l.check(black_box(&7)).is_ok()))
+    });
     let std_l = ours(StdClock::new());
     g.bench_function("nexus/std_clock", |b| {
         b.iter(|| black_box(std_l.check(black_box(&7)).is_ok()))
@@ -54,14 +60,14 @@ fn one_key(c: &mut Criterion) {
 
 fn many_keys(c: &mut Criterion) {
     let mut g = c.benchmark_group("ratelimit/100k_keys");
-    let std_l = ours(StdClock::new());
+    let std_l = ours(QuantaClock::new());
     let gl = gov();
     for k in 0..KEYS {
         let _ = std_l.check(&k);
         let _ = gl.check_key(&k);
     }
     let mut i = 0u64;
-    g.bench_function("nexus/std_clock", |b| {
+    g.bench_function("nexus/quanta_clock", |b| {
         b.iter(|| {
             i += 1;
             black_box(std_l.check(&key_of(i)).is_ok())
@@ -97,8 +103,8 @@ fn contended(c: &mut Criterion) {
         }
         start.elapsed()
     }
-    let l = ours(StdClock::new());
-    g.bench_function("nexus/std_clock", |b| {
+    let l = ours(QuantaClock::new());
+    g.bench_function("nexus/quanta_clock", |b| {
         let l = l.clone();
         b.iter_custom(move |iters| {
             let l = l.clone();

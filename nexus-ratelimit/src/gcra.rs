@@ -22,6 +22,14 @@ pub struct Allowed {
 }
 
 impl Allowed {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) const fn new(remaining: u32, reset_after: Duration) -> Self {
+        Self {
+            remaining,
+            reset_after,
+        }
+    }
+
     /// Whole tokens left after this request.
     pub const fn remaining(&self) -> u32 {
         self.remaining
@@ -41,6 +49,14 @@ pub struct NotAllowed {
 }
 
 impl NotAllowed {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) const fn new(retry_after: Duration, reset_after: Duration) -> Self {
+        Self {
+            retry_after,
+            reset_after,
+        }
+    }
+
     /// Earliest time after which the same request would be admitted.
     pub const fn retry_after(&self) -> Duration {
         self.retry_after

@@ -37,17 +37,25 @@ impl PolicyHeaders {
         if !valid {
             return Err(ConfigError::PolicyName(name.to_owned()));
         }
+        Ok(Self::build(name, quota))
+    }
+
+    /// Headers for the built-in policy name `default`.
+    pub(crate) fn default_name(quota: &Quota) -> Self {
+        Self::build("default", quota)
+    }
+
+    /// `name` must be a validated token: the value is then visible ASCII.
+    fn build(name: &str, quota: &Quota) -> Self {
         let text = format!(
             "\"{name}\";q={};w={}",
             quota.capacity(),
             ceil_secs(quota.window())
         );
-        let policy =
-            HeaderValue::from_str(&text).map_err(|_| ConfigError::PolicyName(name.to_owned()))?;
-        Ok(Self {
+        Self {
             name: name.into(),
-            policy,
-        })
+            policy: HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("")),
+        }
     }
 
     /// `RateLimit-Policy` and `RateLimit` values for a state.

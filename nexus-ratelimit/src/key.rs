@@ -30,6 +30,8 @@ impl LimitKey for u32 {}
 impl LimitKey for u64 {}
 impl LimitKey for u128 {}
 impl LimitKey for &'static str {}
+impl LimitKey for Box<[u8]> {}
+impl LimitKey for Vec<u8> {}
 
 /// Raw bytes of a header value, used as a key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,7 +1,9 @@
 //! Keyed limiter: one GCRA cell per key in a sharded, bounded hash table.
 
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use hashbrown::DefaultHashBuilder as RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -25,8 +27,10 @@ use crate::{LimitKey, LimiterConfig, Quota};
 /// its cap (at most once per refill period per shard, so a flood cannot turn
 /// every request into a scan). When a shard is full of active keys, further
 /// new keys are charged to one *shared overflow bucket* with the same quota:
-/// they are still limited, together, and memory does not grow. Hash tables
-/// use SipHash with a random key, so a peer cannot aim keys at one shard slot.
+/// they are still limited, together, and memory does not grow. Keys are hashed
+/// with foldhash under a per-limiter random seed (hashbrown's default), so a
+/// peer cannot precompute keys that collide in one shard; the per-shard cap
+/// bounds the damage if it could.
 ///
 /// Cloning is cheap (an `Arc`); clones share state.
 pub struct KeyedLimiter<K, C = TokioClock> {
@@ -80,7 +84,7 @@ impl<K: LimitKey, C: Clock> KeyedLimiter<K, C> {
             inner: Arc::new(Inner {
                 quota: config.quota(),
                 clock,
-                hasher: RandomState::new(),
+                hasher: RandomState::default(),
                 shard_mask: shards.len() - 1,
                 shards,
                 per_shard_cap,

@@ -146,10 +146,7 @@ impl<E: KeyExtractor, C: Clock> RateLimitLayerBuilder<E, C> {
 
     /// Infallible build for the default policy name.
     fn finish(self) -> RateLimitLayer<E, C> {
-        let headers = match PolicyHeaders::new(&self.policy_name, &self.limiter.quota()) {
-            Ok(h) => h,
-            Err(_) => unreachable!("the default policy name is valid"),
-        };
+        let headers = PolicyHeaders::default_name(&self.limiter.quota());
         RateLimitLayer {
             shared: Arc::new(Shared {
                 limiter: self.limiter,

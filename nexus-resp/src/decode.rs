@@ -1,6 +1,6 @@
 //! Streaming decoding into [`Frame`]s.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::lines::{self, Header};
 use crate::{Error, Frame, Limits, Scanner};
@@ -45,38 +45,74 @@ impl Decoder {
     }
 
     /// Decodes the first frame of `buf`, removing its bytes; `Ok(None)` if it
-    /// has not fully arrived (nothing is removed then).
+    /// has not fully arrived. Nothing else is removed, except empty inline
+    /// lines (`\r\n` where a command would start, with inline commands
+    /// enabled), which are skipped as Redis does.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, Error> {
         loop {
             let Some(len) = self.scanner.scan(buf)? else {
                 return Ok(None);
             };
             let bytes = buf.split_to(len).freeze();
-            let depth = self.scanner.limits().depth();
-            let mut build = Build {
-                src: &bytes,
-                pos: 0,
-            };
-            // `None`: an empty inline line, which Redis skips.
-            if let Some(frame) = build.frame(depth, true)? {
-                if build.pos != bytes.len() {
-                    return Err(Error::NotOneFrame);
-                }
+            if let Some(frame) = self.build(&bytes, len)? {
                 return Ok(Some(frame));
             }
         }
+    }
+
+    /// Like [`Decoder::decode`], for input that is already a [`Bytes`]
+    /// (for example a message received whole): removes the first frame from
+    /// the front of `buf`, which then still holds the rest.
+    pub fn decode_bytes(&mut self, buf: &mut Bytes) -> Result<Option<Frame>, Error> {
+        loop {
+            let Some(len) = self.scanner.scan(buf)? else {
+                return Ok(None);
+            };
+            // Payloads are sliced from `buf` itself, which then skips the
+            // frame: no intermediate handle, one reference count fewer.
+            let frame = self.build(buf, len)?;
+            buf.advance(len);
+            if let Some(frame) = frame {
+                return Ok(Some(frame));
+            }
+        }
+    }
+
+    /// Builds the frame held by the first `len` bytes of `bytes` (exactly one
+    /// scanned frame); `None` for an empty inline line, which Redis skips.
+    #[inline(always)]
+    fn build(&self, bytes: &Bytes, len: usize) -> Result<Option<Frame>, Error> {
+        let mut build = Build {
+            src: bytes,
+            end: len,
+            pos: 0,
+        };
+        let frame = build.frame(self.scanner.limits().depth(), true)?;
+        if build.pos != len {
+            return Err(Error::NotOneFrame);
+        }
+        Ok(frame)
     }
 }
 
 /// One pass over the bytes of a complete, already scanned frame.
 struct Build<'b> {
     src: &'b Bytes,
+    /// End of the frame in `src`.
+    end: usize,
     pos: usize,
 }
 
 impl Build<'_> {
+    /// The frame's bytes (the source may hold more after it).
+    #[inline(always)]
+    fn bytes(&self) -> &[u8] {
+        &self.src[..self.end]
+    }
+
+    #[inline(always)]
     fn frame(&mut self, depth: usize, top: bool) -> Result<Option<Frame>, Error> {
-        let ty = *self.src.get(self.pos).ok_or(Error::NotOneFrame)?;
+        let ty = *self.bytes().get(self.pos).ok_or(Error::NotOneFrame)?;
         if top && !crate::is_type_byte(ty) {
             return self.inline();
         }
@@ -84,7 +120,7 @@ impl Build<'_> {
     }
 
     fn child(&mut self, depth: usize) -> Result<Frame, Error> {
-        let ty = *self.src.get(self.pos).ok_or(Error::NotOneFrame)?;
+        let ty = *self.bytes().get(self.pos).ok_or(Error::NotOneFrame)?;
         self.element(ty, depth)
     }
 
@@ -102,7 +138,7 @@ impl Build<'_> {
                     Header::Len(len) => usize::try_from(len).map_err(|_| Error::NotOneFrame)?,
                 };
                 let end = body.checked_add(len).ok_or(Error::NotOneFrame)?;
-                match self.src.get(end..end.saturating_add(2)) {
+                match self.bytes().get(end..end.saturating_add(2)) {
                     Some(b"\r\n") => {}
                     Some(_) => return Err(Error::MissingCrlf),
                     None => return Err(Error::NotOneFrame),
@@ -112,7 +148,7 @@ impl Build<'_> {
                     b'$' => Frame::Bulk(self.src.slice(body..end)),
                     b'!' => Frame::BulkError(self.src.slice(body..end)),
                     _ => {
-                        let payload = &self.src[body..end];
+                        let payload = &self.bytes()[body..end];
                         match payload {
                             [a, b, c, b':', ..] => Frame::Verbatim {
                                 format: [*a, *b, *c],
@@ -147,10 +183,10 @@ impl Build<'_> {
                 }
             }
             b'+' | b'-' | b':' | b',' | b'#' | b'_' | b'(' => {
-                let rest = self.src.get(start..).ok_or(Error::NotOneFrame)?;
+                let rest = self.bytes().get(start..).ok_or(Error::NotOneFrame)?;
                 let cr = start + memchr::memchr(b'\r', rest).ok_or(Error::NotOneFrame)?;
                 self.pos = cr + 2;
-                let line = &self.src[start..cr];
+                let line = &self.bytes()[start..cr];
                 match ty {
                     b'+' => Frame::Simple(self.src.slice(start..cr)),
                     b'-' => Frame::Error(self.src.slice(start..cr)),
@@ -173,21 +209,49 @@ impl Build<'_> {
         })
     }
 
+    /// A `$` bulk string (or RESP2 null) at `pos`.
+    #[inline(always)]
+    fn bulk(&mut self) -> Result<Frame, Error> {
+        let (header, body) = self.header(self.pos + 1)?;
+        let Header::Len(len) = header else {
+            self.pos = body;
+            return Ok(Frame::NullBulk);
+        };
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| body.checked_add(len))
+            .ok_or(Error::NotOneFrame)?;
+        match self.bytes().get(end..end.saturating_add(2)) {
+            Some(b"\r\n") => {}
+            Some(_) => return Err(Error::MissingCrlf),
+            None => return Err(Error::NotOneFrame),
+        }
+        self.pos = end + 2;
+        Ok(Frame::Bulk(self.src.slice(body..end)))
+    }
+
     fn header(&self, start: usize) -> Result<(Header, usize), Error> {
-        lines::header(self.src, start)?.ok_or(Error::NotOneFrame)
+        lines::header(self.bytes(), start)?.ok_or(Error::NotOneFrame)
     }
 
     /// Room for `n` elements, but never more than the bytes left can hold
     /// (every element takes at least 3 bytes).
     fn capacity(&self, n: u64) -> usize {
-        let left = (self.src.len() - self.pos.min(self.src.len())) / 3;
+        let left = (self.end - self.pos.min(self.end)) / 3;
         usize::try_from(n).map_or(left, |n| n.min(left))
     }
 
     fn frames(&mut self, n: u64, depth: usize) -> Result<Vec<Frame>, Error> {
         let mut items = Vec::with_capacity(self.capacity(n));
         for _ in 0..n {
-            items.push(self.child(depth)?);
+            // Bulk strings dominate real replies: build them in place so the
+            // frame is written straight into the vector.
+            let frame = match self.bytes().get(self.pos) {
+                Some(b'$') => self.bulk()?,
+                Some(&ty) => self.element(ty, depth)?,
+                None => return Err(Error::NotOneFrame),
+            };
+            items.push(frame);
         }
         Ok(items)
     }
@@ -204,15 +268,15 @@ impl Build<'_> {
 
     /// An inline command line (the whole source) as an array of bulk strings.
     fn inline(&mut self) -> Result<Option<Frame>, Error> {
-        let cmd = match crate::Command::parse(self.src) {
+        let cmd = match crate::Command::parse(self.bytes()) {
             Ok(cmd) => cmd,
             Err(Error::NotACommand(_)) => {
-                self.pos = self.src.len();
+                self.pos = self.end;
                 return Ok(None);
             }
             Err(e) => return Err(e),
         };
-        let base = self.src.as_ptr() as usize;
+        let base = self.bytes().as_ptr() as usize;
         let args = std::iter::once(cmd.name())
             .chain(cmd.args())
             .map(|arg| {
@@ -221,7 +285,7 @@ impl Build<'_> {
                 Frame::Bulk(self.src.slice(off..off + arg.len()))
             })
             .collect();
-        self.pos = self.src.len();
+        self.pos = self.end;
         Ok(Some(Frame::Array(args)))
     }
 }

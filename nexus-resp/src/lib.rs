@@ -47,6 +47,9 @@
 //! assert_eq!(cmd.keys().collect::<Vec<_>>(), [&b"key:1"[..]]);
 //! ```
 //!
+//! [`Decoder::decode_bytes`] does the same for input that is already a
+//! [`bytes::Bytes`].
+//!
 //! # Encoding
 //!
 //! ```
@@ -119,3 +122,8 @@ pub(crate) fn is_type_byte(b: u8) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

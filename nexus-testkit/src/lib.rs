@@ -1,7 +1,8 @@
 //! Test kit for Nexus: starts the real servers Nexus talks to, on free loopback
 //! ports, for integration tests.
 //!
-//! - [`RedisServer`]: a `redis-server` child process with no persistence.
+//! - [`RedisServer`]: a `redis-server` child process with no persistence;
+//!   [`RedisCluster`] joins several into a Redis Cluster.
 //! - [`KafkaBroker`]: a Tansu child process speaking the Apache Kafka protocol,
 //!   with in-memory storage; [`KafkaClient`] drives confluent-kafka (a client
 //!   that is not ours) against it for interop checks.
@@ -61,7 +62,7 @@ pub use error::{Error, Result};
 pub use kafka::{KafkaBroker, KafkaBrokerBuilder, MEMORY_STORAGE};
 pub use kafka_client::{Consumed, Delivered, KafkaClient, MessageWithHeaders};
 pub use process::free_port;
-pub use redis::{RedisServer, RedisServerBuilder};
+pub use redis::{RedisCluster, RedisClusterBuilder, RedisServer, RedisServerBuilder};
 pub use upstream::{
     ECHO_PATH, HttpUpstream, HttpUpstreamBuilder, MAX_BODY_BYTES, MAX_CONNECTIONS,
     REQUEST_LOG_CAPACITY, RecordedRequest, UPSTREAM_HEADER,

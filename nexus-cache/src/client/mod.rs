@@ -27,12 +27,14 @@ use crate::config::{Credentials, ProxyConfig};
 use crate::metrics::Metrics;
 use crate::resp::{Command, Error, Limits, Scanner};
 use crate::route::{self, Route};
-use crate::upstream::{Batch, Pool};
+use crate::upstream::{Batch, Lane, Pool};
 use local::Outcome;
 use writer::{Slot, WriteEnd};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
+/// Initial read buffer: small, so idle clients cost little (grows on demand).
+const FIRST_READ: usize = 4 * 1024;
 /// Bytes of forwardable commands that close a batch early.
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
@@ -74,8 +76,9 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let (slot_tx, slot_rx) = mpsc::channel(shared.config.pipeline_depth.get());
+    let lane = shared.pool.assign();
     let (r, w) = tokio::join!(
-        read_commands(rd, slot_tx, &shared, &shutdown),
+        read_commands(rd, slot_tx, &lane, &shared, &shutdown),
         writer::write_replies(wr, slot_rx)
     );
     if let (
@@ -100,10 +103,11 @@ struct PendingBatch {
 async fn read_commands(
     mut rd: OwnedReadHalf,
     slots: mpsc::Sender<Slot>,
+    lane: &Lane,
     shared: &Shared,
     shutdown: &CancellationToken,
 ) -> ReadEnd {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::with_capacity(FIRST_READ);
     let mut scanner = Scanner::new(shared.limits);
     let mut authed = shared.client_auth.is_none();
     let max_batch = shared.config.max_batch.get();
@@ -113,20 +117,20 @@ async fn read_commands(
             let n = match scanner.scan(&buf[batch.bytes..]) {
                 Ok(Some(n)) => n,
                 Ok(None) => break,
-                Err(e) => return protocol_error(&mut buf, batch, &e, &slots, shared).await,
+                Err(e) => return protocol_error(&mut buf, batch, &e, &slots, lane, shared).await,
             };
             let frame = &buf[batch.bytes..batch.bytes + n];
             let cmd = match Command::parse(frame) {
                 Ok(c) => c,
                 // An empty line, `*0` or `*-1`: Redis skips these without a reply.
-                Err(Error::NotACommand("empty line" | "empty array" | "null array")) => {
-                    if !flush(&mut buf, &mut batch, &slots, shared).await {
+                Err(_) if is_empty_command(frame) => {
+                    if !flush(&mut buf, &mut batch, &slots, lane).await {
                         return ReadEnd::Closed;
                     }
                     buf.advance(n);
                     continue;
                 }
-                Err(e) => return protocol_error(&mut buf, batch, &e, &slots, shared).await,
+                Err(e) => return protocol_error(&mut buf, batch, &e, &slots, lane, shared).await,
             };
             shared.metrics.commands.fetch_add(1, Relaxed);
             let mut route = route::classify(&cmd, shared.config.upstream.db);
@@ -143,34 +147,33 @@ async fn read_commands(
                 Route::Forward => {
                     batch.bytes += n;
                     batch.count += 1;
-                    if batch.count >= max_batch || batch.bytes >= MAX_BATCH_BYTES {
-                        if !flush(&mut buf, &mut batch, &slots, shared).await {
-                            return ReadEnd::Closed;
-                        }
+                    let full = batch.count >= max_batch || batch.bytes >= MAX_BATCH_BYTES;
+                    if full && !flush(&mut buf, &mut batch, &slots, lane).await {
+                        return ReadEnd::Closed;
                     }
                     continue;
                 }
-                Route::Refuse if !authed => Some(Outcome::Reply(Bytes::from_static(local::NOAUTH))),
-                Route::Refuse => Some(Outcome::Reply(local::refused(&cmd))),
-                Route::Pin => Some(Outcome::Pin(Bytes::new())),
-                Route::Local(l) => Some(local::handle(l, &cmd, &mut authed, shared)),
+                Route::Refuse if !authed => Outcome::Reply(Bytes::from_static(local::NOAUTH)),
+                Route::Refuse => Outcome::Reply(local::refused(&cmd)),
+                Route::Pin => Outcome::Pin(Bytes::new()),
+                Route::Local(l) => local::handle(l, &cmd, &mut authed, shared),
             };
-            if !flush(&mut buf, &mut batch, &slots, shared).await {
+            if !flush(&mut buf, &mut batch, &slots, lane).await {
                 return ReadEnd::Closed;
             }
-            let keep_frame = matches!(&outcome, Some(Outcome::Pin(b)) if b.is_empty());
+            // A pin keeps the original frame in the buffer unless it was rewritten.
+            let keep_frame = matches!(&outcome, Outcome::Pin(b) if b.is_empty());
             if !keep_frame {
                 buf.advance(n);
             }
             match outcome {
-                None => {}
-                Some(Outcome::Reply(b)) => {
+                Outcome::Reply(b) => {
                     count_local(&b, shared);
                     if slots.send(Slot::Ready(b)).await.is_err() {
                         return ReadEnd::Closed;
                     }
                 }
-                Some(Outcome::Quit) => {
+                Outcome::Quit => {
                     shared.metrics.answered_locally.fetch_add(1, Relaxed);
                     let _ = slots
                         .send(Slot::Ready(Bytes::from_static(b"+OK\r\n")))
@@ -178,12 +181,13 @@ async fn read_commands(
                     let _ = slots.send(Slot::Close).await;
                     return ReadEnd::Closed;
                 }
-                Some(Outcome::Forward(b)) => {
-                    if !send_batch(b, 1, &slots, shared).await {
+                Outcome::Forward(b) => {
+                    let sent = send_batch(b, 1, &slots, lane).await;
+                    if !sent {
                         return ReadEnd::Closed;
                     }
                 }
-                Some(Outcome::Pin(first)) => match Arc::clone(&shared.pinned).try_acquire_owned() {
+                Outcome::Pin(first) => match Arc::clone(&shared.pinned).try_acquire_owned() {
                     Ok(permit) => {
                         let mut pending = BytesMut::with_capacity(first.len() + buf.len());
                         pending.extend_from_slice(&first);
@@ -211,10 +215,10 @@ async fn read_commands(
                 },
             }
         }
-        if !flush(&mut buf, &mut batch, &slots, shared).await {
+        if !flush(&mut buf, &mut batch, &slots, lane).await {
             return ReadEnd::Closed;
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK);
         }
         tokio::select! {
@@ -226,6 +230,15 @@ async fn read_commands(
             },
         }
     }
+}
+
+/// Frames Redis silently skips: `*0`, `*-1`, and inline lines of separators only.
+fn is_empty_command(frame: &[u8]) -> bool {
+    frame == b"*0\r\n"
+        || frame == b"*-1\r\n"
+        || frame
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c))
 }
 
 fn count_local(reply: &[u8], shared: &Shared) {
@@ -241,7 +254,7 @@ async fn flush(
     buf: &mut BytesMut,
     batch: &mut PendingBatch,
     slots: &mpsc::Sender<Slot>,
-    shared: &Shared,
+    lane: &Lane,
 ) -> bool {
     if batch.count == 0 {
         return true;
@@ -249,15 +262,10 @@ async fn flush(
     let bytes = buf.split_to(batch.bytes).freeze();
     let count = std::mem::take(&mut batch.count);
     batch.bytes = 0;
-    send_batch(bytes, count, slots, shared).await
+    send_batch(bytes, count, slots, lane).await
 }
 
-async fn send_batch(
-    bytes: Bytes,
-    count: usize,
-    slots: &mpsc::Sender<Slot>,
-    shared: &Shared,
-) -> bool {
+async fn send_batch(bytes: Bytes, count: usize, slots: &mpsc::Sender<Slot>, lane: &Lane) -> bool {
     let (tx, rx) = oneshot::channel();
     // Reserve the reply slot first: a client that stops reading stops here,
     // before its commands reach Redis.
@@ -265,14 +273,12 @@ async fn send_batch(
         return false;
     };
     permit.send(Slot::Upstream { rx, count });
-    shared
-        .pool
-        .send(Batch {
-            bytes,
-            count,
-            reply: tx,
-        })
-        .await;
+    lane.send(Batch {
+        bytes,
+        count,
+        reply: tx,
+    })
+    .await;
     true
 }
 
@@ -281,10 +287,11 @@ async fn protocol_error(
     mut batch: PendingBatch,
     err: &Error,
     slots: &mpsc::Sender<Slot>,
+    lane: &Lane,
     shared: &Shared,
 ) -> ReadEnd {
     // Commands before the bad frame still get their replies, then the error, then close.
-    if flush(buf, &mut batch, slots, shared).await {
+    if flush(buf, &mut batch, slots, lane).await {
         shared.metrics.proxy_errors.fetch_add(1, Relaxed);
         tracing::debug!(error = %err, "client protocol error");
         let msg = format!(

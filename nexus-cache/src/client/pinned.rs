@@ -58,7 +58,7 @@ pub(super) async fn run(
     };
     shared.metrics.upstream_connects.fetch_add(1, Relaxed);
     let (mut urd, uwr) = upstream.into_split();
-    let quit_sent = AtomicBool::new(false);
+    let closing = AtomicBool::new(false);
     let down = async {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         loop {
@@ -75,12 +75,12 @@ pub(super) async fn run(
                 }
             }
         }
-        if !quit_sent.load(Relaxed) {
+        if !closing.load(Relaxed) {
             let _ = wr.write_all(&UpstreamError::ConnectionLost.to_resp()).await;
         }
         let _ = wr.shutdown().await;
     };
-    let up = forward_commands(rd, uwr, pending, shared, shutdown, &quit_sent);
+    let up = forward_commands(rd, uwr, pending, shared, shutdown, &closing);
     tokio::pin!(down);
     tokio::select! {
         () = &mut down => {}
@@ -96,18 +96,20 @@ async fn forward_commands(
     mut buf: BytesMut,
     shared: &Shared,
     shutdown: &CancellationToken,
-    quit_sent: &AtomicBool,
+    closing: &AtomicBool,
 ) {
     let mut scanner = Scanner::new(shared.limits);
+    // After input Redis will reject, framing is lost: forward the rest raw.
+    let mut raw = false;
     loop {
-        let mut off = 0;
-        loop {
+        let mut off = if raw { buf.len() } else { 0 };
+        while !raw {
             match scanner.scan(&buf[off..]) {
                 Ok(Some(n)) => {
                     shared.metrics.commands.fetch_add(1, Relaxed);
                     let replacement = match Command::parse(&buf[off..off + n]) {
                         Ok(cmd) if cmd.is(b"QUIT") => {
-                            quit_sent.store(true, Relaxed);
+                            closing.store(true, Relaxed);
                             None
                         }
                         Ok(cmd) if REFUSED.iter().any(|r| cmd.is(r)) => {
@@ -134,8 +136,8 @@ async fn forward_commands(
                 Ok(None) => break,
                 Err(_) => {
                     // Let Redis answer the malformed input itself (in order), then it closes.
+                    raw = true;
                     off = buf.len();
-                    break;
                 }
             }
         }
@@ -150,7 +152,13 @@ async fn forward_commands(
         }
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => {
+                // Redis answers what it has already read, then closes on EOF;
+                // the reply side drains that and closes the client.
+                closing.store(true, Relaxed);
+                let _ = uwr.shutdown().await;
+                return;
+            }
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) | Err(_) => {
                     let _ = uwr.shutdown().await;

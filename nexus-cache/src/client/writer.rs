@@ -43,7 +43,8 @@ pub(crate) async fn write_replies(
     mut wr: OwnedWriteHalf,
     mut slots: mpsc::Receiver<Slot>,
 ) -> WriteEnd {
-    let mut out = BytesMut::with_capacity(16 * 1024);
+    // Allocated on the first reply; idle clients hold no write buffer.
+    let mut out = BytesMut::new();
     loop {
         let slot = match slots.try_recv() {
             Ok(s) => s,

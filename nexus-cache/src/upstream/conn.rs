@@ -119,7 +119,7 @@ async fn run(
     };
     let result = tokio::select! {
         r = write_loop(wr, first, rx, &inflight, &window, metrics) => r,
-        r = read_loop(rd, &mut state, &inflight, &window, metrics) => Some(r),
+        r = read_loop(rd, &mut state, &inflight, &window, metrics, config.upstream_timeout) => Some(r),
     };
     let err = result.clone().unwrap_or(UpstreamError::ConnectionLost);
     // Fail whatever was written but not answered: the front batch keeps the
@@ -225,6 +225,7 @@ async fn read_loop(
     inflight: &Mutex<VecDeque<InFlight>>,
     window: &Semaphore,
     metrics: &Metrics,
+    reply_timeout: Duration,
 ) -> UpstreamError {
     loop {
         // Scan every complete reply in the buffer.
@@ -272,7 +273,23 @@ async fn read_loop(
         if st.buf.capacity() - st.buf.len() < 4096 {
             st.buf.reserve(64 * 1024);
         }
-        match rd.read_buf(&mut st.buf).await {
+        // The oldest unanswered batch bounds the wait: a Redis that stops
+        // answering (or a black-holed network) cannot hang clients.
+        let oldest = inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .front()
+            .map(|f| f.sent_at);
+        // With nothing outstanding, wake up after a while anyway to pick up the
+        // deadline of batches written meanwhile.
+        let deadline = oldest.map(|sent_at| sent_at + reply_timeout);
+        let wake = deadline.unwrap_or_else(|| Instant::now() + reply_timeout);
+        let result = match tokio::time::timeout_at(wake, rd.read_buf(&mut st.buf)).await {
+            Ok(r) => r,
+            Err(_) if deadline.is_some() => return UpstreamError::Timeout,
+            Err(_) => continue,
+        };
+        match result {
             Ok(0) => return UpstreamError::ConnectionLost,
             Ok(_) => {}
             Err(e) => {

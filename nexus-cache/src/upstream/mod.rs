@@ -65,16 +65,13 @@ impl Pool {
         }
     }
 
-    /// Queues a batch on the next connection (round robin). Waits while that
-    /// connection's queue is full (backpressure on the sending client only).
-    pub(crate) async fn send(&self, batch: Batch) {
+    /// Assigns a connection (round robin) to one client. All of a client's
+    /// batches go through the same connection, so Redis executes its commands in
+    /// the order it sent them (a read after a write sees the write).
+    pub(crate) fn assign(&self) -> Lane {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
-        if let Err(mpsc::error::SendError(batch)) = self.conns[i].send(batch).await {
-            // The supervisor is gone only at shutdown; answer rather than hang.
-            let _ = batch.reply.send(Reply {
-                bytes: Bytes::new(),
-                failure: Some((batch.count, UpstreamError::ShuttingDown)),
-            });
+        Lane {
+            tx: self.conns[i].clone(),
         }
     }
 
@@ -83,15 +80,98 @@ impl Pool {
     #[allow(dead_code)]
     pub(crate) async fn call(&self, bytes: Bytes, count: usize) -> Reply {
         let (tx, rx) = oneshot::channel();
-        self.send(Batch {
-            bytes,
-            count,
-            reply: tx,
-        })
-        .await;
+        self.assign()
+            .send(Batch {
+                bytes,
+                count,
+                reply: tx,
+            })
+            .await;
         rx.await.unwrap_or(Reply {
             bytes: Bytes::new(),
             failure: Some((count, UpstreamError::ConnectionLost)),
         })
+    }
+}
+
+/// One client's path to its assigned pool connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Lane {
+    tx: mpsc::Sender<Batch>,
+}
+
+impl Lane {
+    /// Queues a batch. Waits while the connection's queue is full (backpressure
+    /// on the sending client only).
+    pub(crate) async fn send(&self, batch: Batch) {
+        if let Err(mpsc::error::SendError(batch)) = self.tx.send(batch).await {
+            // The supervisor is gone only at shutdown; answer rather than hang.
+            let _ = batch.reply.send(Reply {
+                bytes: Bytes::new(),
+                failure: Some((batch.count, UpstreamError::ShuttingDown)),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::resp::encode;
+
+    #[tokio::test]
+    async fn call_returns_the_replies_of_a_batch_contiguously() {
+        let redis = nexus_testkit::RedisServer::start().await.unwrap();
+        let config = Arc::new(
+            ProxyConfig::builder()
+                .upstream(redis.url())
+                .pool_size(1)
+                .build()
+                .unwrap(),
+        );
+        let metrics = Arc::new(Metrics::new());
+        let pool = Pool::spawn(&config, &metrics);
+        let mut req = Vec::new();
+        encode::command(&mut req, &[b"SET", b"k", b"v"]);
+        encode::command(&mut req, &[b"GET", b"k"]);
+        encode::command(&mut req, &[b"INCR", b"k"]);
+        let reply = pool.call(Bytes::from(req), 3).await;
+        assert!(reply.failure.is_none());
+        assert_eq!(
+            &reply.bytes[..],
+            b"+OK\r\n$1\r\nv\r\n-ERR value is not an integer or out of range\r\n"
+        );
+        let s = metrics.snapshot();
+        assert_eq!(
+            (
+                s.upstream_connects,
+                s.upstream_batches,
+                s.upstream_error_replies
+            ),
+            (1, 1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn call_to_a_dead_redis_fails_every_command() {
+        let redis = nexus_testkit::RedisServer::start().await.unwrap();
+        let config = Arc::new(
+            ProxyConfig::builder()
+                .upstream(redis.url())
+                .pool_size(1)
+                .build()
+                .unwrap(),
+        );
+        redis.stop();
+        let pool = Pool::spawn(&config, &Arc::new(Metrics::new()));
+        let mut req = Vec::new();
+        encode::command(&mut req, &[b"PING"]);
+        encode::command(&mut req, &[b"PING"]);
+        let reply = pool.call(Bytes::from(req), 2).await;
+        let (missing, err) = reply.failure.unwrap();
+        assert_eq!(missing, 2);
+        assert!(matches!(err, UpstreamError::Unavailable(_)), "{err:?}");
+        assert!(reply.bytes.is_empty());
     }
 }

@@ -187,14 +187,10 @@ impl Cluster {
                     continue;
                 }
             }
-            let count = t
-                .partitions
-                .iter()
-                .map(|p| p.partition_index + 1)
-                .max()
-                .unwrap_or(0)
-                .max(0) as usize;
-            let mut leaders = vec![-1; count];
+            // Partitions are numbered 0..n; sizing by the list (not by the
+            // highest index a peer sent) keeps the allocation bounded by the
+            // frame. An index outside 0..n is ignored.
+            let mut leaders = vec![-1; t.partitions.len()];
             for p in &t.partitions {
                 if let Some(slot) = usize::try_from(p.partition_index)
                     .ok()

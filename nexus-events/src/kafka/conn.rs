@@ -133,16 +133,23 @@ impl Connection {
         timeout: Duration,
     ) -> Result<R::Response, KafkaError> {
         let version = self.version::<R>(cap)?;
-        let normal = self.opts.request_timeout;
-        self.opts.request_timeout = timeout.max(normal);
-        let res = self.call(req, version).await;
-        self.opts.request_timeout = normal;
-        res
+        let timeout = timeout.max(self.opts.request_timeout);
+        self.call_within(req, version, timeout).await
     }
 
     async fn call<R: Api>(&mut self, req: &R, version: i16) -> Result<R::Response, KafkaError> {
+        self.call_within(req, version, self.opts.request_timeout)
+            .await
+    }
+
+    async fn call_within<R: Api>(
+        &mut self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response, KafkaError> {
         let correlation = self.write_request(req, version).await?;
-        let mut frame = self.read_frame().await?;
+        let mut frame = self.read_frame(timeout).await?;
         let key = self.api_key::<R>()?;
         let header_version = key.response_header_version(version);
         let header =
@@ -201,9 +208,9 @@ impl Connection {
         Ok(correlation)
     }
 
-    async fn read_frame(&mut self) -> Result<Bytes, KafkaError> {
+    async fn read_frame(&mut self, after: Duration) -> Result<Bytes, KafkaError> {
         let mut len = [0u8; 4];
-        let (addr, after) = (&self.addr, self.opts.request_timeout);
+        let addr = &self.addr;
         within(addr, after, "response", self.stream.read_exact(&mut len)).await?;
         let len = i32::from_be_bytes(len);
         let len = usize::try_from(len).map_err(|_| KafkaError::Protocol {

@@ -29,5 +29,5 @@ pub use config::{Acks, Assignor, ClientConfig, ConsumerConfig, ProducerConfig, T
 pub use consumer::{ConsumedRecord, GroupConsumer};
 pub use error::KafkaError;
 pub use murmur2::{murmur2, partition_for_key};
-pub use producer::{OutRecord, Producer, SendReport, worst_case_send};
+pub use producer::{OutRecord, Producer, SendReport};
 pub use sink::KafkaSink;

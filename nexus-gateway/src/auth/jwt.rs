@@ -27,9 +27,11 @@ pub struct Claims {
     pub aud: String,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
-    /// Issued at.
+    /// Issued at (optional in tokens from other issuers).
+    #[serde(default)]
     pub iat: u64,
-    /// Not before.
+    /// Not before (optional in tokens from other issuers).
+    #[serde(default)]
     pub nbf: u64,
 }
 
@@ -91,6 +93,8 @@ pub struct JwtKeys {
     issuer: String,
     audience: String,
     ttl_secs: u64,
+    leeway: u64,
+    cache: super::cache::TokenCache,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -148,6 +152,8 @@ impl JwtKeys {
             issuer: a.issuer.clone(),
             audience: a.audience.clone(),
             ttl_secs: a.token_ttl.as_secs(),
+            leeway: a.leeway_secs,
+            cache: super::cache::TokenCache::new(),
         })
     }
 
@@ -174,7 +180,16 @@ impl JwtKeys {
     }
 
     /// Verifies a bearer token against the pinned algorithm, keys and claims.
+    /// A token that verified before is answered from a bounded cache (its time
+    /// claims re-checked).
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if let Some(p) = self.cache.get(token, now_secs(), self.leeway) {
+            return Ok(p);
+        }
+        self.verify_uncached(token)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<Principal, AuthError> {
         let header = token.split('.').next().ok_or(AuthError::Malformed)?;
         if token.split('.').count() != 3 {
             return Err(AuthError::Malformed);
@@ -195,9 +210,12 @@ impl JwtKeys {
             }
             match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
                 Ok(data) => {
-                    return Ok(Principal {
+                    let p = Principal {
                         subject: Arc::from(data.claims.sub),
-                    });
+                    };
+                    self.cache
+                        .put(token, p.clone(), data.claims.nbf, data.claims.exp);
+                    return Ok(p);
                 }
                 Err(e) => {
                     last = map_error(e.kind());

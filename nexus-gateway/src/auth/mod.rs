@@ -1,6 +1,7 @@
 //! Authentication: client credentials for `POST /auth/token`, JWT issue and
 //! verification, and the [`JwtAuthLayer`] that guards every non-public route.
 
+mod cache;
 mod clients;
 mod jwt;
 mod layer;

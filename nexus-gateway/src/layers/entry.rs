@@ -96,6 +96,17 @@ struct Done {
 }
 
 impl EntryLayer {
+    fn emit_completed(&self, d: &Done, status: u16, millis: f64, client: &Arc<str>) {
+        self.events.emit(GatewayEvent::RequestCompleted {
+            method: d.method.to_string(),
+            url: d.path.clone(),
+            status_code: status,
+            latency_ms: millis,
+            client_id: client.clone(),
+            correlation_id: d.request_id.to_str().unwrap_or_default().to_owned(),
+        });
+    }
+
     fn finish(&self, d: Done, res: &mut GatewayResponse) {
         res.headers_mut().insert(X_REQUEST_ID, d.request_id.clone());
         let millis = d.start.elapsed().as_secs_f64() * 1000.0;
@@ -107,14 +118,10 @@ impl EntryLayer {
             .get::<Principal>()
             .map_or_else(|| Arc::from("anonymous"), |p| p.subject.clone());
         tracing::debug!(status, latency_ms = millis, client = %client, "request completed");
-        self.events.emit(GatewayEvent::RequestCompleted {
-            method: d.method.to_string(),
-            url: d.path.clone(),
-            status_code: status,
-            latency_ms: millis,
-            client_id: client.clone(),
-            correlation_id: d.request_id.to_str().unwrap_or_default().to_owned(),
-        });
+        // The seed emits `request.completed` for proxied requests only.
+        if d.route == Route::Api {
+            self.emit_completed(&d, status, millis, &client);
+        }
         self.telemetry.push(TelemetryEntry {
             method: d.method.to_string(),
             path: d.path,

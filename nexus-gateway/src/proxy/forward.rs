@@ -8,6 +8,7 @@ use http_body::Body as _;
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use tokio::time::Instant;
+use tower::retry::budget::{Budget as _, TpsBudget};
 
 use super::client::{self, UpstreamClient};
 use super::seams::{AttemptOutcome, Breakers, CircuitTransition, Upstreams};
@@ -27,6 +28,9 @@ pub struct Proxy {
     transform: TransformSettings,
     metrics: Arc<Metrics>,
     events: Arc<dyn EventSink>,
+    /// Retries may add at most 20 % on top of the request rate (plus 10/s), over
+    /// a 10 s window, so retries cannot multiply load during an outage.
+    budget: TpsBudget,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -65,6 +69,7 @@ impl Proxy {
         events: Arc<dyn EventSink>,
     ) -> Self {
         let client = client::build(&settings);
+        let budget = TpsBudget::new(std::time::Duration::from_secs(10), 10, 0.2);
         Self {
             client,
             upstreams,
@@ -73,6 +78,7 @@ impl Proxy {
             transform,
             metrics,
             events,
+            budget,
         }
     }
 
@@ -116,9 +122,18 @@ impl Proxy {
         let mut tried: Vec<u64> = Vec::new();
         let mut last = Failure::NoEndpoint;
 
+        if replayable {
+            self.budget.deposit();
+        }
         for attempt in 0..attempts {
-            if attempt > 0 && !self.settings.retry_backoff.is_zero() {
-                tokio::time::sleep(self.settings.retry_backoff).await;
+            if attempt > 0 {
+                if !self.budget.withdraw() {
+                    tracing::debug!("retry budget exhausted");
+                    break;
+                }
+                if !self.settings.retry_backoff.is_zero() {
+                    tokio::time::sleep(self.settings.retry_backoff).await;
+                }
             }
             let Some(picked) = self.upstreams.pick(&tried) else {
                 if attempt == 0 || last == Failure::CircuitOpen {
@@ -159,7 +174,11 @@ impl Proxy {
             let mut up = Request::new(up_body);
             *up.method_mut() = parts.method.clone();
             *up.uri_mut() = uri;
-            *up.headers_mut() = parts.headers.clone();
+            *up.headers_mut() = if attempt + 1 == attempts {
+                std::mem::take(&mut parts.headers) // last attempt: no copy
+            } else {
+                parts.headers.clone()
+            };
             let started = Instant::now();
             let result = tokio::time::timeout(self.settings.timeout, self.client.request(up)).await;
             let elapsed = started.elapsed();

@@ -8,21 +8,21 @@
 //! Retries re-pick a different endpoint each time and only happen for requests
 //! that can be replayed: idempotent methods with an empty body.
 
+mod breaker;
 mod client;
 mod forward;
+mod lb;
 mod seams;
-mod standin_breaker;
-mod standin_pool;
 pub mod transform;
 
+pub use breaker::{MAX_BREAKERS, NexusBreakers};
 pub use client::UpstreamClient;
 pub use forward::Proxy;
+pub use lb::{LbUpstreams, parse_services};
 pub use seams::{
     AttemptGuard, AttemptOutcome, BreakerPermit, Breakers, CircuitListener, CircuitOpen,
     CircuitTransition, Picked, Upstreams,
 };
-pub use standin_breaker::{SharedStandInBreakers, StandInBreakers};
-pub use standin_pool::{ServiceEntry, StandInPool, parse_services};
 
 /// Request body sent upstream: the client's streamed body, or empty on a retry.
 pub type UpstreamBody =

@@ -1,6 +1,6 @@
 //! Endpoint discovery: anything that yields whole endpoint sets.
 //!
-//! The balancer consumes a [`Stream`](futures_util::Stream) of
+//! The balancer consumes a [`Stream`] of
 //! `Vec<EndpointSpec>` ([`Balancer::spawn_discovery`](crate::Balancer::spawn_discovery)),
 //! each item the complete current set (like a Kubernetes EndpointSlice or a
 //! DNS answer; the balancer does the diffing). Provided sources:

@@ -1,10 +1,12 @@
 //! [`RedisServer`]: a real `redis-server` on a free loopback port.
 
 mod builder;
+mod cluster;
 mod launch;
 
 pub use builder::RedisServerBuilder;
 use builder::{Config, DEFAULT_STARTUP_TIMEOUT};
+pub use cluster::{RedisCluster, RedisClusterBuilder};
 use launch::{LOG_FILE, spawn_ready};
 
 use std::{

@@ -1,8 +1,7 @@
-//! Group membership: coordinator lookup, join/sync, heartbeats, commits, leave.
+//! Group membership: coordinator lookup, join/sync, commits, leave
+//! (heartbeats are in [`super::heartbeat`]).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -17,28 +16,24 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ConsumerProtocolAssignment, ConsumerProtocolSubscription, FindCoordinatorRequest, GroupId,
-    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
-    SyncGroupRequest,
+    JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use super::super::cluster::{Cluster, topic_name};
 use super::super::config::ConsumerConfig;
-use super::super::conn::{ConnOptions, Connection};
+use super::super::conn::Connection;
 use super::super::error::{KafkaError, check};
 use super::assignor::{Assignment, assign};
 
 const FIND_COORDINATOR_MAX: i16 = 3;
 const JOIN_GROUP_MAX: i16 = 7;
 const SYNC_GROUP_MAX: i16 = 5;
-const HEARTBEAT_MAX: i16 = 4;
 const LEAVE_GROUP_MAX: i16 = 4;
 const OFFSET_COMMIT_MAX: i16 = 8;
 const OFFSET_FETCH_MAX: i16 = 7;
 
-fn s(v: &str) -> StrBytes {
+pub(super) fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_owned())
 }
 
@@ -221,13 +216,16 @@ pub(crate) async fn join(
         }
         tracing::info!(group = %config.group_id, generation, members = members.len(), "computed group assignment as leader");
     }
-    let req = SyncGroupRequest::default()
+    let mut req = SyncGroupRequest::default()
         .with_group_id(GroupId(s(&config.group_id)))
         .with_generation_id(generation)
         .with_member_id(s(&member))
-        .with_protocol_type(Some(s("consumer")))
-        .with_protocol_name(Some(s(config.assignor.name())))
         .with_assignments(assignments);
+    if conn.version::<SyncGroupRequest>(SYNC_GROUP_MAX)? >= 5 {
+        req = req
+            .with_protocol_type(Some(s("consumer")))
+            .with_protocol_name(Some(s(config.assignor.name())));
+    }
     let resp = conn.request_within(&req, SYNC_GROUP_MAX, wait).await?;
     check(resp.error_code, || {
         format!("sync group {}", config.group_id)
@@ -330,95 +328,14 @@ pub(crate) async fn leave(
     group: &str,
     member_id: &str,
 ) -> Result<(), KafkaError> {
-    let req = LeaveGroupRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_member_id(s(member_id))
-        .with_members(vec![MemberIdentity::default().with_member_id(s(member_id))]);
-    let resp = conn.request(&req, LEAVE_GROUP_MAX).await?;
+    // v0-2 name one member; v3+ take a list (batch leave).
+    let version = conn.version::<LeaveGroupRequest>(LEAVE_GROUP_MAX)?;
+    let req = LeaveGroupRequest::default().with_group_id(GroupId(s(group)));
+    let req = if version >= 3 {
+        req.with_members(vec![MemberIdentity::default().with_member_id(s(member_id))])
+    } else {
+        req.with_member_id(s(member_id))
+    };
+    let resp = conn.request(&req, version).await?;
     check(resp.error_code, || format!("leave group {group}"))
-}
-
-/// A task heartbeating on its own connection; raises `rejoin` when the
-/// coordinator asks for a rebalance or forgets the member.
-#[derive(Debug)]
-pub(crate) struct Heartbeat {
-    join: JoinHandle<()>,
-    stop: Option<oneshot::Sender<()>>,
-    pub(crate) rejoin: Arc<AtomicBool>,
-}
-
-impl Heartbeat {
-    pub(crate) fn spawn(
-        addr: String,
-        opts: ConnOptions,
-        group: String,
-        m: &Membership,
-        every: Duration,
-    ) -> Self {
-        let rejoin = Arc::new(AtomicBool::new(false));
-        let (stop_tx, mut stop_rx) = oneshot::channel();
-        let flag = rejoin.clone();
-        let req = HeartbeatRequest::default()
-            .with_group_id(GroupId(s(&group)))
-            .with_generation_id(m.generation)
-            .with_member_id(s(&m.member_id));
-        let join = tokio::spawn(async move {
-            let mut conn: Option<Connection> = None;
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = &mut stop_rx => return,
-                    _ = tick.tick() => {}
-                }
-                if conn.is_none() {
-                    conn = Connection::connect(&addr, &opts).await.ok();
-                }
-                let Some(c) = conn.as_mut() else { continue };
-                match c.request(&req, HEARTBEAT_MAX).await {
-                    Ok(resp) => {
-                        if let Err(e) = check(resp.error_code, || format!("heartbeat to {group}")) {
-                            if needs_rejoin(&e) {
-                                tracing::info!(error = %e, "coordinator asked this member to rejoin");
-                                flag.store(true, Ordering::Release);
-                                return;
-                            }
-                            tracing::warn!(error = %e, "heartbeat refused");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "heartbeat failed; reconnecting");
-                        conn = None;
-                    }
-                }
-            }
-        });
-        Self {
-            join,
-            stop: Some(stop_tx),
-            rejoin,
-        }
-    }
-
-    pub(crate) fn needs_rejoin(&self) -> bool {
-        self.rejoin.load(Ordering::Acquire)
-    }
-
-    pub(crate) async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if tokio::time::timeout(Duration::from_secs(5), &mut self.join)
-            .await
-            .is_err()
-        {
-            self.join.abort();
-        }
-    }
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        self.join.abort();
-    }
 }

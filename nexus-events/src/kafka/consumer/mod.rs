@@ -3,6 +3,7 @@
 mod assignor;
 mod fetch;
 mod group;
+mod heartbeat;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +16,8 @@ use super::config::ConsumerConfig;
 use super::conn::Connection;
 use super::error::KafkaError;
 use fetch::PartitionFetch;
-use group::{Heartbeat, Membership, needs_rejoin};
+use group::{Membership, needs_rejoin};
+use heartbeat::Heartbeat;
 
 /// A record read by a [`GroupConsumer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,20 +334,28 @@ impl GroupConsumer {
         res
     }
 
+    /// Moves the read position of an assigned partition (e.g. back to the
+    /// first record a handler could not process, for a retry). Ignored for
+    /// partitions not assigned to this member.
+    pub fn seek(&mut self, topic: &str, partition: i32, offset: i64) {
+        if let Some(p) = self.positions.get_mut(&(topic.to_owned(), partition)) {
+            *p = offset.max(0);
+        }
+    }
+
     /// Stops heartbeats and leaves the group so its partitions move at once.
-    pub async fn close(mut self) {
+    /// An error means the coordinator did not confirm; the partitions then
+    /// move when the session times out.
+    pub async fn close(mut self) -> Result<(), KafkaError> {
         if let Some(hb) = self.heartbeat.take() {
             hb.stop().await;
         }
         let member = self.membership.member_id.clone();
         if member.is_empty() {
-            return;
+            return Ok(());
         }
         let group_id = self.config.group_id.clone();
-        if let Ok(conn) = self.coordinator().await {
-            if let Err(e) = group::leave(conn, &group_id, &member).await {
-                tracing::warn!(error = %e, "leave group failed");
-            }
-        }
+        let conn = self.coordinator().await?;
+        group::leave(conn, &group_id, &member).await
     }
 }

@@ -3,109 +3,15 @@
 //! Built once (usually through [`ProxyConfig::builder`]) and validated by
 //! [`ProxyConfigBuilder::build`]; nothing in the proxy re-reads or re-parses it.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use crate::error::ConfigError;
 
-/// Credentials sent to Redis (`AUTH [username] password`) or expected from clients.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// ACL user name; `None` means the `default` user (`AUTH password`).
-    pub username: Option<String>,
-    /// The password.
-    pub password: String,
-}
+mod upstream;
 
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-/// Where the proxy sends traffic: a parsed `redis://[[user]:password@]host:port[/db]` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamAddr {
-    /// `host:port` as written (resolved on every connect, so DNS changes are seen).
-    pub host_port: String,
-    /// Credentials the proxy authenticates its upstream connections with.
-    pub credentials: Option<Credentials>,
-    /// Logical database selected on every upstream connection (default 0).
-    pub db: u32,
-}
-
-impl UpstreamAddr {
-    /// Parses `redis://[[user]:password@]host[:port][/db]` (port defaults to 6379).
-    pub fn parse(url: &str) -> Result<Self, ConfigError> {
-        let bad = |why: &str| ConfigError::InvalidUpstream {
-            url: redact(url),
-            reason: why.to_owned(),
-        };
-        let rest = url
-            .strip_prefix("redis://")
-            .ok_or_else(|| bad("only redis:// URLs are supported (no TLS yet)"))?;
-        let (authority, db) = match rest.split_once('/') {
-            Some((a, "")) => (a, 0),
-            Some((a, d)) => (a, d.parse().map_err(|_| bad("database must be a number"))?),
-            None => (rest, 0),
-        };
-        let (creds, host) = match authority.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let (user, pass) = userinfo.split_once(':').unwrap_or(("", userinfo));
-                let credentials = Credentials {
-                    username: (!user.is_empty()).then(|| user.to_owned()),
-                    password: pass.to_owned(),
-                };
-                (Some(credentials), host)
-            }
-            None => (None, authority),
-        };
-        if host.is_empty() {
-            return Err(bad("missing host"));
-        }
-        let host_port = if host
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            host.to_owned()
-        } else if host.contains(':') && !host.ends_with(']') {
-            return Err(bad("port must be a number 0-65535"));
-        } else {
-            format!("{host}:6379")
-        };
-        Ok(Self {
-            host_port,
-            credentials: creds,
-            db,
-        })
-    }
-}
-
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://<redacted>@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
-}
-
-/// Which credentials clients must present to the proxy.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// Clients authenticate with the same credentials the proxy uses upstream
-    /// (no upstream password means no client password). The default: putting the
-    /// proxy in front of a protected Redis does not open it up.
-    #[default]
-    SameAsUpstream,
-    /// No client authentication; `AUTH` is answered like a Redis without a password.
-    Open,
-    /// Clients must present these credentials.
-    Required(Credentials),
-}
+pub use upstream::{ClientAuth, Credentials, UpstreamAddr};
 
 /// Proxy configuration. Construct with [`ProxyConfig::builder`] or [`Default`].
 #[derive(Debug, Clone)]
@@ -146,6 +52,11 @@ pub struct ProxyConfig {
     pub backoff_max: Duration,
     /// How long graceful shutdown waits for clients to finish (default 5 s).
     pub shutdown_grace: Duration,
+    /// Longest wait for a reply on a shared connection (default 30 s). When the
+    /// oldest outstanding batch exceeds it, the connection is considered dead: its
+    /// commands are answered `-ERR upstream timeout` and it is reconnected. Pinned
+    /// connections have no such bound (they run blocking commands on purpose).
+    pub upstream_timeout: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -172,6 +83,7 @@ impl Default for ProxyConfig {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(5),
+            upstream_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -270,6 +182,18 @@ impl ProxyConfigBuilder {
         self
     }
 
+    /// Most elements (arguments) in a client command.
+    pub fn max_elements(mut self, n: usize) -> Self {
+        self.config.max_elements = n;
+        self
+    }
+
+    /// Longest inline command line.
+    pub fn max_inline_len(mut self, bytes: usize) -> Self {
+        self.config.max_inline_len = bytes;
+        self
+    }
+
     /// Upstream connect (and handshake) timeout.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.config.connect_timeout = d;
@@ -289,6 +213,12 @@ impl ProxyConfigBuilder {
         self
     }
 
+    /// Reply timeout on shared connections.
+    pub fn upstream_timeout(mut self, d: Duration) -> Self {
+        self.config.upstream_timeout = d;
+        self
+    }
+
     /// Validates and returns the configuration.
     pub fn build(mut self) -> Result<ProxyConfig, ConfigError> {
         if let Some(e) = self.error {
@@ -300,6 +230,9 @@ impl ProxyConfigBuilder {
         let c = self.config;
         if c.connect_timeout.is_zero() {
             return Err(ConfigError::Zero("connect_timeout"));
+        }
+        if c.upstream_timeout.is_zero() {
+            return Err(ConfigError::Zero("upstream_timeout"));
         }
         if c.backoff_initial.is_zero() || c.backoff_max < c.backoff_initial {
             return Err(ConfigError::Invalid {
@@ -314,5 +247,44 @@ impl ProxyConfigBuilder {
             });
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn builder_validates() {
+        let c = ProxyConfig::builder().build().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:6380");
+        assert_eq!(c.upstream.host_port, "127.0.0.1:6379");
+        let e = ProxyConfig::builder().pool_size(0).build().unwrap_err();
+        assert!(e.to_string().contains("pool_size"), "{e}");
+        let e = ProxyConfig::builder()
+            .backoff(Duration::from_secs(2), Duration::from_secs(1))
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("backoff"), "{e}");
+    }
+
+    #[test]
+    fn client_auth_defaults_to_upstream_credentials() {
+        let c = ProxyConfig::builder()
+            .upstream("redis://:pw@h:1")
+            .build()
+            .unwrap();
+        assert_eq!(c.effective_client_auth().unwrap().password, "pw");
+        let c = ProxyConfig::builder()
+            .upstream("redis://:pw@h:1")
+            .client_auth(ClientAuth::Open)
+            .build()
+            .unwrap();
+        assert!(c.effective_client_auth().is_none());
+        assert!(
+            !format!("{c:?}").contains("pw\""),
+            "Debug must redact passwords"
+        );
     }
 }

@@ -1,7 +1,13 @@
 //! [`Balancer`]: the endpoint set, its updates, and picks.
 
+mod builder;
+mod health;
+
+pub use builder::BalancerBuilder;
+pub use health::CircuitState;
+
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,26 +18,12 @@ use crate::endpoint::{Endpoint, EndpointHandle, EndpointSpec, EwmaSettings};
 use crate::error::ConfigError;
 use crate::ewma::Clock;
 use crate::exclude::Exclude;
-use crate::rng::SplitMix;
 use crate::snapshot::Snapshot;
 use crate::strategy::{PickState, Strategy, pick};
 use crate::task::TaskHandle;
 
 /// The most endpoints one balancer accepts.
 pub const MAX_ENDPOINTS: usize = 4096;
-
-/// State of an endpoint's circuit breaker, as reported by the breaker's
-/// state listener (passive health).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CircuitState {
-    /// Requests flow normally.
-    Closed,
-    /// The breaker fails fast: the endpoint leaves the rotation.
-    Open,
-    /// The breaker admits probes: the endpoint is back in rotation so that
-    /// probes can reach it.
-    HalfOpen,
-}
 
 /// What [`Balancer::set_endpoints`] changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,7 +56,7 @@ pub struct Balancer {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     strategy: Strategy,
     snapshot: ArcSwap<Snapshot>,
     pick: PickState,
@@ -74,100 +66,6 @@ struct Inner {
     default_rtt: Duration,
     ewma: EwmaSettings,
     clock: Clock,
-}
-
-/// Builds a [`Balancer`].
-#[derive(Debug, Clone)]
-pub struct BalancerBuilder {
-    strategy: Strategy,
-    seed: Option<u64>,
-    default_rtt: Duration,
-    decay: Duration,
-    failure_penalty: Duration,
-}
-
-impl Default for BalancerBuilder {
-    fn default() -> Self {
-        Self {
-            strategy: Strategy::default(),
-            seed: None,
-            default_rtt: Duration::from_millis(30),
-            decay: Duration::from_secs(10),
-            failure_penalty: Duration::from_secs(1),
-        }
-    }
-}
-
-impl BalancerBuilder {
-    /// The picking strategy (default: smooth weighted round robin).
-    pub fn strategy(mut self, strategy: Strategy) -> Self {
-        self.strategy = strategy;
-        self
-    }
-
-    /// Seeds the random source of P2C, for reproducible picks.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
-    /// Latency assumed for an endpoint before its first response (default 30 ms).
-    pub fn default_rtt(mut self, rtt: Duration) -> Self {
-        self.default_rtt = rtt;
-        self
-    }
-
-    /// Decay period of the peak-EWMA latency (default 10 s).
-    pub fn ewma_decay(mut self, decay: Duration) -> Self {
-        self.decay = decay;
-        self
-    }
-
-    /// Latency recorded for a failed request that failed faster than this
-    /// (default 1 s), so failing fast does not attract traffic.
-    pub fn failure_penalty(mut self, penalty: Duration) -> Self {
-        self.failure_penalty = penalty;
-        self
-    }
-
-    /// Validates the settings and builds an empty balancer; must be called
-    /// inside a tokio runtime context only if the clock is paused in tests.
-    pub fn build(self) -> Result<Balancer, ConfigError> {
-        if self.decay < Duration::from_millis(1) {
-            return Err(ConfigError::Invalid {
-                field: "ewma_decay",
-                reason: "must be at least 1 ms",
-            });
-        }
-        if self.default_rtt.is_zero() {
-            return Err(ConfigError::Invalid {
-                field: "default_rtt",
-                reason: "must be positive",
-            });
-        }
-        let clock = Clock::new();
-        let decay_ms = self.decay.as_millis() as f32;
-        Ok(Balancer {
-            inner: Arc::new(Inner {
-                strategy: self.strategy,
-                snapshot: ArcSwap::from_pointee(Snapshot::empty()),
-                pick: PickState {
-                    cursor: AtomicUsize::new(0),
-                    rng: SplitMix::new(self.seed.unwrap_or_else(SplitMix::entropy)),
-                    clock,
-                    decay_ms,
-                },
-                writer: Mutex::new(()),
-                next_id: AtomicU64::new(1),
-                default_rtt: self.default_rtt,
-                ewma: EwmaSettings {
-                    decay_ms,
-                    failure_penalty: self.failure_penalty,
-                },
-                clock,
-            }),
-        })
-    }
 }
 
 impl Balancer {
@@ -260,7 +158,7 @@ impl Balancer {
         Endpoint::new(
             id,
             spec,
-            self.inner.clock,
+            self.inner.clock.clone(),
             self.inner.default_rtt,
             self.inner.ewma,
         )
@@ -289,41 +187,6 @@ impl Balancer {
             .iter()
             .find(|e| &*e.url == key || e.authority.as_str() == key)
             .cloned()
-    }
-
-    /// Passive health: reports the circuit-breaker state of the endpoint
-    /// whose URL (`http://host:port`) or authority (`host:port`) is `key`.
-    /// An open circuit takes the endpoint out of rotation until the breaker
-    /// reports half-open or closed. Returns `false` for an unknown endpoint.
-    pub fn set_circuit_state(&self, key: &str, state: CircuitState) -> bool {
-        let Some(e) = self.find(key) else {
-            return false;
-        };
-        let open = state == CircuitState::Open;
-        if e.circuit_open.swap(open, Ordering::AcqRel) != open {
-            tracing::info!(endpoint = %e.url, ?state, "circuit state changed; rotation updated");
-            self.rebuild();
-        }
-        true
-    }
-
-    /// Active health: marks endpoint `id` healthy or not (used by the
-    /// health checker). Returns `false` for an unknown endpoint.
-    pub(crate) fn set_probe_health(&self, id: u64, healthy: bool) -> bool {
-        let snap = self.inner.snapshot.load();
-        let Some(e) = snap.all.iter().find(|e| e.id == id).cloned() else {
-            return false;
-        };
-        drop(snap);
-        if e.probe_healthy.swap(healthy, Ordering::AcqRel) != healthy {
-            if healthy {
-                tracing::info!(endpoint = %e.url, "health checks pass; endpoint back in rotation");
-            } else {
-                tracing::warn!(endpoint = %e.url, "health checks fail; endpoint out of rotation");
-            }
-            self.rebuild();
-        }
-        true
     }
 
     /// Every configured endpoint, available or not.

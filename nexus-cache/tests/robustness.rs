@@ -1,0 +1,337 @@
+//! Concurrency, hostile input, limits and shutdown.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use common::{Conn, ProxyHandle, WAIT, cmd, show};
+use nexus_testkit::RedisServer;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_clients_never_see_each_others_replies() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.pool_size(2)).await?;
+    let mut tasks = Vec::new();
+    for client in 0..200u32 {
+        let addr = proxy.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::connect(addr).await?;
+            for round in 0..20u32 {
+                // A pipeline of writes and reads of this client's own keys.
+                let mut script = Vec::new();
+                let mut expected = Vec::new();
+                for j in 0..5u32 {
+                    let key = format!("c{client}:k{j}");
+                    let val = format!("v{client}:{round}:{j}");
+                    script.extend(cmd(&[b"SET", key.as_bytes(), val.as_bytes()]));
+                    script.extend(cmd(&[b"GET", key.as_bytes()]));
+                    expected.extend(b"+OK\r\n");
+                    expected.extend(format!("${}\r\n{val}\r\n", val.len()).into_bytes());
+                }
+                c.send(&script).await?;
+                let got = c.read_frames(10).await?;
+                ensure!(
+                    got == expected,
+                    "client {client} round {round}: {}",
+                    show(&got)
+                );
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(WAIT * 3, t)
+            .await
+            .context("client stuck")???;
+    }
+    let stats = proxy.metrics.snapshot();
+    assert_eq!(stats.commands, 200 * 20 * 10);
+    assert_eq!(stats.total_connections, 200);
+    assert!(
+        stats.upstream_batches < stats.commands,
+        "pipelines must be batched"
+    );
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_get_an_error_and_close_and_others_keep_working() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.max_bulk_len(1024 * 1024)).await?;
+    let mut bystander = Conn::connect(proxy.addr).await?;
+    let bad: &[&[u8]] = &[
+        b"*abc\r\n",
+        b"*-5\r\n",
+        b"*1\r\n$-2\r\n",
+        b"*2\r\n$3\r\nGET\r\n$99999999999999999999\r\n",
+        b"*2\r\n$3\r\nGET\r\n$2000000\r\n", // over the 1 MiB limit: rejected at the header
+        b"*1\r\n:1\r\n",
+        b"$3\r\nGET\r\n",
+        b"*2\r\n$3\r\nGET\r\n$1\r\nkXY", // payload not followed by CRLF
+        b"*1\r\n$3\r\nGET\r\r",          // CR without LF
+        b"*1\r\n$\r\n",                  // empty length
+        b"GET \"unterminated\r\n",
+    ];
+    for input in bad {
+        let mut c = Conn::connect(proxy.addr).await?;
+        // A valid command first: its reply must still arrive, in order.
+        let mut script = cmd(&[b"PING"]);
+        script.extend_from_slice(input);
+        c.send(&script).await?;
+        let rest = c
+            .read_to_eof()
+            .await
+            .with_context(|| format!("hung on {}", show(input)))?;
+        let text = String::from_utf8_lossy(&rest).to_string();
+        ensure!(
+            text.starts_with("+PONG\r\n-ERR Protocol error: "),
+            "{} -> {text:?}",
+            show(input)
+        );
+        // Fresh clients and the bystander are unaffected.
+        let mut fresh = Conn::connect(proxy.addr).await?;
+        assert_eq!(fresh.call(&[b"PING"]).await?, b"+PONG\r\n");
+        assert_eq!(
+            bystander.call(&[b"ECHO", b"still here"]).await?,
+            b"$10\r\nstill here\r\n"
+        );
+    }
+    assert!(proxy.metrics.snapshot().proxy_errors >= bad.len() as u64);
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_vanishing_mid_frame_is_cleaned_up() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b).await?;
+    for partial in [
+        &b"*3\r\n$3\r\nSET\r\n$1\r\nk"[..],
+        b"*2\r\n$3\r\nGET\r\n$100\r\nabc",
+        b"GET unfinished",
+    ] {
+        let mut c = Conn::connect(proxy.addr).await?;
+        let mut script = cmd(&[b"SET", b"x", b"1"]);
+        script.extend_from_slice(partial);
+        c.send(&script).await?;
+        assert_eq!(c.read_frames(1).await?, b"+OK\r\n");
+        drop(c);
+    }
+    // Gone clients are accounted for, and the proxy serves new ones.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while proxy.metrics.snapshot().connected_clients != 0 {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "clients not cleaned up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(c.call(&[b"GET", b"k"]).await?, b"$-1\r\n");
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_admin_and_unknown_nexus_commands() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(
+        c.call(&[b"shutdown", b"nosave"]).await?,
+        b"-ERR nexus: 'SHUTDOWN' cannot be used through the proxy\r\n"
+    );
+    assert_eq!(
+        c.call(&[b"PSYNC", b"?", b"-1"]).await?,
+        b"-ERR nexus: 'PSYNC' cannot be used through the proxy\r\n"
+    );
+    let unknown = String::from_utf8(c.call(&[b"NEXUS.NOPE"]).await?)?;
+    assert!(unknown.starts_with("-ERR nexus: unknown admin command 'NEXUS.NOPE'"));
+    // Redis is still up and the connection still usable.
+    assert_eq!(redis.cli(["PING"]).await?, "PONG");
+    assert_eq!(
+        c.call(&[b"CLIENT", b"SETINFO", b"LIB-NAME", b"x"]).await?,
+        b"+OK\r\n"
+    );
+    let stats = String::from_utf8(c.call(&[b"NEXUS.STATS"]).await?)?;
+    assert!(
+        stats.starts_with("*30\r\n$8\r\ncommands\r\n:5\r\n"),
+        "{stats:?}"
+    );
+    assert!(
+        stats.contains("$17\r\nconnected_clients\r\n:1\r\n"),
+        "{stats:?}"
+    );
+    // Refused inside a pinned session too (Redis answers the replaced command).
+    c.call(&[b"MULTI"]).await?;
+    let queued = String::from_utf8(c.call(&[b"SHUTDOWN"]).await?)?;
+    assert!(
+        queued.starts_with("-ERR unknown command 'NEXUS-REFUSED:SHUTDOWN'"),
+        "{queued:?}"
+    );
+    assert!(String::from_utf8(c.call(&[b"EXEC"]).await?)?.starts_with("-EXECABORT"));
+    assert_eq!(redis.cli(["PING"]).await?, "PONG");
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_and_pinned_limits() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.max_clients(2).max_pinned(1)).await?;
+    let mut a = Conn::connect(proxy.addr).await?;
+    let mut b = Conn::connect(proxy.addr).await?;
+    assert_eq!(a.call(&[b"PING"]).await?, b"+PONG\r\n");
+    let mut third = Conn::connect(proxy.addr).await?;
+    assert_eq!(
+        third.read_to_eof().await?,
+        b"-ERR max number of clients reached\r\n"
+    );
+    assert_eq!(a.call(&[b"MULTI"]).await?, b"+OK\r\n");
+    let refused = String::from_utf8(b.call(&[b"WATCH", b"k"]).await?)?;
+    assert!(
+        refused.starts_with("-ERR nexus: too many clients hold a dedicated upstream connection")
+    );
+    assert_eq!(b.call(&[b"GET", b"k"]).await?, b"$-1\r\n");
+    drop(a);
+    // The slot frees up once the pinned client leaves.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut c = Conn::connect(proxy.addr).await?;
+        c.send(&cmd(&[b"PING"])).await?;
+        if c.read_frames(1).await.is_ok_and(|r| r == b"+PONG\r\n") {
+            assert_eq!(c.call(&[b"MULTI"]).await?, b"+OK\r\n");
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "client slot never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(proxy.metrics.snapshot().rejected_connections >= 1);
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_replies() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b).await?;
+    let addr = proxy.addr;
+    let mut c = Conn::connect(addr).await?;
+    // A slow command in flight when shutdown starts still gets its reply.
+    let mut script = cmd(&[b"SET", b"k", b"v"]);
+    script.extend(cmd(&[b"EVAL", b"local t = redis.call('TIME') while true do local n = redis.call('TIME') if (n[1] - t[1]) * 1000000 + n[2] - t[2] > 300000 then break end end return 'slow'", b"0"]));
+    c.send(&script).await?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    proxy.shutdown.cancel();
+    assert_eq!(c.read_frames(2).await?, b"+OK\r\n$4\r\nslow\r\n");
+    assert_eq!(c.read_to_eof().await?, b"");
+    tokio::time::timeout(WAIT, proxy.task).await??;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener must be closed"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_closed_client_still_gets_its_replies() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    let mut script = Vec::new();
+    for i in 0..100 {
+        script.extend(cmd(&[b"ECHO", format!("m{i}").as_bytes()]));
+    }
+    c.send(&script).await?;
+    c.stream.shutdown().await?;
+    let out = c.read_to_eof().await?;
+    assert_eq!(
+        out.iter().filter(|b| **b == b'$').count(),
+        100,
+        "{}",
+        show(&out)
+    );
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_pinned_sessions_promptly() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    // A grace period far longer than the bound asserted below.
+    let proxy =
+        ProxyHandle::start(&redis.url(), |b| b.shutdown_grace(Duration::from_secs(30))).await?;
+    let mut sub = Conn::connect(proxy.addr).await?;
+    let mut tx = Conn::connect(proxy.addr).await?;
+    sub.call(&[b"SUBSCRIBE", b"ch"]).await?;
+    tx.call(&[b"MULTI"]).await?;
+    tx.send(&cmd(&[b"SET", b"k", b"v"])).await?;
+    assert_eq!(tx.read_frames(1).await?, b"+QUEUED\r\n");
+    let started = tokio::time::Instant::now();
+    proxy.shutdown.cancel();
+    tokio::time::timeout(WAIT, proxy.task).await??;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(sub.read_to_eof().await?, b"");
+    assert_eq!(tx.read_to_eof().await?, b"");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_pipelines_never_hang_the_proxy() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.max_bulk_len(64 * 1024)).await?;
+    let mut bystander = Conn::connect(proxy.addr).await?;
+    let mut valid = Vec::new();
+    for c in [
+        &[&b"SET"[..], b"k", b"v\r\n"][..],
+        &[b"GET", b"k"],
+        &[b"HSET", b"h", b"f", b"1"],
+        &[b"HGETALL", b"h"],
+        &[b"LPUSH", b"l", b"a", b"b"],
+        &[b"LRANGE", b"l", b"0", b"-1"],
+    ] {
+        valid.extend(cmd(c));
+    }
+    valid.extend_from_slice(b"PING inline\r\n");
+    // xorshift64: deterministic, no extra dependency.
+    let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet = b"*$:+-\r\n0123456789-?abcGETPINGSET ";
+    for case in 0..300 {
+        let mut input = valid.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() % input.len() as u64) as usize;
+            input[at] = alphabet[(next() % alphabet.len() as u64) as usize];
+        }
+        if next() % 3 == 0 {
+            input.truncate((next() % input.len() as u64) as usize);
+        }
+        let mut c = Conn::connect(proxy.addr).await?;
+        c.send(&input).await?;
+        c.stream.shutdown().await?;
+        // Whatever the input did, the connection ends once the client is done.
+        c.read_to_eof()
+            .await
+            .with_context(|| format!("case {case} hung: {}", show(&input)))?;
+        if case % 50 == 0 {
+            assert_eq!(bystander.call(&[b"PING"]).await?, b"+PONG\r\n");
+        }
+    }
+    assert_eq!(bystander.call(&[b"ECHO", b"ok"]).await?, b"$2\r\nok\r\n");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while proxy.metrics.snapshot().connected_clients != 1 {
+        ensure!(tokio::time::Instant::now() < deadline, "connections leaked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.stop().await
+}

@@ -1,0 +1,165 @@
+//! Routing events to the three handlers and acting on their decisions.
+
+mod latency;
+mod rate_limit;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
+
+pub use latency::{Spike, SpikeDetector};
+pub use rate_limit::HitCounter;
+
+use nexus_events::{CircuitOpened, Event, EventKind, RateLimitHit, RequestCompleted};
+
+use crate::blocklist::{BlocklistError, BlocklistWriter};
+use crate::config::ServiceConfig;
+use crate::webhook::Webhook;
+
+/// Counters of what the consumer did; shared, lock-free, monotonic.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Records read from Kafka.
+    pub records: AtomicU64,
+    /// Records that were not valid events (logged and skipped).
+    pub malformed: AtomicU64,
+    /// `gateway.rate_limit.hit` events handled.
+    pub rate_limit_hits: AtomicU64,
+    /// IPs blocked in Redis.
+    pub ips_blocked: AtomicU64,
+    /// `gateway.circuit.opened` alerts raised.
+    pub circuit_alerts: AtomicU64,
+    /// `gateway.request.completed` events handled.
+    pub requests_completed: AtomicU64,
+    /// Latency spikes flagged.
+    pub latency_spikes: AtomicU64,
+    /// Offsets committed (batches).
+    pub commits: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads one counter.
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// The three handlers with their state.
+#[derive(Debug)]
+pub struct Handlers {
+    hits: HitCounter,
+    block_for: Duration,
+    blocklist: BlocklistWriter,
+    spikes: SpikeDetector,
+    webhook: Option<Webhook>,
+    stats: Arc<Stats>,
+}
+
+impl Handlers {
+    /// Handlers for a validated config.
+    pub fn new(config: &ServiceConfig, stats: Arc<Stats>) -> Result<Self, BlocklistError> {
+        let b = &config.block;
+        Ok(Self {
+            hits: HitCounter::new(
+                b.threshold,
+                Duration::from_millis(b.window_ms),
+                b.max_tracked_ips,
+            ),
+            block_for: Duration::from_millis(b.block_ms),
+            blocklist: BlocklistWriter::new(&config.redis_url)?,
+            spikes: SpikeDetector::new(config.latency),
+            webhook: config
+                .alerts
+                .webhook_url
+                .as_deref()
+                .and_then(|u| Webhook::parse(u).ok()),
+            stats,
+        })
+    }
+
+    /// Handles one event. An `Err` means the event must be retried (Redis
+    /// down): the caller does not commit it.
+    pub async fn handle(&mut self, event: &Event) -> Result<(), BlocklistError> {
+        match &event.kind {
+            EventKind::RateLimitHit(hit) => self.rate_limit_hit(event, hit).await,
+            EventKind::CircuitOpened(c) => {
+                self.circuit_opened(event, c);
+                Ok(())
+            }
+            EventKind::RequestCompleted(r) => {
+                self.request_completed(event, r);
+                Ok(())
+            }
+        }
+    }
+
+    async fn rate_limit_hit(
+        &mut self,
+        event: &Event,
+        hit: &RateLimitHit,
+    ) -> Result<(), BlocklistError> {
+        Stats::inc(&self.stats.rate_limit_hits);
+        let at = event
+            .emitted_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        tracing::info!(ip = %hit.ip, method = %hit.method, url = %hit.url, "[rate-limit] hit");
+        let Some(hits) = self.hits.record(&hit.ip, at) else {
+            return Ok(());
+        };
+        let expires = self
+            .blocklist
+            .block(&hit.ip, self.block_for, "rate_limit", hits)
+            .await?;
+        self.hits.clear(&hit.ip);
+        Stats::inc(&self.stats.ips_blocked);
+        tracing::warn!(ip = %hit.ip, hits, expires_at_ms = expires, "[ACTION] AUTO-BLOCKED IP after {hits} rate limit violations");
+        Ok(())
+    }
+
+    fn circuit_opened(&mut self, event: &Event, c: &CircuitOpened) {
+        Stats::inc(&self.stats.circuit_alerts);
+        tracing::warn!(
+            upstream = %c.upstream,
+            method = %c.method,
+            url = %c.url,
+            correlation_id = event.correlation_id.as_deref().unwrap_or(""),
+            "[ACTION] ALERT - circuit opened for upstream"
+        );
+        if let Some(w) = &self.webhook {
+            let body = serde_json::json!({
+                "alert": "circuit_opened",
+                "upstream": c.upstream, "method": c.method, "url": c.url,
+                "correlationId": event.correlation_id,
+            });
+            w.post(body.to_string());
+        }
+    }
+
+    fn request_completed(&mut self, event: &Event, r: &RequestCompleted) {
+        Stats::inc(&self.stats.requests_completed);
+        tracing::debug!(method = %r.method, url = %r.url, status = r.status_code, latency_ms = r.latency_ms, client = %r.client_id, "[request]");
+        if let Some(s) = self.spikes.observe(r.latency_ms) {
+            Stats::inc(&self.stats.latency_spikes);
+            tracing::warn!(
+                method = %r.method,
+                url = %r.url,
+                latency_ms = s.latency_ms,
+                baseline_ms = s.baseline_ms,
+                threshold_ms = s.threshold_ms,
+                client = %r.client_id,
+                correlation_id = event.correlation_id.as_deref().unwrap_or(""),
+                "[ACTION] LATENCY SPIKE"
+            );
+        }
+    }
+
+    /// Alert webhook failures so far (0 without a webhook).
+    pub fn webhook_failures(&self) -> u64 {
+        self.webhook.as_ref().map_or(0, Webhook::failures)
+    }
+}

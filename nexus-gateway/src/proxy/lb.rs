@@ -1,0 +1,103 @@
+//! [`Upstreams`] over `nexus-lb`: the configured strategy, `services.json`
+//! discovery (polled), passive health from circuit state, `/lb-stats`.
+
+use std::time::Duration;
+
+use nexus_lb::{Balancer, CircuitState, EndpointSpec, Exclude, InFlight, TaskHandle};
+
+use super::seams::{AttemptGuard, AttemptOutcome, Picked, Upstreams};
+use crate::config::{ConfigError, ProxySettings, Strategy};
+
+/// A `nexus-lb` balancer fed by a `services.json` watcher.
+#[derive(Debug)]
+pub struct LbUpstreams {
+    balancer: Balancer,
+    _discovery: TaskHandle,
+}
+
+impl LbUpstreams {
+    /// Reads `services_file` once (an unreadable or invalid file is an error
+    /// naming the field), then follows it every `discovery_poll`. Must run
+    /// inside a tokio runtime.
+    pub fn start(p: &ProxySettings) -> Result<Self, ConfigError> {
+        let strategy = match p.strategy {
+            Strategy::RoundRobin => nexus_lb::Strategy::RoundRobin,
+            Strategy::LeastOutstanding => nexus_lb::Strategy::LeastOutstanding,
+            Strategy::WeightedRoundRobin => nexus_lb::Strategy::WeightedRoundRobin,
+            Strategy::P2cEwma => nexus_lb::Strategy::P2cPeakEwma,
+        };
+        let balancer = Balancer::builder()
+            .strategy(strategy)
+            .build()
+            .map_err(|e| ConfigError::invalid("proxy.strategy", e.to_string()))?;
+        let text = std::fs::read(&p.services_file).map_err(|source| ConfigError::Read {
+            field: "proxy.services_file",
+            path: p.services_file.clone(),
+            source,
+        })?;
+        let specs = nexus_lb::discover::parse_services(&text)
+            .map_err(|e| ConfigError::invalid("proxy.services_file", e.to_string()))?;
+        balancer
+            .set_endpoints(&specs)
+            .map_err(|e| ConfigError::invalid("proxy.services_file", e.to_string()))?;
+        let stream =
+            nexus_lb::discover::watch_services_file(p.services_file.clone(), p.discovery_poll);
+        let discovery = balancer.spawn_discovery(stream);
+        Ok(Self {
+            balancer,
+            _discovery: discovery,
+        })
+    }
+
+    /// The balancer (for embedding: active health checks, custom discovery).
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+}
+
+/// Parses the seed's `services.json` with `nexus-lb`'s validation.
+pub fn parse_services(text: &str) -> Result<Vec<EndpointSpec>, String> {
+    nexus_lb::discover::parse_services(text.as_bytes()).map_err(|e| e.to_string())
+}
+
+struct Guard(InFlight);
+
+impl AttemptGuard for Guard {
+    fn finish(self: Box<Self>, outcome: AttemptOutcome, _latency: Duration) {
+        match outcome {
+            AttemptOutcome::Success => self.0.record_response(),
+            AttemptOutcome::Failure => self.0.record_failure(),
+        }
+        // Dropping `InFlight` ends the attempt (in-flight count, handled count).
+    }
+}
+
+impl Upstreams for LbUpstreams {
+    fn pick(&self, exclude: &[u64]) -> Option<Picked> {
+        let mut ex = Exclude::new();
+        for id in exclude {
+            ex.insert(*id);
+        }
+        let e = self.balancer.pick_excluding(&ex)?;
+        Some(Picked {
+            id: e.id(),
+            url: e.url_arc(),
+            scheme: e.scheme().clone(),
+            authority: e.authority().clone(),
+            guard: Box::new(Guard(e.start())),
+        })
+    }
+
+    fn circuit_changed(&self, url: &str, open: bool) {
+        let state = if open {
+            CircuitState::Open
+        } else {
+            CircuitState::HalfOpen
+        };
+        self.balancer.set_circuit_state(url, state);
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        serde_json::to_value(self.balancer.stats()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,80 @@
+//! The rate-limit stage: `nexus-ratelimit`'s keyed GCRA layer, keyed by peer IP or
+//! a header, with a reject hook that counts `nexus_rate_limit_hits_total` and emits
+//! `gateway.rate_limit.hit`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nexus_ratelimit::{
+    FromHeader, KeyExtractor, KeyedLimiter, LimiterConfig, PeerIp, Quota, RateLimitLayer, Rejection,
+};
+use tower::util::BoxCloneSyncService;
+use tower_layer::Layer as _;
+
+use crate::config::{ConfigError, RateLimitKey, RateLimitSettings};
+use crate::events::{EventSink, GatewayEvent};
+use crate::gateway::GatewayService;
+use crate::layers::RequestId;
+use crate::metrics::Metrics;
+
+/// How often idle limiter keys are evicted.
+const HOUSEKEEPING: Duration = Duration::from_secs(30);
+
+/// Keeps the limiter's housekeeping task alive.
+pub(crate) type Housekeeper = nexus_ratelimit::Housekeeper;
+
+fn hook<K>(
+    metrics: Arc<Metrics>,
+    events: Arc<dyn EventSink>,
+) -> impl Fn(&Rejection<'_, K>) + Send + Sync + 'static {
+    move |r: &Rejection<'_, K>| {
+        metrics.rate_limit_hit();
+        events.emit(GatewayEvent::RateLimitHit {
+            ip: r.extensions.get::<std::net::SocketAddr>().map(|a| a.ip()),
+            method: r.method.to_string(),
+            url: r.uri.path().to_owned(),
+            correlation_id: r
+                .extensions
+                .get::<RequestId>()
+                .and_then(|id| id.0.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        });
+    }
+}
+
+fn wrap<E: KeyExtractor>(
+    inner: GatewayService,
+    cfg: LimiterConfig,
+    extractor: E,
+    metrics: Arc<Metrics>,
+    events: Arc<dyn EventSink>,
+) -> Result<(GatewayService, Housekeeper), ConfigError> {
+    let limiter = KeyedLimiter::new(cfg);
+    let housekeeper = limiter.spawn_housekeeper(HOUSEKEEPING);
+    let layer = RateLimitLayer::builder(limiter, extractor)
+        .on_reject(hook::<E::Key>(metrics, events))
+        .policy_name("gateway")
+        .build()
+        .map_err(|e| ConfigError::invalid("rate_limit", e.to_string()))?;
+    Ok((BoxCloneSyncService::new(layer.layer(inner)), housekeeper))
+}
+
+/// Wraps `inner` in the configured limiter (must run inside a tokio runtime).
+pub(crate) fn layer(
+    inner: GatewayService,
+    rl: &RateLimitSettings,
+    metrics: Arc<Metrics>,
+    events: Arc<dyn EventSink>,
+) -> Result<(GatewayService, Housekeeper), ConfigError> {
+    let cfg = LimiterConfig::new(Quota::per_second(rl.capacity, rl.refill_per_sec))
+        .with_max_keys(rl.max_keys);
+    match &rl.key {
+        RateLimitKey::Ip => wrap(inner, cfg, PeerIp::new(), metrics, events),
+        RateLimitKey::Header(name) => {
+            let name = http::HeaderName::try_from(name.as_str())
+                .map_err(|_| ConfigError::invalid("rate_limit.key.header", "not a header name"))?;
+            wrap(inner, cfg, FromHeader::new(name), metrics, events)
+        }
+    }
+}

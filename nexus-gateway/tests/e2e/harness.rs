@@ -1,0 +1,239 @@
+//! Test harness: a gateway served on a real loopback socket, upstreams from
+//! `nexus-testkit`, and a minimal HTTP/1.1 client over real TCP.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use nexus_gateway::auth::sha256_hex;
+use nexus_gateway::blocklist::Blocklist;
+use nexus_gateway::events::EventSink;
+use nexus_gateway::{Gateway, GatewayConfig};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Signing secret used by the tests (>= 32 bytes).
+pub const SECRET: &str = "test-signing-secret-0123456789-abcdef";
+/// Client of the tests.
+pub const CLIENT_ID: &str = "test-client";
+/// Its secret.
+pub const CLIENT_SECRET: &str = "test-client-secret-value";
+/// Bound on every single HTTP exchange in the tests.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running gateway.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// An HTTP response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// `services.json` text for the given base URLs.
+pub fn services_json(urls: &[String]) -> String {
+    let list: Vec<_> = urls
+        .iter()
+        .map(|u| serde_json::json!({ "url": u, "weight": 1 }))
+        .collect();
+    serde_json::json!({ "services": list }).to_string()
+}
+
+/// Base YAML: a strong secret, one test client, a quota high enough not to
+/// interfere, fast retries and discovery. `extra` is appended (top-level keys
+/// must not repeat those here, so sections that tests change are built by them).
+pub fn yaml(services: &std::path::Path, rate_capacity: u32, extra: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0\n\
+         auth:\n  signing_secret: {SECRET}\n  clients:\n    - id: {CLIENT_ID}\n      secret_sha256: {}\n\
+         rate_limit:\n  capacity: {rate_capacity}\n  refill_per_sec: 1\n\
+         {extra}",
+        sha256_hex(CLIENT_SECRET),
+    )
+    .replace("@SERVICES@", &services.display().to_string())
+}
+
+/// Default proxy section pointing at `@SERVICES@`.
+pub const PROXY: &str = "proxy:\n  services_file: \"@SERVICES@\"\n  retry_backoff_ms: 10\n  discovery_poll_ms: 100\n  timeout_ms: 2000\n";
+
+impl TestGateway {
+    /// Starts a gateway whose `services.json` lists `urls`, with `yaml_extra`
+    /// (use [`PROXY`] unless the test needs its own proxy section).
+    pub async fn start(urls: &[String], rate_capacity: u32, yaml_extra: &str) -> Result<Self> {
+        Self::start_with(urls, rate_capacity, yaml_extra, None).await
+    }
+
+    pub async fn start_with(
+        urls: &[String],
+        rate_capacity: u32,
+        yaml_extra: &str,
+        blocklist: Option<Arc<dyn Blocklist>>,
+    ) -> Result<Self> {
+        Self::start_full(urls, rate_capacity, yaml_extra, blocklist, None).await
+    }
+
+    pub async fn start_full(
+        urls: &[String],
+        rate_capacity: u32,
+        yaml_extra: &str,
+        blocklist: Option<Arc<dyn Blocklist>>,
+        events: Option<Arc<dyn EventSink>>,
+    ) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let services = dir.path().join("services.json");
+        std::fs::write(&services, services_json(urls))?;
+        let text = yaml(&services, rate_capacity, yaml_extra);
+        let settings = GatewayConfig::from_yaml(&text)?.validate(|_| None)?;
+        let mut builder = Gateway::builder(settings);
+        if let Some(b) = blocklist {
+            builder = builder.blocklist(b);
+        }
+        if let Some(e) = events {
+            builder = builder.event_sink(e);
+        }
+        let gateway = builder.build()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = gateway
+                .serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(Self {
+            addr,
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    pub fn services_path(&self) -> PathBuf {
+        self.dir.path().join("services.json")
+    }
+
+    /// Signals shutdown and waits (bounded) for the server to finish draining.
+    pub async fn shutdown(mut self) -> Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(15), task)
+                .await
+                .context("drain timed out")??;
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Result<Reply> {
+        let mut b = Request::get(path);
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        send(self.addr, b.body(Bytes::new())?).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &str) -> Result<Reply> {
+        let req = Request::post(path)
+            .header("content-type", "application/json")
+            .body(Bytes::from(body.to_owned()))?;
+        send(self.addr, req).await
+    }
+
+    /// Issues a token for the test client.
+    pub async fn token(&self) -> Result<String> {
+        let r = self
+            .post_json(
+                "/auth/token",
+                &format!(r#"{{"client_id":"{CLIENT_ID}","client_secret":"{CLIENT_SECRET}"}}"#),
+            )
+            .await?;
+        anyhow::ensure!(
+            r.status == StatusCode::OK,
+            "token: {} {:?}",
+            r.status,
+            r.body
+        );
+        Ok(r.json()["access_token"]
+            .as_str()
+            .context("access_token")?
+            .to_owned())
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Sends one request on a fresh HTTP/1.1 connection and reads the whole reply.
+pub async fn send(addr: SocketAddr, mut req: Request<Bytes>) -> Result<Reply> {
+    if !req.headers().contains_key("host") {
+        req.headers_mut().insert("host", addr.to_string().parse()?);
+    }
+    let fut = async {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let (parts, body) = req.into_parts();
+        let res = sender
+            .send_request(Request::from_parts(parts, Full::new(body)))
+            .await?;
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok::<_, anyhow::Error>(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    };
+    tokio::time::timeout(IO_TIMEOUT, fut)
+        .await
+        .context("request timed out")?
+}
+
+/// Polls `f` every 50 ms until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: the gateway on a real loopback socket in front of real HTTP
+//! upstreams (`nexus-testkit::HttpUpstream`), driven by a real HTTP/1.1 client.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod admin;
+mod auth;
+mod blocklist;
+mod events;
+mod harness;
+mod paths;
+mod proxy;
+mod resilience;
