@@ -1,7 +1,7 @@
 //! The Nexus cache proxy: a transparent, pipelined Redis proxy.
 //!
 //! ```text
-//! cargo run --release --features cache --example cache_proxy -- \
+//! cargo run --release --example cache_proxy -- \
 //!     --listen 127.0.0.1:6380 --upstream redis://127.0.0.1:6379
 //! redis-cli -p 6380 SET greeting hello
 //! ```
@@ -11,8 +11,10 @@
 //! `--pool-size N` (default 2), `--max-clients N` (default 10000), `--threads N`
 //! (runtime worker threads; default 1, a single-threaded runtime like twemproxy's
 //! event loop, which is fastest when Redis runs on the same few cores).
-//! `--policy FILE` and `--admin ADDR` are accepted for forward compatibility but
-//! are not implemented yet: they only print a warning.
+//! `--policy FILE` loads a cache policy (see docs/cache-policy.md) and reloads it
+//! when the file changes (an invalid new version is logged and the old policy
+//! stays); `--admin ADDR` is accepted for forward compatibility but not
+//! implemented yet (it only prints a warning).
 //! Stops on Ctrl-C or SIGTERM after letting connected clients receive their pending replies.
 
 use std::process::ExitCode;
@@ -51,7 +53,8 @@ fn config_from_args() -> Result<(ProxyConfig, usize), String> {
                 threads = number()?;
                 builder
             }
-            "--policy" | "--admin" => {
+            "--policy" => builder.policy_file(nexus_cache::policy::ReloaderConfig::new(value)),
+            "--admin" => {
                 eprintln!(
                     "warning: {flag} is not implemented yet (nexus-cache part 2); ignoring {value}"
                 );
@@ -64,6 +67,14 @@ fn config_from_args() -> Result<(ProxyConfig, usize), String> {
 }
 
 fn main() -> ExitCode {
+    // Policy reloads and upstream trouble are logged (RUST_LOG overrides `info`).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let (config, threads) = match config_from_args() {
         Ok(c) => c,
         Err(e) => {

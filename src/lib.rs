@@ -14,6 +14,7 @@
 //! | `events`    | [`nexus-events`]   | versioned events, non-blocking emitter, Kafka client    |
 //! | `gateway`   | [`nexus-gateway`]  | the HTTP API gateway                                    |
 //! | `consumer`  | [`nexus-consumer`] | the event consumer service                              |
+//! | `telemetry` | [`nexus-telemetry`]| traces, OTLP export, W3C propagation, JSON logs         |
 //! | `full`      | all of the above   |                                                         |
 //!
 //! ```
@@ -29,6 +30,7 @@
 //! [`nexus-events`]: https://docs.rs/nexus-events
 //! [`nexus-gateway`]: https://docs.rs/nexus-gateway
 //! [`nexus-consumer`]: https://docs.rs/nexus-consumer
+//! [`nexus-telemetry`]: https://docs.rs/nexus-telemetry
 
 #[cfg(feature = "resp")]
 #[doc(inline)]
@@ -61,3 +63,7 @@ pub use nexus_gateway as gateway;
 #[cfg(feature = "consumer")]
 #[doc(inline)]
 pub use nexus_consumer as consumer;
+
+#[cfg(feature = "telemetry")]
+#[doc(inline)]
+pub use nexus_telemetry as telemetry;

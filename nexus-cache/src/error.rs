@@ -39,6 +39,9 @@ pub enum ServeError {
         /// The I/O error.
         source: io::Error,
     },
+    /// The policy file could not be loaded when serving started.
+    #[error("cannot load the cache policy: {0}")]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 /// Why an upstream request failed. Every variant becomes one `-ERR ...` reply per

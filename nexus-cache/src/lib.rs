@@ -23,8 +23,6 @@
 //!   client API over the `redis` crate;
 //! - [`policy::metrics`]: the counters of all of the above ([`MechanismMetrics`]).
 //!
-//! # Examples
-//!
 //! Configuration is typed and validated once:
 //!
 //! ```
@@ -86,6 +84,7 @@
 mod client;
 mod config;
 mod error;
+mod live;
 mod metrics;
 mod resp;
 mod route;
@@ -97,7 +96,9 @@ pub mod policy;
 pub mod singleflight;
 pub mod tags;
 
-pub use config::{ClientAuth, Credentials, ProxyConfig, ProxyConfigBuilder, UpstreamAddr};
+pub use config::{
+    ClientAuth, Credentials, PolicySource, ProxyConfig, ProxyConfigBuilder, UpstreamAddr,
+};
 pub use error::{ConfigError, ServeError, UpstreamError};
 pub use metrics::{Histogram, Metrics, MetricsSnapshot};
 pub use policy::metrics::{MechanismMetrics, MechanismSnapshot};

@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{self, Shared};
 use crate::config::ProxyConfig;
 use crate::error::ServeError;
+use crate::live::Live;
 use crate::metrics::Metrics;
+use crate::policy::metrics::MechanismMetrics;
 use crate::upstream::Pool;
 
 /// Sent to a client over the connection limit before closing it.
@@ -24,6 +26,7 @@ const MAX_CLIENTS: &[u8] = b"-ERR max number of clients reached\r\n";
 pub struct Proxy {
     config: Arc<ProxyConfig>,
     metrics: Arc<Metrics>,
+    mechanisms: Arc<MechanismMetrics>,
 }
 
 impl Proxy {
@@ -32,12 +35,19 @@ impl Proxy {
         Self {
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
+            mechanisms: Arc::new(MechanismMetrics::default()),
         }
     }
 
     /// This proxy's metrics registry (live: read it while the proxy runs).
     pub fn metrics(&self) -> Arc<Metrics> {
         Arc::clone(&self.metrics)
+    }
+
+    /// The counters of the cache mechanisms (collapsed calls, hot keys, TTL
+    /// extensions, invalidations, policy reloads); live while the proxy runs.
+    pub fn mechanism_metrics(&self) -> Arc<MechanismMetrics> {
+        Arc::clone(&self.mechanisms)
     }
 
     /// The configuration.
@@ -62,7 +72,14 @@ impl Proxy {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
         let pool = Pool::spawn(&self.config, &self.metrics);
+        let live = match &self.config.policy {
+            None => None,
+            Some(source) => Some(Arc::new(
+                Live::start(source, pool.clone(), Arc::clone(&self.mechanisms)).await?,
+            )),
+        };
         let shared = Arc::new(Shared {
+            live,
             limits: self.config.client_limits(),
             client_auth: self.config.effective_client_auth().cloned(),
             pinned: Arc::new(Semaphore::new(self.config.max_pinned.get())),

@@ -98,7 +98,7 @@ impl CircuitListener for GatewayCircuitListener {
 /// Builder for [`Gateway`].
 pub struct GatewayBuilder {
     settings: Settings,
-    events: Arc<dyn EventSink>,
+    events: Option<Arc<dyn EventSink>>,
     blocklist: Option<Arc<dyn Blocklist>>,
 }
 
@@ -115,6 +115,7 @@ pub struct Gateway {
     service: GatewayService,
     shared: Arc<Shared>,
     _housekeeper: Option<crate::ratelimit::Housekeeper>,
+    _emitter_task: Option<nexus_events::EmitterTask>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -126,13 +127,17 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl GatewayBuilder {
-    /// Where lifecycle events go (default: [`LogSink`]).
+    /// Where lifecycle events go (default: Kafka through `nexus_events::Emitter`
+    /// when `events.kafka_bootstrap` is set, else [`LogSink`]; a sink given here
+    /// takes precedence).
     pub fn event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
-        self.events = sink;
+        self.events = Some(sink);
         self
     }
 
-    /// The blocklist view checked before everything else (default: none).
+    /// The blocklist view checked before everything else (default: none, or a
+    /// [`RedisBlocklist`](crate::RedisBlocklist) when `blocklist.redis_url` is set;
+    /// a view given here takes precedence over the config).
     pub fn blocklist(mut self, list: Arc<dyn Blocklist>) -> Self {
         self.blocklist = Some(list);
         self
@@ -148,6 +153,14 @@ impl GatewayBuilder {
             tracing::warn!("{w}");
         }
         let keys = Arc::new(JwtKeys::from_settings(&settings.auth)?);
+        let (events, emitter_task) = match (self.events, &settings.kafka_bootstrap) {
+            (Some(sink), _) => (sink, None),
+            (None, Some(bootstrap)) => {
+                let (emitter, task) = kafka_emitter(bootstrap, settings.kafka_create_topics)?;
+                (Arc::new(emitter) as Arc<dyn EventSink>, Some(task))
+            }
+            (None, None) => (Arc::new(LogSink) as Arc<dyn EventSink>, None),
+        };
         let metrics = Arc::new(Metrics::new());
         let telemetry = Arc::new(Telemetry::new(settings.telemetry_capacity.get()));
 
@@ -170,7 +183,7 @@ impl GatewayBuilder {
             upstreams,
             breakers,
             metrics.clone(),
-            self.events.clone(),
+            events.clone(),
         );
         let shared = Arc::new(Shared {
             settings,
@@ -185,12 +198,12 @@ impl GatewayBuilder {
         let (limited, housekeeper) = match &shared.settings.rate_limit {
             Some(rl) => {
                 let (svc, hk) =
-                    crate::ratelimit::layer(authed, rl, metrics.clone(), self.events.clone())?;
+                    crate::ratelimit::layer(authed, rl, metrics.clone(), events.clone())?;
                 (svc, Some(hk))
             }
             None => (authed, None),
         };
-        let entry = EntryLayer::new(metrics, telemetry, self.events);
+        let entry = EntryLayer::new(metrics, telemetry, events);
         let blocklist = match (self.blocklist, &shared.settings.blocklist_redis_url) {
             (Some(list), _) => Some(list),
             (None, Some(url)) => Some(Arc::new(
@@ -209,6 +222,7 @@ impl GatewayBuilder {
             service,
             shared,
             _housekeeper: housekeeper,
+            _emitter_task: emitter_task,
         })
     }
 }
@@ -218,7 +232,7 @@ impl Gateway {
     pub fn builder(settings: Settings) -> GatewayBuilder {
         GatewayBuilder {
             settings,
-            events: Arc::new(LogSink),
+            events: None,
             blocklist: None,
         }
     }
@@ -304,6 +318,23 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// An emitter whose background task produces to Kafka (connects lazily; a down
+/// broker drops and counts events, never blocks requests).
+fn kafka_emitter(
+    bootstrap: &str,
+    create_topics: bool,
+) -> Result<(nexus_events::Emitter, nexus_events::EmitterTask), ConfigError> {
+    let mut cfg = nexus_events::kafka::ProducerConfig::new(bootstrap);
+    cfg.client.client_id = "nexus-gateway".to_owned();
+    if create_topics {
+        cfg.create_topics = Some(nexus_events::kafka::TopicSpec::default());
+    }
+    let sink = nexus_events::KafkaSink::new(cfg)
+        .map_err(|e| ConfigError::invalid("events.kafka_bootstrap", e.to_string()))?;
+    nexus_events::Emitter::spawn(sink, nexus_events::EmitterConfig::default())
+        .map_err(|e| ConfigError::invalid("events", e.to_string()))
 }
 
 /// Completes on SIGTERM or ctrl-c (for binaries).

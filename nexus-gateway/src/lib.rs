@@ -8,6 +8,15 @@
 //! `services.json` (prefix stripped) through retry -> balance -> breaker ->
 //! timeout -> pooled HTTP client.
 //!
+//! Pieces: [`GatewayConfig`] (YAML, unknown keys rejected) validated once into
+//! [`Settings`]; [`Gateway::builder`] with an [`events::EventSink`] (log sink by
+//! default; `nexus_events::Emitter` implements it) and a [`blocklist::Blocklist`]
+//! (or [`RedisBlocklist`] from `blocklist.redis_url`); [`Gateway::serve`] with a
+//! graceful drain. Balancing and discovery come from `nexus-lb`, breakers from
+//! `nexus-breaker`, the limiter from `nexus-ratelimit`, all behind the object-safe
+//! seams in [`proxy`] ([`proxy::Upstreams`], [`proxy::Breakers`]). See
+//! `docs/gateway.md` for the behaviour in detail.
+//!
 //! ```
 //! use nexus_gateway::{Gateway, GatewayConfig};
 //!

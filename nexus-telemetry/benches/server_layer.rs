@@ -22,11 +22,12 @@ use tower::{Layer, Service};
 
 const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-fn request() -> Request<()> {
-    let mut req = Request::get("/api/products/7")
-        .header("traceparent", TP)
-        .body(())
-        .unwrap();
+fn request(traceparent: bool) -> Request<()> {
+    let mut b = Request::get("/api/products/7");
+    if traceparent {
+        b = b.header("traceparent", TP);
+    }
+    let mut req = b.body(()).unwrap();
     req.extensions_mut()
         .insert(RouteTemplate::from_static("/api/products/{id}"));
     req
@@ -60,15 +61,23 @@ fn bench(c: &mut Criterion) {
     let mut inner =
         tower::service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
     group.bench_function("no_layer", |b| {
-        b.iter(|| poll_once(inner.call(request())).unwrap())
+        b.iter(|| poll_once(inner.call(request(true))).unwrap())
     });
 
+    // Requests with a sampled `traceparent` are traced whatever the ratio
+    // (parent-based); the sampling-0 case therefore sends none.
     let cases = [
-        ("exporter_off", None, 1.0),
-        ("exporter_unreachable", Some(closed.clone()), 1.0),
-        ("sampling_0_unreachable", Some(closed), 0.0),
+        ("exporter_off", None, 1.0, true),
+        ("exporter_unreachable", Some(closed.clone()), 1.0, true),
+        (
+            "exporter_unreachable_new_trace",
+            Some(closed.clone()),
+            1.0,
+            false,
+        ),
+        ("sampling_0_unreachable_new_trace", Some(closed), 0.0, false),
     ];
-    for (name, endpoint, ratio) in cases {
+    for (name, endpoint, ratio, tp) in cases {
         let cfg = TelemetryConfig::new("bench")
             .filter("warn")
             .otlp_endpoint(endpoint)
@@ -79,7 +88,9 @@ fn bench(c: &mut Criterion) {
             Ok::<_, Infallible>(Response::new(()))
         }));
         tracing::dispatcher::with_default(&dispatch, || {
-            group.bench_function(name, |b| b.iter(|| poll_once(svc.call(request())).unwrap()));
+            group.bench_function(name, |b| {
+                b.iter(|| poll_once(svc.call(request(tp))).unwrap())
+            });
         });
         drop(guard);
     }

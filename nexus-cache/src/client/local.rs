@@ -29,6 +29,23 @@ pub(crate) enum Outcome {
     Forward(Bytes),
     /// Pin, starting with this (rewritten) command.
     Pin(Bytes),
+    /// Share the upstream call of identical concurrent reads (the frame is
+    /// the command itself), under these flight generations.
+    Flight { stripe: u64, global: u64 },
+    /// Run this write as one script that also tags its key; the reader waits
+    /// for it before reading the client's next command.
+    TaggedWrite { keys: Vec<Bytes>, argv: Vec<Bytes> },
+    /// An admin command that calls Redis (`NEXUS.TAG`, `NEXUS.INVALIDATE`).
+    Admin(Admin),
+}
+
+/// `NEXUS.*` commands that need Redis.
+#[derive(Debug)]
+pub(crate) enum Admin {
+    /// `NEXUS.TAG tag key [key ...]`: keys `tag set, key...`.
+    Tag(Vec<Bytes>),
+    /// `NEXUS.INVALIDATE tag`: the tag set.
+    Invalidate(Bytes),
 }
 
 fn reply(b: &'static [u8]) -> Outcome {
@@ -144,12 +161,128 @@ fn hello(cmd: &Command<'_>, authed: &mut bool, expected: Option<&Credentials>) -
     }
 }
 
+const NEXUS_HELP: &str = "NEXUS.STATS, NEXUS.POLICY, NEXUS.HOTKEYS [N], NEXUS.TAG tag key [key ...], NEXUS.INVALIDATE tag";
+
 fn nexus(cmd: &Command<'_>, shared: &Shared) -> Outcome {
-    if cmd.is(b"NEXUS.STATS") {
-        return Outcome::Reply(shared.metrics.snapshot().to_resp());
+    let live = shared.live.as_deref();
+    let name = cmd.name();
+    if name.eq_ignore_ascii_case(b"NEXUS.STATS") {
+        return Outcome::Reply(stats(shared));
     }
-    let name = single_line(&String::from_utf8_lossy(cmd.name()));
+    if name.eq_ignore_ascii_case(b"NEXUS.POLICY") {
+        let lines = live.map(|l| l.policy.load().describe()).unwrap_or_default();
+        let mut out = BytesMut::new();
+        encode::header(&mut out, b'*', lines.len() as u64);
+        for l in &lines {
+            encode::bulk(&mut out, l.as_bytes());
+        }
+        return Outcome::Reply(out.freeze());
+    }
+    if name.eq_ignore_ascii_case(b"NEXUS.HOTKEYS") {
+        return hotkeys(cmd, live);
+    }
+    let is_tag = name.eq_ignore_ascii_case(b"NEXUS.TAG");
+    let is_invalidate = name.eq_ignore_ascii_case(b"NEXUS.INVALIDATE");
+    if is_tag || is_invalidate {
+        let lower = single_line(&String::from_utf8_lossy(name).to_ascii_lowercase());
+        if live.is_none() {
+            return Outcome::Reply(Bytes::from(format!(
+                "-ERR nexus: '{lower}' needs a cache policy (start the proxy with one)\r\n"
+            )));
+        }
+        let arity_ok = if is_tag {
+            cmd.len() >= 3
+        } else {
+            cmd.len() == 2
+        };
+        if !arity_ok {
+            return Outcome::Reply(Bytes::from(format!(
+                "-ERR wrong number of arguments for '{lower}' command\r\n"
+            )));
+        }
+        let set = crate::live::tag_set(cmd.arg(1).unwrap_or_default());
+        return Outcome::Admin(if is_tag {
+            let mut keys = vec![set];
+            keys.extend(cmd.args().skip(2).map(Bytes::copy_from_slice));
+            Admin::Tag(keys)
+        } else {
+            Admin::Invalidate(set)
+        });
+    }
+    let name = single_line(&String::from_utf8_lossy(name));
     Outcome::Reply(Bytes::from(format!(
-        "-ERR nexus: unknown admin command '{name}' (available: NEXUS.STATS)\r\n"
+        "-ERR nexus: unknown admin command '{name}' (available: {NEXUS_HELP})\r\n"
     )))
+}
+
+/// `NEXUS.STATS`: the proxy counters, then the mechanism counters.
+fn stats(shared: &Shared) -> Bytes {
+    let proxy = shared.metrics.snapshot();
+    let mech = shared
+        .live
+        .as_deref()
+        .map(|l| l.metrics.snapshot())
+        .unwrap_or_default();
+    let entries = proxy.entries();
+    let fields = mech.fields();
+    let mut out = BytesMut::new();
+    encode::header(&mut out, b'*', 2 * (entries.len() + fields.len()) as u64);
+    for (name, value) in entries.iter().chain(fields.iter()) {
+        encode::bulk(&mut out, name.as_bytes());
+        encode::integer(&mut out, b':', i64::try_from(*value).unwrap_or(i64::MAX));
+    }
+    out.freeze()
+}
+
+/// `NEXUS.HOTKEYS [N]` (default 10, at most 1,000): `[key, rate]` pairs,
+/// hottest first; the rate is the estimated reads per second.
+fn hotkeys(cmd: &Command<'_>, live: Option<&crate::live::Live>) -> Outcome {
+    let n = match cmd.arg(1) {
+        None => 10,
+        Some(a) => match std::str::from_utf8(a)
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+        {
+            Some(n) if cmd.len() == 2 => n.min(1000),
+            _ => return reply(b"-ERR nexus: usage: NEXUS.HOTKEYS [N]\r\n"),
+        },
+    };
+    let top = live.map(|l| l.hot.top(n)).unwrap_or_default();
+    let mut out = BytesMut::new();
+    encode::header(&mut out, b'*', top.len() as u64);
+    for (key, rate) in &top {
+        encode::header(&mut out, b'*', 2);
+        encode::bulk(&mut out, key);
+        encode::bulk(&mut out, format!("{rate:.1}").as_bytes());
+    }
+    Outcome::Reply(out.freeze())
+}
+
+/// Runs an [`Admin`] command on the client's lane.
+pub(crate) async fn admin(
+    call: Admin,
+    live: &crate::live::Live,
+    lane: &crate::upstream::Lane,
+) -> Bytes {
+    use crate::live::{INVALIDATE_SCRIPT, TAG_SCRIPT, scripts};
+    use std::sync::atomic::Ordering::Relaxed;
+    match call {
+        Admin::Tag(keys) => {
+            let keys: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+            TAG_SCRIPT.call(lane, &keys, &[]).await
+        }
+        Admin::Invalidate(set) => {
+            // Before the script runs: no read sent after this command joins a
+            // flight that started before it.
+            live.invalidate_all();
+            let reply = INVALIDATE_SCRIPT.call(lane, &[&set], &[]).await;
+            if let Some(n) = scripts::integer(&reply) {
+                live.metrics.invalidations.fetch_add(1, Relaxed);
+                live.metrics
+                    .invalidated_keys
+                    .fetch_add(n.unsigned_abs(), Relaxed);
+            }
+            reply
+        }
+    }
 }

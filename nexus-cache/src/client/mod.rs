@@ -14,7 +14,8 @@ mod pinned;
 mod writer;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
@@ -24,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Credentials, ProxyConfig};
+use crate::live::{Live, Plan};
 use crate::metrics::Metrics;
 use crate::resp::{Command, Error, Limits, Scanner};
 use crate::route::{self, Route};
@@ -47,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) pinned: Arc<Semaphore>,
     pub(crate) limits: Limits,
     pub(crate) client_auth: Option<Credentials>,
+    /// The live cache mechanisms; `None` without a policy.
+    pub(crate) live: Option<Arc<Live>>,
 }
 
 /// How the reader ended.
@@ -77,9 +81,13 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
     let (rd, wr) = stream.into_split();
     let (slot_tx, slot_rx) = mpsc::channel(shared.config.pipeline_depth.get());
     let lane = shared.pool.assign();
+    // Batches holding writes whose replies have not arrived yet: while there
+    // are any, this client's reads stay in its own ordered batches instead of
+    // joining flights that could reach Redis before its writes.
+    let unacked = AtomicUsize::new(0);
     let (r, w) = tokio::join!(
-        read_commands(rd, slot_tx, &lane, &shared, &shutdown),
-        writer::write_replies(wr, slot_rx)
+        read_commands(rd, slot_tx, &lane, &shared, &shutdown, &unacked),
+        writer::write_replies(wr, slot_rx, &unacked)
     );
     if let (
         ReadEnd::Pin {
@@ -96,8 +104,25 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
 
 /// A run of forwardable commands at the start of the read buffer.
 struct PendingBatch {
+    /// Bytes of the read buffer the batch consumed.
     bytes: usize,
     count: usize,
+    /// Whether it holds a write (see `unacked`).
+    writes: bool,
+    /// Set once a command was rewritten: the batch's bytes to send, copied,
+    /// since they no longer match the read buffer.
+    owned: Option<BytesMut>,
+}
+
+impl PendingBatch {
+    const fn new() -> Self {
+        Self {
+            bytes: 0,
+            count: 0,
+            writes: false,
+            owned: None,
+        }
+    }
 }
 
 async fn read_commands(
@@ -106,31 +131,38 @@ async fn read_commands(
     lane: &Lane,
     shared: &Shared,
     shutdown: &CancellationToken,
+    unacked: &AtomicUsize,
 ) -> ReadEnd {
     let mut buf = BytesMut::with_capacity(FIRST_READ);
     let mut scanner = Scanner::new(shared.limits);
     let mut authed = shared.client_auth.is_none();
     let max_batch = shared.config.max_batch.get();
     loop {
-        let mut batch = PendingBatch { bytes: 0, count: 0 };
-        loop {
+        let mut batch = PendingBatch::new();
+        'commands: loop {
             let n = match scanner.scan(&buf[batch.bytes..]) {
                 Ok(Some(n)) => n,
                 Ok(None) => break,
-                Err(e) => return protocol_error(&mut buf, batch, &e, &slots, lane, shared).await,
+                Err(e) => {
+                    return protocol_error(&mut buf, batch, &e, &slots, lane, shared, unacked)
+                        .await;
+                }
             };
             let frame = &buf[batch.bytes..batch.bytes + n];
             let cmd = match Command::parse(frame) {
                 Ok(c) => c,
                 // An empty line, `*0` or `*-1`: Redis skips these without a reply.
                 Err(_) if is_empty_command(frame) => {
-                    if !flush(&mut buf, &mut batch, &slots, lane).await {
+                    if !flush(&mut buf, &mut batch, &slots, lane, unacked).await {
                         return ReadEnd::Closed;
                     }
                     buf.advance(n);
                     continue;
                 }
-                Err(e) => return protocol_error(&mut buf, batch, &e, &slots, lane, shared).await,
+                Err(e) => {
+                    return protocol_error(&mut buf, batch, &e, &slots, lane, shared, unacked)
+                        .await;
+                }
             };
             shared.metrics.commands.fetch_add(1, Relaxed);
             let mut route = route::classify(&cmd, shared.config.upstream.db);
@@ -143,29 +175,64 @@ async fn read_commands(
                 route = Route::Refuse;
             }
             // Decide while `cmd` borrows the buffer; act after.
-            let outcome = match route {
-                Route::Forward => {
-                    batch.bytes += n;
-                    batch.count += 1;
-                    let full = batch.count >= max_batch || batch.bytes >= MAX_BATCH_BYTES;
-                    if full && !flush(&mut buf, &mut batch, &slots, lane).await {
-                        return ReadEnd::Closed;
+            let outcome = 'decide: {
+                match route {
+                    Route::Forward => {
+                        let plan = match &shared.live {
+                            None => Plan::Plain,
+                            Some(live) => {
+                                live.plan(&cmd, !batch.writes && unacked.load(Acquire) == 0)
+                            }
+                        };
+                        match plan {
+                            Plan::Plain | Plan::Write => {
+                                batch.writes |= matches!(plan, Plan::Write);
+                                if let Some(owned) = &mut batch.owned {
+                                    owned.extend_from_slice(frame);
+                                }
+                            }
+                            Plan::Rewrite(b) => {
+                                batch.writes = true;
+                                let consumed = batch.bytes;
+                                batch
+                                    .owned
+                                    .get_or_insert_with(|| BytesMut::from(&buf[..consumed]))
+                                    .extend_from_slice(&b);
+                            }
+                            Plan::Flight { stripe, global } => {
+                                break 'decide Outcome::Flight { stripe, global };
+                            }
+                            Plan::TaggedWrite { keys, argv } => {
+                                break 'decide Outcome::TaggedWrite { keys, argv };
+                            }
+                        }
+                        batch.bytes += n;
+                        batch.count += 1;
+                        let full = batch.count >= max_batch || batch.bytes >= MAX_BATCH_BYTES;
+                        if full && !flush(&mut buf, &mut batch, &slots, lane, unacked).await {
+                            return ReadEnd::Closed;
+                        }
+                        continue 'commands;
                     }
-                    continue;
+                    Route::Refuse if !authed => Outcome::Reply(Bytes::from_static(local::NOAUTH)),
+                    Route::Refuse => Outcome::Reply(local::refused(&cmd)),
+                    Route::Pin => Outcome::Pin(Bytes::new()),
+                    Route::Local(l) => local::handle(l, &cmd, &mut authed, shared),
                 }
-                Route::Refuse if !authed => Outcome::Reply(Bytes::from_static(local::NOAUTH)),
-                Route::Refuse => Outcome::Reply(local::refused(&cmd)),
-                Route::Pin => Outcome::Pin(Bytes::new()),
-                Route::Local(l) => local::handle(l, &cmd, &mut authed, shared),
             };
-            if !flush(&mut buf, &mut batch, &slots, lane).await {
+            if !flush(&mut buf, &mut batch, &slots, lane, unacked).await {
                 return ReadEnd::Closed;
             }
             // A pin keeps the original frame in the buffer unless it was rewritten.
             let keep_frame = matches!(&outcome, Outcome::Pin(b) if b.is_empty());
-            if !keep_frame {
-                buf.advance(n);
-            }
+            let frame = if matches!(outcome, Outcome::Flight { .. }) {
+                buf.split_to(n).freeze()
+            } else {
+                if !keep_frame {
+                    buf.advance(n);
+                }
+                Bytes::new()
+            };
             match outcome {
                 Outcome::Reply(b) => {
                     count_local(&b, shared);
@@ -182,8 +249,38 @@ async fn read_commands(
                     return ReadEnd::Closed;
                 }
                 Outcome::Forward(b) => {
-                    let sent = send_batch(b, 1, &slots, lane).await;
+                    let sent = send_batch(b, 1, false, &slots, lane).await;
                     if !sent {
+                        return ReadEnd::Closed;
+                    }
+                }
+                Outcome::Flight { stripe, global } => {
+                    let (Some(live), Ok(permit)) = (&shared.live, slots.reserve().await) else {
+                        return ReadEnd::Closed;
+                    };
+                    let rx = live.flight(frame, stripe, global, lane);
+                    permit.send(Slot::Upstream {
+                        rx,
+                        count: 1,
+                        writes: false,
+                    });
+                }
+                Outcome::TaggedWrite { keys, argv } => {
+                    let Some(live) = &shared.live else {
+                        return ReadEnd::Closed;
+                    };
+                    let reply = live.tagged_write(lane, &keys, &argv).await;
+                    if slots.send(Slot::Ready(reply)).await.is_err() {
+                        return ReadEnd::Closed;
+                    }
+                }
+                Outcome::Admin(call) => {
+                    let Some(live) = &shared.live else {
+                        return ReadEnd::Closed;
+                    };
+                    let reply = local::admin(call, live, lane).await;
+                    count_local(&reply, shared);
+                    if slots.send(Slot::Ready(reply)).await.is_err() {
                         return ReadEnd::Closed;
                     }
                 }
@@ -215,7 +312,7 @@ async fn read_commands(
                 },
             }
         }
-        if !flush(&mut buf, &mut batch, &slots, lane).await {
+        if !flush(&mut buf, &mut batch, &slots, lane, unacked).await {
             return ReadEnd::Closed;
         }
         if buf.capacity() - buf.len() < 1024 {
@@ -255,24 +352,41 @@ async fn flush(
     batch: &mut PendingBatch,
     slots: &mpsc::Sender<Slot>,
     lane: &Lane,
+    unacked: &AtomicUsize,
 ) -> bool {
     if batch.count == 0 {
         return true;
     }
-    let bytes = buf.split_to(batch.bytes).freeze();
+    let bytes = match batch.owned.take() {
+        Some(owned) => {
+            buf.advance(batch.bytes);
+            owned.freeze()
+        }
+        None => buf.split_to(batch.bytes).freeze(),
+    };
     let count = std::mem::take(&mut batch.count);
+    let writes = std::mem::take(&mut batch.writes);
     batch.bytes = 0;
-    send_batch(bytes, count, slots, lane).await
+    if writes {
+        unacked.fetch_add(1, Release);
+    }
+    send_batch(bytes, count, writes, slots, lane).await
 }
 
-async fn send_batch(bytes: Bytes, count: usize, slots: &mpsc::Sender<Slot>, lane: &Lane) -> bool {
+async fn send_batch(
+    bytes: Bytes,
+    count: usize,
+    writes: bool,
+    slots: &mpsc::Sender<Slot>,
+    lane: &Lane,
+) -> bool {
     let (tx, rx) = oneshot::channel();
     // Reserve the reply slot first: a client that stops reading stops here,
     // before its commands reach Redis.
     let Ok(permit) = slots.reserve().await else {
         return false;
     };
-    permit.send(Slot::Upstream { rx, count });
+    permit.send(Slot::Upstream { rx, count, writes });
     lane.send(Batch {
         bytes,
         count,
@@ -289,9 +403,10 @@ async fn protocol_error(
     slots: &mpsc::Sender<Slot>,
     lane: &Lane,
     shared: &Shared,
+    unacked: &AtomicUsize,
 ) -> ReadEnd {
     // Commands before the bad frame still get their replies, then the error, then close.
-    if flush(buf, &mut batch, slots, lane).await {
+    if flush(buf, &mut batch, slots, lane, unacked).await {
         shared.metrics.proxy_errors.fetch_add(1, Relaxed);
         tracing::debug!(error = %err, "client protocol error");
         let msg = format!(

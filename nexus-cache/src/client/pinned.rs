@@ -119,7 +119,15 @@ async fn forward_commands(
                             encode::command(&mut out, &[&name]);
                             Some(out)
                         }
-                        _ => None,
+                        Ok(cmd) => {
+                            // Writes here invalidate flights too (read-your-writes
+                            // across pinned and shared connections).
+                            if let Some(live) = &shared.live {
+                                live.note_command(&cmd);
+                            }
+                            None
+                        }
+                        Err(_) => None,
                     };
                     if let Some(rep) = replacement {
                         if uwr.write_all(&buf[..off]).await.is_err()

@@ -1,6 +1,9 @@
 //! The reply side of a client connection: writes replies strictly in the order
 //! the commands arrived, coalescing whatever is already available into one write.
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Release;
+
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -23,6 +26,8 @@ pub(crate) enum Slot {
     Upstream {
         rx: oneshot::Receiver<Reply>,
         count: usize,
+        /// The batch holds a write: `unacked` is decremented once it is answered.
+        writes: bool,
     },
     /// Flush, then close the connection (QUIT, protocol errors).
     Close,
@@ -42,6 +47,7 @@ pub(crate) enum WriteEnd {
 pub(crate) async fn write_replies(
     mut wr: OwnedWriteHalf,
     mut slots: mpsc::Receiver<Slot>,
+    unacked: &AtomicUsize,
 ) -> WriteEnd {
     // Allocated on the first reply; idle clients hold no write buffer.
     let mut out = BytesMut::new();
@@ -61,7 +67,11 @@ pub(crate) async fn write_replies(
         };
         let result = match slot {
             Slot::Ready(b) => append(&mut wr, &mut out, &b).await,
-            Slot::Upstream { mut rx, count } => {
+            Slot::Upstream {
+                mut rx,
+                count,
+                writes,
+            } => {
                 let reply = match rx.try_recv() {
                     Ok(r) => Ok(r),
                     Err(oneshot::error::TryRecvError::Empty) => {
@@ -72,6 +82,9 @@ pub(crate) async fn write_replies(
                     }
                     Err(oneshot::error::TryRecvError::Closed) => Ok(lost(count)),
                 };
+                if writes {
+                    unacked.fetch_sub(1, Release);
+                }
                 match reply {
                     Ok(r) => write_reply(&mut wr, &mut out, r).await,
                     Err(e) => Err(e),

@@ -8,6 +8,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::policy::{Policy, PolicyHandle, ReloaderConfig};
 
 mod upstream;
 
@@ -57,6 +58,24 @@ pub struct ProxyConfig {
     /// commands are answered `-ERR upstream timeout` and it is reconnected. Pinned
     /// connections have no such bound (they run blocking commands on purpose).
     pub upstream_timeout: Duration,
+    /// The cache policy (default none: the proxy is fully transparent, and
+    /// singleflight, hot-key tracking, default TTLs and auto-tagging are off).
+    pub policy: Option<PolicySource>,
+}
+
+/// Where the proxy's cache policy comes from.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum PolicySource {
+    /// A compiled policy, fixed for the proxy's lifetime.
+    Rules(Policy),
+    /// A handle the application keeps and may [`store`](PolicyHandle::store)
+    /// new policies into while the proxy runs.
+    Handle(PolicyHandle),
+    /// A YAML file, loaded when serving starts (an invalid file fails
+    /// [`Proxy::serve`](crate::Proxy::serve)) and then reloaded when it
+    /// changes; an invalid new version is logged and the old policy stays.
+    File(ReloaderConfig),
 }
 
 impl Default for ProxyConfig {
@@ -84,6 +103,7 @@ impl Default for ProxyConfig {
             backoff_max: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(30),
+            policy: None,
         }
     }
 }
@@ -216,6 +236,24 @@ impl ProxyConfigBuilder {
     /// Reply timeout on shared connections.
     pub fn upstream_timeout(mut self, d: Duration) -> Self {
         self.config.upstream_timeout = d;
+        self
+    }
+
+    /// Uses a compiled policy (see [`PolicySource::Rules`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.config.policy = Some(PolicySource::Rules(policy));
+        self
+    }
+
+    /// Uses a policy handle the caller can update (see [`PolicySource::Handle`]).
+    pub fn policy_handle(mut self, handle: PolicyHandle) -> Self {
+        self.config.policy = Some(PolicySource::Handle(handle));
+        self
+    }
+
+    /// Loads the policy from a file and reloads it on change (see [`PolicySource::File`]).
+    pub fn policy_file(mut self, reload: ReloaderConfig) -> Self {
+        self.config.policy = Some(PolicySource::File(reload));
         self
     }
 

@@ -76,21 +76,10 @@ impl Pool {
     }
 
     /// Sends `count` raw commands and waits for their replies: the entry point for
-    /// proxy-originated traffic (later: tag scripts, leases, refreshes).
-    #[allow(dead_code)]
+    /// proxy-originated traffic not tied to a client (later: leases, refreshes).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) async fn call(&self, bytes: Bytes, count: usize) -> Reply {
-        let (tx, rx) = oneshot::channel();
-        self.assign()
-            .send(Batch {
-                bytes,
-                count,
-                reply: tx,
-            })
-            .await;
-        rx.await.unwrap_or(Reply {
-            bytes: Bytes::new(),
-            failure: Some((count, UpstreamError::ConnectionLost)),
-        })
+        self.assign().call(bytes, count).await
     }
 }
 
@@ -101,6 +90,22 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
+    /// Sends `count` raw commands on this lane and waits for their replies.
+    /// Ordered after every batch this lane's client sent before.
+    pub(crate) async fn call(&self, bytes: Bytes, count: usize) -> Reply {
+        let (tx, rx) = oneshot::channel();
+        self.send(Batch {
+            bytes,
+            count,
+            reply: tx,
+        })
+        .await;
+        rx.await.unwrap_or(Reply {
+            bytes: Bytes::new(),
+            failure: Some((count, UpstreamError::ConnectionLost)),
+        })
+    }
+
     /// Queues a batch. Waits while the connection's queue is full (backpressure
     /// on the sending client only).
     pub(crate) async fn send(&self, batch: Batch) {

@@ -7,7 +7,7 @@ mod raw;
 mod settings;
 
 pub use raw::{
-    AdminConfig, Algorithm, AuthConfig, BlocklistConfig, BreakerConfig, ClientConfig,
+    AdminConfig, Algorithm, AuthConfig, BlocklistConfig, BreakerConfig, ClientConfig, EventsConfig,
     GatewayConfig, ProxyConfig, RateLimitConfig, RateLimitKey, RouteConfig, ShutdownConfig,
     Strategy, TransformConfig,
 };

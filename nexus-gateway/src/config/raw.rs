@@ -29,6 +29,8 @@ pub struct GatewayConfig {
     pub blocklist: BlocklistConfig,
     /// Admin endpoints (`/telemetry`).
     pub admin: AdminConfig,
+    /// Where lifecycle events go.
+    pub events: EventsConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
 }
@@ -45,6 +47,7 @@ impl Default for GatewayConfig {
             transform: TransformConfig::default(),
             blocklist: BlocklistConfig::default(),
             admin: AdminConfig::default(),
+            events: EventsConfig::default(),
             shutdown: ShutdownConfig::default(),
         }
     }
@@ -305,6 +308,17 @@ impl Default for AdminConfig {
             telemetry_capacity: 1000,
         }
     }
+}
+
+/// `events:` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Kafka bootstrap list (`host:port,host:port`); events go to Kafka through
+    /// `nexus_events::Emitter`. None: events are logged.
+    pub kafka_bootstrap: Option<String>,
+    /// Create missing topics (1 partition, replication 1) when producing.
+    pub create_topics: bool,
 }
 
 /// `shutdown:` section.

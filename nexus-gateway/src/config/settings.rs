@@ -37,6 +37,10 @@ pub struct Settings {
     pub telemetry_capacity: NonZeroUsize,
     /// Drain deadline on shutdown.
     pub drain_timeout: Duration,
+    /// Kafka bootstrap list for events, if any.
+    pub kafka_bootstrap: Option<String>,
+    /// Create missing event topics.
+    pub kafka_create_topics: bool,
     /// Human-readable warnings produced by validation (dev mode, demo secrets).
     pub warnings: Vec<String>,
 }
@@ -230,6 +234,19 @@ impl GatewayConfig {
             blocklist_refresh: ms("blocklist.refresh_ms", self.blocklist.refresh_ms)?,
             telemetry_capacity,
             drain_timeout: ms("shutdown.drain_timeout_ms", self.shutdown.drain_timeout_ms)?,
+            kafka_bootstrap: match &self.events.kafka_bootstrap {
+                Some(b)
+                    if b.split(',')
+                        .any(|h| h.trim().is_empty() || !h.contains(':')) =>
+                {
+                    return Err(ConfigError::invalid(
+                        "events.kafka_bootstrap",
+                        "must be host:port[,host:port...]",
+                    ));
+                }
+                other => other.clone(),
+            },
+            kafka_create_topics: self.events.create_topics,
             warnings,
         })
     }

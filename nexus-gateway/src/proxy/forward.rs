@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body::Body as _;
+use http_body_util::BodyExt as _;
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use tokio::time::Instant;
@@ -40,6 +41,9 @@ impl std::fmt::Debug for Proxy {
             .finish_non_exhaustive()
     }
 }
+
+/// Largest upstream body read whole before responding (see `small_or_stream`).
+pub const SMALL_BODY: usize = 16 * 1024;
 
 /// Why the last attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,8 +172,8 @@ impl Proxy {
                 );
             };
             let up_body = match body.take() {
-                Some(b) => Either::Left(b),
-                None => Either::Right(Empty::new()),
+                Some(b) if !b.is_end_stream() => Either::Left(b),
+                _ => Either::Right(Empty::new()),
             };
             let mut up = Request::new(up_body);
             *up.method_mut() = parts.method.clone();
@@ -238,6 +242,30 @@ impl Proxy {
         }
     }
 
+    /// Like nginx's proxy buffers: a body with a declared length of at most
+    /// [`SMALL_BODY`] bytes is read whole (bounded by the call timeout) and sent
+    /// with the headers in one write; anything else streams frame by frame.
+    async fn small_or_stream(&self, headers: &http::HeaderMap, body: Incoming) -> GatewayBody {
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_none_or(|n| n > SMALL_BODY as u64) {
+            return GatewayBody::Stream(body);
+        }
+        let collect = http_body_util::Limited::new(body, SMALL_BODY).collect();
+        match tokio::time::timeout(self.settings.timeout, collect).await {
+            Ok(Ok(c)) => GatewayBody::from(c.to_bytes()),
+            // The upstream broke off mid-body: end the response with an error.
+            _ => GatewayBody::boxed(http_body_util::StreamBody::new(futures_util::stream::once(
+                async {
+                    Err::<http_body::Frame<bytes::Bytes>, crate::body::BoxError>(
+                        "upstream body failed".into(),
+                    )
+                },
+            ))),
+        }
+    }
+
     async fn respond(
         &self,
         res: http::Response<Incoming>,
@@ -246,10 +274,11 @@ impl Proxy {
     ) -> GatewayResponse {
         let (mut parts, body) = res.into_parts();
         transform::strip_hop_by_hop(&mut parts.headers);
-        let body = GatewayBody::Stream(body);
         if !self.transform.wrap_for(client_path) || !transform::is_json(&parts.headers) {
+            let body = self.small_or_stream(&parts.headers, body).await;
             return http::Response::from_parts(parts, body);
         }
+        let body = GatewayBody::Stream(body);
         let cap = self.transform.max_wrap_body_bytes;
         let declared = parts
             .headers

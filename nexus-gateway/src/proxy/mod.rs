@@ -17,7 +17,7 @@ pub mod transform;
 
 pub use breaker::{MAX_BREAKERS, NexusBreakers};
 pub use client::UpstreamClient;
-pub use forward::Proxy;
+pub use forward::{Proxy, SMALL_BODY};
 pub use lb::{LbUpstreams, parse_services};
 pub use seams::{
     AttemptGuard, AttemptOutcome, BreakerPermit, Breakers, CircuitListener, CircuitOpen,

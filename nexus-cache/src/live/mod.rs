@@ -1,0 +1,346 @@
+//! The cache mechanisms, live in the proxy: policy lookup, default TTLs,
+//! singleflight, hot-key tracking and TTL extension, tag scripts.
+//!
+//! The client reader asks [`Live::plan`] about every forwardable command. The
+//! answer keeps the proxy's ordering model intact: plain commands and writes
+//! stay in the client's batch (a write's TTL rewrite is spliced into the
+//! batch), a collapsible read gets its own reply slot completed by a flight,
+//! and a tagged write is run as one script on the client's own lane before
+//! the client's next command is read.
+//!
+//! Everything here is off when the proxy has no policy: the reader then never
+//! calls into this module.
+
+mod commands;
+pub(crate) mod scripts;
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::config::PolicySource;
+use crate::error::ServeError;
+use crate::hotkeys::{
+    EXTEND_TTL_SCRIPT, HotKeys, HotKeysConfig, Ticker, Ttl, TtlDecision, TtlExtender,
+};
+use crate::policy::metrics::MechanismMetrics;
+use crate::policy::{HotPolicy, PolicyHandle, Reloader};
+use crate::resp::{Command, encode};
+use crate::singleflight::Group;
+use crate::tags::script::{INVALIDATE, TAG, WRITE_AND_TAG};
+use crate::upstream::{Lane, Pool, Reply};
+use commands::Kind;
+use scripts::Script;
+
+/// Flight-generation stripes: a write bumps the stripe of each key it
+/// touches, and a read only joins a flight started under the same stripe
+/// generation. Bound: fixed, 4,096 counters (32 KiB).
+const STRIPES: usize = 4096;
+/// Most hot-key TTL extensions running at once; more are skipped (the key
+/// stays hot and is extended in a later window).
+const MAX_EXTENSIONS: usize = 64;
+/// Keys remembered by the once-per-window bookkeeping of TTL extensions.
+const EXTENDER_CAPACITY: usize = 65_536;
+/// Prefix of the Redis sets holding a tag's keys (same as [`crate::tags::Tagger`]).
+pub(crate) const TAG_PREFIX: &[u8] = b"tag:";
+
+pub(crate) static TAG_SCRIPT: Script = Script::new(TAG);
+pub(crate) static INVALIDATE_SCRIPT: Script = Script::new(INVALIDATE);
+static WRITE_AND_TAG_SCRIPT: Script = Script::new(WRITE_AND_TAG);
+static EXTEND_SCRIPT: Script = Script::new(EXTEND_TTL_SCRIPT);
+
+/// `(command frame, stripe generation, global generation)`: identical frames
+/// under the same generations share one upstream call.
+type FlightKey = (Bytes, u64, u64);
+
+/// The live mechanisms of one proxy.
+pub(crate) struct Live {
+    pub(crate) policy: PolicyHandle,
+    pub(crate) metrics: Arc<MechanismMetrics>,
+    pub(crate) hot: Arc<HotKeys>,
+    flights: Group<FlightKey, Bytes>,
+    stripes: Box<[AtomicU64]>,
+    global: AtomicU64,
+    extender: TtlExtender,
+    extensions: Arc<Semaphore>,
+    rng: AtomicU64,
+    pool: Pool,
+    _reloader: Option<Reloader>,
+    _ticker: Ticker,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("flights", &self.flights)
+            .field("hot", &self.hot)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the reader does with one forwardable command.
+#[derive(Debug)]
+pub(crate) enum Plan {
+    /// Forward unchanged in the batch.
+    Plain,
+    /// Forward unchanged in the batch; it is a write (its keys' flights are
+    /// already invalidated).
+    Write,
+    /// A write: forward these bytes instead, in the batch.
+    Rewrite(Bytes),
+    /// A read that may share an upstream call with identical concurrent reads.
+    Flight { stripe: u64, global: u64 },
+    /// A write run as `WRITE_AND_TAG` (keys: the key, then tag sets; argv: the
+    /// command, rewritten with the default TTL when one applies).
+    TaggedWrite { keys: Vec<Bytes>, argv: Vec<Bytes> },
+}
+
+impl Live {
+    /// Builds the mechanisms for `source` (loading a policy file now).
+    pub(crate) async fn start(
+        source: &PolicySource,
+        pool: Pool,
+        metrics: Arc<MechanismMetrics>,
+    ) -> Result<Self, ServeError> {
+        let (policy, reloader) = match source {
+            PolicySource::Rules(p) => (PolicyHandle::new(p.clone()), None),
+            PolicySource::Handle(h) => (h.clone(), None),
+            PolicySource::File(cfg) => {
+                let policy = PolicyHandle::load_file(&cfg.path).await?;
+                let handle = PolicyHandle::new(policy);
+                let reloader = Reloader::spawn(cfg.clone(), handle.clone(), Arc::clone(&metrics));
+                (handle, Some(reloader))
+            }
+        };
+        let hot = Arc::new(HotKeys::with_metrics(
+            HotKeysConfig::default(),
+            Arc::clone(&metrics),
+        ));
+        let ticker = hot.spawn_ticker();
+        let seed =
+            std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 1u8);
+        Ok(Self {
+            policy,
+            flights: Group::with_metrics(Arc::clone(&metrics)),
+            metrics,
+            hot,
+            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            global: AtomicU64::new(0),
+            extender: TtlExtender::new(
+                NonZeroUsize::new(EXTENDER_CAPACITY).unwrap_or(NonZeroUsize::MIN),
+            ),
+            extensions: Arc::new(Semaphore::new(MAX_EXTENSIONS)),
+            rng: AtomicU64::new(seed),
+            pool,
+            _reloader: reloader,
+            _ticker: ticker,
+        })
+    }
+
+    /// Decides what happens to `cmd`. `may_join` is false while the client
+    /// has writes in flight (its reads then stay in its own ordered batch).
+    pub(crate) fn plan(&self, cmd: &Command<'_>, may_join: bool) -> Plan {
+        match commands::kind(cmd) {
+            Kind::Neutral => Plan::Plain,
+            Kind::ReadMany => {
+                cmd.args().skip(1).for_each(|k| self.hot.observe(k));
+                Plan::Plain
+            }
+            Kind::ReadKey => {
+                let key = cmd.arg(1).unwrap_or_default();
+                self.hot.observe(key);
+                let policy = self.policy.load();
+                let Some(rule) = policy.match_command(cmd.name(), key) else {
+                    return Plan::Plain;
+                };
+                if let Some(h) = &rule.hot {
+                    self.maybe_extend(key, h);
+                }
+                if rule.singleflight && may_join {
+                    Plan::Flight {
+                        stripe: self.stripe(key).load(Ordering::Acquire),
+                        global: self.global.load(Ordering::Acquire),
+                    }
+                } else {
+                    Plan::Plain
+                }
+            }
+            Kind::WriteKey => {
+                let key = cmd.arg(1).unwrap_or_default();
+                self.invalidate_key(key);
+                self.plan_write(cmd, key)
+            }
+            Kind::WriteKeys(pos) => {
+                commands::for_each_written(cmd, pos, |k| self.invalidate_key(k));
+                Plan::Write
+            }
+            Kind::WriteUnknown => {
+                self.invalidate_all();
+                Plan::Write
+            }
+        }
+    }
+
+    /// Invalidates flights for the keys `cmd` may write (pinned sessions).
+    pub(crate) fn note_command(&self, cmd: &Command<'_>) {
+        match commands::kind(cmd) {
+            Kind::WriteKey => self.invalidate_key(cmd.arg(1).unwrap_or_default()),
+            Kind::WriteKeys(pos) => {
+                commands::for_each_written(cmd, pos, |k| self.invalidate_key(k));
+            }
+            Kind::WriteUnknown => self.invalidate_all(),
+            Kind::Neutral | Kind::ReadKey | Kind::ReadMany => {}
+        }
+    }
+
+    fn plan_write(&self, cmd: &Command<'_>, key: &[u8]) -> Plan {
+        let policy = self.policy.load();
+        let Some(rule) = policy.match_command(cmd.name(), key) else {
+            return Plan::Write;
+        };
+        let ttl = if cmd.is(b"SET") && cmd.len() >= 3 && !commands::set_has_expiry(cmd) {
+            rule.write_ttl(self.random())
+        } else {
+            None
+        };
+        if ttl.is_none() && rule.tags.is_empty() {
+            return Plan::Write;
+        }
+        let ms = ttl.map(|t| t.as_millis().max(1).to_string());
+        let mut argv: Vec<&[u8]> = cmd.args().collect();
+        if let Some(ms) = &ms {
+            argv.extend([&b"PX"[..], ms.as_bytes()]);
+        }
+        if rule.tags.is_empty() {
+            let mut out = BytesMut::new();
+            encode::command(&mut out, &argv);
+            return Plan::Rewrite(out.freeze());
+        }
+        let mut keys = Vec::with_capacity(1 + rule.tags.len());
+        keys.push(Bytes::copy_from_slice(key));
+        keys.extend(rule.tags.iter().map(|t| tag_set(t.as_bytes())));
+        Plan::TaggedWrite {
+            keys,
+            argv: argv.into_iter().map(Bytes::copy_from_slice).collect(),
+        }
+    }
+
+    /// Runs a tagged write on the client's lane (NOSCRIPT handled).
+    pub(crate) async fn tagged_write(&self, lane: &Lane, keys: &[Bytes], argv: &[Bytes]) -> Bytes {
+        let keys: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+        let argv: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
+        WRITE_AND_TAG_SCRIPT.call(lane, &keys, &argv).await
+    }
+
+    /// Starts (or joins) the flight for `frame` and returns the slot receiver
+    /// its reply goes to. The leader's call goes on `lane`, the client's own,
+    /// so it is ordered after that client's earlier commands. The flight is
+    /// driven by a task tied to the slot: if the client goes away before the
+    /// reply, the task stops and a follower takes the flight over.
+    pub(crate) fn flight(
+        &self,
+        frame: Bytes,
+        stripe: u64,
+        global: u64,
+        lane: &Lane,
+    ) -> oneshot::Receiver<Reply> {
+        let (mut tx, rx) = oneshot::channel();
+        let group = self.flights.clone();
+        let lane = lane.clone();
+        tokio::spawn(async move {
+            let key = (frame.clone(), stripe, global);
+            let run = group.run(
+                key,
+                || async move { scripts::one(lane.call(frame, 1).await) },
+            );
+            let out = tokio::select! {
+                out = run => out,
+                () = tx.closed() => return,
+            };
+            let bytes =
+                out.map_or_else(|e| Bytes::from(format!("-ERR nexus: {e}\r\n")), |o| o.value);
+            let _ = tx.send(Reply {
+                bytes,
+                failure: None,
+            });
+        });
+        rx
+    }
+
+    /// Invalidates every flight (tag invalidation, unknown writes).
+    pub(crate) fn invalidate_all(&self) {
+        self.global.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn invalidate_key(&self, key: &[u8]) {
+        self.stripe(key).fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn stripe(&self, key: &[u8]) -> &AtomicU64 {
+        // FNV-1a: keys are short; quality only affects false sharing of stripes.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+        &self.stripes[(h as usize) & (STRIPES - 1)]
+    }
+
+    fn random(&self) -> u64 {
+        // splitmix64 over a shared counter.
+        let mut z = self
+            .rng
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Extends a hot key's TTL per `hot`: the threshold and once-per-window
+    /// bookkeeping are decided here; the script reads the TTL and applies the
+    /// ceiling atomically in Redis (keys without TTL or missing are left alone).
+    fn maybe_extend(&self, key: &[u8], hot: &HotPolicy) {
+        let rate = self.hot.rate(key);
+        // The TTL is only known inside the script; `ZERO` lets `decide` judge
+        // the rate and the window, and the script judges the TTL.
+        let decision = self.extender.decide(
+            key,
+            rate,
+            Ttl::Remaining(Duration::ZERO),
+            hot,
+            tokio::time::Instant::now(),
+        );
+        if !matches!(decision, TtlDecision::Extend { .. }) {
+            return;
+        }
+        let Ok(permit) = Arc::clone(&self.extensions).try_acquire_owned() else {
+            return;
+        };
+        let lane = self.pool.assign();
+        let metrics = Arc::clone(&self.metrics);
+        let key = Bytes::copy_from_slice(key);
+        let by = hot.extend_by.as_millis().to_string();
+        let max = hot.max_ttl.as_millis().to_string();
+        tokio::spawn(async move {
+            let reply = EXTEND_SCRIPT
+                .call(&lane, &[&key], &[by.as_bytes(), max.as_bytes()])
+                .await;
+            if scripts::integer(&reply).is_some_and(|ms| ms > 0) {
+                metrics.ttl_extensions.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// The Redis set holding `tag`'s keys.
+pub(crate) fn tag_set(tag: &[u8]) -> Bytes {
+    let mut s = BytesMut::with_capacity(TAG_PREFIX.len() + tag.len());
+    s.extend_from_slice(TAG_PREFIX);
+    s.extend_from_slice(tag);
+    s.freeze()
+}
