@@ -157,27 +157,23 @@ criterion_group! {
 }
 criterion_main!(benches);
 
-/// Criterion measurement of this thread's CPU time (`/proc/thread-self/schedstat`),
-/// so that time the scheduler gives to other processes on the shared cores is
-/// not counted. Falls back to wall time where that file does not exist.
+/// Criterion measurement of this thread's CPU time
+/// (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)` through the `cpu-time` crate), so
+/// that time the scheduler gives other processes on the shared cores is not
+/// counted.
 mod cpu {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
+    use cpu_time::ThreadTime;
     use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 
     static WALL: WallTime = WallTime;
 
     pub(crate) struct ThreadCpu;
 
-    /// Nanoseconds this thread has run, or wall-clock nanoseconds as a fallback.
+    /// This thread's CPU time so far, in nanoseconds.
     pub(crate) fn now() -> u64 {
-        std::fs::read_to_string("/proc/thread-self/schedstat")
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| {
-                static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-                START.get_or_init(Instant::now).elapsed().as_nanos() as u64
-            })
+        ThreadTime::now().as_duration().as_nanos() as u64
     }
 
     impl Measurement for ThreadCpu {
