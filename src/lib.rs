@@ -17,9 +17,17 @@
 //! | `telemetry` | [`nexus-telemetry`]| traces, OTLP export, W3C propagation, JSON logs         |
 //! | `full`      | all of the above   |                                                         |
 //!
+//! With no feature enabled the facade is empty; enable what you need, e.g.
+//! `nexus = { version = "0.1", features = ["resp"] }`, and use the crate
+//! through its module:
+//!
 //! ```
-//! // With no feature enabled the facade is empty; enable what you need, e.g.
-//! // `nexus = { version = "0.1", features = ["resp"] }`.
+//! # #[cfg(feature = "resp")]
+//! # {
+//! let mut buf = Vec::new();
+//! nexus::resp::encode::command(&mut buf, &[b"GET", b"product:1"]);
+//! assert_eq!(buf, b"*2\r\n$3\r\nGET\r\n$9\r\nproduct:1\r\n");
+//! # }
 //! ```
 //!
 //! [`nexus-resp`]: https://docs.rs/nexus-resp
