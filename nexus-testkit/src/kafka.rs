@@ -1,7 +1,7 @@
 //! [`KafkaBroker`]: a real Kafka-protocol broker (Tansu) on a free loopback port.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -14,11 +14,8 @@ use crate::{
     Error, KafkaClient, Result,
     binary::TANSU,
     kafka_probe,
-    process::{ServerProcess, free_port, is_port_conflict, log_tail},
+    process::{ServerProcess, launch_on_port, log_tail},
 };
-
-/// How many fresh ports a start tries when another process takes the port first.
-const PORT_ATTEMPTS: usize = 3;
 
 /// Default bound on waiting for the first metadata answer.
 const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -141,36 +138,17 @@ impl KafkaBroker {
         let binary = TANSU.locate()?;
         let dir = tempfile::Builder::new().prefix("nexus-kafka-").tempdir()?;
         let config = Arc::new(config);
-        let attempts = if config.port.is_some() {
-            1
-        } else {
-            PORT_ATTEMPTS
-        };
-        let mut last_err = None;
-        for _ in 0..attempts {
-            let port = match config.port {
-                Some(port) => port,
-                None => free_port()?,
-            };
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            match spawn_ready(&binary, dir.path(), addr, &config).await {
-                Ok(process) => {
-                    return Ok(Self {
-                        config,
-                        addr,
-                        binary,
-                        process: Mutex::new(Some(process)),
-                        dir,
-                    });
-                }
-                Err(err) if is_port_conflict(&err) => last_err = Some(err),
-                Err(err) => return Err(err),
-            }
-        }
-        Err(last_err.unwrap_or_else(|| Error::InvalidOption {
-            option: "port",
-            reason: "no start attempt was made".into(),
-        }))
+        let (addr, process) = launch_on_port(config.port, |addr| {
+            spawn_ready(&binary, dir.path(), addr, &config)
+        })
+        .await?;
+        Ok(Self {
+            config,
+            addr,
+            binary,
+            process: Mutex::new(Some(process)),
+            dir,
+        })
     }
 
     /// `127.0.0.1:PORT`, for `bootstrap.servers`.

@@ -152,6 +152,41 @@ pub(crate) fn is_port_conflict(err: &Error) -> bool {
     }
 }
 
+/// How many ports a launch on a free port tries: another process can take the
+/// port between [`free_port`] and the server binding it.
+const PORT_ATTEMPTS: usize = 3;
+
+/// Starts a server with `start` on `127.0.0.1:fixed`, or, when `fixed` is
+/// `None`, on a free port, taking a new port when the server lost the race for
+/// the one it was given ([`is_port_conflict`]). Returns the address it got.
+pub(crate) async fn launch_on_port<T, F, Fut>(
+    fixed: Option<u16>,
+    mut start: F,
+) -> Result<(SocketAddr, T)>
+where
+    F: FnMut(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let attempts = if fixed.is_some() { 1 } else { PORT_ATTEMPTS };
+    let mut last_err = None;
+    for _ in 0..attempts {
+        let port = match fixed {
+            Some(port) => port,
+            None => free_port()?,
+        };
+        let addr = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+        match start(addr).await {
+            Ok(server) => return Ok((addr, server)),
+            Err(err) if is_port_conflict(&err) => last_err = Some(err),
+            Err(err) => return Err(err),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| Error::InvalidOption {
+        option: "port",
+        reason: "no start attempt was made".into(),
+    }))
+}
+
 /// A port on 127.0.0.1 that was free a moment ago.
 ///
 /// The kernel hands out ephemeral ports in rotation, so a port just released is

@@ -10,7 +10,7 @@ pub use cluster::{RedisCluster, RedisClusterBuilder};
 use launch::{LOG_FILE, spawn_ready};
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -20,13 +20,10 @@ use std::{
 use tempfile::TempDir;
 
 use crate::{
-    Error, Result,
+    Result,
     binary::{REDIS_CLI, REDIS_SERVER},
-    process::{ServerProcess, free_port, is_port_conflict},
+    process::{ServerProcess, launch_on_port},
 };
-
-/// How many fresh ports a start tries when another process takes the port first.
-const PORT_ATTEMPTS: usize = 3;
 
 /// Bound on one `redis-cli` run.
 const CLI_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,42 +77,22 @@ impl RedisServer {
         let binary = REDIS_SERVER.locate()?;
         let dir = tempfile::Builder::new().prefix("nexus-redis-").tempdir()?;
         let config = Arc::new(config);
-        let attempts = if config.port.is_some() {
-            1
-        } else {
-            PORT_ATTEMPTS
-        };
-        let mut last_err = None;
-        for _ in 0..attempts {
-            let port = match config.port {
-                Some(port) => port,
-                None => free_port()?,
-            };
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            let spawn = spawn_ready(
+        let (addr, process) = launch_on_port(config.port, |addr| {
+            spawn_ready(
                 binary.clone(),
                 dir.path().to_path_buf(),
                 addr,
                 config.clone(),
-            );
-            match spawn.await {
-                Ok(process) => {
-                    return Ok(Self {
-                        config,
-                        addr,
-                        binary,
-                        process: Mutex::new(Some(process)),
-                        dir,
-                    });
-                }
-                Err(err) if is_port_conflict(&err) => last_err = Some(err),
-                Err(err) => return Err(err),
-            }
-        }
-        Err(last_err.unwrap_or_else(|| Error::InvalidOption {
-            option: "port",
-            reason: "no start attempt was made".into(),
-        }))
+            )
+        })
+        .await?;
+        Ok(Self {
+            config,
+            addr,
+            binary,
+            process: Mutex::new(Some(process)),
+            dir,
+        })
     }
 
     /// The address it listens on (always `127.0.0.1`).
