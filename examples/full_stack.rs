@@ -90,7 +90,10 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--redis" => args.stack.redis = v,
             "--kafka" => args.stack.kafka = v,
             "--cache-policy" => args.stack.cache_policy = Some(v),
-            "--otlp-endpoint" => args.otlp_endpoint = Some(v),
+            "--otlp-endpoint" => {
+                args.otlp_endpoint = Some(v);
+                args.stack.gateway_tracing = true;
+            }
             "--trace-sampling" => {
                 args.sampling = v.parse().map_err(|e| format!("{flag} {v:?}: {e}"))?;
             }

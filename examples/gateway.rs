@@ -12,35 +12,73 @@
 //! environment variable the file names, `NEXUS_JWT_SECRET` by default), builds the
 //! gateway and serves until SIGTERM or ctrl-c, then drains. `RUST_LOG` sets the log
 //! filter (default `info`).
+//!
+//! Telemetry (`nexus_telemetry::init`, once): `--log-format human|json` (JSON
+//! lines carry `trace_id`/`span_id` inside a traced request), `--otlp-endpoint
+//! URL` exports spans over OTLP/HTTP (e.g. `http://localhost:4318`) and turns
+//! the config's `tracing` section on, `--trace-sampling RATIO` (0..=1, default
+//! 1.0) samples new traces.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use nexus_gateway::{Gateway, GatewayConfig, shutdown_signal};
+use nexus_telemetry::{LogFormat, TelemetryConfig};
 
-const USAGE: &str = "Usage: gateway [--config FILE] [--workers N]   (default: config/gateway.dev.yaml; \
+const USAGE: &str = "Usage: gateway [--config FILE] [--workers N] [--log-format human|json] \
+[--otlp-endpoint URL] [--trace-sampling RATIO]   (default: config/gateway.dev.yaml; \
 --workers N serves from N current-thread runtimes on SO_REUSEPORT listeners, one per core is typical; \
-without it one multi-thread runtime serves)";
+without it one multi-thread runtime serves; --otlp-endpoint exports spans over OTLP/HTTP and \
+enables the `tracing` config section)";
 
-fn main() -> ExitCode {
-    let mut path = "config/gateway.dev.yaml".to_owned();
-    let mut workers = None;
+/// Parsed command line.
+struct Args {
+    path: String,
+    workers: Option<std::num::NonZeroUsize>,
+    log_format: LogFormat,
+    otlp_endpoint: Option<String>,
+    sampling: f64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut out = Args {
+        path: "config/gateway.dev.yaml".to_owned(),
+        workers: None,
+        log_format: LogFormat::Human,
+        otlp_endpoint: None,
+        sampling: 1.0,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        match (a.as_str(), args.next()) {
-            ("--config", Some(p)) => path = p,
-            ("--workers", Some(n)) => match n.parse::<std::num::NonZeroUsize>() {
-                Ok(n) => workers = Some(n),
-                Err(_) => {
-                    eprintln!("error: --workers needs a positive integer, got {n:?}\n{USAGE}");
-                    return ExitCode::from(2);
-                }
-            },
-            _ => {
-                eprintln!("{USAGE}");
-                return ExitCode::from(2);
+        let v = args.next().ok_or_else(|| format!("{a} needs a value"))?;
+        match a.as_str() {
+            "--config" => out.path = v,
+            "--workers" => {
+                out.workers = Some(
+                    v.parse()
+                        .map_err(|_| format!("--workers needs a positive integer, got {v:?}"))?,
+                );
             }
+            "--log-format" => out.log_format = v.parse().map_err(|e| format!("{a}: {e}"))?,
+            "--otlp-endpoint" => out.otlp_endpoint = Some(v),
+            "--trace-sampling" => {
+                out.sampling = v.parse().map_err(|e| format!("{a} {v:?}: {e}"))?;
+            }
+            other => return Err(format!("unknown argument `{other}`")),
         }
     }
+    Ok(out)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let workers = args.workers;
     // With --workers the main runtime only runs background tasks (discovery,
     // limiter housekeeping, events): one thread is plenty.
     let rt = match workers {
@@ -52,7 +90,7 @@ fn main() -> ExitCode {
             .build(),
     };
     match rt {
-        Ok(rt) => rt.block_on(run(path, workers)),
+        Ok(rt) => rt.block_on(run(args)),
         Err(e) => {
             eprintln!("error: runtime: {e}");
             ExitCode::FAILURE
@@ -60,21 +98,38 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(path: String, workers: Option<std::num::NonZeroUsize>) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let settings =
-        match GatewayConfig::from_file(&path).and_then(|c| c.validate(|k| std::env::var(k).ok())) {
+async fn run(args: Args) -> ExitCode {
+    let exporting = args.otlp_endpoint.is_some();
+    let telemetry = TelemetryConfig::new("nexus-gateway")
+        .log_format(args.log_format)
+        .ansi(std::io::stderr().is_terminal())
+        .filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()))
+        .otlp_endpoint(args.otlp_endpoint)
+        .sampling_ratio(args.sampling);
+    let guard = match nexus_telemetry::init(telemetry) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: telemetry: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = serve(&args.path, args.workers, exporting).await;
+    guard.shutdown().await;
+    code
+}
+
+async fn serve(path: &str, workers: Option<std::num::NonZeroUsize>, exporting: bool) -> ExitCode {
+    let mut settings =
+        match GatewayConfig::from_file(path).and_then(|c| c.validate(|k| std::env::var(k).ok())) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
         };
+    if exporting {
+        settings.tracing = true;
+    }
     if settings.dev_mode {
         eprintln!(
             "\n  *** DEVELOPMENT MODE: insecure secrets accepted. Do not expose this gateway. ***\n"

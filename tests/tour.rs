@@ -123,6 +123,7 @@ async fn tour() {
         redis: redis.url(),
         kafka: no_kafka,
         cache_policy: None,
+        gateway_tracing: false,
     })
     .await
     .unwrap();
@@ -310,6 +311,7 @@ async fn with_kafka() {
         redis: redis.url(),
         kafka: kafka.bootstrap(),
         cache_policy: None,
+        gateway_tracing: false,
     })
     .await
     .unwrap();

@@ -49,6 +49,9 @@ pub(crate) struct Options {
     pub(crate) kafka: String,
     /// Cache policy YAML for the proxy (reloaded when it changes); none: plain proxy.
     pub(crate) cache_policy: Option<String>,
+    /// Turn on the gateway's `tracing` section (`SERVER`/`CLIENT` spans,
+    /// `traceparent` sent upstream); `full_stack` sets it with `--otlp-endpoint`.
+    pub(crate) gateway_tracing: bool,
 }
 
 impl Default for Options {
@@ -60,6 +63,7 @@ impl Default for Options {
             redis: "redis://127.0.0.1:6379".to_owned(),
             kafka: "127.0.0.1:9092".to_owned(),
             cache_policy: None,
+            gateway_tracing: false,
         }
     }
 }
@@ -397,6 +401,7 @@ impl Stack {
         };
         config.proxy.services_file = services_file.display().to_string();
         config.blocklist.redis_url = Some(redis_url.clone());
+        config.tracing.enabled = opts.gateway_tracing;
         config.shutdown.drain_timeout_ms = u64::try_from(GATEWAY_DRAIN.as_millis()).unwrap_or(5000);
         let settings = config
             .validate(|k| std::env::var(k).ok())

@@ -1,6 +1,6 @@
 //! [`Gateway`]: builds the layer stack from [`Settings`] and serves it.
 //!
-//! Stack, outermost first: entry (request id, normalisation, span, metrics,
+//! Stack, outermost first: (`tracing.enabled` only) `SERVER` trace span -> entry (request id, normalisation, span, metrics,
 //! telemetry, events) -> blocklist -> rate limit -> JWT (public routes skipped) ->
 //! router (`/auth/token`, admin routes, `/api/*` proxy).
 
@@ -185,7 +185,8 @@ impl GatewayBuilder {
             breakers,
             metrics.clone(),
             events.clone(),
-        );
+        )
+        .trace_upstream(settings.tracing);
         let shared = Arc::new(Shared {
             settings,
             keys: keys.clone(),
@@ -218,6 +219,12 @@ impl GatewayBuilder {
                 BoxCloneSyncService::new(entry.layer(BlocklistLayer::new(list).layer(limited)))
             }
             None => BoxCloneSyncService::new(entry.layer(limited)),
+        };
+        // Outermost when enabled; when disabled the stack is exactly the above.
+        let service = if shared.settings.tracing {
+            BoxCloneSyncService::new(server_trace_layer().layer(service))
+        } else {
+            service
         };
         Ok(Gateway {
             service,
@@ -469,6 +476,17 @@ fn kafka_emitter(
         .map_err(|e| ConfigError::invalid("events.kafka_bootstrap", e.to_string()))?;
     nexus_events::Emitter::spawn(sink, nexus_events::EmitterConfig::default())
         .map_err(|e| ConfigError::invalid("events", e.to_string()))
+}
+
+/// `SERVER` span per request, named after the matched route template (the
+/// entry layer's classification of the normalised path, never the raw path).
+fn server_trace_layer() -> nexus_telemetry::layer::ServerTraceLayer {
+    nexus_telemetry::layer::ServerTraceLayer::new().route_fn(|_, uri| {
+        let path = crate::path::normalize(uri.path()).ok()?;
+        Some(nexus_telemetry::layer::RouteTemplate::from_static(
+            crate::path::Route::classify(&path).template(),
+        ))
+    })
 }
 
 /// Completes on SIGTERM or ctrl-c (for binaries).

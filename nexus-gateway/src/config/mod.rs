@@ -9,7 +9,7 @@ mod settings;
 pub use raw::{
     AdminConfig, Algorithm, AuthConfig, BlocklistConfig, BreakerConfig, ClientConfig, EventsConfig,
     GatewayConfig, ProxyConfig, RateLimitConfig, RateLimitKey, RouteConfig, ShutdownConfig,
-    Strategy, TransformConfig,
+    Strategy, TracingConfig, TransformConfig,
 };
 pub use settings::{
     AuthSettings, BreakerSettings, ProxySettings, RateLimitSettings, Settings, TransformSettings,

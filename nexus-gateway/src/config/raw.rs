@@ -33,6 +33,8 @@ pub struct GatewayConfig {
     pub events: EventsConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// Distributed tracing (W3C `traceparent`, `SERVER`/`CLIENT` spans).
+    pub tracing: TracingConfig,
 }
 
 impl Default for GatewayConfig {
@@ -49,6 +51,7 @@ impl Default for GatewayConfig {
             admin: AdminConfig::default(),
             events: EventsConfig::default(),
             shutdown: ShutdownConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }
@@ -335,4 +338,18 @@ impl Default for ShutdownConfig {
             drain_timeout_ms: 10_000,
         }
     }
+}
+
+/// `tracing:` section. Off by default: the request path is then unchanged.
+///
+/// When enabled, every request runs in a `SERVER` span (parented on an
+/// incoming `traceparent`, `http.route` = matched route template) and every
+/// upstream attempt in a `CLIENT` span whose `traceparent` is sent upstream.
+/// Spans go wherever the process's subscriber sends them (see
+/// `nexus_telemetry::init`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// Turn request and upstream spans (and `traceparent` propagation) on.
+    pub enabled: bool,
 }

@@ -37,6 +37,8 @@ pub struct Settings {
     pub telemetry_capacity: NonZeroUsize,
     /// Drain deadline on shutdown.
     pub drain_timeout: Duration,
+    /// `tracing.enabled`: `SERVER`/`CLIENT` spans and `traceparent` propagation.
+    pub tracing: bool,
     /// Kafka bootstrap list for events, if any.
     pub kafka_bootstrap: Option<String>,
     /// Create missing event topics.
@@ -233,6 +235,7 @@ impl GatewayConfig {
             blocklist_redis_url: self.blocklist.redis_url.clone(),
             blocklist_refresh: ms("blocklist.refresh_ms", self.blocklist.refresh_ms)?,
             telemetry_capacity,
+            tracing: self.tracing.enabled,
             drain_timeout: ms("shutdown.drain_timeout_ms", self.shutdown.drain_timeout_ms)?,
             kafka_bootstrap: match &self.events.kafka_bootstrap {
                 Some(b)

@@ -32,6 +32,8 @@ pub struct Proxy {
     /// Retries may add at most 20 % on top of the request rate (plus 10/s), over
     /// a 10 s window, so retries cannot multiply load during an outage.
     budget: TpsBudget,
+    /// `tracing.enabled`: a `CLIENT` span per attempt, `traceparent` injected.
+    trace: bool,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -83,7 +85,15 @@ impl Proxy {
             metrics,
             events,
             budget,
+            trace: false,
         }
+    }
+
+    /// Runs every upstream attempt in a `CLIENT` span (child of the current
+    /// span) and sends its `traceparent` upstream.
+    pub fn trace_upstream(mut self, on: bool) -> Self {
+        self.trace = on;
+        self
     }
 
     /// The balancer's `/lb-stats` document.
@@ -184,8 +194,18 @@ impl Proxy {
                 parts.headers.clone()
             };
             let started = Instant::now();
-            let result =
-                tokio::time::timeout(self.settings.timeout, self.clients.get().request(up)).await;
+            let result = if self.trace {
+                up.extensions_mut()
+                    .insert(nexus_telemetry::layer::ResendCount(attempt));
+                let span = nexus_telemetry::layer::client_span("upstream.proxy", &mut up);
+                let call =
+                    tokio::time::timeout(self.settings.timeout, self.clients.get().request(up));
+                let result = tracing::Instrument::instrument(call, span.clone()).await;
+                record_attempt(&span, &result);
+                result
+            } else {
+                tokio::time::timeout(self.settings.timeout, self.clients.get().request(up)).await
+            };
             let elapsed = started.elapsed();
             self.metrics
                 .record_upstream(&picked.url, elapsed.as_secs_f64() * 1000.0);
@@ -300,6 +320,25 @@ impl Proxy {
                 tracing::warn!(error = %e, "cannot wrap upstream JSON");
                 error(StatusCode::BAD_GATEWAY, "upstream_body", &e.to_string())
             }
+        }
+    }
+}
+
+/// Records an attempt's outcome on its `CLIENT` span.
+fn record_attempt<B, E>(
+    span: &tracing::Span,
+    result: &Result<Result<http::Response<B>, E>, tokio::time::error::Elapsed>,
+) {
+    match result {
+        Ok(Ok(res)) => {
+            let status = res.status();
+            span.record("http.response.status_code", status.as_u16());
+            if status.is_client_error() || status.is_server_error() {
+                span.record("otel.status_code", "error");
+            }
+        }
+        _ => {
+            span.record("otel.status_code", "error");
         }
     }
 }

@@ -13,3 +13,4 @@ mod paths;
 mod per_core;
 mod proxy;
 mod resilience;
+mod trace_context;
