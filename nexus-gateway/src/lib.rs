@@ -17,6 +17,12 @@
 //! seams in [`proxy`] ([`proxy::Upstreams`], [`proxy::Breakers`]). See
 //! `docs/gateway.md` for the behaviour in detail.
 //!
+//! Distributed tracing is opt-in (`tracing: { enabled: true }`): a
+//! `nexus_telemetry` `SERVER` span per request outside everything else (route
+//! template as `http.route`, parented on an incoming W3C `traceparent`) and a
+//! `CLIENT` span per upstream attempt whose `traceparent` is sent upstream.
+//! Off (the default), the stack is exactly the one above.
+//!
 //! ```
 //! use nexus_gateway::{Gateway, GatewayConfig};
 //!
