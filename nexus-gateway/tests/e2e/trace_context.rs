@@ -91,3 +91,39 @@ async fn tracing_section_rejects_unknown_keys() {
     let err = cfg.expect_err("typo must be rejected").to_string();
     assert!(err.contains("enabeld"), "{err}");
 }
+
+#[tokio::test]
+async fn each_retry_attempt_is_its_own_client_span() -> Result<()> {
+    let (dispatch, _guard) = build_dispatch(TelemetryConfig::new("gw-test"), std::io::sink)?;
+    let _default = tracing::dispatcher::set_default(&dispatch);
+    let a = HttpUpstream::start().await?;
+    let b = HttpUpstream::start().await?;
+    a.set_json(502, "{}");
+    b.set_json(502, "{}");
+    let gw = TestGateway::start(
+        &[a.url(), b.url()],
+        1000,
+        &format!("{PROXY}tracing:\n  enabled: true\n"),
+    )
+    .await?;
+    let token = gw.token().await?;
+    let req = Request::get("/api/products")
+        .header("authorization", format!("Bearer {token}"))
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .body(Bytes::new())?;
+    let r = send(gw.addr, req).await?;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    let mut parents = Vec::new();
+    for up in [&a, &b] {
+        let seen = up.last_headers().context("both upstreams tried")?;
+        let tp = seen.get("traceparent").context("traceparent")?.to_str()?;
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4, "{tp}");
+        assert_eq!(parts[1], TRACE_ID, "{tp}");
+        parents.push(parts[2].to_owned());
+    }
+    assert_ne!(parents[0], parents[1], "retries must be separate spans");
+    assert!(!parents.iter().any(|p| p == PARENT_ID));
+    gw.shutdown().await?;
+    Ok(())
+}
