@@ -172,9 +172,11 @@ impl HotKeys {
         s
     }
 
-    /// Counts one access to `key`.
+    /// Counts one access to `key` and returns its estimated count in the
+    /// current window, after this access (turn it into a rate with
+    /// [`HotKeys::rate_of_count`] without hashing and locking again).
     #[inline]
-    pub fn observe(&self, key: &[u8]) {
+    pub fn observe(&self, key: &[u8]) -> u32 {
         let h = hash::hash(self.seed, key);
         let mut shard = self.shard(h);
         let (est, pos) = shard.observe(h, key, &self.table, self.max_key_len);
@@ -187,13 +189,20 @@ impl HotKeys {
                 m.hot_keys.fetch_add(1, Relaxed);
             }
         }
+        est
+    }
+
+    /// The rate (accesses per second) of a key whose estimated count is
+    /// `count`, as [`HotKeys::rate`] computes it.
+    pub fn rate_of_count(&self, count: u32) -> f64 {
+        f64::from(count) / self.rate_divisor(Instant::now())
     }
 
     /// Estimated accesses per second of `key` (0 for keys the sketch lost).
     pub fn rate(&self, key: &[u8]) -> f64 {
         let h = hash::hash(self.seed, key);
         let count = self.shard(h).estimate(h);
-        f64::from(count) / self.rate_divisor(Instant::now())
+        self.rate_of_count(count)
     }
 
     /// Whether `key`'s estimated rate is at least the configured `hot_rate`.

@@ -185,6 +185,15 @@ fn listed(list: &[&[u8]], name: &[u8]) -> bool {
 /// length first, so the common commands cost a few comparisons.
 pub(crate) fn kind(cmd: &Command<'_>) -> Kind {
     let name = cmd.name();
+    // The two commands of nearly every workload, before the list scans.
+    if cmd.len() >= 2 && name.len() == 3 {
+        if name.eq_ignore_ascii_case(b"GET") {
+            return Kind::ReadKey;
+        }
+        if name.eq_ignore_ascii_case(b"SET") {
+            return Kind::WriteKey;
+        }
+    }
     if cmd.len() >= 2 && listed(READ_KEY1, name) {
         return Kind::ReadKey;
     }

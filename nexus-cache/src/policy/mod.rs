@@ -52,8 +52,6 @@ mod reload;
 mod rule;
 mod spec;
 
-use std::collections::HashMap;
-
 pub use error::{Location, PolicyError};
 pub use glob::{Glob, GlobError};
 pub use reload::{MAX_POLICY_FILE, PolicyHandle, Reloader, ReloaderConfig};
@@ -62,13 +60,18 @@ pub use spec::{HotPolicy, NearCachePolicy, StampedePolicy};
 
 use spec::{FileSpec, MAX_COMMAND_LEN};
 
+/// An upper-case command and the indices of the rules that may match it.
+type CommandRules = (Box<[u8]>, Box<[usize]>);
+
 /// A compiled policy. Immutable; replaced whole on reload.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     rules: Vec<Rule>,
     /// Upper-case command -> indices of the rules that may match it, in file
     /// order (rules for every command are merged in at their position).
-    by_command: HashMap<Box<[u8]>, Box<[usize]>>,
+    /// Sorted by command, searched by bisection (a handful of entries: no
+    /// hashing per lookup).
+    by_command: Box<[CommandRules]>,
     /// Indices of the rules for every command, for commands not listed anywhere.
     any_command: Box<[usize]>,
 }
@@ -144,7 +147,13 @@ impl Policy {
             Some(upper) => {
                 upper.copy_from_slice(command);
                 upper.make_ascii_uppercase();
-                self.by_command.get(&*upper).unwrap_or(&self.any_command)
+                match self
+                    .by_command
+                    .binary_search_by(|(name, _)| (**name).cmp(&*upper))
+                {
+                    Ok(i) => &self.by_command[i].1,
+                    Err(_) => &self.any_command,
+                }
             }
             None => &self.any_command,
         };
