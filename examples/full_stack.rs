@@ -19,15 +19,16 @@
 //! 127.0.0.1 only. Stops on ctrl-c or SIGTERM, waiting for each component
 //! with a deadline. `docs/tour.md` is a tour of what to try.
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 #[path = "support/mock_upstream_app.rs"]
 mod mock_upstream_app;
 #[path = "support/stack.rs"]
 mod stack;
+#[path = "support/telemetry.rs"]
+mod telemetry;
 
-use nexus_telemetry::{LogFormat, TelemetryConfig};
+use nexus_telemetry::LogFormat;
 use stack::{Options, Stack};
 
 const USAGE: &str = "\
@@ -117,18 +118,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let telemetry = TelemetryConfig::new("nexus")
-        .log_format(args.log_format)
-        .ansi(std::io::stderr().is_terminal())
-        .filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()))
-        .otlp_endpoint(args.otlp_endpoint)
-        .sampling_ratio(args.sampling);
-    let guard = match nexus_telemetry::init(telemetry) {
+    let guard = match telemetry::init("nexus", args.log_format, args.otlp_endpoint, args.sampling) {
         Ok(g) => g,
-        Err(e) => {
-            eprintln!("error: telemetry: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     eprintln!(
         "\n  *** DEVELOPMENT MODE: the gateway signs tokens with a built-in, published secret\n  \

@@ -19,11 +19,13 @@
 //! the config's `tracing` section on, `--trace-sampling RATIO` (0..=1, default
 //! 1.0) samples new traces.
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
+#[path = "support/telemetry.rs"]
+mod telemetry;
+
 use nexus_gateway::{Gateway, GatewayConfig, shutdown_signal};
-use nexus_telemetry::{LogFormat, TelemetryConfig};
+use nexus_telemetry::LogFormat;
 
 const USAGE: &str = "Usage: gateway [--config FILE] [--workers N] [--log-format human|json] \
 [--otlp-endpoint URL] [--trace-sampling RATIO]   (default: config/gateway.dev.yaml; \
@@ -100,18 +102,14 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> ExitCode {
     let exporting = args.otlp_endpoint.is_some();
-    let telemetry = TelemetryConfig::new("nexus-gateway")
-        .log_format(args.log_format)
-        .ansi(std::io::stderr().is_terminal())
-        .filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()))
-        .otlp_endpoint(args.otlp_endpoint)
-        .sampling_ratio(args.sampling);
-    let guard = match nexus_telemetry::init(telemetry) {
+    let guard = match telemetry::init(
+        "nexus-gateway",
+        args.log_format,
+        args.otlp_endpoint,
+        args.sampling,
+    ) {
         Ok(g) => g,
-        Err(e) => {
-            eprintln!("error: telemetry: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let code = serve(&args.path, args.workers, exporting).await;
     guard.shutdown().await;
