@@ -8,6 +8,8 @@
 #                              (sha256 verified) -> /usr/local/bin/tansu (or .tools/bin/tansu)
 #   confluent-kafka (Python)   an independent Kafka client for interop tests
 #                              (system python3, or a virtualenv in .tools/venv)
+#   promtool                   Debian: prometheus (lints /metrics in tests)
+#   chromium                   Debian: chromium (renders /dashboard in tests)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -103,4 +105,19 @@ PY
     say "installed: $("$dest/tansu" --version) at $dest/tansu"
 fi
 
-say "done: redis-server, redis-cli, tansu and confluent-kafka are ready"
+# --- Observability test tools ------------------------------------------------
+# promtool lints every /metrics exposition; headless chromium renders /dashboard.
+if command -v promtool >/dev/null; then
+    say "ok: $(promtool --version 2>&1 | head -n1)"
+else
+    apt_install prometheus
+    say "installed: $(promtool --version 2>&1 | head -n1)"
+fi
+if command -v chromium >/dev/null; then
+    say "ok: $(chromium --version 2>/dev/null | head -n1)"
+else
+    apt_install chromium fonts-dejavu-core
+    say "installed: $(chromium --version 2>/dev/null | head -n1)"
+fi
+
+say "done: redis-server, redis-cli, tansu, confluent-kafka, promtool and chromium are ready"

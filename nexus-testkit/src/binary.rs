@@ -63,6 +63,13 @@ pub(crate) const PYTHON: Binary = Binary {
     tools_dir: "venv/bin",
 };
 
+pub(crate) const PROMTOOL: Binary = Binary {
+    name: "promtool",
+    env: "NEXUS_PROMTOOL",
+    install: "bash scripts/setup.sh   (or: apt-get install -y prometheus)",
+    tools_dir: "bin",
+};
+
 impl Binary {
     /// Resolves the binary: `$ENV` if set (and then it must exist), else
     /// `PATH`, else `.tools/<tools_dir>/`.

@@ -55,6 +55,7 @@ mod kafka;
 mod kafka_client;
 mod kafka_probe;
 mod process;
+pub mod promtool;
 mod redis;
 mod upstream;
 
