@@ -13,8 +13,8 @@
 //!     singleflight: true           # concurrent identical reads share one upstream call
 //!     hot: { threshold: 100, window: 10s, extend_by: 60s, max_ttl: 1h }
 //!     tags: [products]             # writes are tagged atomically with the write
+//!     stampede: { lock_ttl: 5s, wait_timeout: 5s, max_waiters: 1000, early_refresh: 1.0, serve_stale_for: 10s }
 //!     # reserved for the next issue, parsed and validated today:
-//!     stampede: { lock_ttl: 5s, wait_timeout: 200ms, max_waiters: 1000 }
 //!     near_cache: { ttl: 1s, max_entries: 10000 }
 //! ```
 //!
@@ -74,6 +74,8 @@ pub struct Policy {
     by_command: Box<[CommandRules]>,
     /// Indices of the rules for every command, for commands not listed anywhere.
     any_command: Box<[usize]>,
+    /// Whether any rule has a stampede guard (writes then check their keys).
+    stampede: bool,
 }
 
 impl Policy {
@@ -132,10 +134,12 @@ impl Policy {
             .filter(|(_, r)| r.any_command())
             .map(|(i, _)| i)
             .collect();
+        let stampede = rules.iter().any(|r| r.stampede.is_some());
         Self {
             rules,
             by_command,
             any_command,
+            stampede,
         }
     }
 
@@ -161,6 +165,19 @@ impl Policy {
             .iter()
             .map(|&i| &self.rules[i])
             .find(|r| r.keys.matches(key))
+    }
+
+    /// Whether any rule has a stampede guard.
+    pub fn has_stampede(&self) -> bool {
+        self.stampede
+    }
+
+    /// The stampede guard of `GET key`, if its rule has one.
+    pub fn stampede_for(&self, key: &[u8]) -> Option<&StampedePolicy> {
+        if !self.stampede {
+            return None;
+        }
+        self.match_command(b"GET", key)?.stampede.as_ref()
     }
 
     /// The rules in match order.
