@@ -95,6 +95,7 @@ mod metrics;
 mod resp;
 mod route;
 mod server;
+mod stampede;
 mod upstream;
 
 pub mod hotkeys;

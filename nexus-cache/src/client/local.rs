@@ -32,9 +32,12 @@ pub(crate) enum Outcome {
     /// Share the upstream call of identical concurrent reads (the frame is
     /// the command itself), under these flight generations.
     Flight { stripe: u64, global: u64 },
-    /// Run this write as one script that also tags its key; the reader waits
-    /// for it before reading the client's next command.
-    TaggedWrite { keys: Vec<Bytes>, argv: Vec<Bytes> },
+    /// Run this write as one script (tagged write, fill, lease-cancelling
+    /// deletion); the reader waits for it before reading the client's next
+    /// command.
+    Script(crate::live::Call),
+    /// A `GET` of a key with a stampede guard: its own reply slot.
+    Guarded(crate::live::Guarded),
     /// An admin command that calls Redis (`NEXUS.TAG`, `NEXUS.INVALIDATE`).
     Admin(Admin),
 }
@@ -274,7 +277,7 @@ pub(crate) async fn admin(
         Admin::Invalidate(set) => {
             // Before the script runs: no read sent after this command joins a
             // flight that started before it.
-            live.invalidate_all();
+            live.tag_invalidated();
             let reply = INVALIDATE_SCRIPT.call(lane, &[&set], &[]).await;
             if let Some(n) = scripts::integer(&reply) {
                 live.metrics.invalidations.fetch_add(1, Relaxed);

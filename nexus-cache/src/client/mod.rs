@@ -137,6 +137,7 @@ async fn read_commands(
     let mut scanner = Scanner::new(shared.limits);
     let mut authed = shared.client_auth.is_none();
     let max_batch = shared.config.max_batch.get();
+    let client = shared.live.as_deref().map_or(0, Live::client_id);
     loop {
         let mut batch = PendingBatch::new();
         'commands: loop {
@@ -181,7 +182,7 @@ async fn read_commands(
                         let plan = match &shared.live {
                             None => Plan::Plain,
                             Some(live) => {
-                                live.plan(&cmd, !batch.writes && unacked.load(Acquire) == 0)
+                                live.plan(&cmd, !batch.writes && unacked.load(Acquire) == 0, client)
                             }
                         };
                         match plan {
@@ -204,9 +205,8 @@ async fn read_commands(
                             Plan::Flight { stripe, global } => {
                                 break 'decide Outcome::Flight { stripe, global };
                             }
-                            Plan::TaggedWrite { keys, argv } => {
-                                break 'decide Outcome::TaggedWrite { keys, argv };
-                            }
+                            Plan::Script(call) => break 'decide Outcome::Script(call),
+                            Plan::Guarded(g) => break 'decide Outcome::Guarded(g),
                         }
                         batch.bytes += n;
                         batch.count += 1;
@@ -267,14 +267,25 @@ async fn read_commands(
                         writes: false,
                     });
                 }
-                Outcome::TaggedWrite { keys, argv } => {
+                Outcome::Script(call) => {
                     let Some(live) = &shared.live else {
                         return ReadEnd::Closed;
                     };
-                    let reply = live.tagged_write(lane, &keys, &argv).await;
+                    let reply = live.run(lane, call).await;
                     if slots.send(Slot::Ready(reply)).await.is_err() {
                         return ReadEnd::Closed;
                     }
+                }
+                Outcome::Guarded(g) => {
+                    let (Some(live), Ok(permit)) = (&shared.live, slots.reserve().await) else {
+                        return ReadEnd::Closed;
+                    };
+                    let rx = live.guarded_get(g, client, lane).await;
+                    permit.send(Slot::Upstream {
+                        rx,
+                        count: 1,
+                        writes: false,
+                    });
                 }
                 Outcome::Admin(call) => {
                     let Some(live) = &shared.live else {
