@@ -123,6 +123,7 @@ async fn tour() {
         redis: redis.url(),
         kafka: no_kafka,
         cache_policy: None,
+        consumer_admin: Some("127.0.0.1:0".parse().unwrap()),
         gateway_tracing: false,
     })
     .await
@@ -135,6 +136,11 @@ async fn tour() {
         "{banner}"
     );
     assert!(banner.contains("NOT USED"), "{banner}");
+    let consumer_admin = stack.consumer_admin.expect("consumer admin configured");
+    assert!(
+        banner.contains(&format!("http://{consumer_admin}/stats")),
+        "{banner}"
+    );
     let (gw, px) = (stack.gateway.port(), stack.proxy.port());
     assert!(![3000, 3001, 3002, 6380].contains(&gw));
 
@@ -311,6 +317,7 @@ async fn with_kafka() {
         redis: redis.url(),
         kafka: kafka.bootstrap(),
         cache_policy: None,
+        consumer_admin: Some("127.0.0.1:0".parse().unwrap()),
         gateway_tracing: false,
     })
     .await
@@ -370,6 +377,19 @@ async fn with_kafka() {
             .await
             .unwrap(),
         "1"
+    );
+    // The consumer admin's /stats (what the dashboard reads) reports it.
+    let admin = stack.consumer_admin.expect("consumer admin configured");
+    let consumer = curl(&[&format!("http://{admin}/stats")]).await;
+    let consumer: serde_json::Value = serde_json::from_str(&consumer).expect(&consumer);
+    assert_eq!(consumer["blocked_ips"][0]["ip"], "127.0.0.1", "{consumer}");
+    assert!(
+        consumer["by_type"]["gateway.request.completed"].as_u64() >= Some(1),
+        "{consumer}"
+    );
+    assert!(
+        consumer["producer"]["sent"].as_u64() >= Some(1),
+        "{consumer}"
     );
     // Every gateway enforces the block (pub/sub or the periodic refresh).
     let mut last;

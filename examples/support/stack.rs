@@ -49,6 +49,9 @@ pub(crate) struct Options {
     pub(crate) kafka: String,
     /// Cache policy YAML for the proxy (reloaded when it changes); none: plain proxy.
     pub(crate) cache_policy: Option<String>,
+    /// Consumer admin HTTP address (`/metrics`, `/stats`, `/healthz`;
+    /// default 127.0.0.1:9381, port 0 picks a free one); none: no admin server.
+    pub(crate) consumer_admin: Option<SocketAddr>,
     /// Turn on the gateway's `tracing` section (`SERVER`/`CLIENT` spans,
     /// `traceparent` sent upstream); `full_stack` sets it with `--otlp-endpoint`.
     pub(crate) gateway_tracing: bool,
@@ -63,6 +66,7 @@ impl Default for Options {
             redis: "redis://127.0.0.1:6379".to_owned(),
             kafka: "127.0.0.1:9092".to_owned(),
             cache_policy: None,
+            consumer_admin: Some(SocketAddr::from(([127, 0, 0, 1], 9381))),
             gateway_tracing: false,
         }
     }
@@ -120,6 +124,8 @@ pub(crate) struct Stack {
     pub(crate) upstreams: Vec<SocketAddr>,
     /// Cache proxy address.
     pub(crate) proxy: SocketAddr,
+    /// Consumer admin address (bound), if any.
+    pub(crate) consumer_admin: Option<SocketAddr>,
     /// Redis URL in use.
     pub(crate) redis_url: String,
     /// Where Redis came from.
@@ -306,6 +312,11 @@ impl Stack {
         for &p in &opts.upstream_ports {
             upstream_listeners.push(bind(loopback, p).await?);
         }
+        let consumer_admin_listener = match opts.consumer_admin {
+            Some(a) => Some(bind(a.ip(), a.port()).await?),
+            None => None,
+        };
+        let consumer_admin = consumer_admin_listener.as_ref().map(local).transpose()?;
         let gateway = local(&gateway_listener)?;
         let proxy = local(&proxy_listener)?;
         let upstreams = upstream_listeners
@@ -381,6 +392,22 @@ impl Stack {
             }
         };
 
+        // Consumer admin (/metrics, /stats, /healthz), Kafka or in process
+        // alike; it also reports the gateway's event producer (same process).
+        if let Some(listener) = consumer_admin_listener {
+            let admin = nexus_consumer::admin::Admin::new(consumer_stats.clone())
+                .producer(emitter.stats_handle());
+            let stop_admin = shutdown();
+            tasks.push((
+                "consumer admin",
+                tokio::spawn(async move {
+                    if let Err(e) = admin.serve(listener, stop_admin).await {
+                        tracing::error!(error = %e, "consumer admin stopped");
+                    }
+                }),
+            ));
+        }
+
         // Gateway: dev mode, upstreams from a services file we write, blocklist in Redis.
         let services_dir = tempfile::Builder::new()
             .prefix("nexus-full-stack-")
@@ -445,6 +472,7 @@ impl Stack {
             gateway,
             upstreams,
             proxy,
+            consumer_admin,
             redis_url,
             redis,
             kafka,
@@ -521,6 +549,12 @@ impl Stack {
                     "  consumer        IN PROCESS: events go through an in-memory queue straight to the consumer's handlers\n                  (auto-block in Redis, circuit alerts, latency spikes); nothing is written to Kafka.\n                  Start a broker (bash scripts/full_stack.sh does) to run them through Kafka."
                 );
             }
+        }
+        if let Some(a) = self.consumer_admin {
+            let _ = writeln!(
+                s,
+                "  consumer admin  http://{a}/stats  http://{a}/metrics  http://{a}/healthz"
+            );
         }
         let _ = writeln!(s, "\nTry (a longer tour: docs/tour.md):\n");
         let _ = writeln!(
