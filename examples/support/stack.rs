@@ -429,6 +429,8 @@ impl Stack {
         config.proxy.services_file = services_file.display().to_string();
         config.blocklist.redis_url = Some(redis_url.clone());
         config.tracing.enabled = opts.gateway_tracing;
+        // The /dashboard page's consumer panel reads this admin server.
+        config.dashboard.consumer_admin = consumer_admin.map(|a| format!("http://{a}"));
         config.shutdown.drain_timeout_ms = u64::try_from(GATEWAY_DRAIN.as_millis()).unwrap_or(5000);
         let settings = config
             .validate(|k| std::env::var(k).ok())
