@@ -84,10 +84,12 @@ mod decode;
 pub mod encode;
 mod error;
 mod frame;
+mod index;
 mod keys;
 mod limits;
 mod lines;
 mod scan;
+mod view;
 
 #[cfg(feature = "codec")]
 pub mod codec;
@@ -98,6 +100,7 @@ pub use error::Error;
 pub use frame::Frame;
 pub use limits::{Limits, MAX_DEPTH_CEILING};
 pub use scan::Scanner;
+pub use view::{Elements, FrameRef, FrameView, Kind};
 
 /// Whether `b` starts a RESP2/RESP3 frame (streamed-chunk markers excluded).
 pub(crate) fn is_type_byte(b: u8) -> bool {
