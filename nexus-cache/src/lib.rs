@@ -87,6 +87,8 @@
 //! # });
 //! ```
 
+#[cfg(feature = "admin")]
+mod admin;
 mod client;
 mod config;
 mod error;
@@ -107,6 +109,6 @@ pub use config::{
     ClientAuth, Credentials, PolicySource, ProxyConfig, ProxyConfigBuilder, UpstreamAddr,
 };
 pub use error::{ConfigError, ServeError, UpstreamError};
-pub use metrics::{Histogram, Metrics, MetricsSnapshot};
+pub use metrics::{Histogram, Metrics, MetricsSnapshot, SEED_BUCKETS_MS, SeedBuckets};
 pub use policy::metrics::{MechanismMetrics, MechanismSnapshot};
 pub use server::Proxy;

@@ -9,8 +9,11 @@
 //! pipeline. When a command needs connection state, the connection hands over to
 //! a pinned session ([`pinned`]) once every earlier reply is written.
 
+mod echo;
+mod gets;
 mod local;
 mod pinned;
+mod trace;
 mod writer;
 
 use std::sync::Arc;
@@ -30,7 +33,9 @@ use crate::metrics::Metrics;
 use crate::resp::{Command, Error, Limits, Scanner};
 use crate::route::{self, Route};
 use crate::upstream::{Batch, Lane, Pool};
+use gets::Gets;
 use local::Outcome;
+use trace::{Class, Sampler};
 use writer::{Slot, WriteEnd};
 
 /// Read buffer growth step.
@@ -60,6 +65,7 @@ enum ReadEnd {
         rd: OwnedReadHalf,
         pending: BytesMut,
         permit: OwnedSemaphorePermit,
+        sampler: Sampler,
     },
 }
 
@@ -75,7 +81,8 @@ impl Drop for ClientGuard<'_> {
 /// Serves one client until it leaves, breaks the protocol, or shutdown.
 pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
     shared.metrics.connected_clients.fetch_add(1, Relaxed);
-    shared.metrics.total_connections.fetch_add(1, Relaxed);
+    let number = shared.metrics.total_connections.fetch_add(1, Relaxed);
+    let sampler = Sampler::new(shared.config.trace_sample, number);
     let _guard = ClientGuard(&shared.metrics);
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
@@ -86,19 +93,26 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
     // joining flights that could reach Redis before its writes.
     let unacked = AtomicUsize::new(0);
     let (r, w) = tokio::join!(
-        read_commands(rd, slot_tx, &lane, &shared, &shutdown, &unacked),
-        writer::write_replies(wr, slot_rx, &unacked, shared.live.as_deref())
+        read_commands(rd, slot_tx, &lane, &shared, &shutdown, &unacked, sampler),
+        writer::write_replies(
+            wr,
+            slot_rx,
+            &unacked,
+            shared.live.as_deref(),
+            &shared.metrics
+        )
     );
     if let (
         ReadEnd::Pin {
             rd,
             pending,
             permit,
+            sampler,
         },
         WriteEnd::Handover(wr),
     ) = (r, w)
     {
-        pinned::run(rd, wr, pending, permit, &shared, &shutdown).await;
+        pinned::run(rd, wr, pending, permit, sampler, &shared, &shutdown).await;
     }
 }
 
@@ -112,6 +126,10 @@ struct PendingBatch {
     /// Set once a command was rewritten: the batch's bytes to send, copied,
     /// since they no longer match the read buffer.
     owned: Option<BytesMut>,
+    /// Which of its commands are `GET`s (hit/miss counting).
+    gets: Gets,
+    /// The span of its first sampled command.
+    span: Option<Box<tracing::Span>>,
 }
 
 impl PendingBatch {
@@ -121,6 +139,8 @@ impl PendingBatch {
             count: 0,
             writes: false,
             owned: None,
+            gets: Gets::new(),
+            span: None,
         }
     }
 }
@@ -132,6 +152,7 @@ async fn read_commands(
     shared: &Shared,
     shutdown: &CancellationToken,
     unacked: &AtomicUsize,
+    mut sampler: Sampler,
 ) -> ReadEnd {
     let mut buf = BytesMut::with_capacity(FIRST_READ);
     let mut scanner = Scanner::new(shared.limits);
@@ -175,10 +196,35 @@ async fn read_commands(
             {
                 route = Route::Refuse;
             }
+            let sampled = sampler.tick();
+            if sampled && route != Route::Forward {
+                let class = if route == Route::Pin {
+                    Class::Pinned
+                } else {
+                    Class::Local
+                };
+                // Marks the command; its reply has no later point to end at.
+                drop(trace::span(&cmd, class));
+            }
+            match route {
+                Route::Forward => {}
+                // The pinned session does not count the command that pinned it.
+                Route::Pin => _ = shared.metrics.pinned_commands.fetch_add(1, Relaxed),
+                Route::Local(_) | Route::Refuse => {
+                    shared.metrics.local_commands.fetch_add(1, Relaxed);
+                }
+            }
+            // Only forwarded `GET`s are counted as hits or misses.
+            let mut get = false;
+            let mut span = None;
             // Decide while `cmd` borrows the buffer; act after.
             let outcome = 'decide: {
                 match route {
                     Route::Forward => {
+                        get = cmd.len() == 2 && cmd.name().eq_ignore_ascii_case(b"GET");
+                        if sampled {
+                            span = Some(Box::new(trace::span(&cmd, Class::of_forwarded(&cmd))));
+                        }
                         let plan = match &shared.live {
                             None => Plan::Plain,
                             Some(live) => {
@@ -207,6 +253,12 @@ async fn read_commands(
                             }
                             Plan::Script(call) => break 'decide Outcome::Script(call),
                             Plan::Guarded(g) => break 'decide Outcome::Guarded(g),
+                        }
+                        if get {
+                            batch.gets.set(batch.count);
+                        }
+                        if batch.span.is_none() {
+                            batch.span = span.take();
                         }
                         batch.bytes += n;
                         batch.count += 1;
@@ -251,7 +303,7 @@ async fn read_commands(
                     return ReadEnd::Closed;
                 }
                 Outcome::Forward(b) => {
-                    let sent = send_batch(b, 1, false, &slots, lane).await;
+                    let sent = send_batch(b, 1, false, Gets::default(), None, &slots, lane).await;
                     if !sent {
                         return ReadEnd::Closed;
                     }
@@ -265,6 +317,8 @@ async fn read_commands(
                         rx,
                         count: 1,
                         writes: false,
+                        gets: if get { Gets::first() } else { Gets::default() },
+                        span,
                     });
                 }
                 Outcome::Script(call) => {
@@ -285,6 +339,8 @@ async fn read_commands(
                         rx,
                         count: 1,
                         writes: false,
+                        gets: if get { Gets::first() } else { Gets::default() },
+                        span,
                     });
                 }
                 Outcome::Admin(call) => {
@@ -307,6 +363,7 @@ async fn read_commands(
                             rd,
                             pending,
                             permit,
+                            sampler,
                         };
                     }
                     Err(_) => {
@@ -379,17 +436,20 @@ async fn flush(
     };
     let count = std::mem::take(&mut batch.count);
     let writes = std::mem::take(&mut batch.writes);
+    let gets = std::mem::take(&mut batch.gets);
     batch.bytes = 0;
     if writes {
         unacked.fetch_add(1, Release);
     }
-    send_batch(bytes, count, writes, slots, lane).await
+    send_batch(bytes, count, writes, gets, batch.span.take(), slots, lane).await
 }
 
 async fn send_batch(
     bytes: Bytes,
     count: usize,
     writes: bool,
+    gets: Gets,
+    span: Option<Box<tracing::Span>>,
     slots: &mpsc::Sender<Slot>,
     lane: &Lane,
 ) -> bool {
@@ -399,7 +459,13 @@ async fn send_batch(
     let Ok(permit) = slots.reserve().await else {
         return false;
     };
-    permit.send(Slot::Upstream { rx, count, writes });
+    permit.send(Slot::Upstream {
+        rx,
+        count,
+        writes,
+        gets,
+        span,
+    });
     lane.send(Batch {
         bytes,
         count,
