@@ -123,6 +123,7 @@ async fn tour() {
         redis: redis.url(),
         kafka: no_kafka,
         cache_policy: None,
+        cache_admin: Some("127.0.0.1:0".parse().unwrap()),
         consumer_admin: Some("127.0.0.1:0".parse().unwrap()),
         gateway_tracing: false,
     })
@@ -131,16 +132,21 @@ async fn tour() {
     assert!(matches!(stack.redis, stack::RedisSource::Existing));
     assert_eq!(stack.events, stack::EventsMode::InProcess);
     let banner = stack.banner();
+    let admin = stack.cache_admin.expect("cache proxy admin configured");
     assert!(
-        banner.contains(&format!("http://{}", stack.gateway)),
+        banner.contains(&format!("http://{admin}/stats")),
         "{banner}"
     );
-    assert!(banner.contains("NOT USED"), "{banner}");
     let consumer_admin = stack.consumer_admin.expect("consumer admin configured");
     assert!(
         banner.contains(&format!("http://{consumer_admin}/stats")),
         "{banner}"
     );
+    assert!(
+        banner.contains(&format!("http://{}", stack.gateway)),
+        "{banner}"
+    );
+    assert!(banner.contains("NOT USED"), "{banner}");
     let (gw, px) = (stack.gateway.port(), stack.proxy.port());
     assert!(![3000, 3001, 3002, 6380].contains(&gw));
 
@@ -317,6 +323,7 @@ async fn with_kafka() {
         redis: redis.url(),
         kafka: kafka.bootstrap(),
         cache_policy: None,
+        cache_admin: Some("127.0.0.1:0".parse().unwrap()),
         consumer_admin: Some("127.0.0.1:0".parse().unwrap()),
         gateway_tracing: false,
     })

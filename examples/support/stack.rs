@@ -49,6 +49,9 @@ pub(crate) struct Options {
     pub(crate) kafka: String,
     /// Cache policy YAML for the proxy (reloaded when it changes); none: plain proxy.
     pub(crate) cache_policy: Option<String>,
+    /// Cache proxy admin HTTP address (`/metrics`, `/stats`, `/healthz`;
+    /// default 127.0.0.1:9380, port 0 picks a free one); none: no admin server.
+    pub(crate) cache_admin: Option<SocketAddr>,
     /// Consumer admin HTTP address (`/metrics`, `/stats`, `/healthz`;
     /// default 127.0.0.1:9381, port 0 picks a free one); none: no admin server.
     pub(crate) consumer_admin: Option<SocketAddr>,
@@ -66,6 +69,7 @@ impl Default for Options {
             redis: "redis://127.0.0.1:6379".to_owned(),
             kafka: "127.0.0.1:9092".to_owned(),
             cache_policy: None,
+            cache_admin: Some(SocketAddr::from(([127, 0, 0, 1], 9380))),
             consumer_admin: Some(SocketAddr::from(([127, 0, 0, 1], 9381))),
             gateway_tracing: false,
         }
@@ -124,6 +128,8 @@ pub(crate) struct Stack {
     pub(crate) upstreams: Vec<SocketAddr>,
     /// Cache proxy address.
     pub(crate) proxy: SocketAddr,
+    /// Cache proxy admin address (bound), if any.
+    pub(crate) cache_admin: Option<SocketAddr>,
     /// Consumer admin address (bound), if any.
     pub(crate) consumer_admin: Option<SocketAddr>,
     /// Redis URL in use.
@@ -421,6 +427,26 @@ impl Stack {
             &services_file,
             serde_json::json!({ "services": services }).to_string(),
         )?;
+        // Cache proxy in front of Redis (built here so that the gateway's
+        // dashboard knows its admin address; it starts serving below).
+        let mut proxy_builder = nexus_cache::ProxyConfig::builder()
+            .listen(proxy)
+            .upstream(redis_url.clone());
+        if let Some(path) = &opts.cache_policy {
+            proxy_builder =
+                proxy_builder.policy_file(nexus_cache::policy::ReloaderConfig::new(path.clone()));
+        }
+        if let Some(addr) = opts.cache_admin {
+            proxy_builder = proxy_builder.admin(addr);
+        }
+        let proxy_config = proxy_builder
+            .build()
+            .map_err(|e| StackError::Config(format!("cache proxy: {e}")))?;
+        let mut proxy_app = nexus_cache::Proxy::new(proxy_config);
+        let cache_admin = proxy_app.bind_admin().await.map_err(|e| {
+            StackError::Config(format!("cache proxy admin: {e} (--cache-admin ADDR|off)"))
+        })?;
+
         let mut config = nexus_gateway::GatewayConfig {
             listen: gateway.to_string(),
             dev_mode: true,
@@ -431,6 +457,8 @@ impl Stack {
         config.tracing.enabled = opts.gateway_tracing;
         // The /dashboard page's consumer panel reads this admin server.
         config.dashboard.consumer_admin = consumer_admin.map(|a| format!("http://{a}"));
+        // ... and its cache panel this one.
+        config.dashboard.cache_admin = cache_admin.map(|a| format!("http://{a}"));
         config.shutdown.drain_timeout_ms = u64::try_from(GATEWAY_DRAIN.as_millis()).unwrap_or(5000);
         let settings = config
             .validate(|k| std::env::var(k).ok())
@@ -448,18 +476,7 @@ impl Stack {
             }),
         ));
 
-        // Cache proxy in front of Redis.
-        let mut proxy_builder = nexus_cache::ProxyConfig::builder()
-            .listen(proxy)
-            .upstream(redis_url.clone());
-        if let Some(path) = &opts.cache_policy {
-            proxy_builder =
-                proxy_builder.policy_file(nexus_cache::policy::ReloaderConfig::new(path.clone()));
-        }
-        let proxy_config = proxy_builder
-            .build()
-            .map_err(|e| StackError::Config(format!("cache proxy: {e}")))?;
-        let proxy_app = nexus_cache::Proxy::new(proxy_config);
+        // The cache proxy, configured above.
         let stop_proxy = shutdown();
         tasks.push((
             "cache proxy",
@@ -474,6 +491,7 @@ impl Stack {
             gateway,
             upstreams,
             proxy,
+            cache_admin,
             consumer_admin,
             redis_url,
             redis,
@@ -518,6 +536,12 @@ impl Stack {
                 .as_deref()
                 .unwrap_or("none (plain proxy; --cache-policy FILE)")
         );
+        if let Some(a) = self.cache_admin {
+            let _ = writeln!(
+                s,
+                "  cache admin     http://{a}/stats  http://{a}/metrics  http://{a}/healthz"
+            );
+        }
         let redis = match &self.redis {
             RedisSource::Existing => "already running (not managed by full_stack)".to_owned(),
             RedisSource::Started(r) => format!(
