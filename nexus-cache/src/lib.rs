@@ -29,6 +29,12 @@
 //! extension, auto-tagged writes, and the `NEXUS.POLICY`, `NEXUS.HOTKEYS`,
 //! `NEXUS.TAG`, `NEXUS.INVALIDATE` commands (see `docs/cache-proxy.md`).
 //!
+//! Observability: [`Metrics`] and [`MechanismMetrics`] (also over RESP with
+//! `NEXUS.STATS`), an optional admin HTTP server with `/metrics`
+//! (Prometheus), `/stats` (JSON) and `/healthz` ([`ProxyConfig::admin`],
+//! crate feature `admin`), and sampled `cache.command` spans
+//! ([`ProxyConfig::trace_sample`]).
+//!
 //! Configuration is typed and validated once:
 //!
 //! ```

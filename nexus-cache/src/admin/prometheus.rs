@@ -207,18 +207,45 @@ impl Collector for ProxyCollector {
                 None,
                 g.metric_type(),
             )?;
-            for (key, rate) in &top {
-                let key = String::from_utf8_lossy(key);
-                ConstGauge::new(*rate).encode(family.encode_family(&[("key", &*key)])?)?;
+            for (key, rate) in key_labels(top) {
+                ConstGauge::new(rate).encode(family.encode_family(&[("key", key.as_str())])?)?;
             }
         }
         Ok(())
     }
 }
 
+/// Hot keys as label values (lossy UTF-8), hottest first. Two binary keys
+/// can map to the same text; only the first is kept, since a scrape must not
+/// repeat a series.
+fn key_labels(top: Vec<(Vec<u8>, f64)>) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::with_capacity(top.len());
+    for (key, rate) in top {
+        let key = String::from_utf8_lossy(&key).into_owned();
+        if !out.iter().any(|(k, _)| *k == key) {
+            out.push((key, rate));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_keys_never_repeat_a_series() {
+        let top = vec![
+            (b"a\xff".to_vec(), 3.0),
+            (b"a\xfe".to_vec(), 2.0),
+            (b"b".to_vec(), 1.0),
+        ];
+        let labels = key_labels(top);
+        assert_eq!(
+            labels,
+            vec![("a\u{fffd}".to_owned(), 3.0), ("b".to_owned(), 1.0)]
+        );
+    }
 
     #[test]
     fn mechanism_names() {
