@@ -87,10 +87,21 @@ async fn one_reader_fills_the_others_get_its_value() -> Result<()> {
     let redis = RedisServer::start().await?;
     let policy = guarded("{ lock_ttl: 2s, wait_timeout: 2s, max_waiters: 100 }");
     let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
-    let (replies, _) = stampede(&[proxy.addr], 30, "s:1", "fresh", Duration::from_millis(100)).await?;
+    let (replies, _) = stampede(
+        &[proxy.addr],
+        30,
+        "s:1",
+        "fresh",
+        Duration::from_millis(100),
+    )
+    .await?;
     let fillers = replies.iter().filter(|r| *r == b"filler").count();
     ensure!(fillers == 1, "{fillers} clients were sent to the database");
-    ensure!(replies.iter().all(|r| r == b"filler" || *r == bulk("fresh")));
+    ensure!(
+        replies
+            .iter()
+            .all(|r| r == b"filler" || *r == bulk("fresh"))
+    );
     ensure!(stat(proxy.addr, "leases_taken").await? == 1);
     ensure!(stat(proxy.addr, "held_filled").await? == 29);
     // The fill released its lease; the tag rule for SET still applied.
@@ -183,7 +194,11 @@ async fn two_proxies_share_one_lease() -> Result<()> {
     .await?;
     let fillers = replies.iter().filter(|r| *r == b"filler").count();
     ensure!(fillers == 1, "{fillers} clients were sent to the database");
-    ensure!(replies.iter().all(|r| r == b"filler" || *r == bulk("shared")));
+    ensure!(
+        replies
+            .iter()
+            .all(|r| r == b"filler" || *r == bulk("shared"))
+    );
     let leases = stat(p1.addr, "leases_taken").await? + stat(p2.addr, "leases_taken").await?;
     ensure!(leases == 1, "{leases} leases");
     // The proxy without the filler saw the fill by polling Redis.
@@ -264,13 +279,14 @@ async fn readers_beyond_max_waiters_are_not_held() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_while_revalidate_serves_the_last_value_within_its_bound() -> Result<()> {
     let redis = RedisServer::start().await?;
-    let policy = guarded(
-        "{ lock_ttl: 5s, wait_timeout: 400ms, max_waiters: 100, serve_stale_for: 700ms }",
-    );
+    let policy =
+        guarded("{ lock_ttl: 5s, wait_timeout: 400ms, max_waiters: 100, serve_stale_for: 700ms }");
     let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
     let mut direct = Conn::connect(redis.addr()).await?;
     let mut reader = Conn::connect(proxy.addr).await?;
-    direct.call(&[b"SET", b"s:9", b"old", b"PX", b"100"]).await?;
+    direct
+        .call(&[b"SET", b"s:9", b"old", b"PX", b"100"])
+        .await?;
     ensure!(reader.call(&[b"GET", b"s:9"]).await? == bulk("old"));
     let seen = Instant::now();
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -281,7 +297,11 @@ async fn stale_while_revalidate_serves_the_last_value_within_its_bound() -> Resu
     for _ in 0..5 {
         let t = Instant::now();
         ensure!(reader.call(&[b"GET", b"s:9"]).await? == bulk("old"));
-        ensure!(t.elapsed() < Duration::from_millis(200), "stale read took {:?}", t.elapsed());
+        ensure!(
+            t.elapsed() < Duration::from_millis(200),
+            "stale read took {:?}",
+            t.elapsed()
+        );
     }
     ensure!(stat(proxy.addr, "stale_served").await? == 5);
     // Past serve_stale_for since Redis last returned it: held, not stale.
@@ -289,7 +309,11 @@ async fn stale_while_revalidate_serves_the_last_value_within_its_bound() -> Resu
     tokio::time::sleep(left).await;
     let t = Instant::now();
     ensure!(reader.call(&[b"GET", b"s:9"]).await? == NIL);
-    ensure!(t.elapsed() >= Duration::from_millis(350), "answered after {:?}", t.elapsed());
+    ensure!(
+        t.elapsed() >= Duration::from_millis(350),
+        "answered after {:?}",
+        t.elapsed()
+    );
     ensure!(stat(proxy.addr, "stale_served").await? == 5);
     ensure!(stat(proxy.addr, "held_timed_out").await? == 1);
 
@@ -361,11 +385,44 @@ async fn early_refresh_hands_out_at_most_one_miss_at_a_time() -> Result<()> {
     }
     let nils = nils.load(Ordering::Relaxed);
     let early = stat(proxy.addr, "early_refreshes").await?;
-    ensure!(nils >= 1, "no early refresh in {} reads", reads.load(Ordering::Relaxed));
+    ensure!(
+        nils >= 1,
+        "no early refresh in {} reads",
+        reads.load(Ordering::Relaxed)
+    );
     ensure!(overlaps.load(Ordering::Relaxed) == 0, "two misses at once");
     // Every nil was an early refresh: the key never expired, nobody was held.
     ensure!(early == nils, "{nils} nils, {early} early refreshes");
     ensure!(stat(proxy.addr, "held_readers").await? == 0);
     ensure!(stat(proxy.addr, "leases_taken").await? == nils + 1);
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_reads_keep_the_pipeline_order() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 2s, wait_timeout: 2s, max_waiters: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut filler = Conn::connect(proxy.addr).await?;
+    ensure!(filler.call(&[b"GET", b"s:11"]).await? == NIL);
+    // A pipeline with a held read between two plain commands: the replies
+    // come back in command order once the fill arrives.
+    let mut c = Conn::connect(proxy.addr).await?;
+    let mut pipeline = common::cmd(&[b"SET", b"plain", b"1"]);
+    pipeline.extend(common::cmd(&[b"GET", b"s:11"]));
+    pipeline.extend(common::cmd(&[b"GET", b"plain"]));
+    pipeline.extend(common::cmd(&[b"PING"]));
+    c.send(&pipeline).await?;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    ensure!(filler.call(&[b"SET", b"s:11", b"filled"]).await? == b"+OK\r\n");
+    let got = c.read_frames(4).await?;
+    let want = [
+        &b"+OK\r\n"[..],
+        &bulk("filled"),
+        b"$1\r\n1\r\n",
+        b"+PONG\r\n",
+    ]
+    .concat();
+    ensure!(got == want, "{}", show(&got));
     proxy.stop().await
 }

@@ -54,8 +54,7 @@ pub(crate) const TAG_PREFIX: &[u8] = b"tag:";
 
 pub(crate) static TAG_SCRIPT: Script = Script::new(TAG);
 /// `NEXUS.INVALIDATE`: also cancels the leases of the tag's keys.
-pub(crate) static INVALIDATE_SCRIPT: Script =
-    Script::new(crate::stampede::scripts::INVALIDATE_TAG);
+pub(crate) static INVALIDATE_SCRIPT: Script = Script::new(crate::stampede::scripts::INVALIDATE_TAG);
 static WRITE_AND_TAG_SCRIPT: Script = Script::new(WRITE_AND_TAG);
 static EXTEND_SCRIPT: Script = Script::new(EXTEND_TTL_SCRIPT);
 
@@ -257,7 +256,7 @@ impl Live {
                 {
                     return plan;
                 }
-                self.plan_write(cmd, key)
+                self.plan_write(&policy, cmd, key)
             }
             Kind::WriteKeys(pos) => {
                 commands::for_each_written(cmd, pos, |k| self.invalidate_key(k));
@@ -288,8 +287,7 @@ impl Live {
         }
     }
 
-    fn plan_write(&self, cmd: &Command<'_>, key: &[u8]) -> Plan {
-        let policy = self.policy.load();
+    fn plan_write(&self, policy: &Policy, cmd: &Command<'_>, key: &[u8]) -> Plan {
         let Some(rule) = policy.match_command(cmd.name(), key) else {
             return Plan::Write;
         };

@@ -21,7 +21,12 @@ pub(crate) fn poll_interval(policy: &StampedePolicy) -> Duration {
     (policy.wait_timeout / 20).clamp(Duration::from_millis(1), Duration::from_millis(20))
 }
 
-pub(super) async fn drive(guard: Arc<Guard>, key: Bytes, policy: StampedePolicy, wake: Arc<Notify>) {
+pub(super) async fn drive(
+    guard: Arc<Guard>,
+    key: Bytes,
+    policy: StampedePolicy,
+    wake: Arc<Notify>,
+) {
     let lane = guard.pool.assign();
     let lease_key = Guard::lease_key(&key);
     let lock_ms = millis(policy.lock_ttl).to_string();

@@ -251,7 +251,11 @@ impl Guard {
             granted: now,
             expires: now + policy.lock_ttl,
         };
-        if self.table.with_new(key, |e| e.lease = Some(lease)).is_none() {
+        if self
+            .table
+            .with_new(key, |e| e.lease = Some(lease))
+            .is_none()
+        {
             RELEASE_SCRIPT.call(lane, &[&lease_key], &[&token]).await;
             return false;
         }

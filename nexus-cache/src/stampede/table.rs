@@ -110,14 +110,20 @@ impl Table {
 
     /// Runs `f` on `key`'s entry, if there is one.
     pub(crate) fn with<R>(&self, key: &[u8], f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
-        let mut shard = self.shard(key).lock().unwrap_or_else(PoisonError::into_inner);
+        let mut shard = self
+            .shard(key)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         shard.get_mut(key).map(f)
     }
 
     /// Runs `f` on `key`'s entry, creating it; `None` when the shard is
     /// full of busy entries.
     pub(crate) fn with_new<R>(&self, key: &Bytes, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
-        let mut shard = self.shard(key).lock().unwrap_or_else(PoisonError::into_inner);
+        let mut shard = self
+            .shard(key)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if !shard.contains_key(key) && shard.len() >= KEYS_PER_SHARD {
             let now = Instant::now();
             let victim = shard
@@ -250,7 +256,11 @@ mod tests {
         let got = t.with(&key, |e| Table::stale(e, max, now)).flatten();
         assert_eq!(got.as_deref(), Some(&b"$1\r\nv\r\n"[..]));
         let later = now + Duration::from_secs(2);
-        assert!(t.with(&key, |e| Table::stale(e, max, later)).flatten().is_none());
+        assert!(
+            t.with(&key, |e| Table::stale(e, max, later))
+                .flatten()
+                .is_none()
+        );
         // Replaced, not added.
         t.remember(&key, b"$2\r\nvv\r\n", now);
         assert_eq!(t.stale_bytes(), 8);
@@ -258,7 +268,11 @@ mod tests {
         let big = vec![b'x'; MAX_STALE_VALUE + 1];
         t.remember(&key, &big, now);
         assert_eq!(t.stale_bytes(), 0);
-        assert!(t.with(&key, |e| Table::stale(e, max, now)).flatten().is_none());
+        assert!(
+            t.with(&key, |e| Table::stale(e, max, now))
+                .flatten()
+                .is_none()
+        );
         // The budget caps the total.
         let value = vec![b'y'; MAX_STALE_VALUE];
         for i in 0..(STALE_BUDGET / MAX_STALE_VALUE + 8) {

@@ -40,7 +40,14 @@ mod tests {
         let mut s = 7;
         let n = 100_000;
         let hits = (0..n)
-            .filter(|_| fires(pttl, Duration::from_millis(delta_ms), beta, splitmix(&mut s)))
+            .filter(|_| {
+                fires(
+                    pttl,
+                    Duration::from_millis(delta_ms),
+                    beta,
+                    splitmix(&mut s),
+                )
+            })
             .count();
         hits as f64 / f64::from(n)
     }
@@ -50,7 +57,10 @@ mod tests {
         for (pttl, delta, beta) in [(100, 50, 1.0), (50, 50, 1.0), (400, 50, 2.0), (10, 50, 0.5)] {
             let want = (-(pttl as f64) / (delta as f64 * beta)).exp();
             let got = rate(pttl, delta, beta);
-            assert!((got - want).abs() < 0.01, "{pttl}/{delta}/{beta}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 0.01,
+                "{pttl}/{delta}/{beta}: {got} vs {want}"
+            );
         }
     }
 
