@@ -65,12 +65,13 @@ impl Running {
         let dir = tempfile::tempdir()?;
         let services = dir.path().join("services.json");
         std::fs::write(&services, services_json(upstreams))?;
-        // Rate limit per IP: 60 burst, 20/s, so the test's burst is limited
-        // and the page's polls (1/s) are not.
+        // Rate limit per IP: 60 burst, 10/s, so the test's sequential burst
+        // is limited (unless a request took over 100 ms) and the page's polls
+        // (1/s) are not.
         let yaml = format!(
             "listen: 127.0.0.1:0\n\
              auth:\n  signing_secret: {SECRET}\n  clients:\n    - id: {CLIENT_ID}\n      secret_sha256: {}\n\
-             rate_limit:\n  capacity: 60\n  refill_per_sec: 20\n\
+             rate_limit:\n  capacity: 60\n  refill_per_sec: 10\n\
              breaker:\n  volume_threshold: 2\n  reset_timeout_ms: 60000\n\
              proxy:\n  services_file: \"{}\"\n  retry_backoff_ms: 1\n  discovery_poll_ms: 100\n  timeout_ms: 2000\n\
              {extra_yaml}",
