@@ -206,10 +206,11 @@ async fn read_commands(
                 // Marks the command; its reply has no later point to end at.
                 drop(trace::span(&cmd, class));
             }
+            // Each class has its own counter (never derived by subtraction).
+            // A `Pin` is counted once the permit is taken (or, refused, as local).
             match route {
-                Route::Forward => {}
-                // The pinned session does not count the command that pinned it.
-                Route::Pin => _ = shared.metrics.pinned_commands.fetch_add(1, Relaxed),
+                Route::Forward => _ = shared.metrics.routed_to_pool.fetch_add(1, Relaxed),
+                Route::Pin => {}
                 Route::Local(_) | Route::Refuse => {
                     shared.metrics.local_commands.fetch_add(1, Relaxed);
                 }
@@ -355,6 +356,8 @@ async fn read_commands(
                 }
                 Outcome::Pin(first) => match Arc::clone(&shared.pinned).try_acquire_owned() {
                     Ok(permit) => {
+                        // The pinned session does not count the command that pinned it.
+                        shared.metrics.pinned_commands.fetch_add(1, Relaxed);
                         let mut pending = BytesMut::with_capacity(first.len() + buf.len());
                         pending.extend_from_slice(&first);
                         pending.extend_from_slice(&buf);
@@ -374,6 +377,8 @@ async fn read_commands(
                             "-ERR nexus: too many clients hold a dedicated upstream connection (max_pinned = {})\r\n",
                             shared.config.max_pinned
                         );
+                        // Answered by the proxy: a local command, not a pinned one.
+                        shared.metrics.local_commands.fetch_add(1, Relaxed);
                         shared.metrics.proxy_errors.fetch_add(1, Relaxed);
                         if slots.send(Slot::Ready(Bytes::from(msg))).await.is_err() {
                             return ReadEnd::Closed;
