@@ -35,7 +35,7 @@ use crate::route::{self, Route};
 use crate::upstream::{Batch, Lane, Pool};
 use gets::Gets;
 use local::Outcome;
-use trace::{Class, Sampler};
+use trace::{Class, MAX_BATCH_SPANS, Sampler};
 use writer::{Slot, WriteEnd};
 
 /// Read buffer growth step.
@@ -128,8 +128,8 @@ struct PendingBatch {
     owned: Option<BytesMut>,
     /// Which of its commands are `GET`s (hit/miss counting).
     gets: Gets,
-    /// The span of its first sampled command.
-    span: Option<Box<tracing::Span>>,
+    /// The spans of its sampled commands (at most [`MAX_BATCH_SPANS`]).
+    spans: Vec<tracing::Span>,
 }
 
 impl PendingBatch {
@@ -140,7 +140,7 @@ impl PendingBatch {
             writes: false,
             owned: None,
             gets: Gets::new(),
-            span: None,
+            spans: Vec::new(),
         }
     }
 }
@@ -170,6 +170,14 @@ async fn read_commands(
                         .await;
                 }
             };
+            // A batch carries at most MAX_BATCH_SPANS spans: a further
+            // sampled command starts a new one (only with dense sampling).
+            if batch.spans.len() >= MAX_BATCH_SPANS
+                && sampler.next_is_sampled()
+                && !flush(&mut buf, &mut batch, &slots, lane, unacked).await
+            {
+                return ReadEnd::Closed;
+            }
             let frame = &buf[batch.bytes..batch.bytes + n];
             let cmd = match Command::parse(frame) {
                 Ok(c) => c,
@@ -197,14 +205,19 @@ async fn read_commands(
                 route = Route::Refuse;
             }
             let sampled = sampler.tick();
-            if sampled && route != Route::Forward {
-                let class = if route == Route::Pin {
-                    Class::Pinned
-                } else {
-                    Class::Local
-                };
-                // Marks the command; its reply has no later point to end at.
-                drop(trace::span(&cmd, class));
+            // A sampled command's span, ended once its reply is written.
+            let mut span = None;
+            if sampled {
+                match route {
+                    Route::Forward => {
+                        span = Some(Box::new(trace::span(&cmd, Class::of_forwarded(&cmd))));
+                    }
+                    // Its reply comes from the pinned session (see `trace`).
+                    Route::Pin => trace::event(&cmd, Class::Pinned),
+                    Route::Local(_) | Route::Refuse => {
+                        span = Some(Box::new(trace::span(&cmd, Class::Local)));
+                    }
+                }
             }
             // Each class has its own counter (never derived by subtraction).
             // A `Pin` is counted once the permit is taken (or, refused, as local).
@@ -217,15 +230,11 @@ async fn read_commands(
             }
             // Only forwarded `GET`s are counted as hits or misses.
             let mut get = false;
-            let mut span = None;
             // Decide while `cmd` borrows the buffer; act after.
             let outcome = 'decide: {
                 match route {
                     Route::Forward => {
                         get = cmd.len() == 2 && cmd.name().eq_ignore_ascii_case(b"GET");
-                        if sampled {
-                            span = Some(Box::new(trace::span(&cmd, Class::of_forwarded(&cmd))));
-                        }
                         let plan = match &shared.live {
                             None => Plan::Plain,
                             Some(live) => {
@@ -258,8 +267,8 @@ async fn read_commands(
                         if get {
                             batch.gets.set(batch.count);
                         }
-                        if batch.span.is_none() {
-                            batch.span = span.take();
+                        if let Some(s) = span.take() {
+                            batch.spans.push(*s);
                         }
                         batch.bytes += n;
                         batch.count += 1;
@@ -291,20 +300,21 @@ async fn read_commands(
             match outcome {
                 Outcome::Reply(b) => {
                     count_local(&b, shared);
-                    if slots.send(Slot::Ready(b)).await.is_err() {
+                    if slots.send(ready(b, span)).await.is_err() {
                         return ReadEnd::Closed;
                     }
                 }
                 Outcome::Quit => {
                     shared.metrics.answered_locally.fetch_add(1, Relaxed);
                     let _ = slots
-                        .send(Slot::Ready(Bytes::from_static(b"+OK\r\n")))
+                        .send(ready(Bytes::from_static(b"+OK\r\n"), span))
                         .await;
                     let _ = slots.send(Slot::Close).await;
                     return ReadEnd::Closed;
                 }
                 Outcome::Forward(b) => {
-                    let sent = send_batch(b, 1, false, Gets::default(), None, &slots, lane).await;
+                    let spans = span.map(|s| vec![*s]).unwrap_or_default();
+                    let sent = send_batch(b, 1, false, Gets::default(), spans, &slots, lane).await;
                     if !sent {
                         return ReadEnd::Closed;
                     }
@@ -319,7 +329,7 @@ async fn read_commands(
                         count: 1,
                         writes: false,
                         gets: if get { Gets::first() } else { Gets::default() },
-                        span,
+                        spans: span.map(|s| vec![*s]).unwrap_or_default(),
                     });
                 }
                 Outcome::Script(call) => {
@@ -327,7 +337,7 @@ async fn read_commands(
                         return ReadEnd::Closed;
                     };
                     let reply = live.run(lane, call).await;
-                    if slots.send(Slot::Ready(reply)).await.is_err() {
+                    if slots.send(ready(reply, span)).await.is_err() {
                         return ReadEnd::Closed;
                     }
                 }
@@ -341,7 +351,7 @@ async fn read_commands(
                         count: 1,
                         writes: false,
                         gets: if get { Gets::first() } else { Gets::default() },
-                        span,
+                        spans: span.map(|s| vec![*s]).unwrap_or_default(),
                     });
                 }
                 Outcome::Admin(call) => {
@@ -350,7 +360,7 @@ async fn read_commands(
                     };
                     let reply = local::admin(call, live, lane).await;
                     count_local(&reply, shared);
-                    if slots.send(Slot::Ready(reply)).await.is_err() {
+                    if slots.send(ready(reply, span)).await.is_err() {
                         return ReadEnd::Closed;
                     }
                 }
@@ -446,7 +456,16 @@ async fn flush(
     if writes {
         unacked.fetch_add(1, Release);
     }
-    send_batch(bytes, count, writes, gets, batch.span.take(), slots, lane).await
+    let spans = std::mem::take(&mut batch.spans);
+    send_batch(bytes, count, writes, gets, spans, slots, lane).await
+}
+
+/// A local reply's slot: traced when its command was sampled.
+fn ready(reply: Bytes, span: Option<Box<tracing::Span>>) -> Slot {
+    match span {
+        None => Slot::Ready(reply),
+        Some(span) => Slot::Traced(reply, span),
+    }
 }
 
 async fn send_batch(
@@ -454,7 +473,7 @@ async fn send_batch(
     count: usize,
     writes: bool,
     gets: Gets,
-    span: Option<Box<tracing::Span>>,
+    spans: Vec<tracing::Span>,
     slots: &mpsc::Sender<Slot>,
     lane: &Lane,
 ) -> bool {
@@ -469,7 +488,7 @@ async fn send_batch(
         count,
         writes,
         gets,
-        span,
+        spans,
     });
     lane.send(Batch {
         bytes,

@@ -154,7 +154,7 @@ async fn forward_commands(
                         if sampler.tick()
                             && let Ok(cmd) = &parsed
                         {
-                            drop(trace::span(cmd, Class::Pinned));
+                            trace::event(cmd, Class::Pinned);
                         }
                     }
                     let replacement = match parsed {
