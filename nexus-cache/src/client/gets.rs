@@ -2,18 +2,21 @@
 //!
 //! The proxy forwards raw bytes and never decodes replies, so a hit ratio has
 //! to be found without slowing the hot path. The reader marks which commands
-//! of a batch are `GET`s (one bit each, [`Gets`]); the writer, which receives
-//! the batch's replies as one contiguous slice, looks at the first bytes of
-//! just those replies: `$-1` (or RESP3 `_`) is a miss, any other bulk string
-//! a hit, an error neither. Batches without a `GET` cost one branch; a batch
-//! of `GET`s costs a header parse per reply up to the last `GET` and two
-//! relaxed atomic adds per batch. Nothing is allocated unless a `GET` sits
-//! past the 64th command of a batch.
+//! of a batch are `GET`s (one bit each, [`Gets`]) and the bitmap travels with
+//! the batch to its upstream connection, whose reader frames every reply
+//! anyway (to know when a batch is answered): at the boundary of each reply
+//! it looks at the first two bytes of the `GET`s' ones ([`classify`]: `$-1`
+//! or RESP3 `_` is a miss, any other bulk string a hit, an error neither).
+//! No reply is scanned twice, whatever else the batch holds (an `LRANGE` of
+//! 10,000 items before a `GET` costs nothing extra); a batch costs two
+//! relaxed atomic adds at most. A one-command slot completed elsewhere (a
+//! singleflight flight, a guarded read) is counted by the client's writer
+//! ([`count_one`]). Nothing is allocated unless a `GET` sits past the 64th
+//! command of a batch.
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::metrics::Metrics;
-use crate::resp::{Limits, Scanner};
 
 /// Which commands of a batch are `GET`s, by position.
 #[derive(Debug, Default)]
@@ -34,14 +37,6 @@ impl Gets {
         }
     }
 
-    /// The single command of a one-command batch is a `GET`.
-    pub(crate) const fn first() -> Self {
-        Self {
-            low: 1,
-            more: Vec::new(),
-        }
-    }
-
     /// Marks position `i` as a `GET`.
     pub(crate) fn set(&mut self, i: usize) {
         if i < 64 {
@@ -55,94 +50,35 @@ impl Gets {
         self.more[w] |= 1 << b;
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.low == 0 && self.more.is_empty()
-    }
-
-    fn has(&self, i: usize) -> bool {
+    /// Whether position `i` is a `GET`.
+    pub(crate) fn has(&self, i: usize) -> bool {
         if i < 64 {
             return self.low & (1 << i) != 0;
         }
         let (w, b) = (i / 64 - 1, i % 64);
         self.more.get(w).is_some_and(|word| word & (1 << b) != 0)
     }
+}
 
-    /// Highest marked position (`None` when empty).
-    fn last(&self) -> Option<usize> {
-        if let Some((w, word)) = self.more.iter().enumerate().rev().find(|(_, w)| **w != 0) {
-            return Some(64 * (w + 1) + 63 - word.leading_zeros() as usize);
-        }
-        (self.low != 0).then(|| 63 - self.low.leading_zeros() as usize)
-    }
-
-    /// Counts the hits and misses among `replies`, the replies to the batch's
-    /// first commands in order (fewer than the batch held if the connection
-    /// failed part-way).
-    pub(crate) fn count(&self, replies: &[u8], metrics: &Metrics) {
-        let Some(last) = self.last() else { return };
-        let (mut hits, mut misses) = (0u64, 0u64);
-        let mut scanner: Option<Scanner> = None;
-        let mut off = 0;
-        for i in 0..=last {
-            let Some(rest) = replies.get(off..).filter(|r| !r.is_empty()) else {
-                break;
-            };
-            if self.has(i) {
-                match (rest[0], rest.get(1)) {
-                    (b'$', Some(b'-')) | (b'_', _) => misses += 1,
-                    (b'$', _) => hits += 1,
-                    _ => {}
-                }
-            }
-            if i == last {
-                break;
-            }
-            let len = match simple_len(rest) {
-                Some(n) => n,
-                None => {
-                    // An aggregate (a mixed batch): the full scanner, made once.
-                    let s = scanner.get_or_insert_with(|| {
-                        Scanner::new(Limits {
-                            max_bulk_len: usize::MAX >> 1,
-                            max_elements: usize::MAX >> 8,
-                            ..Limits::default()
-                        })
-                        .inline(false)
-                    });
-                    s.reset();
-                    match s.scan(rest) {
-                        Ok(Some(n)) => n,
-                        _ => break,
-                    }
-                }
-            };
-            off += len;
-        }
-        if hits > 0 {
-            metrics.get_hits.fetch_add(hits, Relaxed);
-        }
-        if misses > 0 {
-            metrics.get_misses.fetch_add(misses, Relaxed);
-        }
+/// Whether a reply is a `GET` hit (`Some(true)`), a miss (`Some(false)`,
+/// `$-1` or RESP3 `_`), or neither (an error, or no reply: `None`). Looks at
+/// the first two bytes only.
+pub(crate) fn classify(reply: &[u8]) -> Option<bool> {
+    match (reply.first()?, reply.get(1)) {
+        (b'$', Some(b'-')) | (b'_', _) => Some(false),
+        (b'$', _) => Some(true),
+        _ => None,
     }
 }
 
-/// Length of a complete non-aggregate reply at the start of `b`, or `None`
-/// for aggregates and anything unexpected (the caller then scans).
-fn simple_len(b: &[u8]) -> Option<usize> {
-    let cr = b.iter().position(|&c| c == b'\r')?;
-    let line = cr + 2;
-    match b.first()? {
-        b'$' => {
-            let digits = b.get(1..cr)?;
-            if digits.first() == Some(&b'-') {
-                return Some(line);
-            }
-            let n = std::str::from_utf8(digits).ok()?.parse::<usize>().ok()?;
-            line.checked_add(n)?.checked_add(2)
-        }
-        b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Some(line),
-        _ => None,
+/// Counts the reply of a one-command slot answering a `GET` (a flight or a
+/// guarded read, whose reply the upstream reader never sees as this
+/// client's).
+pub(crate) fn count_one(reply: &[u8], metrics: &Metrics) {
+    match classify(reply) {
+        Some(true) => _ = metrics.get_hits.fetch_add(1, Relaxed),
+        Some(false) => _ = metrics.get_misses.fetch_add(1, Relaxed),
+        None => {}
     }
 }
 
@@ -150,45 +86,25 @@ fn simple_len(b: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn counted(gets: &Gets, replies: &[u8]) -> (u64, u64) {
-        let m = Metrics::new();
-        gets.count(replies, &m);
-        let s = m.snapshot();
-        (s.get_hits, s.get_misses)
-    }
-
     #[test]
-    fn counts_only_marked_replies() {
+    fn positions_and_classes() {
         let mut g = Gets::default();
-        assert!(g.is_empty());
-        // SET, GET (hit), HGETALL (aggregate), GET (miss), GET (error), GET (empty string: hit)
-        for i in [1, 3, 4, 5] {
-            g.set(i);
-        }
-        let replies =
-            b"+OK\r\n$3\r\nfoo\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n$-1\r\n-WRONGTYPE x\r\n$0\r\n\r\n";
-        assert_eq!(counted(&g, replies), (2, 1));
-        assert_eq!(counted(&Gets::first(), b"$-1\r\n"), (0, 1));
-        assert_eq!(counted(&Gets::first(), b"_\r\n"), (0, 1));
-        assert_eq!(counted(&Gets::default(), b"$-1\r\n"), (0, 0));
-    }
-
-    #[test]
-    fn positions_past_64_and_truncated_replies() {
-        let mut g = Gets::default();
+        assert!(!g.has(0));
         g.set(0);
         g.set(130);
-        assert!(g.has(130) && !g.has(129) && !g.has(66));
-        assert_eq!(g.last(), Some(130));
-        let mut replies = Vec::new();
-        for i in 0..131 {
-            replies.extend_from_slice(if i == 130 { b"$-1\r\n" } else { b"$1\r\nx\r\n" });
-        }
-        assert_eq!(counted(&g, &replies), (1, 1));
-        // The connection failed after 10 replies: only the first GET counted.
-        assert_eq!(counted(&g, &replies[..70]), (1, 0));
-        // Garbage never panics.
-        assert_eq!(counted(&g, b"$99999999999999999999999\r\n"), (1, 0));
-        assert_eq!(counted(&g, b"$"), (1, 0));
+        assert!(g.has(0) && g.has(130) && !g.has(129) && !g.has(66) && !g.has(1));
+        assert_eq!(classify(b"$3\r\nfoo\r\n"), Some(true));
+        assert_eq!(classify(b"$0\r\n\r\n"), Some(true));
+        assert_eq!(classify(b"$-1\r\n"), Some(false));
+        assert_eq!(classify(b"_\r\n"), Some(false));
+        assert_eq!(classify(b"-WRONGTYPE x\r\n"), None);
+        assert_eq!(classify(b""), None);
+        assert_eq!(classify(b"$"), Some(true));
+        let m = Metrics::new();
+        count_one(b"$-1\r\n", &m);
+        count_one(b"$1\r\nx\r\n", &m);
+        count_one(b"-ERR x\r\n", &m);
+        let s = m.snapshot();
+        assert_eq!((s.get_hits, s.get_misses), (1, 1));
     }
 }

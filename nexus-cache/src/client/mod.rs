@@ -10,7 +10,7 @@
 //! a pinned session ([`pinned`]) once every earlier reply is written.
 
 mod echo;
-mod gets;
+pub(crate) mod gets;
 mod local;
 mod pinned;
 mod trace;
@@ -33,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::resp::{Command, Error, Limits, Scanner};
 use crate::route::{self, Route};
 use crate::upstream::{Batch, Lane, Pool};
-use gets::Gets;
+pub(crate) use gets::Gets;
 use local::Outcome;
 use trace::{Class, MAX_BATCH_SPANS, Sampler};
 use writer::{Slot, WriteEnd};
@@ -328,7 +328,7 @@ async fn read_commands(
                         rx,
                         count: 1,
                         writes: false,
-                        gets: if get { Gets::first() } else { Gets::default() },
+                        get,
                         spans: span.map(|s| vec![*s]).unwrap_or_default(),
                     });
                 }
@@ -350,7 +350,7 @@ async fn read_commands(
                         rx,
                         count: 1,
                         writes: false,
-                        gets: if get { Gets::first() } else { Gets::default() },
+                        get,
                         spans: span.map(|s| vec![*s]).unwrap_or_default(),
                     });
                 }
@@ -487,13 +487,14 @@ async fn send_batch(
         rx,
         count,
         writes,
-        gets,
+        get: false,
         spans,
     });
     lane.send(Batch {
         bytes,
         count,
         reply: tx,
+        gets,
     })
     .await;
     true

@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 
-use super::gets::Gets;
+use super::gets;
 use crate::error::UpstreamError;
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -34,8 +34,10 @@ pub(crate) enum Slot {
         count: usize,
         /// The batch holds a write: `unacked` is decremented once it is answered.
         writes: bool,
-        /// Which replies answer `GET`s (counted as hits or misses).
-        gets: Gets,
+        /// The one reply answers a `GET` completed outside the upstream
+        /// reader (a flight, a guarded read): counted here. Batches' `GET`s
+        /// are counted by the upstream reader ([`gets`](super::gets)).
+        get: bool,
         /// The spans of its sampled commands (at most
         /// [`MAX_BATCH_SPANS`](super::trace::MAX_BATCH_SPANS)), closed once
         /// the replies are written to the socket.
@@ -93,7 +95,7 @@ pub(crate) async fn write_replies(
                 mut rx,
                 count,
                 writes,
-                gets,
+                get,
                 spans,
             } => {
                 let reply = match rx.try_recv() {
@@ -117,8 +119,8 @@ pub(crate) async fn write_replies(
                 }
                 let written = match reply {
                     Ok(r) => {
-                        if !gets.is_empty() {
-                            gets.count(&r.bytes, metrics);
+                        if get {
+                            gets::count_one(&r.bytes, metrics);
                         }
                         match write_reply(&mut wr, &mut out, r).await {
                             // A sampled batch is flushed now so that its

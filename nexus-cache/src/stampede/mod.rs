@@ -136,6 +136,8 @@ impl Guard {
             bytes: req.freeze(),
             count,
             reply: batch_tx,
+            // Counted by the client's writer (the guard may answer instead).
+            gets: crate::client::Gets::new(),
         })
         .await;
         let (mut tx, rx) = oneshot::channel();

@@ -16,6 +16,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{Batch, Reply, connect};
+use crate::client::{Gets, gets};
 use crate::config::ProxyConfig;
 use crate::error::UpstreamError;
 use crate::metrics::Metrics;
@@ -29,6 +30,8 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(1);
 /// A batch written to Redis and waiting for its replies.
 struct InFlight {
     count: usize,
+    /// Which replies answer client `GET`s.
+    gets: Gets,
     reply: oneshot::Sender<Reply>,
     sent_at: Instant,
 }
@@ -41,7 +44,27 @@ struct ReadState {
     offset: usize,
     /// Replies of the front batch complete so far.
     done: usize,
+    /// `GET` hits and misses among them, added to the metrics when the
+    /// batch is answered (or fails).
+    hits: u64,
+    misses: u64,
     scanner: Scanner,
+}
+
+impl ReadState {
+    /// Adds the front batch's `GET` hits and misses to the metrics.
+    fn publish_gets(&mut self, metrics: &Metrics) {
+        if self.hits > 0 {
+            metrics
+                .get_hits
+                .fetch_add(std::mem::take(&mut self.hits), Relaxed);
+        }
+        if self.misses > 0 {
+            metrics
+                .get_misses
+                .fetch_add(std::mem::take(&mut self.misses), Relaxed);
+        }
+    }
 }
 
 pub(super) async fn supervise(
@@ -115,6 +138,8 @@ async fn run(
         buf: BytesMut::with_capacity(64 * 1024),
         offset: 0,
         done: 0,
+        hits: 0,
+        misses: 0,
         scanner: Scanner::new(reply_limits()).inline(false),
     };
     let result = tokio::select! {
@@ -125,6 +150,7 @@ async fn run(
     // Fail whatever was written but not answered: the front batch keeps the
     // replies that did arrive.
     let mut pending = std::mem::take(&mut *inflight.lock().unwrap_or_else(PoisonError::into_inner));
+    state.publish_gets(metrics);
     if let Some(front) = pending.pop_front() {
         let bytes = state.buf.split_to(state.offset).freeze();
         let missing = front.count - state.done;
@@ -213,6 +239,7 @@ fn enqueue(
         .unwrap_or_else(PoisonError::into_inner)
         .push_back(InFlight {
             count: batch.count,
+            gets: batch.gets,
             reply: batch.reply,
             sent_at: Instant::now(),
         });
@@ -233,18 +260,26 @@ async fn read_loop(
             if st.offset == st.buf.len() {
                 break;
             }
-            let front_count = inflight
+            let front = inflight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .front()
-                .map(|f| f.count);
-            let Some(count) = front_count else {
+                .map(|f| (f.count, f.gets.has(st.done)));
+            let Some((count, get)) = front else {
                 return UpstreamError::Protocol("reply without a request".into());
             };
             match st.scanner.scan(&st.buf[st.offset..]) {
                 Ok(Some(n)) => {
                     if st.buf[st.offset] == b'-' {
                         metrics.upstream_error_replies.fetch_add(1, Relaxed);
+                    }
+                    if get {
+                        // At the reply's boundary: two bytes, no rescan.
+                        match gets::classify(&st.buf[st.offset..st.offset + n]) {
+                            Some(true) => st.hits += 1,
+                            Some(false) => st.misses += 1,
+                            None => {}
+                        }
                     }
                     st.offset += n;
                     st.done += 1;
@@ -256,6 +291,7 @@ async fn read_loop(
                         let bytes = st.buf.split_to(st.offset).freeze();
                         st.offset = 0;
                         st.done = 0;
+                        st.publish_gets(metrics);
                         window.add_permits(1);
                         if let Some(f) = front {
                             metrics.upstream_latency.record(f.sent_at.elapsed());

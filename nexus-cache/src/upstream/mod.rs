@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::client::Gets;
 use crate::config::ProxyConfig;
 use crate::error::UpstreamError;
 use crate::metrics::Metrics;
@@ -30,6 +31,9 @@ pub(crate) struct Batch {
     pub(crate) count: usize,
     /// Receives the replies. Dropped unanswered means the connection was lost.
     pub(crate) reply: oneshot::Sender<Reply>,
+    /// Which of its commands are client `GET`s, counted as hits or misses
+    /// as their replies are framed (empty for the proxy's own commands).
+    pub(crate) gets: Gets,
 }
 
 /// The replies to a [`Batch`]: `bytes` holds the replies to its first commands;
@@ -98,6 +102,7 @@ impl Lane {
             bytes,
             count,
             reply: tx,
+            gets: Gets::new(),
         })
         .await;
         rx.await.unwrap_or(Reply {
