@@ -118,13 +118,16 @@ async fn metrics_count_the_traffic_and_pass_promtool() -> Result<()> {
     let admin = Admin::start(&redis, |b| b).await?;
     let mut c = Conn::connect(admin.proxy).await?;
 
-    // One write: 5 SETs, 5 GETs of those keys, 10 GETs of missing keys,
-    // 70 INCRs, and a GET past the 64th command of its batch.
+    // One write: 5 SETs, an aggregate reply (LRANGE), 5 GETs of those
+    // keys, 10 GETs of missing keys, 70 INCRs, and a GET past the 64th
+    // command of its batch.
     let mut script = Vec::new();
     for i in 0..5 {
         let k = format!("k{i}");
         script.extend(cmd(&[b"SET", k.as_bytes(), b"v"]));
     }
+    script.extend(cmd(&[b"RPUSH", b"agg", b"$-1", b"_", b"$1"]));
+    script.extend(cmd(&[b"LRANGE", b"agg", b"0", b"-1"]));
     for i in 0..5 {
         script.extend(cmd(&[b"GET", format!("k{i}").as_bytes()]));
     }
@@ -136,7 +139,7 @@ async fn metrics_count_the_traffic_and_pass_promtool() -> Result<()> {
     }
     script.extend(cmd(&[b"GET", b"k1"]));
     c.send(&script).await?;
-    let replies = c.read_frames(91).await?;
+    let replies = c.read_frames(93).await?;
     ensure!(replies.ends_with(b"$1\r\nv\r\n"), "{}", show(&replies));
     // A GET of a wrong type is neither a hit nor a miss.
     c.call(&[b"LPUSH", b"list", b"x"]).await?;
@@ -152,7 +155,7 @@ async fn metrics_count_the_traffic_and_pass_promtool() -> Result<()> {
         ("nexus_cache_hits_total", 6.0),
         ("nexus_cache_misses_total", 10.0),
         ("nexus_cache_connected_clients", 1.0),
-        ("nexus_cache_commands_total{class=\"forwarded\"}", 93.0),
+        ("nexus_cache_commands_total{class=\"forwarded\"}", 95.0),
         ("nexus_cache_commands_total{class=\"local\"}", 1.0),
         ("nexus_cache_commands_total{class=\"pinned\"}", 0.0),
         ("nexus_cache_collapsed_total", 0.0),
@@ -446,6 +449,108 @@ async fn nexus_commands_answer_on_pinned_connections() -> Result<()> {
 
     let s = self::stats(admin.admin).await?;
     assert_eq!(s["proxy"]["pinned_commands"], 11, "{s}");
+    drop(c);
+    admin.stop().await
+}
+
+/// The type bytes of every line of a RESP reply that starts a value (after
+/// skipping bulk payloads).
+fn resp_types(reply: &[u8]) -> Result<Vec<u8>> {
+    let mut types = Vec::new();
+    let mut rest = reply;
+    while !rest.is_empty() {
+        let end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("unterminated line")?;
+        let (line, after) = (&rest[..end], &rest[end + 2..]);
+        types.push(line[0]);
+        rest = after;
+        if line[0] == b'$' {
+            let n: usize = std::str::from_utf8(&line[1..])?.parse()?;
+            rest = &rest[n + 2..];
+        }
+    }
+    Ok(types)
+}
+
+#[tokio::test]
+async fn nexus_echo_on_pinned_connections_resp3_subscribe_and_reply_skip() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = Policy::from_yaml_str("rules:\n  - commands: [GET]\n    keys: 'p:*'\n")?;
+    let admin = Admin::start(&redis, |b| b.policy(policy)).await?;
+
+    // RESP3: the same reply types as in RESP2 (array, bulk strings,
+    // integers), never a boolean or a null standing for something else.
+    let mut c = Conn::connect(admin.proxy).await?;
+    for _ in 0..5 {
+        c.call(&[b"GET", b"p:hot"]).await?;
+    }
+    let hello = c.call(&[b"HELLO", b"3"]).await?;
+    ensure!(hello.starts_with(b"%"), "{}", show(&hello));
+    let stats = c.call(&[b"NEXUS.STATS"]).await?;
+    let types = resp_types(&stats)?;
+    ensure!(types[0] == b'*', "{}", show(&stats));
+    ensure!(
+        types[1..].iter().all(|t| *t == b'$' || *t == b':'),
+        "{}",
+        show(&stats)
+    );
+    let hot = c.call(&[b"NEXUS.HOTKEYS"]).await?;
+    ensure!(
+        hot.starts_with(b"*1\r\n*2\r\n$5\r\np:hot\r\n$"),
+        "{}",
+        show(&hot)
+    );
+    ensure!(
+        resp_types(&hot)?.iter().all(|t| matches!(t, b'*' | b'$')),
+        "{}",
+        show(&hot)
+    );
+    let err = c.call(&[b"NEXUS.NOPE"]).await?;
+    ensure!(
+        err.starts_with(b"-ERR nexus: unknown admin command"),
+        "{}",
+        show(&err)
+    );
+
+    // CLIENT REPLY SKIP is respected: no reply to the next command, here a
+    // NEXUS one, and the next reply is the PING's.
+    let mut c = Conn::connect(admin.proxy).await?;
+    c.send(
+        &[
+            cmd(&[b"CLIENT", b"REPLY", b"SKIP"]),
+            cmd(&[b"NEXUS.STATS"]),
+            cmd(&[b"PING"]),
+        ]
+        .concat(),
+    )
+    .await?;
+    ensure!(c.read_frames(1).await? == b"+PONG\r\n");
+    ensure!(
+        c.call(&[b"NEXUS.HOTKEYS", b"1"])
+            .await?
+            .starts_with(b"*1\r\n")
+    );
+
+    // RESP2 subscribe mode: Redis refuses the EVAL the answer rides on, with
+    // an error naming it (documented); the subscription goes on.
+    let mut c = Conn::connect(admin.proxy).await?;
+    let sub = c.call(&[b"SUBSCRIBE", b"ch"]).await?;
+    ensure!(
+        sub.starts_with(b"*3\r\n$9\r\nsubscribe\r\n"),
+        "{}",
+        show(&sub)
+    );
+    let err = String::from_utf8(c.call(&[b"NEXUS.STATS"]).await?)?;
+    ensure!(
+        err.starts_with("-ERR")
+            && err.to_ascii_lowercase().contains("eval")
+            && err.contains("allowed in this context"),
+        "{err}"
+    );
+    let pong = c.call(&[b"PING"]).await?;
+    ensure!(pong.starts_with(b"*2\r\n$4\r\npong\r\n"), "{}", show(&pong));
     drop(c);
     admin.stop().await
 }
