@@ -66,7 +66,9 @@ pub struct ProxyConfig {
     /// use `127.0.0.1:9380`.
     pub admin: Option<SocketAddr>,
     /// Trace one client command in this many with a `cache.command` span
-    /// (default none: no spans). See `docs/observability.md`.
+    /// lasting until its reply is written (an event instead on pinned
+    /// connections; default none: no spans). The `cache_proxy` example's
+    /// `--command-trace-every N`. See `docs/observability.md`.
     pub trace_sample: Option<NonZeroU32>,
 }
 
