@@ -146,6 +146,7 @@ async fn tour() {
         banner.contains(&format!("http://{}", stack.gateway)),
         "{banner}"
     );
+    assert!(banner.contains("/dashboard"), "{banner}");
     assert!(banner.contains("NOT USED"), "{banner}");
     let (gw, px) = (stack.gateway.port(), stack.proxy.port());
     assert!(![3000, 3001, 3002, 6380].contains(&gw));
@@ -265,6 +266,21 @@ async fn tour() {
                             && l.contains(r#"status_code="200""#)),
                     "{ctx}"
                 );
+            }
+            "dashboard" => {
+                let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&ctx);
+                assert_eq!(v["cache"]["status"], "ok", "{ctx}");
+                assert_eq!(v["consumer"]["status"], "ok", "{ctx}");
+                assert!(
+                    v["cache"]["stats"]["get_hits"].as_u64() >= Some(1),
+                    "{ctx}"
+                );
+                assert!(
+                    v["gateway"]["requests"]["requests_total"].as_u64() >= Some(5),
+                    "{ctx}"
+                );
+                let upstreams = v["gateway"]["upstreams"].as_array().expect(&ctx);
+                assert!(upstreams.len() >= 2, "{ctx}");
             }
             other => panic!("no check for tour:{other}; add one to tests/tour.rs"),
         }

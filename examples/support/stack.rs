@@ -524,6 +524,10 @@ impl Stack {
             "  gateway         http://{}   (dev mode: built-in signing secret, demo client)",
             self.gateway
         );
+        let _ = writeln!(
+            s,
+            "  dashboard       http://localhost:{g}/dashboard   (sign in: gateway-client / supersecret123)"
+        );
         for u in &self.upstreams {
             let _ = writeln!(s, "  mock upstream   http://{u}   /products /health /echo");
         }
