@@ -92,6 +92,7 @@ mod config;
 mod error;
 mod live;
 mod metrics;
+mod near;
 mod resp;
 mod route;
 mod server;

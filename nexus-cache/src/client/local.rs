@@ -34,7 +34,14 @@ pub(crate) enum Outcome {
     Flight { stripe: u64, global: u64 },
     /// Run this write as one script that also tags its key; the reader waits
     /// for it before reading the client's next command.
-    TaggedWrite { keys: Vec<Bytes>, argv: Vec<Bytes> },
+    TaggedWrite {
+        keys: Vec<Bytes>,
+        argv: Vec<Bytes>,
+        near: crate::near::WriteMarks,
+    },
+    /// Fetch this `GET` (the frame is the command) and offer the reply to
+    /// the near cache.
+    NearFill(crate::near::Fill),
     /// An admin command that calls Redis (`NEXUS.TAG`, `NEXUS.INVALIDATE`).
     Admin(Admin),
 }
@@ -273,9 +280,13 @@ pub(crate) async fn admin(
         }
         Admin::Invalidate(set) => {
             // Before the script runs: no read sent after this command joins a
-            // flight that started before it.
+            // flight that started before it, or fills the near cache with a
+            // value the script deletes.
             live.invalidate_all();
+            let mut near = crate::near::WriteMarks::default();
+            live.near_write_all(&mut near);
             let reply = INVALIDATE_SCRIPT.call(lane, &[&set], &[]).await;
+            live.near_acknowledge(near);
             if let Some(n) = scripts::integer(&reply) {
                 live.metrics.invalidations.fetch_add(1, Relaxed);
                 live.metrics

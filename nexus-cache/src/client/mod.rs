@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Credentials, ProxyConfig};
 use crate::live::{Live, Plan};
 use crate::metrics::Metrics;
+use crate::near::WriteMarks;
 use crate::resp::{Command, Error, Limits, Scanner};
 use crate::route::{self, Route};
 use crate::upstream::{Batch, Lane, Pool};
@@ -112,6 +113,8 @@ struct PendingBatch {
     /// Set once a command was rewritten: the batch's bytes to send, copied,
     /// since they no longer match the read buffer.
     owned: Option<BytesMut>,
+    /// The near-cache side of its writes, acknowledged with its replies.
+    near: WriteMarks,
 }
 
 impl PendingBatch {
@@ -121,6 +124,7 @@ impl PendingBatch {
             count: 0,
             writes: false,
             owned: None,
+            near: WriteMarks::new(),
         }
     }
 }
@@ -184,6 +188,11 @@ async fn read_commands(
                                 live.plan(&cmd, !batch.writes && unacked.load(Acquire) == 0)
                             }
                         };
+                        if matches!(plan, Plan::Write | Plan::AppendPx(_))
+                            && let Some(live) = &shared.live
+                        {
+                            live.near_write(&cmd, &mut batch.near);
+                        }
                         match plan {
                             Plan::Plain | Plan::Write => {
                                 batch.writes |= matches!(plan, Plan::Write);
@@ -205,8 +214,14 @@ async fn read_commands(
                                 break 'decide Outcome::Flight { stripe, global };
                             }
                             Plan::TaggedWrite { keys, argv } => {
-                                break 'decide Outcome::TaggedWrite { keys, argv };
+                                let mut near = WriteMarks::default();
+                                if let Some(live) = &shared.live {
+                                    live.near_write(&cmd, &mut near);
+                                }
+                                break 'decide Outcome::TaggedWrite { keys, argv, near };
                             }
+                            Plan::Ready(reply) => break 'decide Outcome::Reply(reply),
+                            Plan::NearFill(fill) => break 'decide Outcome::NearFill(fill),
                         }
                         batch.bytes += n;
                         batch.count += 1;
@@ -227,7 +242,7 @@ async fn read_commands(
             }
             // A pin keeps the original frame in the buffer unless it was rewritten.
             let keep_frame = matches!(&outcome, Outcome::Pin(b) if b.is_empty());
-            let frame = if matches!(outcome, Outcome::Flight { .. }) {
+            let frame = if matches!(outcome, Outcome::Flight { .. } | Outcome::NearFill(_)) {
                 buf.split_to(n).freeze()
             } else {
                 if !keep_frame {
@@ -251,7 +266,7 @@ async fn read_commands(
                     return ReadEnd::Closed;
                 }
                 Outcome::Forward(b) => {
-                    let sent = send_batch(b, 1, false, &slots, lane).await;
+                    let sent = send_batch(b, 1, false, WriteMarks::default(), &slots, lane).await;
                     if !sent {
                         return ReadEnd::Closed;
                     }
@@ -265,13 +280,27 @@ async fn read_commands(
                         rx,
                         count: 1,
                         writes: false,
+                        near: WriteMarks::default(),
                     });
                 }
-                Outcome::TaggedWrite { keys, argv } => {
+                Outcome::NearFill(fill) => {
+                    let (Some(live), Ok(permit)) = (&shared.live, slots.reserve().await) else {
+                        return ReadEnd::Closed;
+                    };
+                    let rx = live.near_fill(frame, fill, lane);
+                    permit.send(Slot::Upstream {
+                        rx,
+                        count: 1,
+                        writes: false,
+                        near: WriteMarks::default(),
+                    });
+                }
+                Outcome::TaggedWrite { keys, argv, near } => {
                     let Some(live) = &shared.live else {
                         return ReadEnd::Closed;
                     };
                     let reply = live.tagged_write(lane, &keys, &argv).await;
+                    live.near_acknowledge(near);
                     if slots.send(Slot::Ready(reply)).await.is_err() {
                         return ReadEnd::Closed;
                     }
@@ -368,17 +397,19 @@ async fn flush(
     };
     let count = std::mem::take(&mut batch.count);
     let writes = std::mem::take(&mut batch.writes);
+    let near = std::mem::take(&mut batch.near);
     batch.bytes = 0;
     if writes {
         unacked.fetch_add(1, Release);
     }
-    send_batch(bytes, count, writes, slots, lane).await
+    send_batch(bytes, count, writes, near, slots, lane).await
 }
 
 async fn send_batch(
     bytes: Bytes,
     count: usize,
     writes: bool,
+    near: WriteMarks,
     slots: &mpsc::Sender<Slot>,
     lane: &Lane,
 ) -> bool {
@@ -388,7 +419,12 @@ async fn send_batch(
     let Ok(permit) = slots.reserve().await else {
         return false;
     };
-    permit.send(Slot::Upstream { rx, count, writes });
+    permit.send(Slot::Upstream {
+        rx,
+        count,
+        writes,
+        near,
+    });
     lane.send(Batch {
         bytes,
         count,

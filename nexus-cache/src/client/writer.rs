@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::UpstreamError;
 use crate::live::Live;
+use crate::near::WriteMarks;
 use crate::upstream::Reply;
 
 /// Replies at least this large are written directly instead of copied.
@@ -29,6 +30,8 @@ pub(crate) enum Slot {
         count: usize,
         /// The batch holds a write: `unacked` is decremented once it is answered.
         writes: bool,
+        /// The near-cache side of its writes (empty unless `writes`).
+        near: WriteMarks,
     },
     /// Flush, then close the connection (QUIT, protocol errors).
     Close,
@@ -73,6 +76,7 @@ pub(crate) async fn write_replies(
                 mut rx,
                 count,
                 writes,
+                near,
             } => {
                 let reply = match rx.try_recv() {
                     Ok(r) => Ok(r),
@@ -91,6 +95,7 @@ pub(crate) async fn write_replies(
                     // have reached Redis before the write did.
                     if let Some(live) = live {
                         live.invalidate_all();
+                        live.near_acknowledge(near);
                     }
                 }
                 match reply {

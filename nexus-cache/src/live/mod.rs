@@ -12,6 +12,7 @@
 //! calls into this module.
 
 mod commands;
+mod near;
 pub(crate) mod scripts;
 
 use std::num::NonZeroUsize;
@@ -77,6 +78,8 @@ pub(crate) struct Live {
     extensions: Arc<Semaphore>,
     rng: AtomicU64,
     pool: Pool,
+    /// The near cache ([`Live::with_near`]); `None` until started.
+    near: Option<crate::near::Near>,
     _reloader: Option<Reloader>,
     _ticker: Ticker,
 }
@@ -105,6 +108,10 @@ pub(crate) enum Plan {
     /// A write run as `WRITE_AND_TAG` (keys: the key, then tag sets; argv: the
     /// command, rewritten with the default TTL when one applies).
     TaggedWrite { keys: Vec<Bytes>, argv: Vec<Bytes> },
+    /// Answer with this reply now (a near-cache hit).
+    Ready(Bytes),
+    /// A near-cache miss: fetch on the client's lane and offer the reply.
+    NearFill(crate::near::Fill),
 }
 
 impl Live {
@@ -145,6 +152,7 @@ impl Live {
             extensions: Arc::new(Semaphore::new(MAX_EXTENSIONS)),
             rng: AtomicU64::new(seed),
             pool,
+            near: None,
             _reloader: reloader,
             _ticker: ticker,
         })
@@ -170,6 +178,12 @@ impl Live {
                 };
                 if let Some(h) = &rule.hot {
                     self.maybe_extend(key, count, h);
+                }
+                if may_join
+                    && rule.near_cache.is_some()
+                    && let Some(plan) = self.near_read(&policy, rule, cmd, key, count)
+                {
+                    return plan;
                 }
                 if rule.singleflight && may_join {
                     // Before reading the generations: see `flights_used`.
@@ -202,6 +216,7 @@ impl Live {
 
     /// Invalidates flights for the keys `cmd` may write (pinned sessions).
     pub(crate) fn note_command(&self, cmd: &Command<'_>) {
+        self.near_note(cmd);
         match commands::kind(cmd) {
             Kind::WriteKey => self.invalidate_key(cmd.arg(1).unwrap_or_default()),
             Kind::WriteKeys(pos) => {

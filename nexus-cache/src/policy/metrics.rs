@@ -37,6 +37,22 @@ pub struct MechanismMetrics {
     pub policy_reloads_ok: AtomicU64,
     /// Policy files rejected by the reloader (the old policy stayed).
     pub policy_reloads_failed: AtomicU64,
+    /// `GET`s answered from the near cache.
+    pub near_hits: AtomicU64,
+    /// `GET`s of near-cached rules not answered from it (absent, expired, or the cache was off).
+    pub near_misses: AtomicU64,
+    /// Near-cache entries evicted to stay within `max_entries`/`max_bytes`, or expired.
+    pub near_evictions: AtomicU64,
+    /// Near-cache entries dropped because their key was written (through the proxy or, via client tracking, on Redis).
+    pub near_invalidations: AtomicU64,
+    /// Whole near-cache flushes (tracking link lost, `FLUSHALL`/`FLUSHDB`, writes to unknown keys, policy changes).
+    pub near_flushes: AtomicU64,
+    /// Gauge: bytes held by the near cache (keys, values and bookkeeping).
+    pub near_bytes: AtomicU64,
+    /// Gauge: entries held by the near cache.
+    pub near_entries: AtomicU64,
+    /// Gauge: 1 while the near cache's invalidation link is subscribed (the cache serves only then).
+    pub near_tracking_up: AtomicU64,
 }
 
 /// A copy of [`MechanismMetrics`] at one moment.
@@ -56,6 +72,22 @@ pub struct MechanismSnapshot {
     pub policy_reloads_ok: u64,
     /// See [`MechanismMetrics::policy_reloads_failed`].
     pub policy_reloads_failed: u64,
+    /// See [`MechanismMetrics::near_hits`].
+    pub near_hits: u64,
+    /// See [`MechanismMetrics::near_misses`].
+    pub near_misses: u64,
+    /// See [`MechanismMetrics::near_evictions`].
+    pub near_evictions: u64,
+    /// See [`MechanismMetrics::near_invalidations`].
+    pub near_invalidations: u64,
+    /// See [`MechanismMetrics::near_flushes`].
+    pub near_flushes: u64,
+    /// See [`MechanismMetrics::near_bytes`].
+    pub near_bytes: u64,
+    /// See [`MechanismMetrics::near_entries`].
+    pub near_entries: u64,
+    /// See [`MechanismMetrics::near_tracking_up`].
+    pub near_tracking_up: u64,
 }
 
 impl MechanismMetrics {
@@ -69,13 +101,21 @@ impl MechanismMetrics {
             invalidated_keys: self.invalidated_keys.load(Relaxed),
             policy_reloads_ok: self.policy_reloads_ok.load(Relaxed),
             policy_reloads_failed: self.policy_reloads_failed.load(Relaxed),
+            near_hits: self.near_hits.load(Relaxed),
+            near_misses: self.near_misses.load(Relaxed),
+            near_evictions: self.near_evictions.load(Relaxed),
+            near_invalidations: self.near_invalidations.load(Relaxed),
+            near_flushes: self.near_flushes.load(Relaxed),
+            near_bytes: self.near_bytes.load(Relaxed),
+            near_entries: self.near_entries.load(Relaxed),
+            near_tracking_up: self.near_tracking_up.load(Relaxed),
         }
     }
 }
 
 impl MechanismSnapshot {
     /// `(name, value)` pairs in a stable order.
-    pub fn fields(&self) -> [(&'static str, u64); 7] {
+    pub fn fields(&self) -> [(&'static str, u64); 15] {
         [
             ("collapsed_calls", self.collapsed_calls),
             ("hot_keys", self.hot_keys),
@@ -84,6 +124,14 @@ impl MechanismSnapshot {
             ("invalidated_keys", self.invalidated_keys),
             ("policy_reloads_ok", self.policy_reloads_ok),
             ("policy_reloads_failed", self.policy_reloads_failed),
+            ("near_hits", self.near_hits),
+            ("near_misses", self.near_misses),
+            ("near_evictions", self.near_evictions),
+            ("near_invalidations", self.near_invalidations),
+            ("near_flushes", self.near_flushes),
+            ("near_bytes", self.near_bytes),
+            ("near_entries", self.near_entries),
+            ("near_tracking_up", self.near_tracking_up),
         ]
     }
 
