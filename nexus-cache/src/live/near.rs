@@ -43,6 +43,9 @@ impl Live {
         }
         match near.lookup(policy, rule, key, freq) {
             Lookup::Hit(reply) => Some(Plan::Ready(reply)),
+            // The stampede guard owns misses of its keys (a shared fill
+            // would hand a nil to every collapsed reader at once).
+            Lookup::Miss(_) if rule.stampede.is_some() => None,
             Lookup::Miss(fill) => Some(Plan::NearFill(fill)),
             Lookup::Bypass => None,
         }
