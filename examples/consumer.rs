@@ -2,7 +2,7 @@
 //! opened circuits, flags latency spikes.
 //!
 //! ```text
-//! cargo run --release --features consumer --example consumer -- \
+//! cargo run --release --example consumer -- \
 //!     --kafka 127.0.0.1:9092 --redis redis://127.0.0.1:6379
 //! ```
 //!

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example mock_upstream -- --port 3001 &
 //! cargo run --release --example mock_upstream -- --port 3002 &
-//! cargo run --release --features gateway --example gateway -- --config config/gateway.dev.yaml
+//! cargo run --release --example gateway -- --config config/gateway.dev.yaml
 //! curl -s -X POST localhost:3000/auth/token -H 'content-type: application/json' \
 //!      -d '{"client_id":"gateway-client","client_secret":"supersecret123"}'
 //! ```

@@ -1,5 +1,6 @@
 //! Typed configuration of the consumer service, validated once.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -28,6 +29,10 @@ pub struct ServiceConfig {
     /// Latency spike detection settings.
     #[serde(default)]
     pub latency: LatencyConfig,
+    /// Where the admin HTTP server (`/metrics`, `/stats`, `/healthz`)
+    /// listens, e.g. `127.0.0.1:9381`; none: no admin server.
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
 }
 
 /// Auto-blocking of IPs that keep hitting the rate limiter.
@@ -143,6 +148,7 @@ impl ServiceConfig {
             block: BlockConfig::default(),
             alerts: AlertConfig::default(),
             latency: LatencyConfig::default(),
+            admin: None,
         }
     }
 
@@ -237,6 +243,12 @@ mod tests {
         assert_eq!(c.group_id, "nexus-consumer-group");
         assert_eq!(c.block.threshold, 5);
         assert!(matches!(c.latency, LatencyConfig::EwmaPercentile { .. }));
+        assert_eq!(c.admin, None);
+        let c = ServiceConfig::from_json(
+            r#"{"kafka_bootstrap":"k:1","redis_url":"redis://x","admin":"127.0.0.1:9381"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.admin, Some("127.0.0.1:9381".parse().unwrap()));
 
         let cases = [
             (
@@ -261,6 +273,10 @@ mod tests {
             ),
             (
                 r#"{"kafka_bootstrap":"k:1","redis_url":"redis://x","surprise":1}"#,
+                "(document)",
+            ),
+            (
+                r#"{"kafka_bootstrap":"k:1","redis_url":"redis://x","admin":"localhost"}"#,
                 "(document)",
             ),
         ];

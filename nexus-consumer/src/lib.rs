@@ -16,6 +16,13 @@
 //! Offsets are committed after handling (at-least-once); a Redis outage
 //! rewinds to the first unhandled record and retries.
 //!
+//! Observability: each event is handled inside a `consumer.handle` span
+//! (kind `consumer`) parented on the producing request's span through the
+//! record's W3C `traceparent` header; [`Stats`] counts what happened, and the
+//! optional [`admin`] server ([`ServiceConfig::admin`]) serves `/metrics`
+//! (Prometheus, [`metrics`]), `/stats` (JSON [`StatsSnapshot`]) and
+//! `/healthz`.
+//!
 //! ```
 //! use nexus_consumer::{ConsumerService, ServiceConfig};
 //! let mut config = ServiceConfig::new("127.0.0.1:9092", "redis://127.0.0.1:6379");
@@ -27,12 +34,17 @@
 //! assert_eq!(nexus_consumer::blocklist::blocked_key("10.0.0.7"), "nexus:blocked:10.0.0.7");
 //! ```
 
+pub mod admin;
 pub mod blocklist;
 mod config;
 pub mod handlers;
+pub mod metrics;
 mod service;
+mod stats;
 pub mod webhook;
 
 pub use config::{AlertConfig, BlockConfig, ConfigError, LatencyConfig, ServiceConfig};
-pub use handlers::Stats;
 pub use service::{ConsumerService, ServiceError};
+pub use stats::{
+    BlockedIp, MAX_REMEMBERED_BLOCKS, RATE_WINDOW_SECS, SNAPSHOT_BLOCKED_IPS, Stats, StatsSnapshot,
+};

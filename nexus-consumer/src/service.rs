@@ -26,6 +26,14 @@ pub enum ServiceError {
     /// The Redis URL is invalid.
     #[error("redis: {0}")]
     Redis(#[from] crate::blocklist::BlocklistError),
+    /// The admin server could not listen.
+    #[error("admin server cannot listen on {addr}: {source}")]
+    Admin {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// The consumer service: joins the group, routes each topic to its handler,
@@ -63,9 +71,40 @@ impl ConsumerService {
 
     /// Runs until `shutdown` resolves, then leaves the group. Broker or Redis
     /// outages are logged and retried, never fatal.
+    ///
+    /// With [`ServiceConfig::admin`] set, binds the admin server first (a
+    /// taken port is an [`ServiceError::Admin`]) and stops it with the rest.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
         let mut handlers = Handlers::new(&self.config, self.stats.clone())?;
         let kafka = self.kafka_config();
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin = match self.config.admin {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServiceError::Admin { addr, source })?;
+                tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "consumer admin listening (/metrics, /stats, /healthz)");
+                let stats = self.stats.clone();
+                Some(tokio::spawn(crate::admin::serve(listener, stats, async {
+                    let _ = admin_stopped.await;
+                })))
+            }
+            None => None,
+        };
+        let result = self.consume(&mut handlers, kafka, shutdown).await;
+        let _ = admin_stop.send(());
+        if let Some(task) = admin {
+            let _ = task.await;
+        }
+        result
+    }
+
+    async fn consume(
+        &self,
+        handlers: &mut Handlers,
+        kafka: ConsumerConfig,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServiceError> {
         tokio::pin!(shutdown);
         let mut consumer = loop {
             tokio::select! {
@@ -96,7 +135,8 @@ impl ConsumerService {
                     continue;
                 }
             };
-            let handled = self.handle_batch(&mut handlers, &batch).await;
+            self.stats.set_lag(consumer.lag());
+            let handled = self.handle_batch(handlers, &batch).await;
             if handled > 0 {
                 match consumer.commit(&batch[..handled]).await {
                     Ok(()) => {
@@ -148,7 +188,7 @@ impl ConsumerService {
                     continue;
                 }
             };
-            if let Err(e) = handlers.handle(&event).await {
+            if let Err(e) = handlers.handle_record(&event, r).await {
                 tracing::warn!(error = %e, "handler failed; will retry from this record");
                 return i;
             }

@@ -17,6 +17,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::TraceContext;
+
 /// The schema version this crate writes, and the highest one it reads.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -114,6 +116,11 @@ pub struct Event {
     /// The payload, flattened into the same JSON object.
     #[serde(flatten)]
     pub kind: EventKind,
+    /// Trace context of the span that emitted it, captured by
+    /// [`Emitter::emit`](crate::Emitter::emit) when unset. Not part of the
+    /// JSON: it travels in the Kafka record headers (`traceparent`).
+    #[serde(skip)]
+    pub trace: Option<TraceContext>,
 }
 
 /// Why a record could not be read as an [`Event`].
@@ -146,6 +153,7 @@ impl Event {
             emitted_at: SystemTime::now(),
             correlation_id,
             kind,
+            trace: None,
         }
     }
 

@@ -11,6 +11,10 @@
 //!   batching producer with Java-compatible murmur2 partitioning and a group
 //!   consumer with at-least-once commits.
 //! * [`CompletedLayer`] is a tower layer emitting `gateway.request.completed`.
+//! * [`TraceContext`]: `emit` captures the current span's W3C trace context
+//!   (feature `trace-context`, on by default) and [`KafkaSink`] sends it as
+//!   `traceparent`/`tracestate` record headers, so the consumer's span joins
+//!   the producing request's trace. The JSON payload is unchanged.
 //!
 //! ```
 //! use nexus_events::{Emitter, Event};
@@ -29,6 +33,7 @@ mod event;
 pub mod kafka;
 mod layer;
 mod time;
+mod trace;
 
 pub use emitter::{
     DeliveryReport, Emitter, EmitterConfig, EmitterConfigError, EmitterStats, EmitterTask,
@@ -40,3 +45,4 @@ pub use event::{
 };
 pub use kafka::KafkaSink;
 pub use layer::{ClientId, CompletedFuture, CompletedLayer, CompletedService};
+pub use trace::TraceContext;

@@ -46,11 +46,47 @@ pub fn set_parent_from_headers(span: &tracing::Span, headers: &HeaderMap) -> boo
     cx.span().span_context().is_valid() && span.set_parent(cx).is_ok()
 }
 
+/// The OpenTelemetry context of the current `tracing` span, when that span
+/// belongs to a trace (sampled or not).
+///
+/// Meant for capturing trace context where work is queued (an event emitted
+/// inside a request) and propagating it later from another task, where the
+/// request's span is no longer current. Outside any span it costs one
+/// thread-local read and returns `None`; without the OpenTelemetry layer (no
+/// [`init`](crate::init)) it returns `None` too.
+pub fn current_context() -> Option<Context> {
+    let span = tracing::Span::current();
+    if span.is_none() {
+        return None;
+    }
+    let cx = span.context();
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
+/// The trace id of the span in `cx` as 32 lowercase hex digits, or `None`
+/// when `cx` has no valid span.
+pub fn trace_id_hex(cx: &Context) -> Option<String> {
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// The span id of the span in `cx` as 16 lowercase hex digits, or `None`
+/// when `cx` has no valid span.
+pub fn span_id_hex(cx: &Context) -> Option<String> {
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| sc.span_id().to_string())
+}
+
 /// Kafka record headers carrying trace context: `traceparent` and, when
 /// present, `tracestate`, as `(key, value)` pairs ready for a produce request.
 ///
-/// Empty when `cx` has no valid span.
+/// Empty (and not allocated) when `cx` has no valid span.
 pub fn record_headers(cx: &Context) -> Vec<(String, Bytes)> {
+    if !cx.span().span_context().is_valid() {
+        return Vec::new();
+    }
     let mut out = RecordInjector(Vec::with_capacity(2));
     TraceContextPropagator::new().inject_context(cx, &mut out);
     out.0
@@ -208,6 +244,15 @@ mod tests {
             cx.span().span_context().span_id().to_string(),
             "00f067aa0ba902b7"
         );
+        assert_eq!(
+            trace_id_hex(&cx).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(span_id_hex(&cx).as_deref(), Some("00f067aa0ba902b7"));
+        assert!(record_headers(&Context::new()).is_empty());
+        assert_eq!(trace_id_hex(&Context::new()), None);
+        // No span is current here, and no subscriber: nothing to capture.
+        assert!(current_context().is_none());
         let bad = [("traceparent", &[0xff_u8, 0xfe][..])];
         assert!(
             !extract_record_headers(bad.iter().copied())

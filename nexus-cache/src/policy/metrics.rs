@@ -53,6 +53,26 @@ pub struct MechanismMetrics {
     pub near_entries: AtomicU64,
     /// Gauge: 1 while the near cache's invalidation link is subscribed (the cache serves only then).
     pub near_tracking_up: AtomicU64,
+    /// Fill leases this proxy took in Redis (on a miss, or for an early refresh).
+    pub leases_taken: AtomicU64,
+    /// Leases held by this proxy's fillers that a deletion through this proxy cancelled.
+    pub leases_cancelled: AtomicU64,
+    /// Readers held by the stampede guard (ended in one of the three ways below).
+    pub held_readers: AtomicU64,
+    /// Held readers answered with the filled value.
+    pub held_filled: AtomicU64,
+    /// Held readers answered nil after `wait_timeout` (as without the guard).
+    pub held_timed_out: AtomicU64,
+    /// Held readers handed the lease after the previous filler's expired.
+    pub held_handed_over: AtomicU64,
+    /// Readers not held because `max_waiters` or the key table was full (answered nil).
+    pub held_overflow: AtomicU64,
+    /// Readers answered with a stale copy while a refill was in progress.
+    pub stale_served: AtomicU64,
+    /// Hits answered nil ahead of expiry (XFetch) so one client refreshes the key.
+    pub early_refreshes: AtomicU64,
+    /// Fills not written because their lease was cancelled or had expired (answered nil).
+    pub late_fills_dropped: AtomicU64,
 }
 
 /// A copy of [`MechanismMetrics`] at one moment.
@@ -88,6 +108,26 @@ pub struct MechanismSnapshot {
     pub near_entries: u64,
     /// See [`MechanismMetrics::near_tracking_up`].
     pub near_tracking_up: u64,
+    /// See [`MechanismMetrics::leases_taken`].
+    pub leases_taken: u64,
+    /// See [`MechanismMetrics::leases_cancelled`].
+    pub leases_cancelled: u64,
+    /// See [`MechanismMetrics::held_readers`].
+    pub held_readers: u64,
+    /// See [`MechanismMetrics::held_filled`].
+    pub held_filled: u64,
+    /// See [`MechanismMetrics::held_timed_out`].
+    pub held_timed_out: u64,
+    /// See [`MechanismMetrics::held_handed_over`].
+    pub held_handed_over: u64,
+    /// See [`MechanismMetrics::held_overflow`].
+    pub held_overflow: u64,
+    /// See [`MechanismMetrics::stale_served`].
+    pub stale_served: u64,
+    /// See [`MechanismMetrics::early_refreshes`].
+    pub early_refreshes: u64,
+    /// See [`MechanismMetrics::late_fills_dropped`].
+    pub late_fills_dropped: u64,
 }
 
 impl MechanismMetrics {
@@ -109,13 +149,23 @@ impl MechanismMetrics {
             near_bytes: self.near_bytes.load(Relaxed),
             near_entries: self.near_entries.load(Relaxed),
             near_tracking_up: self.near_tracking_up.load(Relaxed),
+            leases_taken: self.leases_taken.load(Relaxed),
+            leases_cancelled: self.leases_cancelled.load(Relaxed),
+            held_readers: self.held_readers.load(Relaxed),
+            held_filled: self.held_filled.load(Relaxed),
+            held_timed_out: self.held_timed_out.load(Relaxed),
+            held_handed_over: self.held_handed_over.load(Relaxed),
+            held_overflow: self.held_overflow.load(Relaxed),
+            stale_served: self.stale_served.load(Relaxed),
+            early_refreshes: self.early_refreshes.load(Relaxed),
+            late_fills_dropped: self.late_fills_dropped.load(Relaxed),
         }
     }
 }
 
 impl MechanismSnapshot {
     /// `(name, value)` pairs in a stable order.
-    pub fn fields(&self) -> [(&'static str, u64); 15] {
+    pub fn fields(&self) -> [(&'static str, u64); 25] {
         [
             ("collapsed_calls", self.collapsed_calls),
             ("hot_keys", self.hot_keys),
@@ -132,6 +182,16 @@ impl MechanismSnapshot {
             ("near_bytes", self.near_bytes),
             ("near_entries", self.near_entries),
             ("near_tracking_up", self.near_tracking_up),
+            ("leases_taken", self.leases_taken),
+            ("leases_cancelled", self.leases_cancelled),
+            ("held_readers", self.held_readers),
+            ("held_filled", self.held_filled),
+            ("held_timed_out", self.held_timed_out),
+            ("held_handed_over", self.held_handed_over),
+            ("held_overflow", self.held_overflow),
+            ("stale_served", self.stale_served),
+            ("early_refreshes", self.early_refreshes),
+            ("late_fills_dropped", self.late_fills_dropped),
         ]
     }
 

@@ -13,10 +13,9 @@
 //!     singleflight: true           # concurrent identical reads share one upstream call
 //!     hot: { threshold: 100, window: 10s, extend_by: 60s, max_ttl: 1h }
 //!     tags: [products]             # writes are tagged atomically with the write
+//!     stampede: { lock_ttl: 5s, wait_timeout: 5s, max_waiters: 1000, early_refresh: 1.0, serve_stale_for: 10s }
 //!     # in-process cache of GET replies, kept coherent with Redis:
 //!     near_cache: { ttl: 1s, max_entries: 10000, max_bytes: 16MiB, admit: hot }
-//!     # reserved for the next issue, parsed and validated today:
-//!     stampede: { lock_ttl: 5s, wait_timeout: 200ms, max_waiters: 1000 }
 //! ```
 //!
 //! The seed's format still loads; each entry becomes a rule for one command
@@ -76,6 +75,8 @@ pub struct Policy {
     by_command: Box<[CommandRules]>,
     /// Indices of the rules for every command, for commands not listed anywhere.
     any_command: Box<[usize]>,
+    /// Whether any rule has a stampede guard (writes then check their keys).
+    stampede: bool,
 }
 
 impl Policy {
@@ -134,10 +135,12 @@ impl Policy {
             .filter(|(_, r)| r.any_command())
             .map(|(i, _)| i)
             .collect();
+        let stampede = rules.iter().any(|r| r.stampede.is_some());
         Self {
             rules,
             by_command,
             any_command,
+            stampede,
         }
     }
 
@@ -163,6 +166,19 @@ impl Policy {
             .iter()
             .map(|&i| &self.rules[i])
             .find(|r| r.keys.matches(key))
+    }
+
+    /// Whether any rule has a stampede guard.
+    pub fn has_stampede(&self) -> bool {
+        self.stampede
+    }
+
+    /// The stampede guard of `GET key`, if its rule has one.
+    pub fn stampede_for(&self, key: &[u8]) -> Option<&StampedePolicy> {
+        if !self.stampede {
+            return None;
+        }
+        self.match_command(b"GET", key)?.stampede.as_ref()
     }
 
     /// The rules in match order.

@@ -33,7 +33,7 @@ pub struct Rule {
     pub hot: Option<HotPolicy>,
     /// Tags added to keys written under this rule.
     pub tags: Vec<String>,
-    /// Reserved: stampede guard (next issue).
+    /// Stampede guard for `GET`s of the matching keys.
     pub stampede: Option<StampedePolicy>,
     /// In-process near cache of `GET` replies for the matching keys.
     pub near_cache: Option<NearCachePolicy>,
@@ -138,6 +138,12 @@ impl Rule {
                 display(st.wait_timeout),
                 st.max_waiters
             ));
+            if let Some(b) = st.early_refresh {
+                s.push_str(&format!(",early_refresh:{b}"));
+            }
+            if let Some(d) = st.serve_stale_for {
+                s.push_str(&format!(",serve_stale_for:{}", display(d)));
+            }
         }
         if let Some(n) = &self.near_cache {
             s.push_str(&format!(

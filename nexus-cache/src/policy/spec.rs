@@ -166,17 +166,27 @@ impl TryFrom<RawHot> for HotPolicy {
     }
 }
 
-/// Reserved for the stampede guard (next issue): parsed and validated now,
-/// not acted on yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// The stampede guard for a rule's `GET`s (see `docs/cache-policy.md`): on a
+/// miss one client (the filler) gets the nil and a lease in Redis; the other
+/// readers are held until the fill, bounded in time and number.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(try_from = "RawStampede")]
 pub struct StampedePolicy {
-    /// How long the client told to fill a missing key holds the fill lock.
+    /// Lifetime of the fill lease (`SET <lease> <token> NX PX lock_ttl`): how
+    /// long the filler has before the next held reader is handed the lease.
     pub lock_ttl: Duration,
-    /// How long other readers wait for the fill before going upstream.
+    /// The longest a reader is held waiting for a fill; then it gets the nil
+    /// (as without the guard).
     pub wait_timeout: Duration,
-    /// Most readers held per key; beyond it readers go upstream.
+    /// Most readers held per key and proxy; beyond it readers get the nil at once.
     pub max_waiters: NonZeroU32,
+    /// XFetch `beta` for probabilistic early refresh (`None`: off). Larger
+    /// values refresh earlier; `1.0` is the paper's optimum.
+    pub early_refresh: Option<f64>,
+    /// Stale-while-revalidate: while a refill is in progress, held readers get
+    /// the last value Redis returned for the key, if Redis returned it at most
+    /// this long ago (`None`: off).
+    pub serve_stale_for: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -187,18 +197,39 @@ struct RawStampede {
     #[serde(deserialize_with = "duration::deserialize")]
     wait_timeout: Duration,
     max_waiters: NonZeroU32,
+    #[serde(default)]
+    early_refresh: Option<f64>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    serve_stale_for: Option<Duration>,
 }
+
+/// Largest accepted XFetch `beta` (beyond it every read near expiry refreshes).
+pub(crate) const MAX_BETA: f64 = 100.0;
 
 impl TryFrom<RawStampede> for StampedePolicy {
     type Error = String;
     fn try_from(r: RawStampede) -> Result<Self, String> {
-        if r.lock_ttl.is_zero() || r.wait_timeout.is_zero() {
-            return Err("stampede.lock_ttl and stampede.wait_timeout must be positive".into());
+        if r.lock_ttl < Duration::from_millis(1) || r.wait_timeout < Duration::from_millis(1) {
+            return Err(
+                "stampede.lock_ttl and stampede.wait_timeout must be at least 1ms".into(),
+            );
+        }
+        if let Some(b) = r.early_refresh
+            && !(b.is_finite() && b > 0.0 && b <= MAX_BETA)
+        {
+            return Err(format!(
+                "stampede.early_refresh ({b}) must be a number in (0, {MAX_BETA}] (XFetch beta; 1.0 is typical)"
+            ));
+        }
+        if r.serve_stale_for.is_some_and(|d| d.is_zero()) {
+            return Err("stampede.serve_stale_for must be positive (omit it to serve no stale values)".into());
         }
         Ok(Self {
             lock_ttl: r.lock_ttl,
             wait_timeout: r.wait_timeout,
             max_waiters: r.max_waiters,
+            early_refresh: r.early_refresh,
+            serve_stale_for: r.serve_stale_for,
         })
     }
 }

@@ -4,49 +4,22 @@ mod latency;
 mod rate_limit;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 pub use latency::{Spike, SpikeDetector};
 pub use rate_limit::HitCounter;
 
+use nexus_events::kafka::ConsumedRecord;
 use nexus_events::{CircuitOpened, Event, EventKind, RateLimitHit, RequestCompleted};
+use tokio::time::Instant;
+use tracing::Instrument as _;
+use tracing::field::Empty;
+
+pub use crate::stats::Stats;
 
 use crate::blocklist::{BlocklistError, BlocklistWriter};
 use crate::config::ServiceConfig;
 use crate::webhook::Webhook;
-
-/// Counters of what the consumer did; shared, lock-free, monotonic.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Records read from Kafka.
-    pub records: AtomicU64,
-    /// Records that were not valid events (logged and skipped).
-    pub malformed: AtomicU64,
-    /// `gateway.rate_limit.hit` events handled.
-    pub rate_limit_hits: AtomicU64,
-    /// IPs blocked in Redis.
-    pub ips_blocked: AtomicU64,
-    /// `gateway.circuit.opened` alerts raised.
-    pub circuit_alerts: AtomicU64,
-    /// `gateway.request.completed` events handled.
-    pub requests_completed: AtomicU64,
-    /// Latency spikes flagged.
-    pub latency_spikes: AtomicU64,
-    /// Offsets committed (batches).
-    pub commits: AtomicU64,
-}
-
-impl Stats {
-    pub(crate) fn inc(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Reads one counter.
-    pub fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
-}
 
 /// The three handlers with their state.
 #[derive(Debug)]
@@ -83,7 +56,75 @@ impl Handlers {
 
     /// Handles one event. An `Err` means the event must be retried (Redis
     /// down): the caller does not commit it.
+    ///
+    /// Runs inside a `consumer.handle` span (kind `consumer`) whose parent is
+    /// the emitting request's span when `event.trace` is set (in process, the
+    /// emitter captured it; from Kafka, see [`Handlers::handle_record`]).
     pub async fn handle(&mut self, event: &Event) -> Result<(), BlocklistError> {
+        self.handle_from(event, None).await
+    }
+
+    /// [`Handlers::handle`] for an event decoded from `record`: the span gets
+    /// the record's topic, partition and offset, and its parent from the
+    /// record's `traceparent` header when the event has no trace context.
+    pub async fn handle_record(
+        &mut self,
+        event: &Event,
+        record: &ConsumedRecord,
+    ) -> Result<(), BlocklistError> {
+        self.handle_from(event, Some(record)).await
+    }
+
+    async fn handle_from(
+        &mut self,
+        event: &Event,
+        record: Option<&ConsumedRecord>,
+    ) -> Result<(), BlocklistError> {
+        let span = tracing::info_span!(
+            "consumer.handle",
+            otel.kind = "consumer",
+            otel.status_code = Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = event.topic(),
+            messaging.destination.partition.id = Empty,
+            messaging.kafka.offset = Empty,
+            event.type = event.topic(),
+            correlation_id = event.correlation_id.as_deref().unwrap_or(""),
+        );
+        // Parent first: an OpenTelemetry span's parent is fixed once it starts.
+        if !span.is_disabled() {
+            let from_headers;
+            let trace = match (&event.trace, record) {
+                (Some(t), _) => Some(t),
+                (None, Some(r)) => {
+                    from_headers =
+                        nexus_events::TraceContext::from_record_headers(r.header_pairs());
+                    from_headers.as_ref()
+                }
+                (None, None) => None,
+            };
+            if let Some(t) = trace {
+                t.set_parent_of(&span);
+            }
+            if let Some(r) = record {
+                span.record("messaging.destination.partition.id", r.partition);
+                span.record("messaging.kafka.offset", r.offset);
+            }
+        }
+        let started = Instant::now();
+        let result = self.dispatch(event).instrument(span.clone()).await;
+        match &result {
+            Ok(()) => self.stats.record_handled(&event.kind, started.elapsed()),
+            Err(_) => {
+                Stats::inc(&self.stats.handler_errors);
+                span.record("otel.status_code", "error");
+            }
+        }
+        result
+    }
+
+    async fn dispatch(&mut self, event: &Event) -> Result<(), BlocklistError> {
         match &event.kind {
             EventKind::RateLimitHit(hit) => self.rate_limit_hit(event, hit).await,
             EventKind::CircuitOpened(c) => {
@@ -116,7 +157,7 @@ impl Handlers {
             .block(&hit.ip, self.block_for, "rate_limit", hits)
             .await?;
         self.hits.clear(&hit.ip);
-        Stats::inc(&self.stats.ips_blocked);
+        self.stats.record_block(&hit.ip, hits, expires);
         tracing::warn!(ip = %hit.ip, hits, expires_at_ms = expires, "[ACTION] AUTO-BLOCKED IP after {hits} rate limit violations");
         Ok(())
     }

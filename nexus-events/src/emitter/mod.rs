@@ -20,7 +20,7 @@ pub use sink::{DeliveryReport, EventSink, LogSink, MemorySink};
 use stats::Counters;
 pub use stats::EmitterStats;
 
-use crate::Event;
+use crate::{Event, TraceContext};
 
 /// Tuning of the queue between [`Emitter::emit`] and the background task.
 #[derive(Debug, Clone)]
@@ -97,7 +97,7 @@ impl Emitter {
     ) -> Result<(Self, EmitterTask), EmitterConfigError> {
         config.validate()?;
         let (tx, rx) = mpsc::channel(config.capacity);
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters::new(config.capacity));
         let (stop_tx, stop_rx) = oneshot::channel();
         let join = tokio::spawn(task::run(sink, config, rx, stop_rx, counters.clone()));
         let task = EmitterTask {
@@ -120,8 +120,16 @@ impl Emitter {
 
     /// Queues `event` for delivery; drops and counts it if the queue is full
     /// or the task has stopped.
+    ///
+    /// When `event.trace` is unset it captures the trace context of the
+    /// current `tracing` span here, on the caller's task (the background
+    /// sender runs where the request's span is not current). Outside any span
+    /// this costs one thread-local read.
     #[inline]
-    pub fn emit(&self, event: Event) {
+    pub fn emit(&self, mut event: Event) {
+        if event.trace.is_none() {
+            event.trace = TraceContext::current();
+        }
         match self.tx.try_send(event) {
             Ok(()) => Counters::inc(&self.counters.emitted),
             Err(mpsc::error::TrySendError::Full(_)) => Counters::inc(&self.counters.dropped_full),

@@ -2,8 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
+    pub(crate) capacity: u64,
     pub(crate) emitted: AtomicU64,
     pub(crate) dropped_full: AtomicU64,
     pub(crate) dropped_closed: AtomicU64,
@@ -12,6 +13,17 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity as u64,
+            emitted: AtomicU64::new(0),
+            dropped_full: AtomicU64::new(0),
+            dropped_closed: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
     #[inline]
     pub(crate) fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
@@ -22,12 +34,19 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self) -> EmitterStats {
+        // Delivered counters first: a concurrent delivery can then only make
+        // `queued` read high, never wrap below zero.
+        let sent = self.sent.load(Ordering::Relaxed);
+        let failed = self.failed.load(Ordering::Relaxed);
+        let emitted = self.emitted.load(Ordering::Relaxed);
         EmitterStats {
-            emitted: self.emitted.load(Ordering::Relaxed),
+            emitted,
             dropped_full: self.dropped_full.load(Ordering::Relaxed),
             dropped_closed: self.dropped_closed.load(Ordering::Relaxed),
-            sent: self.sent.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
+            sent,
+            failed,
+            queued: emitted.saturating_sub(sent + failed),
+            queue_capacity: self.capacity,
         }
     }
 }
@@ -49,6 +68,11 @@ pub struct EmitterStats {
     pub sent: u64,
     /// Dequeued but not delivered: broker down or refusing after retries.
     pub failed: u64,
+    /// Accepted but not yet delivered or given up on: waiting in the queue
+    /// or in the batch being sent (`emitted - sent - failed`).
+    pub queued: u64,
+    /// The queue's bound ([`EmitterConfig::capacity`](super::EmitterConfig::capacity)).
+    pub queue_capacity: u64,
 }
 
 impl EmitterStats {

@@ -8,10 +8,12 @@ use tokio::time::Instant;
 use super::config::ProducerConfig;
 use super::error::KafkaError;
 use super::producer::{OutRecord, Producer};
-use crate::{DeliveryReport, Event, EventSink};
+use crate::{DeliveryReport, Event, EventSink, TraceContext};
 
 /// Delivers events to Kafka: topic per event type, keyed by correlation id
-/// (key-less events are spread round-robin), JSON values.
+/// (key-less events are spread round-robin), JSON values, and the emitting
+/// span's W3C `traceparent`/`tracestate` as record headers when the event
+/// carries a [`TraceContext`].
 #[derive(Debug)]
 pub struct KafkaSink {
     producer: Producer,
@@ -46,6 +48,11 @@ impl KafkaSink {
                 .map(|c| Bytes::copy_from_slice(c.as_bytes())),
             value: Bytes::from(event.to_json()),
             timestamp_ms,
+            headers: event
+                .trace
+                .as_ref()
+                .map(TraceContext::record_headers)
+                .unwrap_or_default(),
         }
     }
 }

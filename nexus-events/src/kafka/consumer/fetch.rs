@@ -65,8 +65,9 @@ pub(crate) async fn earliest(
 
 /// Per-partition result of a fetch.
 pub(crate) enum PartitionFetch {
-    /// Records at or after the requested offset, and the next offset to ask for.
-    Records(Vec<ConsumedRecord>, i64),
+    /// Records at or after the requested offset, the next offset to ask for,
+    /// and the partition's high watermark (offset after its last record).
+    Records(Vec<ConsumedRecord>, i64, i64),
     /// The partition answered with an error code.
     Error(KafkaError),
 }
@@ -129,8 +130,15 @@ pub(crate) async fn fetch(
                 continue;
             }
             let result = match p.records {
-                None => PartitionFetch::Records(Vec::new(), from),
-                Some(raw) => decode(raw, &shared, p.partition_index, from, conn.addr()),
+                None => PartitionFetch::Records(Vec::new(), from, p.high_watermark),
+                Some(raw) => decode(
+                    raw,
+                    &shared,
+                    p.partition_index,
+                    from,
+                    p.high_watermark,
+                    conn.addr(),
+                ),
             };
             out.push((key, result));
         }
@@ -145,6 +153,7 @@ fn decode(
     topic: &Arc<str>,
     partition: i32,
     from: i64,
+    high_watermark: i64,
     addr: &str,
 ) -> PartitionFetch {
     let mut records = Vec::new();
@@ -180,10 +189,15 @@ fn decode(
                 timestamp_ms: r.timestamp,
                 key: r.key,
                 value: r.value,
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
             });
         }
     }
-    PartitionFetch::Records(records, next)
+    PartitionFetch::Records(records, next, high_watermark)
 }
 
 fn protocol_error(addr: &str, message: &str) -> PartitionFetch {

@@ -34,6 +34,26 @@ pub struct ConsumedRecord {
     pub key: Option<Bytes>,
     /// Record value.
     pub value: Option<Bytes>,
+    /// Record headers, in order (values may be null).
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+impl ConsumedRecord {
+    /// The headers as `(key, value)` pairs, a null value read as empty: the
+    /// shape `TraceContext::from_record_headers` takes.
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref().unwrap_or_default()))
+    }
+
+    /// The value of the first header named `key` (case-sensitive).
+    pub fn header(&self, key: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_deref())
+    }
 }
 
 /// A member of a Kafka consumer group.
@@ -59,6 +79,8 @@ pub struct GroupConsumer {
     membership: Membership,
     heartbeat: Option<Heartbeat>,
     positions: BTreeMap<(String, i32), i64>,
+    /// Last high watermark seen per assigned partition (for [`Self::lag`]).
+    high_watermarks: BTreeMap<(String, i32), i64>,
     topic_names: BTreeMap<String, Arc<str>>,
 }
 
@@ -78,6 +100,7 @@ impl GroupConsumer {
             membership: Membership::default(),
             heartbeat: None,
             positions: BTreeMap::new(),
+            high_watermarks: BTreeMap::new(),
             topic_names: BTreeMap::new(),
         };
         me.rejoin().await?;
@@ -92,6 +115,23 @@ impl GroupConsumer {
     /// This member's id in the group.
     pub fn member_id(&self) -> &str {
         &self.membership.member_id
+    }
+
+    /// Records not yet read on the assigned partitions: the sum over them of
+    /// (high watermark - read position), as of the last fetch of each.
+    /// `None` until a fetch reported a high watermark.
+    ///
+    /// Records already returned by [`poll`](Self::poll) but not yet handled
+    /// are not counted.
+    pub fn lag(&self) -> Option<u64> {
+        let mut total = None;
+        for (tp, hw) in &self.high_watermarks {
+            if let Some(pos) = self.positions.get(tp) {
+                let lag = u64::try_from(hw - pos).unwrap_or(0);
+                total = Some(total.unwrap_or(0) + lag);
+            }
+        }
+        total
     }
 
     /// The group generation this member belongs to.
@@ -133,6 +173,7 @@ impl GroupConsumer {
             hb.stop().await;
         }
         self.positions.clear();
+        self.high_watermarks.clear();
         let member = self.membership.member_id.clone();
         let config = self.config.clone();
         let res = async {
@@ -277,7 +318,10 @@ impl GroupConsumer {
             };
             for (tp, result) in results {
                 match result {
-                    PartitionFetch::Records(records, next) => {
+                    PartitionFetch::Records(records, next, high_watermark) => {
+                        if high_watermark >= 0 {
+                            self.high_watermarks.insert(tp.clone(), high_watermark);
+                        }
                         self.positions.insert(tp, next);
                         out.extend(records);
                     }

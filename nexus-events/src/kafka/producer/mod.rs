@@ -28,17 +28,38 @@ pub struct OutRecord {
     pub value: Bytes,
     /// Creation time, milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
+    /// Record headers, in order (e.g. `traceparent`); empty allocates nothing.
+    pub headers: Vec<(String, Bytes)>,
 }
 
 impl OutRecord {
-    /// A record stamped with the current time.
+    /// A record stamped with the current time, without headers.
     pub fn new(topic: impl Into<Cow<'static, str>>, key: Option<Bytes>, value: Bytes) -> Self {
         Self {
             topic: topic.into(),
             key,
             value,
             timestamp_ms: now_ms(),
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a record header.
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((key.into(), value.into()));
+        self
+    }
+
+    /// Bytes this record adds to a batch, for sizing requests.
+    fn wire_size(&self) -> usize {
+        self.value.len()
+            + self.key.as_ref().map_or(0, Bytes::len)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 10)
+                .sum::<usize>()
+            + RECORD_OVERHEAD
     }
 }
 
@@ -281,7 +302,7 @@ impl Producer {
             let mut current = Vec::new();
             for i in idxs {
                 let r = &records[i];
-                let size = r.value.len() + r.key.as_ref().map_or(0, Bytes::len) + RECORD_OVERHEAD;
+                let size = r.wire_size();
                 if !current.is_empty() && bytes + size > self.config.max_batch_bytes {
                     push_chunk(
                         &mut rounds,

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -140,13 +140,24 @@ fn build_request(
                 timestamp: r.timestamp_ms,
                 key: r.key.clone(),
                 value: Some(r.value.clone()),
-                headers: IndexMap::new(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (StrBytes::from_string(k.clone()), Some(v.clone())))
+                    .collect(),
             });
         }
         let mut buf = BytesMut::with_capacity(
             batch
                 .iter()
-                .map(|r| r.value.as_ref().map_or(0, Bytes::len) + RECORD_OVERHEAD)
+                .map(|r| {
+                    r.value.as_ref().map_or(0, Bytes::len)
+                        + r.headers
+                            .iter()
+                            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len))
+                            .sum::<usize>()
+                        + RECORD_OVERHEAD
+                })
                 .sum::<usize>()
                 + 64,
         );
