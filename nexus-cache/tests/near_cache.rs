@@ -108,7 +108,11 @@ async fn hits_are_served_without_redis_and_in_order() -> Result<()> {
     for _ in 0..50 {
         assert_eq!(c.call(&[b"GET", b"n:1"]).await?, bulk("one"));
     }
-    assert_eq!(get_calls(&mut direct).await?, before, "hits must not reach Redis");
+    assert_eq!(
+        get_calls(&mut direct).await?,
+        before,
+        "hits must not reach Redis"
+    );
 
     // A pipeline mixing hits, a miss, a write and other commands keeps its order.
     let mut pipe = Vec::new();
@@ -216,7 +220,9 @@ async fn losing_the_tracking_link_flushes_the_near_cache() -> Result<()> {
     wait_stat(&mut admin, "near_flushes", |v| v > flushes).await?;
     // The link comes back (new connection), the cache serves again.
     wait_stat(&mut admin, "near_tracking_up", |v| v == 1).await?;
-    let new_id = tracking_client_id(&mut direct).await?.context("no new link")?;
+    let new_id = tracking_client_id(&mut direct)
+        .await?
+        .context("no new link")?;
     assert_ne!(new_id, id);
     assert_eq!(warm(&mut c, &mut admin, b"n:a").await?, bulk("a"));
 
@@ -228,7 +234,12 @@ async fn losing_the_tracking_link_flushes_the_near_cache() -> Result<()> {
     loop {
         let v = c.call(&[b"GET", b"n:a"]).await?;
         if v.first() != Some(&b'-') {
-            assert_eq!(v, b"$-1\r\n", "a value from before the restart: {}", show(&v));
+            assert_eq!(
+                v,
+                b"$-1\r\n",
+                "a value from before the restart: {}",
+                show(&v)
+            );
             break;
         }
         ensure!(Instant::now() < deadline, "upstream never came back");
@@ -286,7 +297,10 @@ async fn read_your_writes_holds_under_concurrent_clients() -> Result<()> {
                     .nth(1)
                     .and_then(|v| v.parse().ok())
                     .with_context(|| format!("reply {s:?}"))?;
-                ensure!(seq >= floor, "stale read of n:rw{k}: {seq} after {floor} was acknowledged");
+                ensure!(
+                    seq >= floor,
+                    "stale read of n:rw{k}: {seq} after {floor} was acknowledged"
+                );
             }
             anyhow::Ok(())
         }));
@@ -312,7 +326,9 @@ async fn the_byte_budget_and_value_limit_hold() -> Result<()> {
     let mut c = Conn::connect(proxy.addr).await?;
     for i in 0..200 {
         let key = format!("n:b{i}");
-        direct.call(&[b"SET", key.as_bytes(), value.as_bytes()]).await?;
+        direct
+            .call(&[b"SET", key.as_bytes(), value.as_bytes()])
+            .await?;
         for _ in 0..2 {
             assert_eq!(c.call(&[b"GET", key.as_bytes()]).await?, bulk(&value));
         }
@@ -349,7 +365,11 @@ async fn hot_only_admission_waits_for_a_hot_key() -> Result<()> {
     for _ in 0..3 {
         c.call(&[b"GET", b"n:cold"]).await?;
     }
-    assert_eq!(stat(&mut admin, "near_entries").await?, 0, "a cold key was admitted");
+    assert_eq!(
+        stat(&mut admin, "near_entries").await?,
+        0,
+        "a cold key was admitted"
+    );
     // Read hard: the detector rates it above 50/s and it gets admitted.
     assert_eq!(warm(&mut c, &mut admin, b"n:hot").await?, bulk("h"));
     assert_eq!(stat(&mut admin, "near_entries").await?, 1);
@@ -363,12 +383,11 @@ async fn no_near_cache_without_a_rule_naming_one() -> Result<()> {
         Some("rules:\n  - commands: [GET]\n    keys: 'n:*'\n    singleflight: true\n"),
     ] {
         let redis = RedisServer::start().await?;
-        let proxy =
-            ProxyHandle::start(&redis.url(), |b| match yaml {
-                Some(y) => b.policy(policy(y)),
-                None => b,
-            })
-            .await?;
+        let proxy = ProxyHandle::start(&redis.url(), |b| match yaml {
+            Some(y) => b.policy(policy(y)),
+            None => b,
+        })
+        .await?;
         let mut direct = Conn::connect(redis.addr()).await?;
         direct.call(&[b"SET", b"n:1", b"one"]).await?;
         let mut c = Conn::connect(proxy.addr).await?;
@@ -376,7 +395,11 @@ async fn no_near_cache_without_a_rule_naming_one() -> Result<()> {
         for _ in 0..20 {
             assert_eq!(c.call(&[b"GET", b"n:1"]).await?, bulk("one"));
         }
-        assert_eq!(get_calls(&mut direct).await? - before, 20, "policy {yaml:?}");
+        assert_eq!(
+            get_calls(&mut direct).await? - before,
+            20,
+            "policy {yaml:?}"
+        );
         assert_eq!(tracking_client_id(&mut direct).await?, None);
         if yaml.is_some() {
             assert_eq!(stat(&mut c, "near_hits").await?, 0);

@@ -52,7 +52,12 @@ impl Live {
     }
 
     /// Runs a near-cache fill for `frame` (the `GET`) on the client's lane.
-    pub(crate) fn near_fill(&self, frame: Bytes, fill: Fill, lane: &Lane) -> oneshot::Receiver<Reply> {
+    pub(crate) fn near_fill(
+        &self,
+        frame: Bytes,
+        fill: Fill,
+        lane: &Lane,
+    ) -> oneshot::Receiver<Reply> {
         match &self.near {
             Some(near) => near.fill(frame, fill, lane),
             None => {

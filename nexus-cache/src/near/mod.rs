@@ -36,8 +36,8 @@ mod tracking;
 pub(crate) mod versions;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -243,7 +243,13 @@ impl Near {
 
     /// Looks `key` up for a `GET` matched by `rule` of `policy` (the policy
     /// the caller matched with). `freq` is the key's hot-key estimate.
-    pub(crate) fn lookup(&self, policy: &Arc<Policy>, rule: &Rule, key: &[u8], freq: u32) -> Lookup {
+    pub(crate) fn lookup(
+        &self,
+        policy: &Arc<Policy>,
+        rule: &Rule,
+        key: &[u8],
+        freq: u32,
+    ) -> Lookup {
         let inner = &*self.inner;
         let m = &inner.metrics;
         let guard = inner.stores.load();

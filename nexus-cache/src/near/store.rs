@@ -110,7 +110,10 @@ impl Part {
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
         // High bits: the low ones pick the coherence stripe.
         let i = ((hash >> 40) as usize) & self.mask;
-        self.shards[i].0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[i]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The cached reply for `key`, if present and younger than its max age.
@@ -332,7 +335,10 @@ mod tests {
         );
         assert!(p.get(1, b"hot", now, 100).is_some());
         // A hotter candidate wins (the victim's reference bit is spent first).
-        assert_eq!(p.insert(3, b"hotter", b"v", now, 500, || true), Insert::Stored);
+        assert_eq!(
+            p.insert(3, b"hotter", b"v", now, 500, || true),
+            Insert::Stored
+        );
         assert!(p.get(1, b"hot", now, 1).is_none());
         assert!(p.remove(3, b"hotter"));
         assert_eq!(p.usage(), (0, 0));

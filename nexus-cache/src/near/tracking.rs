@@ -175,7 +175,10 @@ async fn session(
         Ok(Err(e)) => return End::Lost(e),
         Err(_) => return End::Lost("tracking handshake timed out".into()),
     }
-    tracing::debug!(prefixes = subscribed.len(), "near cache: tracking link subscribed");
+    tracing::debug!(
+        prefixes = subscribed.len(),
+        "near cache: tracking link subscribed"
+    );
     inner.enable(Arc::clone(&policy));
     let mut current = policy;
     let mut tick = tokio::time::interval(POLICY_POLL);
@@ -250,10 +253,7 @@ async fn subscribe(
     while replies < 2 {
         match decoder.decode(buf) {
             Ok(Some(Frame::Error(e) | Frame::BulkError(e))) => {
-                return Err(format!(
-                    "tracking refused: {}",
-                    String::from_utf8_lossy(&e)
-                ));
+                return Err(format!("tracking refused: {}", String::from_utf8_lossy(&e)));
             }
             Ok(Some(Frame::Push(_))) => {}
             Ok(Some(_)) => replies += 1,

@@ -140,7 +140,10 @@ mod tests {
         assert!(v.ticket(7).is_none(), "no ticket while a write is pending");
         assert!(!v.still_valid(&t));
         v.end(7);
-        assert!(!v.still_valid(&t), "a ticket from before the write stays refused");
+        assert!(
+            !v.still_valid(&t),
+            "a ticket from before the write stays refused"
+        );
         let t2 = v.ticket(7).unwrap();
         assert!(v.still_valid(&t2));
         v.bump(8);

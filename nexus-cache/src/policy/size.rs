@@ -16,7 +16,9 @@ impl Visitor<'_> for SizeVisitor {
     type Value = usize;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a byte size: whole bytes (65536) or a number with a unit (512B, 64KiB, 16MiB, 1GiB)")
+        f.write_str(
+            "a byte size: whole bytes (65536) or a number with a unit (512B, 64KiB, 16MiB, 1GiB)",
+        )
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<usize, E> {
@@ -52,7 +54,7 @@ fn parse(s: &str) -> Option<usize> {
 /// Renders a size the way a policy file would write it (the largest exact unit).
 pub(crate) fn display(n: usize) -> String {
     for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if n >= 1 << shift && n % (1 << shift) == 0 {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
             return format!("{}{unit}", n >> shift);
         }
     }

@@ -210,9 +210,7 @@ impl TryFrom<RawStampede> for StampedePolicy {
     type Error = String;
     fn try_from(r: RawStampede) -> Result<Self, String> {
         if r.lock_ttl < Duration::from_millis(1) || r.wait_timeout < Duration::from_millis(1) {
-            return Err(
-                "stampede.lock_ttl and stampede.wait_timeout must be at least 1ms".into(),
-            );
+            return Err("stampede.lock_ttl and stampede.wait_timeout must be at least 1ms".into());
         }
         if let Some(b) = r.early_refresh
             && !(b.is_finite() && b > 0.0 && b <= MAX_BETA)
@@ -222,7 +220,10 @@ impl TryFrom<RawStampede> for StampedePolicy {
             ));
         }
         if r.serve_stale_for.is_some_and(|d| d.is_zero()) {
-            return Err("stampede.serve_stale_for must be positive (omit it to serve no stale values)".into());
+            return Err(
+                "stampede.serve_stale_for must be positive (omit it to serve no stale values)"
+                    .into(),
+            );
         }
         Ok(Self {
             lock_ttl: r.lock_ttl,
