@@ -23,6 +23,8 @@ const HELLO_NOAUTH: &[u8] = b"-NOAUTH HELLO must be called with the client alrea
 pub(crate) enum Outcome {
     /// Answer this and carry on.
     Reply(Bytes),
+    /// A near-cache hit: answer this (with the hits next to it, in one slot).
+    Hit(Bytes),
     /// Answer `+OK`, flush, close.
     Quit,
     /// Forward this (rewritten) command over the pool.

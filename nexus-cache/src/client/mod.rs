@@ -40,6 +40,8 @@ const READ_CHUNK: usize = 16 * 1024;
 const FIRST_READ: usize = 4 * 1024;
 /// Bytes of forwardable commands that close a batch early.
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Bytes of consecutive near-cache hits answered as one reply slot.
+const MAX_HIT_BYTES: usize = 64 * 1024;
 
 /// State shared by every client of one proxy.
 #[derive(Debug)]
@@ -103,8 +105,12 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
     }
 }
 
-/// A run of forwardable commands at the start of the read buffer.
+/// A run of forwardable commands at the start of the read buffer, preceded
+/// by the replies to a run of near-cache hits (sent first, as one slot).
 struct PendingBatch {
+    /// Replies to consecutive near-cache hits, in order; they precede every
+    /// command of the batch.
+    hits: BytesMut,
     /// Bytes of the read buffer the batch consumed.
     bytes: usize,
     count: usize,
@@ -118,8 +124,9 @@ struct PendingBatch {
 }
 
 impl PendingBatch {
-    const fn new() -> Self {
+    fn new() -> Self {
         Self {
+            hits: BytesMut::new(),
             bytes: 0,
             count: 0,
             writes: false,
@@ -220,7 +227,7 @@ async fn read_commands(
                                 }
                                 break 'decide Outcome::TaggedWrite { keys, argv, near };
                             }
-                            Plan::Ready(reply) => break 'decide Outcome::Reply(reply),
+                            Plan::Ready(reply) => break 'decide Outcome::Hit(reply),
                             Plan::NearFill(fill) => break 'decide Outcome::NearFill(fill),
                         }
                         batch.bytes += n;
@@ -237,7 +244,11 @@ async fn read_commands(
                     Route::Local(l) => local::handle(l, &cmd, &mut authed, shared),
                 }
             };
-            if !flush(&mut buf, &mut batch, &slots, lane, unacked).await {
+            // Consecutive hits share one slot: only a batch before them is sent now.
+            let hit = matches!(outcome, Outcome::Hit(_));
+            if (!hit || batch.count > 0)
+                && !flush(&mut buf, &mut batch, &slots, lane, unacked).await
+            {
                 return ReadEnd::Closed;
             }
             // A pin keeps the original frame in the buffer unless it was rewritten.
@@ -251,6 +262,15 @@ async fn read_commands(
                 Bytes::new()
             };
             match outcome {
+                Outcome::Hit(b) => {
+                    shared.metrics.answered_locally.fetch_add(1, Relaxed);
+                    batch.hits.extend_from_slice(&b);
+                    if batch.hits.len() >= MAX_HIT_BYTES
+                        && !flush(&mut buf, &mut batch, &slots, lane, unacked).await
+                    {
+                        return ReadEnd::Closed;
+                    }
+                }
                 Outcome::Reply(b) => {
                     count_local(&b, shared);
                     if slots.send(Slot::Ready(b)).await.is_err() {
@@ -385,6 +405,12 @@ async fn flush(
     lane: &Lane,
     unacked: &AtomicUsize,
 ) -> bool {
+    if !batch.hits.is_empty() {
+        let hits = batch.hits.split().freeze();
+        if slots.send(Slot::Ready(hits)).await.is_err() {
+            return false;
+        }
+    }
     if batch.count == 0 {
         return true;
     }
