@@ -52,6 +52,13 @@ def wait_port(port, proc, timeout=10.0):
     sys.exit(f"port {port} not ready after {timeout}s")
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench(port, pipeline, requests):
     """(rps, p50_ms, p99_ms) of `GET n:hot` with 50 clients."""
     out = subprocess.run(
@@ -189,19 +196,30 @@ def main():
             c.call("GET", "n:hot")
 
         print(f"GET n:hot (64-byte value), 50 clients; proxy --threads {args.threads} --pool-size {args.pool_size}")
-        best = {}
+        best, cpu, ratios = {}, {}, {1: [], 16: []}
+        pids = {"redis": procs[0].pid, "nexus-near": procs[1].pid}
         for rnd in range(1, args.rounds + 1):
             for pipeline, n in ((1, args.requests), (16, args.pipelined_requests)):
+                got = {}
                 for name, port in (("redis", redis_port), ("nexus-near", proxy_port)):
+                    c0 = cpu_seconds(pids[name])
                     rps, p50, p99 = bench(port, pipeline, n)
-                    print(f"  round {rnd} P{pipeline:<2} {name:<11} {rps:>12,.0f} ops/s  p50 {p50:.3f} ms  p99 {p99:.3f} ms", flush=True)
+                    us = (cpu_seconds(pids[name]) - c0) * 1e6 / n
+                    got[name] = rps
+                    cpu.setdefault((pipeline, name), []).append(us)
+                    print(f"  round {rnd} P{pipeline:<2} {name:<11} {rps:>12,.0f} ops/s  p50 {p50:.3f} ms  p99 {p99:.3f} ms  server CPU {us:.2f} us/op", flush=True)
                     key = (pipeline, name)
                     if rps > best.get(key, (0,))[0]:
                         best[key] = (rps, p50, p99)
-        print("best of rounds:")
+                ratios[pipeline].append(got["nexus-near"] / got["redis"])
+        print("best of rounds, and the median of the per-round ratios (each round runs both back to back):")
         for pipeline in (1, 16):
             r, n = best[(pipeline, "redis")], best[(pipeline, "nexus-near")]
-            print(f"  P{pipeline:<2} redis {r[0]:>12,.0f}  nexus-near {n[0]:>12,.0f}  ratio {n[0] / r[0]:.2f}x")
+            med = sorted(ratios[pipeline])[len(ratios[pipeline]) // 2]
+            cr = sorted(cpu[(pipeline, "redis")])[len(cpu[(pipeline, "redis")]) // 2]
+            cn = sorted(cpu[(pipeline, "nexus-near")])[len(cpu[(pipeline, "nexus-near")]) // 2]
+            print(f"  P{pipeline:<2} redis {r[0]:>12,.0f}  nexus-near {n[0]:>12,.0f}  best/best {n[0] / r[0]:.2f}x  "
+                  f"median round ratio {med:.2f}x  server CPU us/op (median) redis {cr:.2f} nexus {cn:.2f}")
         s = stats(proxy_port)
         print("proxy near_hits %d near_misses %d (forwarded %d commands to Redis)"
               % (s["near_hits"], s["near_misses"], s["forwarded"]))
