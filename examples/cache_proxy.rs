@@ -13,20 +13,46 @@
 //! event loop, which is fastest when Redis runs on the same few cores).
 //! `--policy FILE` loads a cache policy (see docs/cache-policy.md) and reloads it
 //! when the file changes (an invalid new version is logged and the old policy
-//! stays); `--admin ADDR` is accepted for forward compatibility but not
-//! implemented yet (it only prints a warning).
+//! stays). `--admin ADDR` serves `/metrics` (Prometheus), `/stats` (JSON)
+//! and `/healthz` over HTTP on ADDR (Nexus's usual port is 9380; off unless
+//! given).
+//!
+//! Telemetry (`nexus_telemetry::init`, once): `--log-format human|json`,
+//! `--otlp-endpoint URL` exports spans over OTLP/HTTP, `--trace-sample N`
+//! gives one client command in N a `cache.command` span (default 0: none),
+//! `--trace-sampling RATIO` is the exporter's ratio of those (default 1.0).
+//! `RUST_LOG` sets the log filter (default `info`).
+//!
 //! Stops on Ctrl-C or SIGTERM after letting connected clients receive their pending replies.
 
 use std::process::ExitCode;
 
+#[path = "support/telemetry.rs"]
+mod telemetry;
+
 use nexus_cache::{Proxy, ProxyConfig};
+use nexus_telemetry::LogFormat;
 
 const USAGE: &str = "usage: cache_proxy [--listen ADDR] [--upstream redis://[[user]:pass@]host:port[/db]] \
-[--pool-size N] [--max-clients N] [--threads N] [--policy FILE] [--admin ADDR]";
+[--pool-size N] [--max-clients N] [--threads N] [--policy FILE] [--admin ADDR] \
+[--trace-sample N] [--log-format human|json] [--otlp-endpoint URL] [--trace-sampling RATIO]";
 
-fn config_from_args() -> Result<(ProxyConfig, usize), String> {
+/// What the binary needs besides the proxy's own configuration.
+struct Args {
+    threads: usize,
+    log_format: LogFormat,
+    otlp_endpoint: Option<String>,
+    sampling: f64,
+}
+
+fn config_from_args() -> Result<(ProxyConfig, Args), String> {
     let mut builder = ProxyConfig::builder();
-    let mut threads = 1;
+    let mut out = Args {
+        threads: 1,
+        log_format: LogFormat::Human,
+        otlp_endpoint: None,
+        sampling: 1.0,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
@@ -50,51 +76,71 @@ fn config_from_args() -> Result<(ProxyConfig, usize), String> {
             "--pool-size" => builder.pool_size(number()?),
             "--max-clients" => builder.max_clients(number()?),
             "--threads" => {
-                threads = number()?;
+                out.threads = number()?;
                 builder
             }
             "--policy" => builder.policy_file(nexus_cache::policy::ReloaderConfig::new(value)),
-            "--admin" => {
-                eprintln!(
-                    "warning: {flag} is not implemented yet (nexus-cache part 2); ignoring {value}"
-                );
+            "--admin" => builder.admin(value.parse().map_err(|e| format!("--admin {value}: {e}"))?),
+            "--trace-sample" => builder.trace_sample(
+                value
+                    .parse()
+                    .map_err(|e| format!("--trace-sample {value}: {e}"))?,
+            ),
+            "--log-format" => {
+                out.log_format = value.parse().map_err(|e| format!("{flag}: {e}"))?;
+                builder
+            }
+            "--otlp-endpoint" => {
+                out.otlp_endpoint = Some(value);
+                builder
+            }
+            "--trace-sampling" => {
+                out.sampling = value
+                    .parse()
+                    .map_err(|e| format!("{flag} {value:?}: {e}"))?;
                 builder
             }
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         };
     }
-    Ok((builder.build().map_err(|e| e.to_string())?, threads))
+    Ok((builder.build().map_err(|e| e.to_string())?, out))
 }
 
 fn main() -> ExitCode {
-    // Policy reloads and upstream trouble are logged (RUST_LOG overrides `info`).
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let (config, threads) = match config_from_args() {
+    let (config, args) = match config_from_args() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    let runtime = if threads <= 1 {
+    let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
+            .worker_threads(args.threads)
             .enable_all()
             .build()
     };
     match runtime {
-        Ok(rt) => rt.block_on(run(config)),
+        Ok(rt) => rt.block_on(async {
+            // Policy reloads and upstream trouble are logged; spans exported
+            // when an OTLP endpoint is given.
+            let guard = match telemetry::init(
+                "nexus-cache-proxy",
+                args.log_format,
+                args.otlp_endpoint,
+                args.sampling,
+            ) {
+                Ok(g) => g,
+                Err(code) => return code,
+            };
+            let code = run(config).await;
+            guard.shutdown().await;
+            code
+        }),
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
             ExitCode::FAILURE
@@ -104,7 +150,7 @@ fn main() -> ExitCode {
 
 async fn run(config: ProxyConfig) -> ExitCode {
     let (listen, upstream) = (config.listen, config.upstream.host_port.clone());
-    let proxy = Proxy::new(config);
+    let mut proxy = Proxy::new(config);
     let listener = match proxy.bind().await {
         Ok(l) => l,
         Err(e) => {
@@ -112,7 +158,17 @@ async fn run(config: ProxyConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let admin = match proxy.bind_admin().await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("admin: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     eprintln!("nexus cache proxy listening on {listen}, upstream {upstream}");
+    if let Some(admin) = admin {
+        eprintln!("admin: http://{admin}/metrics  http://{admin}/stats  http://{admin}/healthz");
+    }
     let shutdown = async {
         shutdown_signal().await;
         eprintln!("shutting down");

@@ -41,6 +41,8 @@ Options:
   --redis URL               Redis (redis://host:port or host:port) [env: NEXUS_REDIS_ADDR] [default: redis://127.0.0.1:6379]
   --kafka HOST:PORT         Kafka bootstrap                    [env: NEXUS_KAFKA_BOOTSTRAP] [default: 127.0.0.1:9092]
   --cache-policy FILE       cache policy YAML for the proxy (docs/cache-policy.md) [default: none]
+  --cache-admin ADDR|off    cache proxy admin HTTP (/metrics, /stats) [default: 127.0.0.1:9380]
+  --consumer-admin ADDR|off consumer admin HTTP (/metrics, /stats, /healthz) [default: 127.0.0.1:9381]
   --otlp-endpoint URL       export spans over OTLP/HTTP, e.g. http://localhost:4318 [default: none]
   --trace-sampling RATIO    share of new traces sampled, 0..=1 [default: 1.0]
   --log-format human|json   log lines on stderr                [default: human]
@@ -91,6 +93,15 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--redis" => args.stack.redis = v,
             "--kafka" => args.stack.kafka = v,
             "--cache-policy" => args.stack.cache_policy = Some(v),
+            "--cache-admin" if v == "off" => args.stack.cache_admin = None,
+            "--cache-admin" => {
+                args.stack.cache_admin = Some(v.parse().map_err(|e| format!("{flag} {v:?}: {e}"))?);
+            }
+            "--consumer-admin" if v == "off" => args.stack.consumer_admin = None,
+            "--consumer-admin" => {
+                args.stack.consumer_admin =
+                    Some(v.parse().map_err(|e| format!("{flag} {v:?}: {e}"))?);
+            }
             "--otlp-endpoint" => {
                 args.otlp_endpoint = Some(v);
                 args.stack.gateway_tracing = true;

@@ -18,6 +18,11 @@
 //! URL` exports spans over OTLP/HTTP (e.g. `http://localhost:4318`) and turns
 //! the config's `tracing` section on, `--trace-sampling RATIO` (0..=1, default
 //! 1.0) samples new traces.
+//!
+//! Live dashboard: open <http://localhost:3000/dashboard> and sign in with a
+//! client id and secret (the dev config's demo client works); its cache and
+//! consumer panels read the admin servers named in the config's `dashboard`
+//! section.
 
 use std::process::ExitCode;
 
@@ -133,6 +138,7 @@ async fn serve(path: &str, workers: Option<std::num::NonZeroUsize>, exporting: b
             "\n  *** DEVELOPMENT MODE: insecure secrets accepted. Do not expose this gateway. ***\n"
         );
     }
+    let listen = settings.listen;
     let gateway = match Gateway::builder(settings).build() {
         Ok(g) => g,
         Err(e) => {
@@ -140,6 +146,12 @@ async fn serve(path: &str, workers: Option<std::num::NonZeroUsize>, exporting: b
             return ExitCode::FAILURE;
         }
     };
+    let shown = if listen.ip().is_unspecified() {
+        format!("localhost:{}", listen.port())
+    } else {
+        listen.to_string()
+    };
+    eprintln!("  live dashboard: http://{shown}/dashboard   (sign in with a client id and secret)");
     let served = match workers {
         Some(n) => gateway.run_per_core(n, shutdown_signal()).await,
         None => gateway.run(shutdown_signal()).await,

@@ -123,6 +123,8 @@ async fn tour() {
         redis: redis.url(),
         kafka: no_kafka,
         cache_policy: None,
+        cache_admin: Some("127.0.0.1:0".parse().unwrap()),
+        consumer_admin: Some("127.0.0.1:0".parse().unwrap()),
         gateway_tracing: false,
     })
     .await
@@ -130,6 +132,16 @@ async fn tour() {
     assert!(matches!(stack.redis, stack::RedisSource::Existing));
     assert_eq!(stack.events, stack::EventsMode::InProcess);
     let banner = stack.banner();
+    let admin = stack.cache_admin.expect("cache proxy admin configured");
+    assert!(
+        banner.contains(&format!("http://{admin}/stats")),
+        "{banner}"
+    );
+    let consumer_admin = stack.consumer_admin.expect("consumer admin configured");
+    assert!(
+        banner.contains(&format!("http://{consumer_admin}/stats")),
+        "{banner}"
+    );
     assert!(
         banner.contains(&format!("http://{}", stack.gateway)),
         "{banner}"
@@ -311,6 +323,8 @@ async fn with_kafka() {
         redis: redis.url(),
         kafka: kafka.bootstrap(),
         cache_policy: None,
+        cache_admin: Some("127.0.0.1:0".parse().unwrap()),
+        consumer_admin: Some("127.0.0.1:0".parse().unwrap()),
         gateway_tracing: false,
     })
     .await
@@ -370,6 +384,19 @@ async fn with_kafka() {
             .await
             .unwrap(),
         "1"
+    );
+    // The consumer admin's /stats (what the dashboard reads) reports it.
+    let admin = stack.consumer_admin.expect("consumer admin configured");
+    let consumer = curl(&[&format!("http://{admin}/stats")]).await;
+    let consumer: serde_json::Value = serde_json::from_str(&consumer).expect(&consumer);
+    assert_eq!(consumer["blocked_ips"][0]["ip"], "127.0.0.1", "{consumer}");
+    assert!(
+        consumer["by_type"]["gateway.request.completed"].as_u64() >= Some(1),
+        "{consumer}"
+    );
+    assert!(
+        consumer["producer"]["sent"].as_u64() >= Some(1),
+        "{consumer}"
     );
     // Every gateway enforces the block (pub/sub or the periodic refresh).
     let mut last;

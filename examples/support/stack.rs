@@ -49,6 +49,12 @@ pub(crate) struct Options {
     pub(crate) kafka: String,
     /// Cache policy YAML for the proxy (reloaded when it changes); none: plain proxy.
     pub(crate) cache_policy: Option<String>,
+    /// Cache proxy admin HTTP address (`/metrics`, `/stats`, `/healthz`;
+    /// default 127.0.0.1:9380, port 0 picks a free one); none: no admin server.
+    pub(crate) cache_admin: Option<SocketAddr>,
+    /// Consumer admin HTTP address (`/metrics`, `/stats`, `/healthz`;
+    /// default 127.0.0.1:9381, port 0 picks a free one); none: no admin server.
+    pub(crate) consumer_admin: Option<SocketAddr>,
     /// Turn on the gateway's `tracing` section (`SERVER`/`CLIENT` spans,
     /// `traceparent` sent upstream); `full_stack` sets it with `--otlp-endpoint`.
     pub(crate) gateway_tracing: bool,
@@ -63,6 +69,8 @@ impl Default for Options {
             redis: "redis://127.0.0.1:6379".to_owned(),
             kafka: "127.0.0.1:9092".to_owned(),
             cache_policy: None,
+            cache_admin: Some(SocketAddr::from(([127, 0, 0, 1], 9380))),
+            consumer_admin: Some(SocketAddr::from(([127, 0, 0, 1], 9381))),
             gateway_tracing: false,
         }
     }
@@ -120,6 +128,10 @@ pub(crate) struct Stack {
     pub(crate) upstreams: Vec<SocketAddr>,
     /// Cache proxy address.
     pub(crate) proxy: SocketAddr,
+    /// Cache proxy admin address (bound), if any.
+    pub(crate) cache_admin: Option<SocketAddr>,
+    /// Consumer admin address (bound), if any.
+    pub(crate) consumer_admin: Option<SocketAddr>,
     /// Redis URL in use.
     pub(crate) redis_url: String,
     /// Where Redis came from.
@@ -306,6 +318,11 @@ impl Stack {
         for &p in &opts.upstream_ports {
             upstream_listeners.push(bind(loopback, p).await?);
         }
+        let consumer_admin_listener = match opts.consumer_admin {
+            Some(a) => Some(bind(a.ip(), a.port()).await?),
+            None => None,
+        };
+        let consumer_admin = consumer_admin_listener.as_ref().map(local).transpose()?;
         let gateway = local(&gateway_listener)?;
         let proxy = local(&proxy_listener)?;
         let upstreams = upstream_listeners
@@ -381,6 +398,22 @@ impl Stack {
             }
         };
 
+        // Consumer admin (/metrics, /stats, /healthz), Kafka or in process
+        // alike; it also reports the gateway's event producer (same process).
+        if let Some(listener) = consumer_admin_listener {
+            let admin = nexus_consumer::admin::Admin::new(consumer_stats.clone())
+                .producer(emitter.stats_handle());
+            let stop_admin = shutdown();
+            tasks.push((
+                "consumer admin",
+                tokio::spawn(async move {
+                    if let Err(e) = admin.serve(listener, stop_admin).await {
+                        tracing::error!(error = %e, "consumer admin stopped");
+                    }
+                }),
+            ));
+        }
+
         // Gateway: dev mode, upstreams from a services file we write, blocklist in Redis.
         let services_dir = tempfile::Builder::new()
             .prefix("nexus-full-stack-")
@@ -394,6 +427,26 @@ impl Stack {
             &services_file,
             serde_json::json!({ "services": services }).to_string(),
         )?;
+        // Cache proxy in front of Redis (built here so that the gateway's
+        // dashboard knows its admin address; it starts serving below).
+        let mut proxy_builder = nexus_cache::ProxyConfig::builder()
+            .listen(proxy)
+            .upstream(redis_url.clone());
+        if let Some(path) = &opts.cache_policy {
+            proxy_builder =
+                proxy_builder.policy_file(nexus_cache::policy::ReloaderConfig::new(path.clone()));
+        }
+        if let Some(addr) = opts.cache_admin {
+            proxy_builder = proxy_builder.admin(addr);
+        }
+        let proxy_config = proxy_builder
+            .build()
+            .map_err(|e| StackError::Config(format!("cache proxy: {e}")))?;
+        let mut proxy_app = nexus_cache::Proxy::new(proxy_config);
+        let cache_admin = proxy_app.bind_admin().await.map_err(|e| {
+            StackError::Config(format!("cache proxy admin: {e} (--cache-admin ADDR|off)"))
+        })?;
+
         let mut config = nexus_gateway::GatewayConfig {
             listen: gateway.to_string(),
             dev_mode: true,
@@ -402,6 +455,10 @@ impl Stack {
         config.proxy.services_file = services_file.display().to_string();
         config.blocklist.redis_url = Some(redis_url.clone());
         config.tracing.enabled = opts.gateway_tracing;
+        // The /dashboard page's consumer panel reads this admin server.
+        config.dashboard.consumer_admin = consumer_admin.map(|a| format!("http://{a}"));
+        // ... and its cache panel this one.
+        config.dashboard.cache_admin = cache_admin.map(|a| format!("http://{a}"));
         config.shutdown.drain_timeout_ms = u64::try_from(GATEWAY_DRAIN.as_millis()).unwrap_or(5000);
         let settings = config
             .validate(|k| std::env::var(k).ok())
@@ -419,18 +476,7 @@ impl Stack {
             }),
         ));
 
-        // Cache proxy in front of Redis.
-        let mut proxy_builder = nexus_cache::ProxyConfig::builder()
-            .listen(proxy)
-            .upstream(redis_url.clone());
-        if let Some(path) = &opts.cache_policy {
-            proxy_builder =
-                proxy_builder.policy_file(nexus_cache::policy::ReloaderConfig::new(path.clone()));
-        }
-        let proxy_config = proxy_builder
-            .build()
-            .map_err(|e| StackError::Config(format!("cache proxy: {e}")))?;
-        let proxy_app = nexus_cache::Proxy::new(proxy_config);
+        // The cache proxy, configured above.
         let stop_proxy = shutdown();
         tasks.push((
             "cache proxy",
@@ -445,6 +491,8 @@ impl Stack {
             gateway,
             upstreams,
             proxy,
+            cache_admin,
+            consumer_admin,
             redis_url,
             redis,
             kafka,
@@ -488,6 +536,12 @@ impl Stack {
                 .as_deref()
                 .unwrap_or("none (plain proxy; --cache-policy FILE)")
         );
+        if let Some(a) = self.cache_admin {
+            let _ = writeln!(
+                s,
+                "  cache admin     http://{a}/stats  http://{a}/metrics  http://{a}/healthz"
+            );
+        }
         let redis = match &self.redis {
             RedisSource::Existing => "already running (not managed by full_stack)".to_owned(),
             RedisSource::Started(r) => format!(
@@ -521,6 +575,12 @@ impl Stack {
                     "  consumer        IN PROCESS: events go through an in-memory queue straight to the consumer's handlers\n                  (auto-block in Redis, circuit alerts, latency spikes); nothing is written to Kafka.\n                  Start a broker (bash scripts/full_stack.sh does) to run them through Kafka."
                 );
             }
+        }
+        if let Some(a) = self.consumer_admin {
+            let _ = writeln!(
+                s,
+                "  consumer admin  http://{a}/stats  http://{a}/metrics  http://{a}/healthz"
+            );
         }
         let _ = writeln!(s, "\nTry (a longer tour: docs/tour.md):\n");
         let _ = writeln!(

@@ -29,6 +29,12 @@
 //! extension, auto-tagged writes, and the `NEXUS.POLICY`, `NEXUS.HOTKEYS`,
 //! `NEXUS.TAG`, `NEXUS.INVALIDATE` commands (see `docs/cache-proxy.md`).
 //!
+//! Observability: [`Metrics`] and [`MechanismMetrics`] (also over RESP with
+//! `NEXUS.STATS`), an optional admin HTTP server with `/metrics`
+//! (Prometheus), `/stats` (JSON) and `/healthz` ([`ProxyConfig::admin`],
+//! crate feature `admin`), and sampled `cache.command` spans
+//! ([`ProxyConfig::trace_sample`]).
+//!
 //! Configuration is typed and validated once:
 //!
 //! ```
@@ -87,6 +93,8 @@
 //! # });
 //! ```
 
+#[cfg(feature = "admin")]
+mod admin;
 mod client;
 mod config;
 mod error;
@@ -96,6 +104,7 @@ mod near;
 mod resp;
 mod route;
 mod server;
+mod stampede;
 mod upstream;
 
 pub mod hotkeys;
@@ -107,6 +116,6 @@ pub use config::{
     ClientAuth, Credentials, PolicySource, ProxyConfig, ProxyConfigBuilder, UpstreamAddr,
 };
 pub use error::{ConfigError, ServeError, UpstreamError};
-pub use metrics::{Histogram, Metrics, MetricsSnapshot};
+pub use metrics::{Histogram, Metrics, MetricsSnapshot, SEED_BUCKETS_MS, SeedBuckets};
 pub use policy::metrics::{MechanismMetrics, MechanismSnapshot};
 pub use server::Proxy;

@@ -11,10 +11,18 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// (the last one collects everything above about 16 s).
 const BUCKETS: usize = 25;
 
-/// A fixed-size log2 histogram of durations (microsecond resolution).
+/// The seed's histogram bucket bounds in milliseconds (Prometheus `le`
+/// values of `nexus_*_duration_ms`); samples above the last go to `+Inf`.
+pub const SEED_BUCKETS_MS: [u64; 10] = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000];
+
+/// A fixed-size histogram of durations: log2 buckets at microsecond
+/// resolution (for quantiles) plus the seed's millisecond buckets (for the
+/// Prometheus export), updated together by [`record`](Self::record).
 #[derive(Debug)]
 pub struct Histogram {
     buckets: [AtomicU64; BUCKETS],
+    /// Non-cumulative counts per [`SEED_BUCKETS_MS`] bound, then `+Inf`.
+    seed: [AtomicU64; SEED_BUCKETS_MS.len() + 1],
     count: AtomicU64,
     sum_us: AtomicU64,
 }
@@ -23,10 +31,23 @@ impl Default for Histogram {
     fn default() -> Self {
         Self {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            seed: std::array::from_fn(|_| AtomicU64::new(0)),
             count: AtomicU64::new(0),
             sum_us: AtomicU64::new(0),
         }
     }
+}
+
+/// A point-in-time copy of a [`Histogram`] in the seed's buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedBuckets {
+    /// Samples at or below each [`SEED_BUCKETS_MS`] bound, not cumulative;
+    /// the last entry counts the samples above the last bound.
+    pub counts: [u64; SEED_BUCKETS_MS.len() + 1],
+    /// Number of samples.
+    pub count: u64,
+    /// Sum of the samples in microseconds.
+    pub sum_us: u64,
 }
 
 impl Histogram {
@@ -35,8 +56,25 @@ impl Histogram {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let idx = (64 - us.leading_zeros() as usize).min(BUCKETS - 1);
         self.buckets[idx].fetch_add(1, Relaxed);
+        // `le` semantics: a sample of exactly 1 ms belongs to the 1 ms bucket.
+        let seed = SEED_BUCKETS_MS
+            .iter()
+            .position(|&ms| us <= ms * 1000)
+            .unwrap_or(SEED_BUCKETS_MS.len());
+        self.seed[seed].fetch_add(1, Relaxed);
         self.count.fetch_add(1, Relaxed);
         self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// The samples in the seed's millisecond buckets (for a Prometheus
+    /// histogram). The loads are independent: `count` may differ from the sum
+    /// of `counts` by samples recorded meanwhile.
+    pub fn seed_buckets(&self) -> SeedBuckets {
+        SeedBuckets {
+            counts: std::array::from_fn(|i| self.seed[i].load(Relaxed)),
+            count: self.count.load(Relaxed),
+            sum_us: self.sum_us.load(Relaxed),
+        }
     }
 
     /// Upper bound (microseconds) of the bucket holding quantile `q` (0.0..=1.0).
@@ -77,6 +115,10 @@ pub struct Metrics {
     pub(crate) upstream_connect_failures: AtomicU64,
     pub(crate) upstream_batches: AtomicU64,
     pub(crate) upstream_latency: Histogram,
+    pub(crate) pinned_commands: AtomicU64,
+    pub(crate) local_commands: AtomicU64,
+    pub(crate) get_hits: AtomicU64,
+    pub(crate) get_misses: AtomicU64,
 }
 
 /// A point-in-time copy of [`Metrics`].
@@ -113,6 +155,15 @@ pub struct MetricsSnapshot {
     pub upstream_latency_p50_us: u64,
     /// 99th percentile batch round trip to Redis, upper bucket bound in microseconds.
     pub upstream_latency_p99_us: u64,
+    /// Commands received on pinned connections (included in `commands`).
+    pub pinned_commands: u64,
+    /// Commands answered or refused by the proxy itself on unpinned
+    /// connections (`AUTH`, `QUIT`, `NEXUS.*`, refusals; included in `commands`).
+    pub local_commands: u64,
+    /// `GET` replies carrying a value (unpinned connections).
+    pub get_hits: u64,
+    /// `GET` replies that were nil: the key did not exist (unpinned connections).
+    pub get_misses: u64,
 }
 
 impl Metrics {
@@ -139,6 +190,10 @@ impl Metrics {
             upstream_batches: self.upstream_batches.load(Relaxed),
             upstream_latency_p50_us: self.upstream_latency.quantile_us(0.5),
             upstream_latency_p99_us: self.upstream_latency.quantile_us(0.99),
+            pinned_commands: self.pinned_commands.load(Relaxed),
+            local_commands: self.local_commands.load(Relaxed),
+            get_hits: self.get_hits.load(Relaxed),
+            get_misses: self.get_misses.load(Relaxed),
         }
     }
 
@@ -150,7 +205,7 @@ impl Metrics {
 
 impl MetricsSnapshot {
     /// `(name, value)` pairs in a stable order, as `NEXUS.STATS` lists them.
-    pub fn entries(&self) -> [(&'static str, u64); 15] {
+    pub fn entries(&self) -> [(&'static str, u64); 19] {
         [
             ("commands", self.commands),
             ("forwarded", self.forwarded),
@@ -167,7 +222,17 @@ impl MetricsSnapshot {
             ("upstream_batches", self.upstream_batches),
             ("upstream_latency_p50_us", self.upstream_latency_p50_us),
             ("upstream_latency_p99_us", self.upstream_latency_p99_us),
+            ("pinned_commands", self.pinned_commands),
+            ("local_commands", self.local_commands),
+            ("get_hits", self.get_hits),
+            ("get_misses", self.get_misses),
         ]
+    }
+
+    /// `get_hits / (get_hits + get_misses)`, `None` before the first `GET`.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let total = self.get_hits + self.get_misses;
+        (total > 0).then(|| self.get_hits as f64 / total as f64)
     }
 
     /// RESP2 flat array `name, value, name, value, ...` (bulk strings and integers),
@@ -198,6 +263,20 @@ mod tests {
         assert_eq!(h.quantile_us(0.5), 128);
         assert_eq!(h.quantile_us(0.99), 128);
         assert_eq!(h.quantile_us(1.0), 65_536);
+        let seed = h.seed_buckets();
+        assert_eq!(seed.counts[0], 99, "100 µs is under 1 ms");
+        assert_eq!(seed.counts[4], 1, "50 ms is in the `le=50` bucket");
+        assert_eq!(seed.count, 100);
+        assert_eq!(seed.sum_us, 99 * 100 + 50_000);
+    }
+
+    #[test]
+    fn hit_ratio_is_none_before_any_get() {
+        let m = Metrics::new();
+        assert_eq!(m.snapshot().hit_ratio(), None);
+        m.get_hits.fetch_add(3, Relaxed);
+        m.get_misses.fetch_add(1, Relaxed);
+        assert_eq!(m.snapshot().hit_ratio(), Some(0.75));
     }
 
     #[test]
@@ -205,6 +284,6 @@ mod tests {
         let m = Metrics::new();
         m.commands.fetch_add(3, Relaxed);
         let resp = m.snapshot().to_resp();
-        assert!(resp.starts_with(b"*30\r\n$8\r\ncommands\r\n:3\r\n"));
+        assert!(resp.starts_with(b"*38\r\n$8\r\ncommands\r\n:3\r\n"));
     }
 }

@@ -1,6 +1,7 @@
-//! The accept loop and graceful shutdown.
+//! The accept loop, the admin server's start, and graceful shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub struct Proxy {
     config: Arc<ProxyConfig>,
     metrics: Arc<Metrics>,
     mechanisms: Arc<MechanismMetrics>,
+    /// The admin listener, once bound by [`Proxy::bind_admin`].
+    admin: Option<TcpListener>,
 }
 
 impl Proxy {
@@ -36,6 +39,7 @@ impl Proxy {
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
             mechanisms: Arc::new(MechanismMetrics::default()),
+            admin: None,
         }
     }
 
@@ -63,11 +67,36 @@ impl Proxy {
             .map_err(|source| ServeError::Bind { addr, source })
     }
 
+    /// Binds [`ProxyConfig::admin`] now rather than in [`serve`](Self::serve),
+    /// and returns the bound address (useful with port 0); `None` when no
+    /// admin address is configured. Calling it again returns the same address.
+    pub async fn bind_admin(&mut self) -> Result<Option<SocketAddr>, ServeError> {
+        if self.admin.is_none()
+            && let Some(addr) = self.config.admin
+        {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            self.admin = Some(listener);
+        }
+        match &self.admin {
+            None => Ok(None),
+            Some(l) => l.local_addr().map(Some).map_err(|source| ServeError::Bind {
+                addr: self.config.admin.unwrap_or(self.config.listen),
+                source,
+            }),
+        }
+    }
+
     /// Serves clients from `listener` until `shutdown` resolves, then stops
     /// accepting, lets connected clients receive the replies to commands already
     /// read (bounded by `shutdown_grace`), and returns.
+    ///
+    /// With [`ProxyConfig::admin`] set, the admin HTTP server (see
+    /// `docs/cache-proxy.md`) runs alongside and stops with the proxy; its
+    /// address is bound here unless [`bind_admin`](Self::bind_admin) did.
     pub async fn serve(
-        self,
+        #[cfg_attr(not(feature = "admin"), allow(unused_mut))] mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
@@ -79,6 +108,23 @@ impl Proxy {
                     .await?
                     .with_near(&self.config),
             )),
+        };
+        #[cfg(feature = "admin")]
+        let admin_stop = CancellationToken::new();
+        #[cfg(feature = "admin")]
+        let admin = match self.bind_admin().await? {
+            None => None,
+            Some(addr) => {
+                tracing::info!(%addr, "cache proxy admin listening");
+                self.admin.take().map(|l| {
+                    let state = crate::admin::AdminState {
+                        metrics: Arc::clone(&self.metrics),
+                        mechanisms: Arc::clone(&self.mechanisms),
+                        hot: live.as_ref().map(|l| Arc::clone(&l.hot)),
+                    };
+                    crate::admin::spawn(l, state, admin_stop.clone())
+                })
+            }
         };
         let shared = Arc::new(Shared {
             live,
@@ -134,6 +180,11 @@ impl Proxy {
                 "shutdown grace elapsed; closing remaining clients"
             );
             tasks.shutdown().await;
+        }
+        #[cfg(feature = "admin")]
+        if let Some(task) = admin {
+            admin_stop.cancel();
+            let _ = task.await;
         }
         Ok(())
     }

@@ -237,6 +237,65 @@ async fn wait_for(mut cond: impl FnMut() -> bool) {
 }
 
 #[test]
+fn stampede_section_parses_validates_and_describes() {
+    let p = Policy::from_yaml_str(
+        "rules:\n  - commands: [GET]\n    keys: 'hot:*'\n    stampede: { lock_ttl: 2s, wait_timeout: 1500ms, max_waiters: 500, early_refresh: 1.5, serve_stale_for: 10s }\n",
+    )
+    .unwrap();
+    assert!(p.has_stampede());
+    let st = p.stampede_for(b"hot:1").unwrap();
+    assert_eq!(st.lock_ttl, Duration::from_secs(2));
+    assert_eq!(st.wait_timeout, Duration::from_millis(1500));
+    assert_eq!(st.max_waiters.get(), 500);
+    assert_eq!(st.early_refresh, Some(1.5));
+    assert_eq!(st.serve_stale_for, Some(Duration::from_secs(10)));
+    // Guarded keys are found through the GET rule, whatever command asks.
+    assert!(p.stampede_for(b"cold:1").is_none());
+    assert!(p.describe()[0].contains(
+        "stampede=lock_ttl:2s,wait_timeout:1500ms,max_waiters:500,early_refresh:1.5,serve_stale_for:10s"
+    ));
+    // Optional fields stay off; no rule, no guard.
+    let p = Policy::from_yaml_str(
+        "rules:\n  - stampede: { lock_ttl: 1s, wait_timeout: 1s, max_waiters: 1 }\n",
+    )
+    .unwrap();
+    let st = p.stampede_for(b"k").unwrap();
+    assert!(st.early_refresh.is_none() && st.serve_stale_for.is_none());
+    assert!(
+        !Policy::from_yaml_str("rules:\n  - ttl: 5\n")
+            .unwrap()
+            .has_stampede()
+    );
+    // A disabled rule guards nothing.
+    let p = Policy::from_yaml_str(
+        "rules:\n  - enabled: false\n    stampede: { lock_ttl: 1s, wait_timeout: 1s, max_waiters: 1 }\n",
+    )
+    .unwrap();
+    assert!(p.stampede_for(b"k").is_none());
+
+    let base = "rules:\n  - stampede: { lock_ttl: 1s, wait_timeout: 1s, max_waiters: 10";
+    for (extra, needle) in [
+        (", early_refresh: 0 }", "early_refresh"),
+        (", early_refresh: -1.0 }", "early_refresh"),
+        (", early_refresh: 1000 }", "early_refresh"),
+        (", serve_stale_for: 0 }", "serve_stale_for"),
+        (", serve_stale_for: soon }", "duration"),
+        (", hold: 1s }", "unknown field"),
+    ] {
+        let (field, line, msg) = invalid(&format!("{base}{extra}\n"));
+        assert!(field.starts_with("rules[0].stampede"), "{field}: {msg}");
+        assert_eq!(line, Some(2), "{msg}");
+        assert!(msg.contains(needle), "{extra}: {msg}");
+    }
+    let (_, _, msg) =
+        invalid("rules:\n  - stampede: { lock_ttl: 0ms, wait_timeout: 1s, max_waiters: 1 }\n");
+    assert!(msg.contains("at least 1ms"), "{msg}");
+    let (_, _, msg) =
+        invalid("rules:\n  - stampede: { lock_ttl: 1s, wait_timeout: 1s, max_waiters: 0 }\n");
+    assert!(msg.contains("max_waiters"), "{msg}");
+}
+
+#[test]
 fn error_messages_read_well() {
     let cases = [
         "rules:\n  - keys: 'a:*'\n    tll: 60\n",

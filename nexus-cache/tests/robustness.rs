@@ -156,7 +156,7 @@ async fn refused_admin_and_unknown_nexus_commands() -> Result<()> {
     );
     let stats = String::from_utf8(c.call(&[b"NEXUS.STATS"]).await?)?;
     assert!(
-        stats.starts_with("*44\r\n$8\r\ncommands\r\n:5\r\n"),
+        stats.starts_with('*') && stats.contains("\r\n$8\r\ncommands\r\n:5\r\n"),
         "{stats:?}"
     );
     assert!(

@@ -3,7 +3,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /metrics` | Prometheus text exposition ([`crate::metrics`]) |
-//! | `GET /stats` | JSON [`StatsSnapshot`](crate::StatsSnapshot) |
+//! | `GET /stats` | JSON [`StatsSnapshot`](crate::StatsSnapshot), plus a `producer` object with [`Admin::producer`] |
 //! | `GET /healthz` | `ok` |
 //!
 //! Bounds: at most [`MAX_CONNECTIONS`] connections (more wait in the accept
@@ -20,6 +20,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use nexus_events::EmitterStatsHandle;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -37,6 +38,7 @@ const DRAIN: Duration = Duration::from_secs(1);
 
 struct State {
     stats: Arc<Stats>,
+    producer: Option<EmitterStatsHandle>,
     registry: Registry,
 }
 
@@ -48,10 +50,57 @@ pub async fn serve(
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let state = Arc::new(State {
-        registry: crate::metrics::registry(stats.clone()),
-        stats,
-    });
+    Admin::new(stats).serve(listener, shutdown).await
+}
+
+/// The admin server with options; [`serve`] is `Admin::new(stats).serve(..)`.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    stats: Arc<Stats>,
+    producer: Option<EmitterStatsHandle>,
+}
+
+impl Admin {
+    /// An admin server for `stats`.
+    pub fn new(stats: Arc<Stats>) -> Self {
+        Self {
+            stats,
+            producer: None,
+        }
+    }
+
+    /// Also reports an event producer running in the same process (as in
+    /// `full_stack`): a `producer` object in `/stats` and the
+    /// `nexus_events_*` metrics (see [`crate::metrics::register_producer`]).
+    pub fn producer(mut self, producer: EmitterStatsHandle) -> Self {
+        self.producer = Some(producer);
+        self
+    }
+
+    /// Serves until `shutdown` resolves (see [`serve`]).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let mut registry = crate::metrics::registry(self.stats.clone());
+        if let Some(p) = &self.producer {
+            crate::metrics::register_producer(&mut registry, p.clone());
+        }
+        let state = Arc::new(State {
+            stats: self.stats,
+            producer: self.producer,
+            registry,
+        });
+        run(listener, state, shutdown).await
+    }
+}
+
+async fn run(
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
@@ -138,15 +187,29 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             crate::metrics::CONTENT_TYPE,
             crate::metrics::encode(&state.registry).into(),
         ),
-        "/stats" => body(
-            StatusCode::OK,
-            "application/json",
-            serde_json::to_vec(&state.stats.snapshot())
-                .unwrap_or_default()
-                .into(),
-        ),
+        "/stats" => body(StatusCode::OK, "application/json", stats_json(state)),
         _ => text(StatusCode::OK, "ok\n"),
     }
+}
+
+fn stats_json(state: &State) -> Bytes {
+    let mut json = serde_json::to_value(state.stats.snapshot()).unwrap_or_default();
+    if let (Some(p), Some(obj)) = (&state.producer, json.as_object_mut()) {
+        let s = p.get();
+        obj.insert(
+            "producer".to_owned(),
+            serde_json::json!({
+                "emitted": s.emitted,
+                "sent": s.sent,
+                "failed": s.failed,
+                "dropped": s.dropped(),
+                "dropped_queue_full": s.dropped_full,
+                "queued": s.queued,
+                "queue_capacity": s.queue_capacity,
+            }),
+        );
+    }
+    serde_json::to_vec(&json).unwrap_or_default().into()
 }
 
 fn text(status: StatusCode, s: &'static str) -> Response<Full<Bytes>> {

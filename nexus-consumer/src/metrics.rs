@@ -14,12 +14,14 @@
 //! | `nexus_consumer_lag` | gauge (only once known) | |
 //! | `nexus_consumer_handle_duration_seconds` | histogram | `type` |
 //!
-//! Labels are bounded: `type` takes the three topic names only.
+//! Labels are bounded: `type` takes the three topic names only. With
+//! [`register_producer`] the same registry also exposes the event producer's
+//! counters (`nexus_events_*`).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use nexus_events::ALL_TOPICS;
+use nexus_events::{ALL_TOPICS, EmitterStatsHandle};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -39,6 +41,15 @@ pub fn registry(stats: Arc<Stats>) -> Registry {
     r
 }
 
+/// Adds the event producer's counters (an [`Emitter`](nexus_events::Emitter)
+/// in the same process, as in `full_stack`) to `registry`:
+/// `nexus_events_emitted_total`, `nexus_events_sent_total`,
+/// `nexus_events_dropped_total{reason}` (`queue_full`, `stopped`,
+/// `delivery_failed`), `nexus_events_queued`, `nexus_events_queue_capacity`.
+pub fn register_producer(registry: &mut Registry, producer: EmitterStatsHandle) {
+    registry.register_collector(Box::new(ProducerCollector(producer)));
+}
+
 /// The Prometheus text exposition of `registry`.
 pub fn encode(registry: &Registry) -> String {
     let mut out = String::with_capacity(4096);
@@ -56,7 +67,16 @@ fn counter(
     help: &str,
     c: &AtomicU64,
 ) -> Result<(), std::fmt::Error> {
-    let m = ConstCounter::new(Stats::get(c));
+    const_counter(e, name, help, Stats::get(c))
+}
+
+fn const_counter(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> Result<(), std::fmt::Error> {
+    let m = ConstCounter::new(v);
     m.encode(e.encode_descriptor(name, help, None, m.metric_type())?)
 }
 
@@ -152,5 +172,54 @@ impl Collector for StatsCollector {
             h.encode(family.encode_family(&labels)?)?;
         }
         Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct ProducerCollector(EmitterStatsHandle);
+
+impl Collector for ProducerCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = self.0.get();
+        const_counter(
+            &mut e,
+            "nexus_events_emitted",
+            "Events accepted into the emitter's queue.",
+            s.emitted,
+        )?;
+        const_counter(
+            &mut e,
+            "nexus_events_sent",
+            "Events acknowledged by the destination (Kafka: per acks).",
+            s.sent,
+        )?;
+        {
+            let mut family = e.encode_descriptor(
+                "nexus_events_dropped",
+                "Events lost, by reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, n) in [
+                ("queue_full", s.dropped_full),
+                ("stopped", s.dropped_closed),
+                ("delivery_failed", s.failed),
+            ] {
+                ConstCounter::new(n).encode(family.encode_family(&[("reason", reason)])?)?;
+            }
+        }
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        gauge(
+            &mut e,
+            "nexus_events_queued",
+            "Events accepted but not yet delivered.",
+            as_i64(s.queued),
+        )?;
+        gauge(
+            &mut e,
+            "nexus_events_queue_capacity",
+            "Bound of the emitter's queue.",
+            as_i64(s.queue_capacity),
+        )
     }
 }

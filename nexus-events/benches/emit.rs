@@ -79,6 +79,50 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(|| event(0), |e| full.emit(e), BatchSize::SmallInput)
     });
 
+    // Trace context capture (`emit` reads the current span). With the
+    // telemetry subscriber installed but no span entered (tracing off for this
+    // request), then inside a sampled span (the context is captured).
+    let (dispatch, _guard) = nexus_telemetry::build_dispatch(
+        nexus_telemetry::TelemetryConfig::new("bench"),
+        std::io::sink,
+    )
+    .expect("dispatch");
+    tracing::dispatcher::with_default(&dispatch, || {
+        c.bench_function("emit (telemetry installed, no span)", |b| {
+            b.iter_batched(
+                || {
+                    i += 1;
+                    event(i)
+                },
+                |e| emitter.emit(e),
+                BatchSize::SmallInput,
+            )
+        });
+        let span = tracing::info_span!("request", otel.kind = "server");
+        let _entered = span.enter();
+        c.bench_function("emit (inside a sampled span, context captured)", |b| {
+            b.iter_batched(
+                || {
+                    i += 1;
+                    event(i)
+                },
+                |e| emitter.emit(e),
+                BatchSize::SmallInput,
+            )
+        });
+        let mut traced = event(9);
+        traced.trace = nexus_events::TraceContext::current();
+        assert!(traced.trace.is_some());
+        c.bench_function(
+            "KafkaSink::record with traceparent (background cost)",
+            |b| b.iter(|| black_box(nexus_events::KafkaSink::record(&traced))),
+        );
+    });
+    c.bench_function("KafkaSink::record without trace (background cost)", |b| {
+        let e = event(9);
+        b.iter(|| black_box(nexus_events::KafkaSink::record(&e)))
+    });
+
     c.bench_function("Event::to_json (background cost)", |b| {
         let e = event(7);
         let mut buf = Vec::with_capacity(256);

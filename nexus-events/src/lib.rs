@@ -36,8 +36,8 @@ mod time;
 mod trace;
 
 pub use emitter::{
-    DeliveryReport, Emitter, EmitterConfig, EmitterConfigError, EmitterStats, EmitterTask,
-    EventSink, LogSink, MemorySink,
+    DeliveryReport, Emitter, EmitterConfig, EmitterConfigError, EmitterStats, EmitterStatsHandle,
+    EmitterTask, EventSink, LogSink, MemorySink,
 };
 pub use event::{
     ALL_TOPICS, CircuitOpened, DecodeError, Event, EventKind, RateLimitHit, RequestCompleted,

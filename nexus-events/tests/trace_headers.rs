@@ -3,6 +3,7 @@
 //! independent client (confluent-kafka) and by our group consumer; an event
 //! emitted outside any span carries no trace header. Real broker (Tansu).
 #![allow(clippy::unwrap_used)]
+#![cfg(feature = "trace-context")]
 
 use std::time::Duration;
 

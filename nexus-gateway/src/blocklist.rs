@@ -18,6 +18,13 @@ pub trait Blocklist: Send + Sync + 'static {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Up to `max` blocked IPs, in no particular order (for dashboards;
+    /// default: none listed).
+    fn sample(&self, max: usize) -> Vec<IpAddr> {
+        let _ = max;
+        Vec::new()
+    }
 }
 
 /// A blocklist held in memory, replaced or edited by its owner.
@@ -57,5 +64,10 @@ impl Blocklist for StaticBlocklist {
 
     fn len(&self) -> usize {
         self.inner.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn sample(&self, max: usize) -> Vec<IpAddr> {
+        let set = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        set.iter().take(max).copied().collect()
     }
 }

@@ -68,6 +68,16 @@ impl Blocklist for RedisBlocklist {
     fn len(&self) -> usize {
         self.view.read().unwrap_or_else(|p| p.into_inner()).len()
     }
+
+    fn sample(&self, max: usize) -> Vec<IpAddr> {
+        let now = now_ms();
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        view.iter()
+            .filter(|&(_, &until)| until > now)
+            .take(max)
+            .map(|(ip, _)| *ip)
+            .collect()
+    }
 }
 
 fn apply_message(view: &View, payload: &str) {

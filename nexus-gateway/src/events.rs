@@ -59,6 +59,30 @@ pub trait EventSink: Send + Sync + 'static {
     fn wants_completed(&self) -> bool {
         true
     }
+
+    /// Delivery counters for the dashboard (default: none, for sinks without
+    /// a queue).
+    fn stats(&self) -> Option<SinkStats> {
+        None
+    }
+
+    /// What kind of sink this is, shown on the dashboard.
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+}
+
+/// Delivery counters of a queued [`EventSink`], all monotonic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SinkStats {
+    /// Events accepted into the queue.
+    pub emitted: u64,
+    /// Events acknowledged by the destination.
+    pub sent: u64,
+    /// Events dropped before entering the queue (queue full or closed).
+    pub dropped: u64,
+    /// Events dequeued but not delivered.
+    pub failed: u64,
 }
 
 /// Writes events as `tracing` events at debug (request completed) or info level.
@@ -79,6 +103,10 @@ impl EventSink for LogSink {
     fn wants_completed(&self) -> bool {
         tracing::enabled!(tracing::Level::DEBUG)
     }
+
+    fn kind(&self) -> &'static str {
+        "log"
+    }
 }
 
 /// Discards every event.
@@ -87,6 +115,10 @@ pub struct NullSink;
 
 impl EventSink for NullSink {
     fn emit(&self, _event: GatewayEvent) {}
+
+    fn kind(&self) -> &'static str {
+        "null"
+    }
 }
 
 /// Events go to Kafka (or any `nexus_events` sink) through the non-blocking
@@ -136,5 +168,19 @@ impl EventSink for nexus_events::Emitter {
             ),
         };
         nexus_events::Emitter::emit(self, event);
+    }
+
+    fn stats(&self) -> Option<SinkStats> {
+        let s = nexus_events::Emitter::stats(self);
+        Some(SinkStats {
+            emitted: s.emitted,
+            sent: s.sent,
+            dropped: s.dropped_full + s.dropped_closed,
+            failed: s.failed,
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        "emitter"
     }
 }

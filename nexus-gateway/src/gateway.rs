@@ -60,6 +60,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) telemetry: Arc<Telemetry>,
     pub(crate) proxy: Proxy,
+    pub(crate) blocklist: Option<Arc<dyn Blocklist>>,
+    pub(crate) events: Arc<dyn EventSink>,
+    pub(crate) dashboard: crate::admin::Dashboard,
 }
 
 /// Turns circuit transitions into the state gauge, opens counter and balancer health.
@@ -187,12 +190,24 @@ impl GatewayBuilder {
             events.clone(),
         )
         .trace_upstream(settings.tracing);
+        let blocklist = match (self.blocklist, &settings.blocklist_redis_url) {
+            (Some(list), _) => Some(list),
+            (None, Some(url)) => Some(Arc::new(
+                crate::RedisBlocklist::start(url, settings.blocklist_refresh)
+                    .map_err(|e| ConfigError::invalid("blocklist.redis_url", e.to_string()))?,
+            ) as Arc<dyn Blocklist>),
+            (None, None) => None,
+        };
+        let dashboard = crate::admin::Dashboard::new(&settings.dashboard);
         let shared = Arc::new(Shared {
             settings,
             keys: keys.clone(),
             metrics: metrics.clone(),
             telemetry: telemetry.clone(),
             proxy,
+            blocklist: blocklist.clone(),
+            events: events.clone(),
+            dashboard,
         });
 
         let authed = JwtAuthLayer::new(keys).layer(Router::new(shared.clone()));
@@ -206,14 +221,6 @@ impl GatewayBuilder {
             None => (authed, None),
         };
         let entry = EntryLayer::new(metrics, telemetry, events);
-        let blocklist = match (self.blocklist, &shared.settings.blocklist_redis_url) {
-            (Some(list), _) => Some(list),
-            (None, Some(url)) => Some(Arc::new(
-                crate::RedisBlocklist::start(url, shared.settings.blocklist_refresh)
-                    .map_err(|e| ConfigError::invalid("blocklist.redis_url", e.to_string()))?,
-            ) as Arc<dyn Blocklist>),
-            (None, None) => None,
-        };
         let service = match blocklist {
             Some(list) => {
                 BoxCloneSyncService::new(entry.layer(BlocklistLayer::new(list).layer(limited)))

@@ -45,6 +45,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 pub mod auth;
 pub mod blocklist;
 mod blocklist_redis;

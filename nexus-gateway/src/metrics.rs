@@ -4,6 +4,7 @@
 //! is one of the standard methods or `OTHER`, `upstream` comes from `services.json`,
 //! and the rate-limit counter has no per-IP label.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -12,6 +13,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::admin::{RecentRequests, TopOffenders};
 
 /// The seed's latency buckets, milliseconds.
 pub const LATENCY_BUCKETS_MS: [f64; 10] = [
@@ -57,6 +60,10 @@ pub struct Metrics {
     breaker_state: Family<UpstreamLabels, Gauge>,
     request_duration: Family<RouteLabel, Histogram>,
     upstream_duration: Family<UpstreamLabels, Histogram>,
+    /// The last seconds, for `/dashboard` (fixed memory).
+    recent: RecentRequests,
+    /// Most rate-limited IPs, for `/dashboard` (bounded table).
+    offenders: TopOffenders,
 }
 
 /// Label of the request-duration histogram.
@@ -130,6 +137,8 @@ impl Metrics {
             breaker_state,
             request_duration,
             upstream_duration,
+            recent: RecentRequests::new(),
+            offenders: TopOffenders::new(),
         }
     }
 
@@ -152,6 +161,7 @@ impl Metrics {
         self.request_duration
             .get_or_create(&RouteLabel { method, route })
             .observe(millis);
+        self.recent.record(status, millis);
     }
 
     /// Records one upstream attempt.
@@ -166,6 +176,31 @@ impl Metrics {
     /// Counts a rate-limit rejection.
     pub fn rate_limit_hit(&self) {
         self.rate_limit_hits.inc();
+        self.recent.record_rate_limited();
+    }
+
+    /// Counts a rate-limit rejection of `ip` (the IP goes to the dashboard's
+    /// bounded top-offenders table, never into a metric label).
+    pub fn rate_limited(&self, ip: Option<IpAddr>) {
+        self.rate_limit_hit();
+        if let Some(ip) = ip {
+            self.offenders.record(ip);
+        }
+    }
+
+    /// Counts a request refused by the blocklist.
+    pub fn ip_blocked(&self) {
+        self.recent.record_blocked();
+    }
+
+    /// Requests over the last seconds (rate, latency quantiles, statuses).
+    pub fn recent(&self) -> &RecentRequests {
+        &self.recent
+    }
+
+    /// The IPs the rate limiter rejected most.
+    pub fn offenders(&self) -> &TopOffenders {
+        &self.offenders
     }
 
     /// Records a circuit state change (and counts openings).
@@ -179,13 +214,100 @@ impl Metrics {
         self.breaker_state.get_or_create(&labels).set(state as i64);
     }
 
-    /// Prometheus text exposition of every metric.
+    /// OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(4096);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// Every metric in the given exposition format.
+    pub fn encode_as(&self, format: ExpositionFormat) -> String {
+        match format {
+            ExpositionFormat::OpenMetrics => self.encode(),
+            ExpositionFormat::PrometheusText => openmetrics_to_text(&self.encode()),
+        }
+    }
+}
+
+/// The exposition formats `/metrics` can answer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpositionFormat {
+    /// OpenMetrics 1.0 text (`application/openmetrics-text`), the default and
+    /// what Prometheus asks for first.
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4 (`text/plain`), for clients
+    /// that ask for it explicitly, such as `promtool check metrics`'s parser.
+    PrometheusText,
+}
+
+impl ExpositionFormat {
+    /// Picks the format from an `Accept` header: OpenMetrics when it is
+    /// accepted or nothing specific is asked for, the classic text format
+    /// when `text/plain` is asked for without OpenMetrics.
+    pub fn negotiate(accept: Option<&http::HeaderValue>) -> Self {
+        let accept = accept.and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if !accept.contains("application/openmetrics-text") && accept.contains("text/plain") {
+            Self::PrometheusText
+        } else {
+            Self::OpenMetrics
+        }
+    }
+
+    /// The `Content-Type` of this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Self::PrometheusText => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// Rewrites an OpenMetrics text exposition (as `prometheus-client` writes
+/// it) in the classic Prometheus text format: counter families are named
+/// with their `_total` suffix in `HELP`/`TYPE` (OpenMetrics names the family
+/// without it, so a classic parser would see samples without help), OpenMetrics-only
+/// types become `untyped`, and `# UNIT` / `# EOF` lines are dropped.
+pub fn openmetrics_to_text(om: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(om.len() + 256);
+    // A HELP line waits for its TYPE line, which decides the family's name.
+    let mut help: Option<(&str, &str)> = None;
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            if let Some((name, text)) = help.take() {
+                let _ = writeln!(out, "# HELP {name} {text}");
+            }
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            let (family, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "gauge" | "histogram" | "summary" => (name.to_owned(), kind),
+                _ => (name.to_owned(), "untyped"),
+            };
+            if let Some((h, text)) = help.take() {
+                let h = if h == name { family.as_str() } else { h };
+                let _ = writeln!(out, "# HELP {h} {text}");
+            }
+            let _ = writeln!(out, "# TYPE {family} {kind}");
+            continue;
+        }
+        if let Some((name, text)) = help.take() {
+            let _ = writeln!(out, "# HELP {name} {text}");
+        }
+        if !(line.starts_with("# UNIT ") || line == "# EOF") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if let Some((name, text)) = help {
+        let _ = writeln!(out, "# HELP {name} {text}");
+    }
+    out
 }
 
 /// Maps a method to a bounded label.
@@ -238,5 +360,54 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("nexus_upstream_request_duration_ms_count"));
+    }
+
+    #[test]
+    fn classic_text_names_counter_families_with_total() {
+        let m = Metrics::new();
+        m.record_request(&http::Method::GET, "/api/*", 200, 3.0);
+        m.rate_limit_hit();
+        let text = m.encode_as(ExpositionFormat::PrometheusText);
+        assert!(text.contains("# HELP nexus_http_requests_total "), "{text}");
+        assert!(
+            text.contains("# TYPE nexus_http_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE nexus_rate_limit_hits_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE nexus_http_request_duration_ms histogram\n"),
+            "{text}"
+        );
+        assert!(text.contains("nexus_rate_limit_hits_total 1\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        // Samples are unchanged.
+        let samples = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(samples(&text), samples(&m.encode()));
+    }
+
+    #[test]
+    fn negotiation_prefers_openmetrics() {
+        let f =
+            |a: &'static str| ExpositionFormat::negotiate(Some(&http::HeaderValue::from_static(a)));
+        assert_eq!(
+            ExpositionFormat::negotiate(None),
+            ExpositionFormat::OpenMetrics
+        );
+        assert_eq!(f("*/*"), ExpositionFormat::OpenMetrics);
+        assert_eq!(f("text/plain"), ExpositionFormat::PrometheusText);
+        assert_eq!(
+            f(
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            ),
+            ExpositionFormat::OpenMetrics
+        );
     }
 }

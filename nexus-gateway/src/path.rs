@@ -21,6 +21,17 @@ pub enum Route {
     LbStats,
     /// `GET /cb-stats`.
     CbStats,
+    /// `GET /dashboard`: the live page (public: static HTML, no data; the
+    /// page reads the admin routes below with a token).
+    Dashboard,
+    /// `GET /admin/overview`: the gateway's own dashboard data.
+    AdminOverview,
+    /// `GET /admin/dashboard`: overview, cache and consumer panels in one.
+    AdminDashboard,
+    /// `GET /admin/dashboard/cache`: the cache proxy's admin `/stats`.
+    AdminCache,
+    /// `GET /admin/dashboard/consumer`: the consumer's admin `/stats`.
+    AdminConsumer,
     /// `/api` and everything under it, proxied.
     Api,
     /// Anything else (authenticated, then 404).
@@ -37,6 +48,11 @@ impl Route {
             "/telemetry" => Self::Telemetry,
             "/lb-stats" => Self::LbStats,
             "/cb-stats" => Self::CbStats,
+            "/dashboard" => Self::Dashboard,
+            "/admin/overview" => Self::AdminOverview,
+            "/admin/dashboard" => Self::AdminDashboard,
+            "/admin/dashboard/cache" => Self::AdminCache,
+            "/admin/dashboard/consumer" => Self::AdminConsumer,
             p if p == "/api" || p.starts_with("/api/") => Self::Api,
             _ => Self::NotFound,
         }
@@ -44,7 +60,10 @@ impl Route {
 
     /// Whether the route is reachable without a token.
     pub fn is_public(self) -> bool {
-        matches!(self, Self::Health | Self::Metrics | Self::Token)
+        matches!(
+            self,
+            Self::Health | Self::Metrics | Self::Token | Self::Dashboard
+        )
     }
 
     /// Route template used as the `route` metric label (bounded cardinality).
@@ -56,6 +75,11 @@ impl Route {
             Self::Telemetry => "/telemetry",
             Self::LbStats => "/lb-stats",
             Self::CbStats => "/cb-stats",
+            Self::Dashboard => "/dashboard",
+            Self::AdminOverview => "/admin/overview",
+            Self::AdminDashboard => "/admin/dashboard",
+            Self::AdminCache => "/admin/dashboard/cache",
+            Self::AdminConsumer => "/admin/dashboard/consumer",
             Self::Api => "/api/*",
             Self::NotFound => "unmatched",
         }
@@ -170,5 +194,9 @@ mod tests {
         assert_eq!(Route::classify("/apix"), Route::NotFound);
         assert_eq!(Route::classify("/api/x"), Route::Api);
         assert_eq!(Route::classify("/api"), Route::Api);
+        assert!(Route::classify("/dashboard").is_public());
+        assert!(!Route::classify("/admin/overview").is_public());
+        assert!(!Route::classify("/admin/dashboard/cache").is_public());
+        assert_eq!(Route::classify("/dashboard/x"), Route::NotFound);
     }
 }

@@ -28,9 +28,10 @@ fn hook<K>(
     events: Arc<dyn EventSink>,
 ) -> impl Fn(&Rejection<'_, K>) + Send + Sync + 'static {
     move |r: &Rejection<'_, K>| {
-        metrics.rate_limit_hit();
+        let ip = r.extensions.get::<std::net::SocketAddr>().map(|a| a.ip());
+        metrics.rate_limited(ip);
         events.emit(GatewayEvent::RateLimitHit {
-            ip: r.extensions.get::<std::net::SocketAddr>().map(|a| a.ip()),
+            ip,
             method: r.method.to_string(),
             url: r.uri.path().to_owned(),
             correlation_id: r

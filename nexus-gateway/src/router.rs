@@ -13,8 +13,10 @@ use http::{HeaderValue, Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 use tower_service::Service;
 
+use crate::admin::Panel;
 use crate::gateway::Shared;
 use crate::layers::RequestId;
+use crate::metrics::ExpositionFormat;
 use crate::path::Route;
 use crate::response::{GatewayResponse, error, json};
 
@@ -74,13 +76,14 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> GatewayResponse {
             &serde_json::json!({ "status": "ok", "gateway": "nexus", "version": env!("CARGO_PKG_VERSION") }),
         ),
         Route::Metrics => {
-            let mut res =
-                crate::response::raw_json(StatusCode::OK, Bytes::from(shared.metrics.encode()));
+            let format = ExpositionFormat::negotiate(req.headers().get(header::ACCEPT));
+            let mut res = crate::response::raw_json(
+                StatusCode::OK,
+                Bytes::from(shared.metrics.encode_as(format)),
+            );
             res.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
+                HeaderValue::from_static(format.content_type()),
             );
             res
         }
@@ -92,6 +95,24 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> GatewayResponse {
             )
         }
         Route::LbStats => json(StatusCode::OK, &shared.proxy.lb_stats()),
+        Route::Dashboard => shared.dashboard.page.response(),
+        Route::AdminOverview => json(StatusCode::OK, &crate::admin::overview(&shared)),
+        Route::AdminCache => shared.dashboard.panel_response(Panel::Cache).await,
+        Route::AdminConsumer => shared.dashboard.panel_response(Panel::Consumer).await,
+        Route::AdminDashboard => {
+            let (cache, consumer) = tokio::join!(
+                shared.dashboard.panel(Panel::Cache),
+                shared.dashboard.panel(Panel::Consumer)
+            );
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "gateway": crate::admin::overview(&shared),
+                    "cache": cache.1,
+                    "consumer": consumer.1,
+                }),
+            )
+        }
         Route::CbStats => json(StatusCode::OK, &shared.proxy.cb_stats()),
         Route::NotFound => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     }

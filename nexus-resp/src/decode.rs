@@ -2,8 +2,9 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::index::{Indexer, Node};
 use crate::lines::{self, Header};
-use crate::{Error, Frame, Limits, Scanner};
+use crate::{Error, Frame, FrameView, Limits, Scanner};
 
 /// Streaming decoder from a [`BytesMut`] read buffer.
 ///
@@ -22,6 +23,10 @@ use crate::{Error, Frame, Limits, Scanner};
 #[derive(Debug, Clone, Default)]
 pub struct Decoder {
     scanner: Scanner,
+    /// The element index of the last [`FrameView`], reused between calls.
+    /// Bound: one node per element of the largest frame decoded into a view
+    /// (at most a third of its length); see [`Decoder::decode_view`].
+    nodes: Vec<Node>,
 }
 
 impl Decoder {
@@ -29,6 +34,7 @@ impl Decoder {
     pub fn new(limits: Limits) -> Self {
         Decoder {
             scanner: Scanner::new(limits),
+            nodes: Vec::new(),
         }
     }
 
@@ -64,31 +70,32 @@ impl Decoder {
     /// (for example a message received whole): removes the first frame from
     /// the front of `buf`, which then still holds the rest.
     pub fn decode_bytes(&mut self, buf: &mut Bytes) -> Result<Option<Frame>, Error> {
-        // Fast path: when no frame is in progress, build straight from the
-        // buffer in one pass. If the frame is incomplete, fall back to the
-        // resumable scanner, which then keeps the progress (so a frame that
-        // arrives in chunks costs one failed attempt, then O(new bytes) per call).
-        if let (false, Some(&ty)) = (self.scanner.is_partial(), buf.first())
-            && crate::is_type_byte(ty)
-        {
-            let mut build = Build {
-                src: buf,
-                end: buf.len(),
-                pos: 0,
-                limits: *self.scanner.limits(),
-            };
-            match build.element(ty, self.scanner.limits().depth()) {
-                Ok(frame) => {
-                    let len = build.pos;
-                    buf.advance(len);
-                    return Ok(Some(frame));
-                }
-                // Ran out of bytes.
-                Err(Error::NotOneFrame) => {}
-                Err(e) => return Err(e),
-            }
-        }
         loop {
+            // Fast path: when no frame is in progress, build straight from
+            // the buffer in one pass. If the frame is incomplete, fall back
+            // to the resumable scanner, which then keeps the progress (so a
+            // frame that arrives in chunks costs one failed attempt, then
+            // O(new bytes) per call).
+            if let (false, Some(&ty)) = (self.scanner.is_partial(), buf.first())
+                && crate::is_type_byte(ty)
+            {
+                let mut build = Build {
+                    src: buf,
+                    buf: &buf[..],
+                    pos: 0,
+                    limits: *self.scanner.limits(),
+                };
+                match build.element(ty, self.scanner.limits().depth()) {
+                    Ok(frame) => {
+                        let len = build.pos;
+                        buf.advance(len);
+                        return Ok(Some(frame));
+                    }
+                    // Ran out of bytes.
+                    Err(Error::NotOneFrame) => {}
+                    Err(e) => return Err(e),
+                }
+            }
             let Some(len) = self.scanner.scan(buf)? else {
                 return Ok(None);
             };
@@ -99,7 +106,90 @@ impl Decoder {
             if let Some(frame) = frame {
                 return Ok(Some(frame));
             }
+            // An empty inline line was skipped: start afresh on the next frame.
         }
+    }
+
+    /// Like [`Decoder::decode`], but returns a [`FrameView`]: the frame's
+    /// bytes plus an index of its elements, instead of a tree of [`Frame`]s
+    /// with a [`Bytes`] handle per element. Input is validated exactly as
+    /// [`Decoder::decode_bytes`] does, with the same errors.
+    ///
+    /// The view borrows the decoder's element index, which is reused from
+    /// call to call: after it has grown to the largest frame seen, decoding
+    /// a view allocates nothing, and costs one reference count for the
+    /// frame's bytes, whatever the number of elements. The index keeps that
+    /// capacity (24 bytes per element of the largest frame; at
+    /// most 8 bytes per input byte of that frame) until the decoder is dropped
+    /// or [`Decoder::shrink`] is called.
+    pub fn decode_view(&mut self, buf: &mut BytesMut) -> Result<Option<FrameView<'_>>, Error> {
+        loop {
+            match self.index(buf)? {
+                Step::NeedMore => return Ok(None),
+                Step::Skip(len) => buf.advance(len),
+                Step::Frame(len) => {
+                    let bytes = buf.split_to(len).freeze();
+                    return Ok(Some(FrameView::new(bytes, &self.nodes)));
+                }
+            }
+        }
+    }
+
+    /// [`Decoder::decode_view`] for input that is already a [`Bytes`]:
+    /// removes the first frame from the front of `buf`, which then still
+    /// holds the rest.
+    pub fn decode_view_bytes(&mut self, buf: &mut Bytes) -> Result<Option<FrameView<'_>>, Error> {
+        loop {
+            match self.index(buf)? {
+                Step::NeedMore => return Ok(None),
+                Step::Skip(len) => buf.advance(len),
+                Step::Frame(len) => {
+                    // When the frame is the whole buffer this takes `buf`
+                    // without touching the reference count.
+                    let bytes = buf.split_to(len);
+                    return Ok(Some(FrameView::new(bytes, &self.nodes)));
+                }
+            }
+        }
+    }
+
+    /// Releases the memory of the element index kept for
+    /// [`Decoder::decode_view`] (for example after an unusually large frame).
+    pub fn shrink(&mut self) {
+        self.nodes = Vec::new();
+    }
+
+    /// Indexes the first frame of `buf` into `self.nodes`.
+    fn index(&mut self, buf: &[u8]) -> Result<Step, Error> {
+        let limits = *self.scanner.limits();
+        // As in `decode_bytes`: index straight from the buffer when no frame
+        // is in progress, and fall back to the resumable scanner (which then
+        // keeps the progress) if the frame is incomplete.
+        if let (false, Some(&ty)) = (self.scanner.is_partial(), buf.first())
+            && crate::is_type_byte(ty)
+        {
+            let mut ix = Indexer::new(buf, limits, &mut self.nodes);
+            match ix.element(ty, limits.depth()) {
+                Ok(()) => return Ok(Step::Frame(ix.pos)),
+                // Ran out of bytes.
+                Err(Error::NotOneFrame) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(len) = self.scanner.scan(buf)? else {
+            return Ok(Step::NeedMore);
+        };
+        let frame = buf.get(..len).ok_or(Error::NotOneFrame)?;
+        let mut ix = Indexer::new(frame, limits, &mut self.nodes);
+        let framed = ix.top()?;
+        if ix.pos != len {
+            return Err(Error::NotOneFrame);
+        }
+        Ok(if framed {
+            Step::Frame(len)
+        } else {
+            Step::Skip(len)
+        })
     }
 
     /// Builds the frame held by the first `len` bytes of `bytes` (exactly one
@@ -108,7 +198,7 @@ impl Decoder {
     fn build(&self, bytes: &Bytes, len: usize) -> Result<Option<Frame>, Error> {
         let mut build = Build {
             src: bytes,
-            end: len,
+            buf: bytes.get(..len).ok_or(Error::NotOneFrame)?,
             pos: 0,
             limits: *self.scanner.limits(),
         };
@@ -120,12 +210,22 @@ impl Decoder {
     }
 }
 
+/// What [`Decoder::index`] found at the start of the buffer.
+enum Step {
+    /// No complete frame yet.
+    NeedMore,
+    /// An empty inline line of this length, to skip.
+    Skip(usize),
+    /// A frame of this length, indexed.
+    Frame(usize),
+}
+
 /// One pass over the bytes of a complete, already scanned frame.
 struct Build<'b> {
     src: &'b Bytes,
-    /// End of the frame in `src` (of the available bytes, when building
-    /// optimistically).
-    end: usize,
+    /// The frame's bytes: `src` up to the end of the frame (or of the
+    /// available bytes, when building optimistically).
+    buf: &'b [u8],
     pos: usize,
     /// The limits, checked again so that an optimistic build (before any
     /// scan) rejects what the scanner would.
@@ -133,15 +233,9 @@ struct Build<'b> {
 }
 
 impl Build<'_> {
-    /// The frame's bytes (the source may hold more after it).
-    #[inline(always)]
-    fn bytes(&self) -> &[u8] {
-        &self.src[..self.end]
-    }
-
     #[inline(always)]
     fn frame(&mut self, depth: usize, top: bool) -> Result<Option<Frame>, Error> {
-        let ty = *self.bytes().get(self.pos).ok_or(Error::NotOneFrame)?;
+        let ty = *self.buf.get(self.pos).ok_or(Error::NotOneFrame)?;
         if top && !crate::is_type_byte(ty) {
             return self.inline();
         }
@@ -149,7 +243,7 @@ impl Build<'_> {
     }
 
     fn child(&mut self, depth: usize) -> Result<Frame, Error> {
-        let ty = *self.bytes().get(self.pos).ok_or(Error::NotOneFrame)?;
+        let ty = *self.buf.get(self.pos).ok_or(Error::NotOneFrame)?;
         self.element(ty, depth)
     }
 
@@ -170,7 +264,7 @@ impl Build<'_> {
                     return Err(Error::InvalidVerbatim);
                 }
                 let end = body.checked_add(len).ok_or(Error::NotOneFrame)?;
-                match self.bytes().get(end..end.saturating_add(2)) {
+                match self.buf.get(end..end.saturating_add(2)) {
                     Some(b"\r\n") => {}
                     Some(_) => return Err(Error::MissingCrlf),
                     None => return Err(Error::NotOneFrame),
@@ -180,7 +274,7 @@ impl Build<'_> {
                     b'$' => Frame::Bulk(self.src.slice(body..end)),
                     b'!' => Frame::BulkError(self.src.slice(body..end)),
                     _ => {
-                        let payload = &self.bytes()[body..end];
+                        let payload = &self.buf[body..end];
                         match payload {
                             [a, b, c, b':', ..] => Frame::Verbatim {
                                 format: [*a, *b, *c],
@@ -221,19 +315,19 @@ impl Build<'_> {
                 }
             }
             b'+' | b'-' | b':' | b',' | b'#' | b'_' | b'(' => {
-                let rest = self.bytes().get(start..).ok_or(Error::NotOneFrame)?;
+                let rest = self.buf.get(start..).ok_or(Error::NotOneFrame)?;
                 let cr = start + memchr::memchr(b'\r', rest).ok_or(Error::NotOneFrame)?;
                 let max = self.limits.max_inline_len;
                 if cr - start > max {
                     return Err(Error::LineTooLong { max });
                 }
-                match self.bytes().get(cr + 1) {
+                match self.buf.get(cr + 1) {
                     Some(b'\n') => {}
                     Some(_) => return Err(Error::MissingCrlf),
                     None => return Err(Error::NotOneFrame),
                 }
                 self.pos = cr + 2;
-                let line = &self.bytes()[start..cr];
+                let line = &self.buf[start..cr];
                 match ty {
                     b'+' => Frame::Simple(self.src.slice(start..cr)),
                     b'-' => Frame::Error(self.src.slice(start..cr)),
@@ -256,24 +350,24 @@ impl Build<'_> {
         })
     }
 
-    /// A `$` bulk string (or RESP2 null) at `pos`.
+    /// The payload span of the `$` bulk string at `pos` (`None`: RESP2 null).
     #[inline(always)]
-    fn bulk(&mut self) -> Result<Frame, Error> {
+    fn bulk_span(&mut self) -> Result<Option<(usize, usize)>, Error> {
         let (header, body) = self.header(self.pos + 1)?;
         let Header::Len(len) = header else {
             self.pos = body;
-            return Ok(Frame::NullBulk);
+            return Ok(None);
         };
         let end = body
             .checked_add(self.bulk_len(len)?)
             .ok_or(Error::NotOneFrame)?;
-        match self.bytes().get(end..end.saturating_add(2)) {
+        match self.buf.get(end..end.saturating_add(2)) {
             Some(b"\r\n") => {}
             Some(_) => return Err(Error::MissingCrlf),
             None => return Err(Error::NotOneFrame),
         }
         self.pos = end + 2;
-        Ok(Frame::Bulk(self.src.slice(body..end)))
+        Ok(Some((body, end)))
     }
 
     fn bulk_len(&self, len: u64) -> Result<usize, Error> {
@@ -284,14 +378,15 @@ impl Build<'_> {
         }
     }
 
+    #[inline(always)]
     fn header(&self, start: usize) -> Result<(Header, usize), Error> {
-        lines::header(self.bytes(), start)?.ok_or(Error::NotOneFrame)
+        lines::header(self.buf, start)?.ok_or(Error::NotOneFrame)
     }
 
     /// Room for `n` elements, but never more than the bytes left can hold
     /// (every element takes at least 3 bytes).
     fn capacity(&self, n: u64) -> usize {
-        let left = (self.end - self.pos.min(self.end)) / 3;
+        let left = (self.buf.len() - self.pos.min(self.buf.len())) / 3;
         usize::try_from(n).map_or(left, |n| n.min(left))
     }
 
@@ -300,12 +395,14 @@ impl Build<'_> {
         for _ in 0..n {
             // Bulk strings dominate real replies: build them in place so the
             // frame is written straight into the vector.
-            let frame = match self.bytes().get(self.pos) {
-                Some(b'$') => self.bulk()?,
-                Some(&ty) => self.element(ty, depth)?,
+            match self.buf.get(self.pos) {
+                Some(b'$') => match self.bulk_span()? {
+                    Some((body, end)) => items.push(Frame::Bulk(self.src.slice(body..end))),
+                    None => items.push(Frame::NullBulk),
+                },
+                Some(&ty) => items.push(self.element(ty, depth)?),
                 None => return Err(Error::NotOneFrame),
-            };
-            items.push(frame);
+            }
         }
         Ok(items)
     }
@@ -322,15 +419,15 @@ impl Build<'_> {
 
     /// An inline command line (the whole source) as an array of bulk strings.
     fn inline(&mut self) -> Result<Option<Frame>, Error> {
-        let cmd = match crate::Command::parse(self.bytes()) {
+        let cmd = match crate::Command::parse(self.buf) {
             Ok(cmd) => cmd,
             Err(Error::NotACommand(_)) => {
-                self.pos = self.end;
+                self.pos = self.buf.len();
                 return Ok(None);
             }
             Err(e) => return Err(e),
         };
-        let base = self.bytes().as_ptr() as usize;
+        let base = self.buf.as_ptr() as usize;
         let args = std::iter::once(cmd.name())
             .chain(cmd.args())
             .map(|arg| {
@@ -339,7 +436,7 @@ impl Build<'_> {
                 Frame::Bulk(self.src.slice(off..off + arg.len()))
             })
             .collect();
-        self.pos = self.end;
+        self.pos = self.buf.len();
         Ok(Some(Frame::Array(args)))
     }
 }

@@ -50,6 +50,31 @@
 //! [`Decoder::decode_bytes`] does the same for input that is already a
 //! [`bytes::Bytes`].
 //!
+//! # Views: one reference count per frame
+//!
+//! A [`Frame`] tree holds one [`bytes::Bytes`] handle per string element, and
+//! creating and dropping each handle is an atomic reference-count update.
+//! [`Decoder::decode_view`] and [`Decoder::decode_view_bytes`] validate the
+//! same input the same way but return a [`FrameView`]: the frame's bytes (one
+//! handle) plus an index of its elements kept in the decoder and reused, so
+//! decoding allocates nothing once warm. Elements are read in place through
+//! [`FrameRef`] (`&[u8]`, integers, ...), taken as zero-copy `Bytes` on
+//! demand, or converted with [`FrameView::to_frame`].
+//!
+//! ```
+//! use bytes::Bytes;
+//! use nexus_resp::{Decoder, Kind, Limits};
+//!
+//! let mut buf = Bytes::from_static(b"*2\r\n$3\r\nGET\r\n$5\r\nkey:1\r\n:1\r\n");
+//! let mut decoder = Decoder::new(Limits::default());
+//! let view = decoder.decode_view_bytes(&mut buf).unwrap().unwrap();
+//! assert_eq!(view.root().kind(), Kind::Array);
+//! let args: Vec<&[u8]> = view.root().iter().filter_map(|a| a.as_slice()).collect();
+//! assert_eq!(args, [&b"GET"[..], &b"key:1"[..]]);
+//! let view = decoder.decode_view_bytes(&mut buf).unwrap().unwrap();
+//! assert_eq!(view.root().as_integer(), Some(1));
+//! ```
+//!
 //! # Encoding
 //!
 //! ```
@@ -84,10 +109,12 @@ mod decode;
 pub mod encode;
 mod error;
 mod frame;
+mod index;
 mod keys;
 mod limits;
 mod lines;
 mod scan;
+mod view;
 
 #[cfg(feature = "codec")]
 pub mod codec;
@@ -98,6 +125,7 @@ pub use error::Error;
 pub use frame::Frame;
 pub use limits::{Limits, MAX_DEPTH_CEILING};
 pub use scan::Scanner;
+pub use view::{Elements, FrameRef, FrameView, Kind};
 
 /// Whether `b` starts a RESP2/RESP3 frame (streamed-chunk markers excluded).
 pub(crate) fn is_type_byte(b: u8) -> bool {

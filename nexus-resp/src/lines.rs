@@ -27,6 +27,23 @@ pub(crate) enum Header {
 /// for a line end once the header is known to be invalid.
 #[inline]
 pub(crate) fn header(buf: &[u8], start: usize) -> Result<Option<(Header, usize)>, Error> {
+    // Fast path: one or two digits then CRLF, as most lengths and counts are.
+    if let Some(&[a, b, c]) = buf.get(start..start.wrapping_add(3))
+        && a.is_ascii_digit()
+    {
+        let a = u64::from(a - b'0');
+        if b == b'\r' && c == b'\n' {
+            return Ok(Some((Header::Len(a), start + 3)));
+        }
+        if b.is_ascii_digit() && c == b'\r' && buf.get(start + 3) == Some(&b'\n') {
+            return Ok(Some((Header::Len(a * 10 + u64::from(b - b'0')), start + 4)));
+        }
+    }
+    header_slow(buf, start)
+}
+
+/// The general case of [`header`].
+fn header_slow(buf: &[u8], start: usize) -> Result<Option<(Header, usize)>, Error> {
     let mut i = start;
     let neg = match buf.get(i) {
         None => return Ok(None),

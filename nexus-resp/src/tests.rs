@@ -14,15 +14,29 @@ fn scan_strict(input: &[u8]) -> Result<Option<usize>, Error> {
     Scanner::new(Limits::default()).inline(false).scan(input)
 }
 
+/// Decodes `input` with `Decoder::decode`, checking that the other three
+/// decoding paths (`decode_bytes`, `decode_view`, `decode_view_bytes`) give the
+/// same result, errors included.
 fn decode(input: &[u8]) -> Result<Option<Frame>, Error> {
+    let decoder = || Decoder::new(Limits::default()).inline(false);
     let mut buf = BytesMut::from(input);
-    let frame = Decoder::new(Limits::default())
-        .inline(false)
-        .decode(&mut buf)?;
-    if frame.is_some() {
+    let frame = decoder().decode(&mut buf);
+    if let Ok(Some(_)) = frame {
         assert!(buf.is_empty(), "decoder left {:?}", buf);
     }
-    Ok(frame)
+    let mut bytes = bytes::Bytes::copy_from_slice(input);
+    assert_eq!(decoder().decode_bytes(&mut bytes), frame, "decode_bytes");
+    let mut buf = BytesMut::from(input);
+    let mut d = decoder();
+    let view = d.decode_view(&mut buf).map(|v| v.map(|v| v.to_frame()));
+    assert_eq!(view, frame, "decode_view");
+    let mut bytes = bytes::Bytes::copy_from_slice(input);
+    let mut d = decoder();
+    let view = d
+        .decode_view_bytes(&mut bytes)
+        .map(|v| v.map(|v| v.to_frame()));
+    assert_eq!(view, frame, "decode_view_bytes");
+    frame
 }
 
 /// Every valid single frame: scanning reports its whole length, every strict
@@ -523,4 +537,183 @@ fn decode_bytes_fast_path_and_fallback() {
     );
     assert_eq!(one(b":x\r\n"), Err(Error::InvalidInteger));
     assert_eq!(one(b"+ab\r"), Ok(None));
+    // After a skipped empty inline line the next frame also takes the
+    // one-pass path (found by fuzzing the view decoder against this one).
+    let mut rest = Bytes::from_static(b"\n*2\r\n:x\r\n");
+    assert_eq!(
+        Decoder::default().decode_bytes(&mut rest),
+        Err(Error::InvalidInteger)
+    );
+    let mut rest = Bytes::from_static(b"\n*2\r\n:x\r\n");
+    assert_eq!(
+        Decoder::default()
+            .decode_view_bytes(&mut rest)
+            .map(|v| v.is_some()),
+        Err(Error::InvalidInteger)
+    );
+}
+
+#[test]
+fn views_read_every_kind() {
+    use crate::Kind;
+    let input = b"*9\r\n+s\r\n-e\r\n:-3\r\n$2\r\nbb\r\n$-1\r\n#t\r\n,2.5\r\n=6\r\nmkd:hi\r\n%1\r\n(12\r\n~0\r\n";
+    let mut decoder = Decoder::default();
+    let mut buf = BytesMut::from(&input[..]);
+    let view = decoder.decode_view(&mut buf).unwrap().unwrap();
+    assert!(buf.is_empty());
+    assert_eq!(&view.bytes()[..], &input[..]);
+    let root = view.root();
+    assert_eq!(root.kind(), Kind::Array);
+    assert_eq!(root.len(), 9);
+    let items: Vec<_> = root.iter().collect();
+    assert_eq!(items.len(), 9);
+    assert_eq!(
+        (items[0].kind(), items[0].as_slice()),
+        (Kind::Simple, Some(&b"s"[..]))
+    );
+    assert_eq!(
+        (items[1].kind(), items[1].as_slice()),
+        (Kind::Error, Some(&b"e"[..]))
+    );
+    assert_eq!(items[2].as_integer(), Some(-3));
+    assert_eq!(items[2].as_slice(), None);
+    assert_eq!(items[3].to_bytes(), Some("bb".into()));
+    assert!(items[4].is_null());
+    assert_eq!(items[4].kind(), Kind::NullBulk);
+    assert_eq!(items[5].as_bool(), Some(true));
+    assert_eq!(items[6].as_double(), Some(2.5));
+    assert_eq!(items[7].verbatim_format(), Some(*b"mkd"));
+    assert_eq!(items[7].as_slice(), Some(&b"hi"[..]));
+    // A map of one pair yields key then value; the set after it is still
+    // reached (subtrees are skipped correctly).
+    assert_eq!(items[8].kind(), Kind::Map);
+    let pair: Vec<_> = items[8].iter().collect();
+    assert_eq!(pair[0].as_slice(), Some(&b"12"[..]));
+    assert_eq!(pair[0].kind(), Kind::BigNumber);
+    assert_eq!(pair[1].kind(), Kind::Set);
+    assert!(pair[1].is_empty());
+    // Leaves have no elements.
+    assert_eq!(items[0].iter().count(), 0);
+    let frame = view.to_frame();
+    assert_eq!(Some(frame), decode(input).unwrap());
+}
+
+#[test]
+fn views_stream_reuse_and_skip() {
+    use bytes::Bytes;
+    let stream =
+        b"\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\nSET a \"b c\"\r\n|1\r\n+ttl\r\n:3\r\n$1\r\nv\r\n";
+    let expected = [
+        Frame::Array(vec![Frame::Bulk("GET".into()), Frame::Bulk("k".into())]),
+        Frame::Array(vec![
+            Frame::Bulk("SET".into()),
+            Frame::Bulk("a".into()),
+            Frame::Bulk("b c".into()),
+        ]),
+        Frame::Attribute {
+            attributes: vec![(Frame::Simple("ttl".into()), Frame::Integer(3))],
+            frame: Box::new(Frame::Bulk("v".into())),
+        },
+    ];
+    // Byte by byte into a BytesMut.
+    let mut decoder = Decoder::default();
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    for &b in &stream[..] {
+        buf.extend_from_slice(&[b]);
+        while let Some(view) = decoder.decode_view(&mut buf).unwrap() {
+            frames.push(view.to_frame());
+        }
+    }
+    assert!(buf.is_empty());
+    assert_eq!(frames, expected);
+    // Every prefix of a `Bytes`: need more, nothing consumed but the empty
+    // inline line; then the whole stream.
+    let full = Bytes::from_static(stream);
+    let mut decoder = Decoder::default();
+    for end in 2..22 {
+        let mut part = full.slice(2..end);
+        assert_eq!(
+            decoder
+                .decode_view_bytes(&mut part)
+                .unwrap()
+                .map(|v| v.to_frame()),
+            None
+        );
+        assert_eq!(part.len(), end - 2);
+    }
+    // The same buffer, grown (the decoder kept its progress on the frame).
+    let mut all = full.slice(2..);
+    let mut frames = Vec::new();
+    while let Some(view) = decoder.decode_view_bytes(&mut all).unwrap() {
+        // Payloads point into the input: nothing was copied.
+        let bytes = view.root().iter().last().and_then(|f| f.to_bytes());
+        if let Some(b) = bytes {
+            let off = b.as_ptr() as usize - full.as_ptr() as usize;
+            assert!(off + b.len() <= full.len());
+        }
+        frames.push(view.to_frame());
+    }
+    assert!(all.is_empty());
+    assert_eq!(frames, expected[..]);
+    // The attribute view: pairs then the frame.
+    let at = stream.iter().position(|&b| b == b'|').unwrap();
+    let mut attr = full.slice(at..);
+    let view = decoder.decode_view_bytes(&mut attr).unwrap().unwrap();
+    assert_eq!(view.root().len(), 3);
+    assert_eq!(
+        view.root().iter().nth(2).unwrap().as_slice(),
+        Some(&b"v"[..])
+    );
+    drop(view);
+    decoder.shrink();
+    assert_eq!(
+        decoder
+            .decode_view_bytes(&mut Bytes::from_static(b":1\r\n"))
+            .unwrap()
+            .unwrap()
+            .root()
+            .as_integer(),
+        Some(1)
+    );
+}
+
+#[test]
+fn views_enforce_limits() {
+    use bytes::Bytes;
+    let limits = Limits {
+        max_bulk_len: 2,
+        max_elements: 2,
+        max_depth: 1,
+        max_inline_len: 3,
+    };
+    let one = |input: &'static [u8]| {
+        let mut d = Decoder::new(limits);
+        let r = d.decode_view_bytes(&mut Bytes::from_static(input));
+        r.map(|v| v.map(|v| v.to_frame()))
+    };
+    assert_eq!(
+        one(b"*1\r\n$3\r\nabc\r\n"),
+        Err(Error::BulkTooLong { len: 3, max: 2 })
+    );
+    assert_eq!(
+        one(b"*3\r\n:1\r\n:2\r\n:3\r\n"),
+        Err(Error::TooManyElements { len: 3, max: 2 })
+    );
+    assert_eq!(one(b"*1\r\n*1\r\n:1\r\n"), Err(Error::TooDeep { max: 1 }));
+    assert_eq!(one(b"+abcd\r\n"), Err(Error::LineTooLong { max: 3 }));
+    assert_eq!(one(b"GET abcd\r\n"), Err(Error::LineTooLong { max: 3 }));
+    assert_eq!(one(b"$2\r\nabXY"), Err(Error::MissingCrlf));
+    assert_eq!(
+        one(b"=3\r\nabc\r\n"),
+        Err(Error::BulkTooLong { len: 3, max: 2 })
+    );
+    assert_eq!(one(b"+ab\r"), Ok(None));
+    // Inline commands can be refused, as with `decode`.
+    let mut d = Decoder::default().inline(false);
+    assert_eq!(
+        d.decode_view(&mut BytesMut::from(&b"PING\r\n"[..]))
+            .map(|v| v.is_some()),
+        Err(Error::InvalidTypeByte(b'P'))
+    );
 }

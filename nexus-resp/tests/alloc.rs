@@ -109,4 +109,34 @@ fn scan_path_and_decoder_allocations() {
     let frame = decoder.decode(&mut buf).unwrap().unwrap();
     assert_eq!(allocs() - before, 1, "a command array costs one Vec");
     drop(frame);
+
+    // --- Views: once the decoder's index has grown, no allocation per
+    // frame, whatever its number of elements. ---
+    let input = pipeline();
+    let mut decoder = Decoder::new(Limits::default());
+    let mut buf = BytesMut::with_capacity(2 * input.len());
+    buf.extend_from_slice(&input);
+    // Warm up: the index grows to the largest command (and the buffer is
+    // promoted to shared).
+    while decoder.decode_view(&mut buf).unwrap().is_some() {}
+    buf.extend_from_slice(&input);
+    let before = allocs();
+    let mut args = 0;
+    while let Some(view) = decoder.decode_view(&mut buf).unwrap() {
+        args += view
+            .root()
+            .iter()
+            .filter(|a| a.as_slice().is_some())
+            .count();
+    }
+    assert_eq!(args, 32 * 3 + 32 * 2 + 1 + 3);
+    assert_eq!(allocs() - before, 0, "decoding views allocated");
+    let mut bytes = bytes::Bytes::from(input);
+    let before = allocs();
+    let mut frames = 0;
+    while decoder.decode_view_bytes(&mut bytes).unwrap().is_some() {
+        frames += 1;
+    }
+    assert_eq!(frames, 66);
+    assert_eq!(allocs() - before, 0, "decoding views from Bytes allocated");
 }

@@ -88,6 +88,26 @@ fn decode_chunked(stream: &[u8], cuts: &[usize]) -> Vec<Frame> {
     frames
 }
 
+/// Like [`decode_chunked`], through `Decoder::decode_view`.
+fn decode_chunked_view(stream: &[u8], cuts: &[usize]) -> Vec<Frame> {
+    let mut decoder = Decoder::new(Limits::default()).inline(false);
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    let mut fed = 0;
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+    cuts.push(stream.len());
+    cuts.sort_unstable();
+    for cut in cuts {
+        buf.extend_from_slice(&stream[fed..cut]);
+        fed = cut;
+        while let Some(view) = decoder.decode_view(&mut buf).unwrap() {
+            frames.push(view.to_frame());
+        }
+    }
+    assert!(buf.is_empty(), "bytes left over");
+    frames
+}
+
 proptest! {
     #[test]
     fn round_trip(f in frame()) {
@@ -113,6 +133,16 @@ proptest! {
         }
         prop_assert!(whole.is_empty());
         prop_assert_eq!(&from_bytes, &frames);
+        // Views, chunked and whole.
+        prop_assert_eq!(&decode_chunked_view(&stream, &cuts), &frames);
+        let mut whole = Bytes::from(stream.clone());
+        let mut views = Vec::new();
+        while let Some(view) = decoder.decode_view_bytes(&mut whole).unwrap() {
+            prop_assert_eq!(view.bytes(), &encode_all(&[view.to_frame()])[..]);
+            views.push(view.to_frame());
+        }
+        prop_assert!(whole.is_empty());
+        prop_assert_eq!(&views, &frames);
         // Scanner over the same chunks reports each frame's length.
         let mut scanner = Scanner::new(Limits::default()).inline(false);
         let mut lens = Vec::new();
@@ -136,7 +166,8 @@ proptest! {
     fn byte_by_byte(frames in proptest::collection::vec(frame(), 1..3)) {
         let stream = encode_all(&frames);
         let cuts: Vec<usize> = (0..stream.len()).collect();
-        prop_assert_eq!(decode_chunked(&stream, &cuts), frames);
+        prop_assert_eq!(&decode_chunked(&stream, &cuts), &frames);
+        prop_assert_eq!(decode_chunked_view(&stream, &cuts), frames);
     }
 
     #[test]
@@ -192,6 +223,28 @@ fn check_no_panic(bytes: &[u8]) {
                 }
                 Ok(None) => assert!(matches!(from_bytes, Ok(None) | Err(_)), "{from_bytes:?}"),
                 Err(_) => assert!(from_bytes.is_err(), "{decoded:?} vs {from_bytes:?}"),
+            }
+            // The view decoders validate like `decode_bytes` (one pass first,
+            // then the scanner), so they agree with it exactly.
+            let mut whole_view = Bytes::copy_from_slice(bytes);
+            let mut decoder = Decoder::new(limits).inline(inline);
+            let agree =
+                |view: &Result<Option<Frame>, nexus_resp::Error>| assert_eq!(view, &from_bytes);
+            let view = decoder
+                .decode_view_bytes(&mut whole_view)
+                .map(|v| v.map(|v| v.to_frame()));
+            agree(&view);
+            if let Ok(Some(_)) = view {
+                assert_eq!(whole_view, whole);
+            }
+            let mut buf_view = BytesMut::from(bytes);
+            let mut decoder = Decoder::new(limits).inline(inline);
+            let view_mut = decoder
+                .decode_view(&mut buf_view)
+                .map(|v| v.map(|v| v.to_frame()));
+            agree(&view_mut);
+            if let Ok(Some(_)) = view_mut {
+                assert_eq!(&buf_view[..], &whole[..]);
             }
             match (&scanned, &decoded) {
                 // The decoder only sees frames the scanner accepts.

@@ -1,7 +1,8 @@
 //! Against a real `redis-server` (started by nexus-testkit on a free loopback
 //! port): commands encoded here are accepted by Redis, and every reply type
 //! Redis produces, RESP2 and RESP3 (via `HELLO 3` and `DEBUG PROTOCOL`),
-//! decodes to the expected frame and re-encodes to the exact bytes received.
+//! decodes to the expected frame (through `Frame` and view decoding) and
+//! re-encodes to the exact bytes received.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -44,6 +45,12 @@ impl Conn {
                 if let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
                     let used = before.len() - self.buf.len();
                     self.raw = before[..used].to_vec();
+                    // The view decoder reads the same reply the same way.
+                    let mut raw = bytes::Bytes::copy_from_slice(&self.raw);
+                    let mut views = Decoder::new(Limits::default()).inline(false);
+                    let view = views.decode_view_bytes(&mut raw).unwrap().unwrap();
+                    assert_eq!(view.to_frame(), frame, "view of {frame:?}");
+                    assert_eq!(&view.bytes()[..], &self.raw[..]);
                     return frame;
                 }
                 let n = self.stream.read_buf(&mut self.buf).await.unwrap();

@@ -63,6 +63,13 @@ pub(crate) const PYTHON: Binary = Binary {
     tools_dir: "venv/bin",
 };
 
+pub(crate) const CHROMIUM: Binary = Binary {
+    name: "chromium",
+    env: "NEXUS_CHROMIUM",
+    install: "bash scripts/setup.sh   (or: apt-get install -y chromium)",
+    tools_dir: "bin",
+};
+
 pub(crate) const PROMTOOL: Binary = Binary {
     name: "promtool",
     env: "NEXUS_PROMTOOL",

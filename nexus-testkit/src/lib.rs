@@ -49,6 +49,7 @@
 //! [`KafkaBroker::client`].
 
 mod binary;
+pub mod browser;
 mod client;
 mod error;
 mod kafka;

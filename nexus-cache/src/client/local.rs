@@ -34,13 +34,12 @@ pub(crate) enum Outcome {
     /// Share the upstream call of identical concurrent reads (the frame is
     /// the command itself), under these flight generations.
     Flight { stripe: u64, global: u64 },
-    /// Run this write as one script that also tags its key; the reader waits
-    /// for it before reading the client's next command.
-    TaggedWrite {
-        keys: Vec<Bytes>,
-        argv: Vec<Bytes>,
-        near: crate::near::WriteMarks,
-    },
+    /// Run this write as one script (tagged write, fill, lease-cancelling
+    /// deletion); the reader waits for it before reading the client's next
+    /// command.
+    Script(crate::live::Call),
+    /// A `GET` of a key with a stampede guard: its own reply slot.
+    Guarded(crate::live::Guarded),
     /// Fetch this `GET` (the frame is the command) and offer the reply to
     /// the near cache.
     NearFill(crate::near::Fill),
@@ -284,7 +283,7 @@ pub(crate) async fn admin(
             // Before the script runs: no read sent after this command joins a
             // flight that started before it, or fills the near cache with a
             // value the script deletes.
-            live.invalidate_all();
+            live.tag_invalidated();
             let mut near = crate::near::WriteMarks::default();
             live.near_write_all(&mut near);
             let reply = INVALIDATE_SCRIPT.call(lane, &[&set], &[]).await;

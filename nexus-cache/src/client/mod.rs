@@ -9,8 +9,11 @@
 //! pipeline. When a command needs connection state, the connection hands over to
 //! a pinned session ([`pinned`]) once every earlier reply is written.
 
+mod echo;
+mod gets;
 mod local;
 mod pinned;
+mod trace;
 mod writer;
 
 use std::sync::Arc;
@@ -31,7 +34,9 @@ use crate::near::WriteMarks;
 use crate::resp::{Command, Error, Limits, Scanner};
 use crate::route::{self, Route};
 use crate::upstream::{Batch, Lane, Pool};
+use gets::Gets;
 use local::Outcome;
+use trace::{Class, Sampler};
 use writer::{Slot, WriteEnd};
 
 /// Read buffer growth step.
@@ -63,6 +68,7 @@ enum ReadEnd {
         rd: OwnedReadHalf,
         pending: BytesMut,
         permit: OwnedSemaphorePermit,
+        sampler: Sampler,
     },
 }
 
@@ -78,7 +84,8 @@ impl Drop for ClientGuard<'_> {
 /// Serves one client until it leaves, breaks the protocol, or shutdown.
 pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
     shared.metrics.connected_clients.fetch_add(1, Relaxed);
-    shared.metrics.total_connections.fetch_add(1, Relaxed);
+    let number = shared.metrics.total_connections.fetch_add(1, Relaxed);
+    let sampler = Sampler::new(shared.config.trace_sample, number);
     let _guard = ClientGuard(&shared.metrics);
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
@@ -89,19 +96,26 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
     // joining flights that could reach Redis before its writes.
     let unacked = AtomicUsize::new(0);
     let (r, w) = tokio::join!(
-        read_commands(rd, slot_tx, &lane, &shared, &shutdown, &unacked),
-        writer::write_replies(wr, slot_rx, &unacked, shared.live.as_deref())
+        read_commands(rd, slot_tx, &lane, &shared, &shutdown, &unacked, sampler),
+        writer::write_replies(
+            wr,
+            slot_rx,
+            &unacked,
+            shared.live.as_deref(),
+            &shared.metrics
+        )
     );
     if let (
         ReadEnd::Pin {
             rd,
             pending,
             permit,
+            sampler,
         },
         WriteEnd::Handover(wr),
     ) = (r, w)
     {
-        pinned::run(rd, wr, pending, permit, &shared, &shutdown).await;
+        pinned::run(rd, wr, pending, permit, sampler, &shared, &shutdown).await;
     }
 }
 
@@ -121,6 +135,10 @@ struct PendingBatch {
     owned: Option<BytesMut>,
     /// The near-cache side of its writes, acknowledged with its replies.
     near: WriteMarks,
+    /// Which of its commands are `GET`s (hit/miss counting).
+    gets: Gets,
+    /// The span of its first sampled command.
+    span: Option<Box<tracing::Span>>,
 }
 
 impl PendingBatch {
@@ -132,6 +150,8 @@ impl PendingBatch {
             writes: false,
             owned: None,
             near: WriteMarks::new(),
+            gets: Gets::new(),
+            span: None,
         }
     }
 }
@@ -143,11 +163,13 @@ async fn read_commands(
     shared: &Shared,
     shutdown: &CancellationToken,
     unacked: &AtomicUsize,
+    mut sampler: Sampler,
 ) -> ReadEnd {
     let mut buf = BytesMut::with_capacity(FIRST_READ);
     let mut scanner = Scanner::new(shared.limits);
     let mut authed = shared.client_auth.is_none();
     let max_batch = shared.config.max_batch.get();
+    let client = shared.live.as_deref().map_or(0, Live::client_id);
     loop {
         let mut batch = PendingBatch::new();
         'commands: loop {
@@ -185,14 +207,41 @@ async fn read_commands(
             {
                 route = Route::Refuse;
             }
+            let sampled = sampler.tick();
+            if sampled && route != Route::Forward {
+                let class = if route == Route::Pin {
+                    Class::Pinned
+                } else {
+                    Class::Local
+                };
+                // Marks the command; its reply has no later point to end at.
+                drop(trace::span(&cmd, class));
+            }
+            match route {
+                Route::Forward => {}
+                // The pinned session does not count the command that pinned it.
+                Route::Pin => _ = shared.metrics.pinned_commands.fetch_add(1, Relaxed),
+                Route::Local(_) | Route::Refuse => {
+                    shared.metrics.local_commands.fetch_add(1, Relaxed);
+                }
+            }
+            // Only forwarded `GET`s are counted as hits or misses.
+            let mut get = false;
+            let mut span = None;
+            // The near-cache side of a write run as a script (`Plan::Script`).
+            let mut script_near = WriteMarks::new();
             // Decide while `cmd` borrows the buffer; act after.
             let outcome = 'decide: {
                 match route {
                     Route::Forward => {
+                        get = cmd.len() == 2 && cmd.name().eq_ignore_ascii_case(b"GET");
+                        if sampled {
+                            span = Some(Box::new(trace::span(&cmd, Class::of_forwarded(&cmd))));
+                        }
                         let plan = match &shared.live {
                             None => Plan::Plain,
                             Some(live) => {
-                                live.plan(&cmd, !batch.writes && unacked.load(Acquire) == 0)
+                                live.plan(&cmd, !batch.writes && unacked.load(Acquire) == 0, client)
                             }
                         };
                         if matches!(plan, Plan::Write | Plan::AppendPx(_))
@@ -220,15 +269,19 @@ async fn read_commands(
                             Plan::Flight { stripe, global } => {
                                 break 'decide Outcome::Flight { stripe, global };
                             }
-                            Plan::TaggedWrite { keys, argv } => {
-                                let mut near = WriteMarks::default();
-                                if let Some(live) = &shared.live {
-                                    live.near_write(&cmd, &mut near);
-                                }
-                                break 'decide Outcome::TaggedWrite { keys, argv, near };
+                            Plan::Script(call) => {
+                                live_near_write(shared, &cmd, &mut script_near);
+                                break 'decide Outcome::Script(call);
                             }
+                            Plan::Guarded(g) => break 'decide Outcome::Guarded(g),
                             Plan::Ready(reply) => break 'decide Outcome::Hit(reply),
                             Plan::NearFill(fill) => break 'decide Outcome::NearFill(fill),
+                        }
+                        if get {
+                            batch.gets.set(batch.count);
+                        }
+                        if batch.span.is_none() {
+                            batch.span = span.take();
                         }
                         batch.bytes += n;
                         batch.count += 1;
@@ -263,7 +316,9 @@ async fn read_commands(
             };
             match outcome {
                 Outcome::Hit(b) => {
+                    // A `GET` answered with a value, from the near cache.
                     shared.metrics.answered_locally.fetch_add(1, Relaxed);
+                    shared.metrics.get_hits.fetch_add(1, Relaxed);
                     batch.hits.extend_from_slice(&b);
                     if batch.hits.len() >= MAX_HIT_BYTES
                         && !flush(&mut buf, &mut batch, &slots, lane, unacked).await
@@ -286,7 +341,17 @@ async fn read_commands(
                     return ReadEnd::Closed;
                 }
                 Outcome::Forward(b) => {
-                    let sent = send_batch(b, 1, false, WriteMarks::default(), &slots, lane).await;
+                    let sent = send_batch(
+                        b,
+                        1,
+                        false,
+                        WriteMarks::new(),
+                        Gets::default(),
+                        None,
+                        &slots,
+                        lane,
+                    )
+                    .await;
                     if !sent {
                         return ReadEnd::Closed;
                     }
@@ -300,7 +365,9 @@ async fn read_commands(
                         rx,
                         count: 1,
                         writes: false,
-                        near: WriteMarks::default(),
+                        near: WriteMarks::new(),
+                        gets: if get { Gets::first() } else { Gets::default() },
+                        span,
                     });
                 }
                 Outcome::NearFill(fill) => {
@@ -312,18 +379,34 @@ async fn read_commands(
                         rx,
                         count: 1,
                         writes: false,
-                        near: WriteMarks::default(),
+                        near: WriteMarks::new(),
+                        gets: if get { Gets::first() } else { Gets::default() },
+                        span,
                     });
                 }
-                Outcome::TaggedWrite { keys, argv, near } => {
+                Outcome::Script(call) => {
                     let Some(live) = &shared.live else {
                         return ReadEnd::Closed;
                     };
-                    let reply = live.tagged_write(lane, &keys, &argv).await;
-                    live.near_acknowledge(near);
+                    let reply = live.run(lane, call).await;
+                    live.near_acknowledge(std::mem::take(&mut script_near));
                     if slots.send(Slot::Ready(reply)).await.is_err() {
                         return ReadEnd::Closed;
                     }
+                }
+                Outcome::Guarded(g) => {
+                    let (Some(live), Ok(permit)) = (&shared.live, slots.reserve().await) else {
+                        return ReadEnd::Closed;
+                    };
+                    let rx = live.guarded_get(g, client, lane).await;
+                    permit.send(Slot::Upstream {
+                        rx,
+                        count: 1,
+                        writes: false,
+                        near: WriteMarks::new(),
+                        gets: if get { Gets::first() } else { Gets::default() },
+                        span,
+                    });
                 }
                 Outcome::Admin(call) => {
                     let Some(live) = &shared.live else {
@@ -345,6 +428,7 @@ async fn read_commands(
                             rd,
                             pending,
                             permit,
+                            sampler,
                         };
                     }
                     Err(_) => {
@@ -377,6 +461,14 @@ async fn read_commands(
                 Ok(_) => {}
             },
         }
+    }
+}
+
+/// Drops `cmd`'s keys from the near cache before it is forwarded (see
+/// [`Live::near_write`]).
+fn live_near_write(shared: &Shared, cmd: &Command<'_>, marks: &mut WriteMarks) {
+    if let Some(live) = &shared.live {
+        live.near_write(cmd, marks);
     }
 }
 
@@ -424,18 +516,33 @@ async fn flush(
     let count = std::mem::take(&mut batch.count);
     let writes = std::mem::take(&mut batch.writes);
     let near = std::mem::take(&mut batch.near);
+    let gets = std::mem::take(&mut batch.gets);
     batch.bytes = 0;
     if writes {
         unacked.fetch_add(1, Release);
     }
-    send_batch(bytes, count, writes, near, slots, lane).await
+    send_batch(
+        bytes,
+        count,
+        writes,
+        near,
+        gets,
+        batch.span.take(),
+        slots,
+        lane,
+    )
+    .await
 }
 
+// One argument per field of the reply slot it creates.
+#[allow(clippy::too_many_arguments)]
 async fn send_batch(
     bytes: Bytes,
     count: usize,
     writes: bool,
     near: WriteMarks,
+    gets: Gets,
+    span: Option<Box<tracing::Span>>,
     slots: &mpsc::Sender<Slot>,
     lane: &Lane,
 ) -> bool {
@@ -450,6 +557,8 @@ async fn send_batch(
         count,
         writes,
         near,
+        gets,
+        span,
     });
     lane.send(Batch {
         bytes,

@@ -8,6 +8,9 @@
 //! unchanged. Pinning is not undone when the state ends (e.g. after `EXEC`): the
 //! state is hard to observe reliably (`CLIENT REPLY`, RESP3, subscriptions), and a
 //! client that used it once usually uses it again.
+//!
+//! `NEXUS.*` admin commands are still the proxy's: their reply is computed
+//! here and delivered by Redis in order ([`echo`](super::echo)).
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
@@ -17,10 +20,14 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
+use bytes::Bytes;
+
+use super::local::{self, Outcome};
+use super::trace::{self, Class, Sampler};
+use super::{Shared, count_local, echo};
 use crate::error::UpstreamError;
 use crate::resp::{Command, Scanner, encode};
-use crate::route::REFUSED;
+use crate::route::{Local, REFUSED};
 use crate::upstream::connect;
 
 struct PinnedGuard<'a>(&'a Shared);
@@ -36,6 +43,7 @@ pub(super) async fn run(
     mut wr: OwnedWriteHalf,
     pending: BytesMut,
     _permit: OwnedSemaphorePermit,
+    sampler: Sampler,
     shared: &Shared,
     shutdown: &CancellationToken,
 ) {
@@ -85,11 +93,35 @@ pub(super) async fn run(
         }
         let _ = wr.shutdown().await;
     };
-    let up = forward_commands(rd, uwr, pending, shared, shutdown, &closing);
+    let up = forward_commands(rd, uwr, pending, sampler, shared, shutdown, &closing);
     tokio::pin!(down);
     tokio::select! {
         () = &mut down => {}
         () = up => down.await,
+    }
+}
+
+fn is_nexus(cmd: &Command<'_>) -> bool {
+    let name = cmd.name();
+    name.len() > 6 && name[..6].eq_ignore_ascii_case(b"NEXUS.")
+}
+
+/// The proxy's reply to a `NEXUS.*` command on a pinned connection. Those
+/// that call Redis (`NEXUS.TAG`, `NEXUS.INVALIDATE`) would run on a shared
+/// connection, outside the client's transaction and possibly before its
+/// earlier commands: they are refused here.
+fn nexus_reply(cmd: &Command<'_>, shared: &Shared) -> Bytes {
+    let mut authed = true;
+    match local::handle(Local::Nexus, cmd, &mut authed, shared) {
+        Outcome::Reply(b) => b,
+        _ => {
+            let name = crate::error::single_line(
+                &String::from_utf8_lossy(cmd.name()).to_ascii_lowercase(),
+            );
+            Bytes::from(format!(
+                "-ERR nexus: '{name}' is not available on a pinned connection (use a connection without MULTI, WATCH, SELECT, HELLO 3, pub/sub or blocking commands)\r\n"
+            ))
+        }
     }
 }
 
@@ -99,6 +131,7 @@ async fn forward_commands(
     mut rd: OwnedReadHalf,
     mut uwr: OwnedWriteHalf,
     mut buf: BytesMut,
+    mut sampler: Sampler,
     shared: &Shared,
     shutdown: &CancellationToken,
     closing: &AtomicBool,
@@ -106,13 +139,25 @@ async fn forward_commands(
     let mut scanner = Scanner::new(shared.limits);
     // After input Redis will reject, framing is lost: forward the rest raw.
     let mut raw = false;
+    // `buf` starts with the command that pinned the client, already counted
+    // (and sampled) by the reader.
+    let mut counted = true;
     loop {
         let mut off = if raw { buf.len() } else { 0 };
         while !raw {
             match scanner.scan(&buf[off..]) {
                 Ok(Some(n)) => {
-                    shared.metrics.commands.fetch_add(1, Relaxed);
-                    let replacement = match Command::parse(&buf[off..off + n]) {
+                    let parsed = Command::parse(&buf[off..off + n]);
+                    if !std::mem::take(&mut counted) {
+                        shared.metrics.commands.fetch_add(1, Relaxed);
+                        shared.metrics.pinned_commands.fetch_add(1, Relaxed);
+                        if sampler.tick()
+                            && let Ok(cmd) = &parsed
+                        {
+                            drop(trace::span(cmd, Class::Pinned));
+                        }
+                    }
+                    let replacement = match parsed {
                         Ok(cmd) if cmd.is(b"QUIT") => {
                             closing.store(true, Relaxed);
                             None
@@ -123,6 +168,11 @@ async fn forward_commands(
                             let mut out = BytesMut::new();
                             encode::command(&mut out, &[&name]);
                             Some(out)
+                        }
+                        Ok(cmd) if is_nexus(&cmd) => {
+                            let reply = nexus_reply(&cmd, shared);
+                            count_local(&reply, shared);
+                            Some(echo::command(&reply))
                         }
                         Ok(cmd) => {
                             // Writes here invalidate flights too (read-your-writes

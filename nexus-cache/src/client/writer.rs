@@ -9,8 +9,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 
+use super::gets::Gets;
 use crate::error::UpstreamError;
 use crate::live::Live;
+use crate::metrics::Metrics;
 use crate::near::WriteMarks;
 use crate::upstream::Reply;
 
@@ -32,6 +34,10 @@ pub(crate) enum Slot {
         writes: bool,
         /// The near-cache side of its writes (empty unless `writes`).
         near: WriteMarks,
+        /// Which replies answer `GET`s (counted as hits or misses).
+        gets: Gets,
+        /// A sampled command's span, closed once the replies are written.
+        span: Option<Box<tracing::Span>>,
     },
     /// Flush, then close the connection (QUIT, protocol errors).
     Close,
@@ -53,6 +59,7 @@ pub(crate) async fn write_replies(
     mut slots: mpsc::Receiver<Slot>,
     unacked: &AtomicUsize,
     live: Option<&Live>,
+    metrics: &Metrics,
 ) -> WriteEnd {
     // Allocated on the first reply; idle clients hold no write buffer.
     let mut out = BytesMut::new();
@@ -77,6 +84,8 @@ pub(crate) async fn write_replies(
                 count,
                 writes,
                 near,
+                gets,
+                span,
             } => {
                 let reply = match rx.try_recv() {
                     Ok(r) => Ok(r),
@@ -98,10 +107,17 @@ pub(crate) async fn write_replies(
                         live.near_acknowledge(near);
                     }
                 }
-                match reply {
-                    Ok(r) => write_reply(&mut wr, &mut out, r).await,
+                let written = match reply {
+                    Ok(r) => {
+                        if !gets.is_empty() {
+                            gets.count(&r.bytes, metrics);
+                        }
+                        write_reply(&mut wr, &mut out, r).await
+                    }
                     Err(e) => Err(e),
-                }
+                };
+                drop(span);
+                written
             }
             Slot::Close => {
                 let _ = flush(&mut wr, &mut out).await;

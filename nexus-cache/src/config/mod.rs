@@ -4,7 +4,7 @@
 //! [`ProxyConfigBuilder::build`]; nothing in the proxy re-reads or re-parses it.
 
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use crate::error::ConfigError;
@@ -61,6 +61,13 @@ pub struct ProxyConfig {
     /// The cache policy (default none: the proxy is fully transparent, and
     /// singleflight, hot-key tracking, default TTLs and auto-tagging are off).
     pub policy: Option<PolicySource>,
+    /// Address of the admin HTTP server (`/metrics`, `/stats`, `/healthz`;
+    /// crate feature `admin`). Default none: no admin server. Nexus examples
+    /// use `127.0.0.1:9380`.
+    pub admin: Option<SocketAddr>,
+    /// Trace one client command in this many with a `cache.command` span
+    /// (default none: no spans). See `docs/observability.md`.
+    pub trace_sample: Option<NonZeroU32>,
 }
 
 /// Where the proxy's cache policy comes from.
@@ -104,6 +111,8 @@ impl Default for ProxyConfig {
             shutdown_grace: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(30),
             policy: None,
+            admin: None,
+            trace_sample: None,
         }
     }
 }
@@ -257,6 +266,19 @@ impl ProxyConfigBuilder {
         self
     }
 
+    /// Serves the admin HTTP endpoints on `addr` (see [`ProxyConfig::admin`];
+    /// needs the crate feature `admin`, otherwise [`build`](Self::build) fails).
+    pub fn admin(mut self, addr: SocketAddr) -> Self {
+        self.config.admin = Some(addr);
+        self
+    }
+
+    /// Traces one command in `every` (`0` turns spans off, the default).
+    pub fn trace_sample(mut self, every: u32) -> Self {
+        self.config.trace_sample = NonZeroU32::new(every);
+        self
+    }
+
     /// Validates and returns the configuration.
     pub fn build(mut self) -> Result<ProxyConfig, ConfigError> {
         if let Some(e) = self.error {
@@ -276,6 +298,12 @@ impl ProxyConfigBuilder {
             return Err(ConfigError::Invalid {
                 field: "backoff",
                 reason: "initial must be > 0 and <= max".into(),
+            });
+        }
+        if c.admin.is_some() && !cfg!(feature = "admin") {
+            return Err(ConfigError::Invalid {
+                field: "admin",
+                reason: "the admin server needs nexus-cache's `admin` feature".into(),
             });
         }
         if c.max_bulk_len == 0 || c.max_elements == 0 || c.max_inline_len < 16 {

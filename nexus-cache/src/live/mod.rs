@@ -1,12 +1,15 @@
 //! The cache mechanisms, live in the proxy: policy lookup, default TTLs,
-//! singleflight, hot-key tracking and TTL extension, tag scripts.
+//! singleflight, hot-key tracking and TTL extension, tag scripts, the
+//! stampede guard ([`crate::stampede`]).
 //!
 //! The client reader asks [`Live::plan`] about every forwardable command. The
 //! answer keeps the proxy's ordering model intact: plain commands and writes
 //! stay in the client's batch (a write's TTL rewrite is spliced into the
 //! batch), a collapsible read gets its own reply slot completed by a flight,
-//! and a tagged write is run as one script on the client's own lane before
-//! the client's next command is read.
+//! a tagged write, a filler's write and a deletion of guarded keys are run
+//! as one script on the client's own lane before the client's next command
+//! is read, and a `GET` of a guarded key gets its own reply slot completed
+//! by the stampede guard.
 //!
 //! Everything here is off when the proxy has no policy: the reader then never
 //! calls into this module.
@@ -29,10 +32,11 @@ use crate::hotkeys::{
     EXTEND_TTL_SCRIPT, HotKeys, HotKeysConfig, Ticker, Ttl, TtlDecision, TtlExtender,
 };
 use crate::policy::metrics::MechanismMetrics;
-use crate::policy::{HotPolicy, PolicyHandle, Reloader};
+use crate::policy::{HotPolicy, Policy, PolicyHandle, Reloader, StampedePolicy};
 use crate::resp::{Command, encode};
 use crate::singleflight::Group;
-use crate::tags::script::{INVALIDATE, TAG, WRITE_AND_TAG};
+use crate::stampede::{CANCEL_SCRIPT, FILL_SCRIPT, Guard};
+use crate::tags::script::{TAG, WRITE_AND_TAG};
 use crate::upstream::{Lane, Pool, Reply};
 use commands::Kind;
 use scripts::Script;
@@ -50,7 +54,8 @@ const EXTENDER_CAPACITY: usize = 65_536;
 pub(crate) const TAG_PREFIX: &[u8] = b"tag:";
 
 pub(crate) static TAG_SCRIPT: Script = Script::new(TAG);
-pub(crate) static INVALIDATE_SCRIPT: Script = Script::new(INVALIDATE);
+/// `NEXUS.INVALIDATE`: also cancels the leases of the tag's keys.
+pub(crate) static INVALIDATE_SCRIPT: Script = Script::new(crate::stampede::scripts::INVALIDATE_TAG);
 static WRITE_AND_TAG_SCRIPT: Script = Script::new(WRITE_AND_TAG);
 static EXTEND_SCRIPT: Script = Script::new(EXTEND_TTL_SCRIPT);
 
@@ -77,6 +82,10 @@ pub(crate) struct Live {
     extender: TtlExtender,
     extensions: Arc<Semaphore>,
     rng: AtomicU64,
+    /// The stampede guard (idle unless a rule has `stampede`).
+    guard: Arc<Guard>,
+    /// Numbers client connections (a lease is held by one connection).
+    clients: AtomicU64,
     pool: Pool,
     /// The near cache ([`Live::with_near`]); `None` until started.
     near: Option<crate::near::Near>,
@@ -105,13 +114,45 @@ pub(crate) enum Plan {
     AppendPx(u64),
     /// A read that may share an upstream call with identical concurrent reads.
     Flight { stripe: u64, global: u64 },
-    /// A write run as `WRITE_AND_TAG` (keys: the key, then tag sets; argv: the
-    /// command, rewritten with the default TTL when one applies).
-    TaggedWrite { keys: Vec<Bytes>, argv: Vec<Bytes> },
+    /// A write run as one script on the client's lane ([`Live::run`]); the
+    /// reader waits for it before reading the client's next command.
+    Script(Call),
+    /// A `GET` of a key with a stampede guard ([`Live::guarded_get`]).
+    Guarded(Guarded),
     /// Answer with this reply now (a near-cache hit).
     Ready(Bytes),
     /// A near-cache miss: fetch on the client's lane and offer the reply.
     NearFill(crate::near::Fill),
+}
+
+/// A write the proxy runs as a script.
+#[derive(Debug)]
+pub(crate) enum Call {
+    /// `WRITE_AND_TAG` (keys: the key, then tag sets; argv: the command,
+    /// rewritten with the default TTL when one applies).
+    TaggedWrite { keys: Vec<Bytes>, argv: Vec<Bytes> },
+    /// A filler's write: `FILL` (keys: the key, its lease, tag sets; argv:
+    /// the token, then the command as for `TaggedWrite`).
+    Fill {
+        keys: Vec<Bytes>,
+        argv: Vec<Bytes>,
+        client: u64,
+        granted: tokio::time::Instant,
+    },
+    /// A deletion of guarded keys: `CANCEL` (keys: their leases; argv: the
+    /// command); `deleted` are the guarded keys.
+    Cancel {
+        leases: Vec<Bytes>,
+        argv: Vec<Bytes>,
+        deleted: Vec<Bytes>,
+    },
+}
+
+/// A guarded `GET`: its key and the rule's guard.
+#[derive(Debug)]
+pub(crate) struct Guarded {
+    key: Bytes,
+    policy: StampedePolicy,
 }
 
 impl Live {
@@ -138,6 +179,11 @@ impl Live {
         let ticker = hot.spawn_ticker();
         let seed =
             std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 1u8);
+        let guard = Arc::new(Guard::new(
+            pool.clone(),
+            Arc::clone(&metrics),
+            seed.rotate_left(17),
+        ));
         Ok(Self {
             policy,
             flights: Group::with_metrics(Arc::clone(&metrics)),
@@ -151,6 +197,8 @@ impl Live {
             ),
             extensions: Arc::new(Semaphore::new(MAX_EXTENSIONS)),
             rng: AtomicU64::new(seed),
+            guard,
+            clients: AtomicU64::new(1),
             pool,
             near: None,
             _reloader: reloader,
@@ -158,9 +206,15 @@ impl Live {
         })
     }
 
+    /// A number for a new client connection (see [`Live::plan`]).
+    pub(crate) fn client_id(&self) -> u64 {
+        self.clients.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Decides what happens to `cmd`. `may_join` is false while the client
     /// has writes in flight (its reads then stay in its own ordered batch).
-    pub(crate) fn plan(&self, cmd: &Command<'_>, may_join: bool) -> Plan {
+    /// `client` is the connection's [`Live::client_id`].
+    pub(crate) fn plan(&self, cmd: &Command<'_>, may_join: bool, client: u64) -> Plan {
         match commands::kind(cmd) {
             Kind::Neutral => Plan::Plain,
             Kind::ReadMany => {
@@ -179,11 +233,22 @@ impl Live {
                 if let Some(h) = &rule.hot {
                     self.maybe_extend(key, count, h);
                 }
+                // A near-cache hit first; its misses go on to the stampede
+                // guard when the rule has one (see `near_read`).
                 if may_join
                     && rule.near_cache.is_some()
                     && let Some(plan) = self.near_read(&policy, rule, cmd, key, count)
                 {
                     return plan;
+                }
+                if let Some(st) = &rule.stampede
+                    && cmd.len() == 2
+                    && cmd.is(b"GET")
+                {
+                    return Plan::Guarded(Guarded {
+                        key: Bytes::copy_from_slice(key),
+                        policy: *st,
+                    });
                 }
                 if rule.singleflight && may_join {
                     // Before reading the generations: see `flights_used`.
@@ -201,10 +266,22 @@ impl Live {
             Kind::WriteKey => {
                 let key = cmd.arg(1).unwrap_or_default();
                 self.invalidate_key(key);
-                self.plan_write(cmd, key)
+                let policy = self.policy.load();
+                if policy.has_stampede()
+                    && let Some(plan) = self.plan_guarded_write(&policy, cmd, key, client)
+                {
+                    return plan;
+                }
+                self.plan_write(&policy, cmd, key)
             }
             Kind::WriteKeys(pos) => {
                 commands::for_each_written(cmd, pos, |k| self.invalidate_key(k));
+                if pos == commands::Positions::All
+                    && (cmd.is(b"DEL") || cmd.is(b"UNLINK"))
+                    && let Some(plan) = self.plan_deletion(cmd)
+                {
+                    return plan;
+                }
                 Plan::Write
             }
             Kind::WriteUnknown => {
@@ -227,46 +304,160 @@ impl Live {
         }
     }
 
-    fn plan_write(&self, cmd: &Command<'_>, key: &[u8]) -> Plan {
-        let policy = self.policy.load();
+    fn plan_write(&self, policy: &Policy, cmd: &Command<'_>, key: &[u8]) -> Plan {
         let Some(rule) = policy.match_command(cmd.name(), key) else {
             return Plan::Write;
         };
-        let ttl = if cmd.is(b"SET") && cmd.len() >= 3 && !commands::set_has_expiry(cmd) {
-            rule.write_ttl(self.random())
-        } else {
-            None
-        };
-        if ttl.is_none() && rule.tags.is_empty() {
+        let ms = self.default_ttl_ms(cmd, rule);
+        if ms.is_none() && rule.tags.is_empty() {
             return Plan::Write;
         }
-        let ms_value = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
         if rule.tags.is_empty()
-            && let Some(ms) = ms_value
+            && let Some(ms) = ms
         {
             return Plan::AppendPx(ms);
-        }
-        let ms = ms_value.map(|m| m.to_string());
-        let mut argv: Vec<&[u8]> = Vec::with_capacity(cmd.len() + 2);
-        argv.push(cmd.name());
-        argv.extend(cmd.args());
-        if let Some(ms) = &ms {
-            argv.extend([&b"PX"[..], ms.as_bytes()]);
         }
         let mut keys = Vec::with_capacity(1 + rule.tags.len());
         keys.push(Bytes::copy_from_slice(key));
         keys.extend(rule.tags.iter().map(|t| tag_set(t.as_bytes())));
-        Plan::TaggedWrite {
+        Plan::Script(Call::TaggedWrite {
             keys,
-            argv: argv.into_iter().map(Bytes::copy_from_slice).collect(),
+            argv: argv_with_px(cmd, ms),
+        })
+    }
+
+    /// The default TTL (ms) `rule` gives this write, if any.
+    fn default_ttl_ms(&self, cmd: &Command<'_>, rule: &crate::policy::Rule) -> Option<u64> {
+        if cmd.is(b"SET") && cmd.len() >= 3 && !commands::set_has_expiry(cmd) {
+            rule.write_ttl(self.random())
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1))
+        } else {
+            None
         }
     }
 
-    /// Runs a tagged write on the client's lane (NOSCRIPT handled).
-    pub(crate) async fn tagged_write(&self, lane: &Lane, keys: &[Bytes], argv: &[Bytes]) -> Bytes {
-        let keys: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
-        let argv: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
-        WRITE_AND_TAG_SCRIPT.call(lane, &keys, &argv).await
+    /// A write of a guarded key: the filler's `SET` becomes a fill, a
+    /// `GETDEL` cancels the lease; other writes only drop the stale copy.
+    fn plan_guarded_write(
+        &self,
+        policy: &Policy,
+        cmd: &Command<'_>,
+        key: &[u8],
+        client: u64,
+    ) -> Option<Plan> {
+        policy.stampede_for(key)?;
+        if cmd.is(b"GETDEL") {
+            self.guard.deleted(key);
+            return Some(Plan::Script(Call::Cancel {
+                leases: vec![Guard::lease_key(key)],
+                argv: argv_with_px(cmd, None),
+                deleted: vec![Bytes::copy_from_slice(key)],
+            }));
+        }
+        self.guard.written(key);
+        if !cmd.is(b"SET") {
+            return None;
+        }
+        let (token, granted) = self.guard.fill_lease(key, client)?;
+        let rule = policy.match_command(cmd.name(), key);
+        let ms = rule.and_then(|r| self.default_ttl_ms(cmd, r));
+        let mut keys = vec![Bytes::copy_from_slice(key), Guard::lease_key(key)];
+        keys.extend(
+            rule.iter()
+                .flat_map(|r| r.tags.iter())
+                .map(|t| tag_set(t.as_bytes())),
+        );
+        let mut argv = vec![token];
+        argv.extend(argv_with_px(cmd, ms));
+        Some(Plan::Script(Call::Fill {
+            keys,
+            argv,
+            client,
+            granted,
+        }))
+    }
+
+    /// `DEL`/`UNLINK` naming guarded keys: cancels their leases in the same
+    /// script.
+    fn plan_deletion(&self, cmd: &Command<'_>) -> Option<Plan> {
+        let policy = self.policy.load();
+        if !policy.has_stampede() {
+            return None;
+        }
+        let deleted: Vec<Bytes> = cmd
+            .args()
+            .filter(|k| policy.stampede_for(k).is_some())
+            .map(Bytes::copy_from_slice)
+            .collect();
+        if deleted.is_empty() {
+            return None;
+        }
+        for k in &deleted {
+            self.guard.deleted(k);
+        }
+        Some(Plan::Script(Call::Cancel {
+            leases: deleted.iter().map(|k| Guard::lease_key(k)).collect(),
+            argv: argv_with_px(cmd, None),
+            deleted,
+        }))
+    }
+
+    /// Runs a [`Call`] on the client's lane (NOSCRIPT handled) and returns
+    /// the reply for the client.
+    pub(crate) async fn run(&self, lane: &Lane, call: Call) -> Bytes {
+        fn refs(v: &[Bytes]) -> Vec<&[u8]> {
+            v.iter().map(|b| &b[..]).collect()
+        }
+        match call {
+            Call::TaggedWrite { keys, argv } => {
+                WRITE_AND_TAG_SCRIPT
+                    .call(lane, &refs(&keys), &refs(&argv))
+                    .await
+            }
+            Call::Fill {
+                keys,
+                argv,
+                client,
+                granted,
+            } => {
+                let reply = FILL_SCRIPT.call(lane, &refs(&keys), &refs(&argv)).await;
+                self.guard.filled(&keys[0], client, granted, &reply);
+                reply
+            }
+            Call::Cancel {
+                leases,
+                argv,
+                deleted,
+            } => {
+                let reply = CANCEL_SCRIPT.call(lane, &refs(&leases), &refs(&argv)).await;
+                // Again after the deletion ran: a hit read just before it
+                // may have stored the old value meanwhile.
+                for k in &deleted {
+                    self.guard.written(k);
+                }
+                reply
+            }
+        }
+    }
+
+    /// Sends a guarded `GET` on the client's lane and returns the receiver of
+    /// its reply slot (see [`crate::stampede`]).
+    pub(crate) async fn guarded_get(
+        &self,
+        g: Guarded,
+        client: u64,
+        lane: &Lane,
+    ) -> oneshot::Receiver<Reply> {
+        self.guard
+            .get(g.key, g.policy, client, self.random(), lane)
+            .await
+    }
+
+    /// A tag invalidation is about to run (`NEXUS.INVALIDATE`): no later read
+    /// joins an earlier flight, and no stale copy is served.
+    pub(crate) fn tag_invalidated(&self) {
+        self.invalidate_all();
+        self.guard.tag_invalidated();
     }
 
     /// Starts (or joins) the flight for `frame` and returns the slot receiver
@@ -378,6 +569,18 @@ impl Live {
             drop(permit);
         });
     }
+}
+
+/// The command's name and arguments, with `PX <ms>` appended if given.
+fn argv_with_px(cmd: &Command<'_>, ms: Option<u64>) -> Vec<Bytes> {
+    let mut argv: Vec<Bytes> = Vec::with_capacity(cmd.len() + 2);
+    argv.push(Bytes::copy_from_slice(cmd.name()));
+    argv.extend(cmd.args().map(Bytes::copy_from_slice));
+    if let Some(ms) = ms {
+        argv.push(Bytes::from_static(b"PX"));
+        argv.push(Bytes::from(ms.to_string()));
+    }
+    argv
 }
 
 /// The Redis set holding `tag`'s keys.

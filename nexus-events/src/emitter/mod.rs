@@ -143,6 +143,23 @@ impl Emitter {
     pub fn stats(&self) -> EmitterStats {
         self.counters.snapshot()
     }
+
+    /// A handle reading the counters that, unlike an `Emitter` clone, does
+    /// not keep the queue open (for admin endpoints and metrics).
+    pub fn stats_handle(&self) -> EmitterStatsHandle {
+        EmitterStatsHandle(self.counters.clone())
+    }
+}
+
+/// Reads an [`Emitter`]'s counters without keeping its queue open.
+#[derive(Debug, Clone)]
+pub struct EmitterStatsHandle(Arc<Counters>);
+
+impl EmitterStatsHandle {
+    /// A snapshot of the counters.
+    pub fn get(&self) -> EmitterStats {
+        self.0.snapshot()
+    }
 }
 
 impl EmitterTask {

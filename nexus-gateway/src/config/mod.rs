@@ -3,13 +3,16 @@
 //!
 //! Validation happens once, at start; errors name the offending field.
 
+mod dashboard;
 mod raw;
 mod settings;
 
+pub use dashboard::{AdminUrl, DashboardSettings};
+
 pub use raw::{
-    AdminConfig, Algorithm, AuthConfig, BlocklistConfig, BreakerConfig, ClientConfig, EventsConfig,
-    GatewayConfig, ProxyConfig, RateLimitConfig, RateLimitKey, RouteConfig, ShutdownConfig,
-    Strategy, TracingConfig, TransformConfig,
+    AdminConfig, Algorithm, AuthConfig, BlocklistConfig, BreakerConfig, ClientConfig,
+    DashboardConfig, EventsConfig, GatewayConfig, ProxyConfig, RateLimitConfig, RateLimitKey,
+    RouteConfig, ShutdownConfig, Strategy, TracingConfig, TransformConfig,
 };
 pub use settings::{
     AuthSettings, BreakerSettings, ProxySettings, RateLimitSettings, Settings, TransformSettings,

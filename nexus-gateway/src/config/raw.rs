@@ -35,6 +35,9 @@ pub struct GatewayConfig {
     pub shutdown: ShutdownConfig,
     /// Distributed tracing (W3C `traceparent`, `SERVER`/`CLIENT` spans).
     pub tracing: TracingConfig,
+    /// The `/dashboard` page: where the cache proxy's and the consumer's admin
+    /// servers answer.
+    pub dashboard: DashboardConfig,
 }
 
 impl Default for GatewayConfig {
@@ -52,6 +55,7 @@ impl Default for GatewayConfig {
             events: EventsConfig::default(),
             shutdown: ShutdownConfig::default(),
             tracing: TracingConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -352,4 +356,16 @@ impl Default for ShutdownConfig {
 pub struct TracingConfig {
     /// Turn request and upstream spans (and `traceparent` propagation) on.
     pub enabled: bool,
+}
+
+/// `dashboard:` section: the admin servers whose `GET /stats` JSON the
+/// gateway fetches (server side, same origin for the page) for the cache and
+/// consumer panels of `/dashboard`. Absent: the panel says "not configured".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// Base URL of the cache proxy's admin server, e.g. `http://127.0.0.1:9380`.
+    pub cache_admin: Option<String>,
+    /// Base URL of the consumer's admin server, e.g. `http://127.0.0.1:9381`.
+    pub consumer_admin: Option<String>,
 }

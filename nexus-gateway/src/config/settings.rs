@@ -43,6 +43,8 @@ pub struct Settings {
     pub kafka_bootstrap: Option<String>,
     /// Create missing event topics.
     pub kafka_create_topics: bool,
+    /// Admin servers read by the `/dashboard` page.
+    pub dashboard: super::DashboardSettings,
     /// Human-readable warnings produced by validation (dev mode, demo secrets).
     pub warnings: Vec<String>,
 }
@@ -250,6 +252,7 @@ impl GatewayConfig {
                 other => other.clone(),
             },
             kafka_create_topics: self.events.create_topics,
+            dashboard: self.dashboard.validate()?,
             warnings,
         })
     }

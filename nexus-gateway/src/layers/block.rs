@@ -76,12 +76,19 @@ where
             .get::<SocketAddr>()
             .is_some_and(|a| self.list.is_blocked(a.ip().to_canonical()));
         if blocked {
-            return Either::Right(ready(Ok(error(
+            let mut res = error(
                 StatusCode::FORBIDDEN,
                 "ip_blocked",
                 "this address is blocked",
-            ))));
+            );
+            res.extensions_mut().insert(IpBlocked);
+            return Either::Right(ready(Ok(res)));
         }
         Either::Left(self.inner.call(req))
     }
 }
+
+/// Response extension marking a 403 produced by the blocklist (the entry
+/// layer counts these apart from an upstream's own 403s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpBlocked;

@@ -21,6 +21,7 @@ use tracing::Instrument as _;
 
 use crate::auth::Principal;
 use crate::events::{EventSink, GatewayEvent};
+use crate::layers::IpBlocked;
 use crate::metrics::Metrics;
 use crate::path::{Route, normalize};
 use crate::proxy::transform::X_REQUEST_ID;
@@ -116,6 +117,9 @@ impl EntryLayer {
         let status = res.status().as_u16();
         self.metrics
             .record_request(&d.method, d.route.template(), status, millis);
+        if res.extensions().get::<IpBlocked>().is_some() {
+            self.metrics.ip_blocked();
+        }
         let client: Arc<str> = res
             .extensions()
             .get::<Principal>()

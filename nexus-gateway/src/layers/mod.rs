@@ -5,5 +5,5 @@
 mod block;
 mod entry;
 
-pub use block::{BlockGuard, BlocklistLayer};
+pub use block::{BlockGuard, BlocklistLayer, IpBlocked};
 pub use entry::{Entry, EntryLayer, RequestId};

@@ -1,5 +1,6 @@
-//! Fuzzes the decoder (`decode` and `decode_bytes`), the scanner and the
-//! command parser on arbitrary bytes.
+//! Fuzzes the decoder (`decode`, `decode_bytes`, and the view decoders
+//! `decode_view` and `decode_view_bytes`), the scanner and the command
+//! parser on arbitrary bytes.
 //!
 //! The first input byte chooses the chunk size the stream is fed in and the
 //! limits; the rest is the stream. Checks: no panic, no hang, the decoder
@@ -66,6 +67,45 @@ fuzz_target!(|data: &[u8]| {
     let n = from_bytes.len().min(frames.len());
     if !format!("{frames:?}").contains("NaN") {
         assert_eq!(from_bytes[..n], frames[..n]);
+    }
+
+    // Views: chunked `decode_view` yields the same frames as chunked
+    // `decode`, and `decode_view_bytes` over the whole stream agrees exactly
+    // (frames, errors and what is left) with `decode_bytes`.
+    let mut decoder = Decoder::new(limits).inline(inline);
+    let mut buf = BytesMut::new();
+    let mut views: Vec<Frame> = Vec::new();
+    'feed_views: for piece in stream.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        loop {
+            match decoder.decode_view(&mut buf) {
+                Ok(Some(view)) => {
+                    assert!(!view.bytes().is_empty());
+                    views.push(view.to_frame());
+                }
+                Ok(None) => break,
+                Err(_) => break 'feed_views,
+            }
+        }
+    }
+    let n = views.len().min(frames.len());
+    if !format!("{frames:?}").contains("NaN") {
+        assert_eq!(views[..n], frames[..n]);
+    }
+    let mut whole = bytes::Bytes::copy_from_slice(stream);
+    let mut whole_views = bytes::Bytes::copy_from_slice(stream);
+    let mut frame_decoder = Decoder::new(limits).inline(inline);
+    let mut view_decoder = Decoder::new(limits).inline(inline);
+    loop {
+        let a = frame_decoder.decode_bytes(&mut whole);
+        let b = view_decoder.decode_view_bytes(&mut whole_views).map(|v| v.map(|v| v.to_frame()));
+        if !format!("{a:?}").contains("NaN") {
+            assert_eq!(a, b);
+        }
+        assert_eq!(whole, whole_views);
+        if !matches!(a, Ok(Some(_))) {
+            break;
+        }
     }
 
     // Re-encoding a decoded frame round-trips (NaN doubles aside).

@@ -1,0 +1,399 @@
+//! The stampede guard: when a guarded key is missing, one client is sent to
+//! the database and everyone else waits (bounded) for its fill.
+//!
+//! After Facebook's memcache leases (Nishtala et al., NSDI 2013), done in
+//! the proxy so clients need no change:
+//!
+//! - **Lease.** A `GET` of a guarded key that finds nothing joins the key's
+//!   *room* in this proxy. One task per room (the driver) runs
+//!   [`scripts::ACQUIRE`]: the key's value if it is there by now, otherwise
+//!   `SET nexus:lease:<key> <token> NX PX <lock_ttl>`. The lease lives in
+//!   Redis, so across any number of proxies in front of one Redis exactly one
+//!   reader at a time holds it. The oldest reader in the room gets the lease
+//!   and the nil: it is the *filler*. The others are held.
+//! - **Fill.** The filler's `SET` of the key (recognised by its connection
+//!   and the lease this proxy recorded for it) runs as [`scripts::FILL`]: it
+//!   is written only while the lease still holds the filler's token, and
+//!   releases the lease. The room's driver is woken at once and reads the
+//!   value for every held reader; fills made through another proxy (or
+//!   straight to Redis) are seen by the driver's polling, every
+//!   `wait_timeout / 20` clamped to 1..=20 ms.
+//! - **Bounds.** A held reader waits at most `wait_timeout`, then gets the nil
+//!   (as without the guard). If the filler disconnects or never fills, its
+//!   lease expires after `lock_ttl` and the driver's next attempt hands a new
+//!   lease to the oldest held reader. At most `max_waiters` readers are held
+//!   per key; more get the nil at once.
+//! - **Cancellation.** `DEL`/`UNLINK`/`GETDEL` of a guarded key through the
+//!   proxy run as [`scripts::CANCEL`] (the leases are deleted in the same
+//!   step), and `NEXUS.INVALIDATE` deletes the leases of the tag's keys
+//!   ([`scripts::INVALIDATE_TAG`]). A late fill then finds its token gone and
+//!   is not written: its `SET` is answered nil, like a `SET ... NX` that did
+//!   not write.
+//! - **Early refresh.** With `early_refresh` (XFetch `beta`), a guarded `GET`
+//!   is sent with `PTTL` in the same batch; a hit decides with
+//!   [`xfetch::fires`], using the key's measured refill time, whether to take
+//!   the lease ahead of expiry. The one reader that gets it is answered nil;
+//!   everybody else keeps getting the value.
+//! - **Stale while revalidate.** With `serve_stale_for`, hits keep a copy of
+//!   the reply ([`table`] bounds it); while a refill is in progress, readers
+//!   other than the one held as the next filler get the copy at once, if
+//!   Redis returned it at most `serve_stale_for` ago. Deletions and writes
+//!   through the proxy drop the key's copy; a tag invalidation drops all.
+
+mod driver;
+pub(crate) mod scripts;
+mod table;
+mod xfetch;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
+
+use crate::live::scripts::{Script, one};
+use crate::policy::StampedePolicy;
+use crate::policy::metrics::MechanismMetrics;
+use crate::resp::{Limits, Scanner, encode};
+use crate::upstream::{Batch, Lane, Pool, Reply};
+use table::{Held, Lease, Table, Waiter};
+
+pub(crate) static ACQUIRE_SCRIPT: Script = Script::new(scripts::ACQUIRE);
+pub(crate) static FILL_SCRIPT: Script = Script::new(scripts::FILL);
+pub(crate) static CANCEL_SCRIPT: Script = Script::new(scripts::CANCEL);
+pub(crate) static RELEASE_SCRIPT: Script = Script::new(scripts::RELEASE);
+
+/// A RESP2 nil (unpinned clients speak RESP2).
+pub(crate) const NIL: &[u8] = b"$-1\r\n";
+
+/// The guard of one proxy.
+#[derive(Debug)]
+pub(crate) struct Guard {
+    table: Table,
+    pool: Pool,
+    metrics: Arc<MechanismMetrics>,
+    /// Distinguishes this proxy's lease tokens from other proxies'.
+    id: u64,
+    tokens: AtomicU64,
+}
+
+/// How a missing read is answered.
+enum Join {
+    Wait(oneshot::Receiver<Held>, Option<Arc<Notify>>),
+    Stale(Bytes),
+    Overflow,
+}
+
+impl Guard {
+    pub(crate) fn new(pool: Pool, metrics: Arc<MechanismMetrics>, id: u64) -> Self {
+        Self {
+            table: Table::new(),
+            pool,
+            metrics,
+            id,
+            tokens: AtomicU64::new(0),
+        }
+    }
+
+    /// The lease key of `key`.
+    pub(crate) fn lease_key(key: &[u8]) -> Bytes {
+        let prefix = scripts::lease_prefix!().as_bytes();
+        let mut k = BytesMut::with_capacity(prefix.len() + key.len());
+        k.extend_from_slice(prefix);
+        k.extend_from_slice(key);
+        k.freeze()
+    }
+
+    fn token(&self) -> Bytes {
+        let n = self.tokens.fetch_add(1, Relaxed);
+        Bytes::from(format!("{:016x}:{n}", self.id))
+    }
+
+    /// Sends a guarded `GET key` on `lane` now (so Redis runs it in the
+    /// client's order) and returns where its reply will arrive. The reply is
+    /// resolved in a task: a hit is passed on, a miss is held or made the
+    /// filler. If the client goes away, the task stops.
+    pub(crate) async fn get(
+        self: &Arc<Self>,
+        key: Bytes,
+        policy: StampedePolicy,
+        client: u64,
+        random: u64,
+        lane: &Lane,
+    ) -> oneshot::Receiver<Reply> {
+        let mut req = BytesMut::new();
+        encode::command(&mut req, &[b"GET", &key]);
+        let count = if policy.early_refresh.is_some() {
+            encode::command(&mut req, &[b"PTTL", &key]);
+            2
+        } else {
+            1
+        };
+        let (batch_tx, batch_rx) = oneshot::channel();
+        lane.send(Batch {
+            bytes: req.freeze(),
+            count,
+            reply: batch_tx,
+        })
+        .await;
+        let (mut tx, rx) = oneshot::channel();
+        let guard = Arc::clone(self);
+        let lane = lane.clone();
+        tokio::spawn(async move {
+            let resolve = async {
+                let reply = batch_rx.await.unwrap_or_else(|_| Reply {
+                    bytes: Bytes::new(),
+                    failure: Some((count, crate::error::UpstreamError::ConnectionLost)),
+                });
+                guard
+                    .resolve(reply, &key, &policy, client, random, &lane)
+                    .await
+            };
+            let out = tokio::select! {
+                out = resolve => out,
+                () = tx.closed() => return,
+            };
+            let _ = tx.send(out);
+        });
+        rx
+    }
+
+    async fn resolve(
+        self: &Arc<Self>,
+        reply: Reply,
+        key: &Bytes,
+        policy: &StampedePolicy,
+        client: u64,
+        random: u64,
+        lane: &Lane,
+    ) -> Reply {
+        let first_len = Scanner::new(Limits::default())
+            .scan(&reply.bytes)
+            .ok()
+            .flatten();
+        let Some(n) = first_len else {
+            // Not even the GET's reply arrived: one error for the one command.
+            let err = reply
+                .failure
+                .map_or(crate::error::UpstreamError::ConnectionLost, |(_, e)| e);
+            return Reply {
+                bytes: Bytes::new(),
+                failure: Some((1, err)),
+            };
+        };
+        let first = reply.bytes.slice(..n);
+        let pttl = crate::live::scripts::integer(&reply.bytes[n..]);
+        let bytes = if first[..] == *NIL {
+            self.miss(key, policy, client).await
+        } else if first.starts_with(b"$") {
+            if policy.serve_stale_for.is_some() {
+                self.table.remember(key, &first, Instant::now());
+            }
+            match (policy.early_refresh, pttl) {
+                (Some(beta), Some(pttl))
+                    if self
+                        .early(key, policy, beta, pttl, client, random, lane)
+                        .await =>
+                {
+                    Bytes::from_static(NIL)
+                }
+                _ => first,
+            }
+        } else {
+            first
+        };
+        Reply {
+            bytes,
+            failure: None,
+        }
+    }
+
+    /// XFetch: whether this hit takes the lease and refreshes the key early.
+    #[allow(clippy::too_many_arguments)]
+    async fn early(
+        &self,
+        key: &Bytes,
+        policy: &StampedePolicy,
+        beta: f64,
+        pttl: i64,
+        client: u64,
+        random: u64,
+        lane: &Lane,
+    ) -> bool {
+        let now = Instant::now();
+        let delta = self
+            .table
+            .with(key, |e| if e.lease_live(now) { None } else { e.refill })
+            .flatten();
+        let Some(delta) = delta else {
+            return false;
+        };
+        if !xfetch::fires(pttl, delta, beta, random) {
+            return false;
+        }
+        let token = self.token();
+        let lease_key = Self::lease_key(key);
+        let ms = millis(policy.lock_ttl).to_string();
+        let mut req = BytesMut::new();
+        encode::command(
+            &mut req,
+            &[b"SET", &lease_key, &token, b"NX", b"PX", ms.as_bytes()],
+        );
+        if one(lane.call(req.freeze(), 1).await)[..] != *b"+OK\r\n" {
+            return false;
+        }
+        let now = Instant::now();
+        let lease = Lease {
+            token: token.clone(),
+            holder: client,
+            granted: now,
+            expires: now + policy.lock_ttl,
+        };
+        if self
+            .table
+            .with_new(key, |e| e.lease = Some(lease))
+            .is_none()
+        {
+            RELEASE_SCRIPT.call(lane, &[&lease_key], &[&token]).await;
+            return false;
+        }
+        self.metrics.leases_taken.fetch_add(1, Relaxed);
+        self.metrics.early_refreshes.fetch_add(1, Relaxed);
+        true
+    }
+
+    /// A miss: stale copy, held until the fill, or made the filler.
+    async fn miss(self: &Arc<Self>, key: &Bytes, policy: &StampedePolicy, client: u64) -> Bytes {
+        let now = Instant::now();
+        let max = policy.max_waiters.get() as usize;
+        let join = self
+            .table
+            .with_new(key, |e| {
+                if let Some(age) = policy.serve_stale_for
+                    && (e.lease_live(now) || !e.waiters.is_empty())
+                    && let Some(frame) = Table::stale(e, age, now)
+                {
+                    return Join::Stale(frame);
+                }
+                if e.waiters.len() >= max {
+                    return Join::Overflow;
+                }
+                let (tx, rx) = oneshot::channel();
+                e.waiters.push_back(Waiter { tx, client });
+                let start = e.driver.is_none().then(|| {
+                    let wake = Arc::new(Notify::new());
+                    e.driver = Some(Arc::clone(&wake));
+                    wake
+                });
+                Join::Wait(rx, start)
+            })
+            .unwrap_or(Join::Overflow);
+        let m = &self.metrics;
+        match join {
+            Join::Stale(frame) => {
+                m.stale_served.fetch_add(1, Relaxed);
+                frame
+            }
+            Join::Overflow => {
+                m.held_overflow.fetch_add(1, Relaxed);
+                Bytes::from_static(NIL)
+            }
+            Join::Wait(rx, start) => {
+                if let Some(wake) = start {
+                    tokio::spawn(driver::drive(Arc::clone(self), key.clone(), *policy, wake));
+                }
+                match tokio::time::timeout(policy.wait_timeout, rx).await {
+                    Ok(Ok(Held::Reply(bytes))) => {
+                        m.held_readers.fetch_add(1, Relaxed);
+                        m.held_filled.fetch_add(1, Relaxed);
+                        bytes
+                    }
+                    Ok(Ok(Held::Lease { waited })) => {
+                        if waited {
+                            m.held_readers.fetch_add(1, Relaxed);
+                            m.held_handed_over.fetch_add(1, Relaxed);
+                        }
+                        Bytes::from_static(NIL)
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        m.held_readers.fetch_add(1, Relaxed);
+                        m.held_timed_out.fetch_add(1, Relaxed);
+                        Bytes::from_static(NIL)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The lease `client` holds on `key`, if this `SET` of it is a fill:
+    /// `(token, granted)`.
+    pub(crate) fn fill_lease(&self, key: &[u8], client: u64) -> Option<(Bytes, Instant)> {
+        self.table
+            .with(key, |e| {
+                e.lease
+                    .as_ref()
+                    .filter(|l| l.holder == client)
+                    .map(|l| (l.token.clone(), l.granted))
+            })
+            .flatten()
+    }
+
+    /// After a fill ran ([`scripts::FILL`]) with `reply`: measures the refill
+    /// time, wakes the held readers, counts a dropped fill.
+    pub(crate) fn filled(&self, key: &[u8], client: u64, granted: Instant, reply: &[u8]) {
+        let now = Instant::now();
+        let dropped = reply == NIL;
+        if dropped {
+            self.metrics.late_fills_dropped.fetch_add(1, Relaxed);
+        }
+        self.table.with(key, |e| {
+            if e.lease.as_ref().is_some_and(|l| l.holder == client) {
+                e.lease = None;
+            }
+            if !dropped && !reply.starts_with(b"-") {
+                e.refill = Some(now.saturating_duration_since(granted));
+            }
+            self.table.forget(e);
+            if let Some(wake) = &e.driver {
+                wake.notify_one();
+            }
+        });
+    }
+
+    /// A deletion of `key` through this proxy (its lease is cancelled in
+    /// Redis by the same script): drops the stale copy, counts a cancelled
+    /// lease of this proxy, wakes held readers (a new filler is chosen).
+    pub(crate) fn deleted(&self, key: &[u8]) {
+        let now = Instant::now();
+        self.table.with(key, |e| {
+            if let Some(l) = &mut e.lease
+                && l.expires > now
+            {
+                // Kept (not live any more) so the late fill is still checked.
+                l.expires = now;
+                self.metrics.leases_cancelled.fetch_add(1, Relaxed);
+            }
+            self.table.forget(e);
+            if let Some(wake) = &e.driver {
+                wake.notify_one();
+            }
+        });
+    }
+
+    /// Another write of `key` through this proxy: its stale copy is outdated.
+    pub(crate) fn written(&self, key: &[u8]) {
+        self.table.with(key, |e| self.table.forget(e));
+    }
+
+    /// A tag invalidation (keys unknown here): every stale copy is dropped.
+    pub(crate) fn tag_invalidated(&self) {
+        self.table.forget_all();
+    }
+}
+
+/// `d` in whole milliseconds, at least 1.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}

@@ -1,0 +1,428 @@
+//! The stampede guard against a real redis-server: one filler per miss,
+//! held readers and their bounds, leases shared by two proxies, lease
+//! cancellation by invalidations, stale-while-revalidate, early refresh.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use common::{Conn, ProxyHandle, WAIT, show};
+use nexus_cache::policy::Policy;
+use nexus_testkit::RedisServer;
+
+const NIL: &[u8] = b"$-1\r\n";
+
+fn guarded(stampede: &str) -> Policy {
+    Policy::from_yaml_str(&format!(
+        "rules:\n  - commands: [GET]\n    keys: 's:*'\n    stampede: {stampede}\n  - commands: [SET]\n    keys: 's:*'\n    tags: [st]\n"
+    ))
+    .unwrap()
+}
+
+fn bulk(v: &str) -> Vec<u8> {
+    format!("${}\r\n{v}\r\n", v.len()).into_bytes()
+}
+
+/// A `NEXUS.STATS` field.
+async fn stat(addr: SocketAddr, name: &str) -> Result<u64> {
+    let mut c = Conn::connect(addr).await?;
+    let s = String::from_utf8_lossy(&c.call(&[b"NEXUS.STATS"]).await?).into_owned();
+    let lines: Vec<&str> = s.split("\r\n").collect();
+    let i = lines
+        .iter()
+        .position(|l| *l == name)
+        .with_context(|| format!("{name} missing in {s}"))?;
+    Ok(lines[i + 1].trim_start_matches(':').parse()?)
+}
+
+/// `n` clients GET `key` at once; the one that gets nil waits `fill_after`,
+/// SETs `value` and reports `filler`. Returns every reply (nil replaced by
+/// `filler`) and the slowest GET.
+async fn stampede(
+    addrs: &[SocketAddr],
+    n: usize,
+    key: &'static str,
+    value: &'static str,
+    fill_after: Duration,
+) -> Result<(Vec<Vec<u8>>, Duration)> {
+    let mut conns = Vec::new();
+    for i in 0..n {
+        conns.push(Conn::connect(addrs[i % addrs.len()]).await?);
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::new();
+    for mut c in conns {
+        let start = Arc::clone(&start);
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let t = Instant::now();
+            let got = c.call(&[b"GET", key.as_bytes()]).await?;
+            let waited = t.elapsed();
+            if got == NIL {
+                tokio::time::sleep(fill_after).await;
+                let ok = c.call(&[b"SET", key.as_bytes(), value.as_bytes()]).await?;
+                ensure!(ok == b"+OK\r\n", "fill answered {}", show(&ok));
+                return Ok((b"filler".to_vec(), waited));
+            }
+            Ok::<_, anyhow::Error>((got, waited))
+        }));
+    }
+    let mut out = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for t in tasks {
+        let (got, waited) = tokio::time::timeout(WAIT, t).await???;
+        out.push(got);
+        slowest = slowest.max(waited);
+    }
+    Ok((out, slowest))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reader_fills_the_others_get_its_value() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 2s, wait_timeout: 2s, max_waiters: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let (replies, _) = stampede(
+        &[proxy.addr],
+        30,
+        "s:1",
+        "fresh",
+        Duration::from_millis(100),
+    )
+    .await?;
+    let fillers = replies.iter().filter(|r| *r == b"filler").count();
+    ensure!(fillers == 1, "{fillers} clients were sent to the database");
+    ensure!(
+        replies
+            .iter()
+            .all(|r| r == b"filler" || *r == bulk("fresh"))
+    );
+    ensure!(stat(proxy.addr, "leases_taken").await? == 1);
+    ensure!(stat(proxy.addr, "held_filled").await? == 29);
+    // The fill released its lease; the tag rule for SET still applied.
+    let mut direct = Conn::connect(redis.addr()).await?;
+    ensure!(direct.call(&[b"EXISTS", b"nexus:lease:s:1"]).await? == b":0\r\n");
+    ensure!(direct.call(&[b"SISMEMBER", b"tag:st", b"s:1"]).await? == b":1\r\n");
+    // Keys outside the rule are not guarded: every reader gets the nil.
+    let mut a = Conn::connect(proxy.addr).await?;
+    let mut b = Conn::connect(proxy.addr).await?;
+    ensure!(a.call(&[b"GET", b"other"]).await? == NIL);
+    ensure!(b.call(&[b"GET", b"other"]).await? == NIL);
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnected_filler_is_replaced_after_the_lease_expires() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 300ms, wait_timeout: 3s, max_waiters: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut filler = Conn::connect(proxy.addr).await?;
+    ensure!(filler.call(&[b"GET", b"s:2"]).await? == NIL);
+    let leased = Instant::now();
+    drop(filler);
+    // Two readers are held; after the lease expires the first becomes the
+    // filler, and the second gets its value.
+    let mut b = Conn::connect(proxy.addr).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    b.send(&common::cmd(&[b"GET", b"s:2"])).await?;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    c.send(&common::cmd(&[b"GET", b"s:2"])).await?;
+    ensure!(b.read_frames(1).await? == NIL);
+    let handed = leased.elapsed();
+    ensure!(
+        handed >= Duration::from_millis(250) && handed < Duration::from_millis(1500),
+        "handed over after {handed:?} (lock_ttl 300ms)"
+    );
+    ensure!(b.call(&[b"SET", b"s:2", b"second"]).await? == b"+OK\r\n");
+    ensure!(c.read_frames(1).await? == bulk("second"));
+    ensure!(stat(proxy.addr, "held_handed_over").await? == 1);
+    ensure!(stat(proxy.addr, "held_filled").await? == 1);
+    ensure!(stat(proxy.addr, "leases_taken").await? == 2);
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filler_that_never_fills_holds_nobody_beyond_the_bound() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 30s, wait_timeout: 300ms, max_waiters: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut filler = Conn::connect(proxy.addr).await?;
+    ensure!(filler.call(&[b"GET", b"s:3"]).await? == NIL);
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let addr = proxy.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::connect(addr).await?;
+            let t = Instant::now();
+            let got = c.call(&[b"GET", b"s:3"]).await?;
+            Ok::<_, anyhow::Error>((got, t.elapsed()))
+        }));
+    }
+    for t in tasks {
+        let (got, waited) = tokio::time::timeout(WAIT, t).await???;
+        ensure!(got == NIL, "{}", show(&got));
+        // The bound plus a round trip (and scheduling slack on shared cores).
+        ensure!(
+            waited >= Duration::from_millis(280) && waited < Duration::from_millis(800),
+            "held {waited:?} with wait_timeout 300ms"
+        );
+    }
+    ensure!(stat(proxy.addr, "held_timed_out").await? == 5);
+    // The filler still holds its lease and may still fill.
+    ensure!(filler.call(&[b"SET", b"s:3", b"late"]).await? == b"+OK\r\n");
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_share_one_lease() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 2s, wait_timeout: 2s, max_waiters: 100 }");
+    let p1 = ProxyHandle::start(&redis.url(), |b| b.policy(policy.clone())).await?;
+    let p2 = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let (replies, _) = stampede(
+        &[p1.addr, p2.addr],
+        40,
+        "s:4",
+        "shared",
+        Duration::from_millis(100),
+    )
+    .await?;
+    let fillers = replies.iter().filter(|r| *r == b"filler").count();
+    ensure!(fillers == 1, "{fillers} clients were sent to the database");
+    ensure!(
+        replies
+            .iter()
+            .all(|r| r == b"filler" || *r == bulk("shared"))
+    );
+    let leases = stat(p1.addr, "leases_taken").await? + stat(p2.addr, "leases_taken").await?;
+    ensure!(leases == 1, "{leases} leases");
+    // The proxy without the filler saw the fill by polling Redis.
+    ensure!(stat(p1.addr, "held_filled").await? > 0 && stat(p2.addr, "held_filled").await? > 0);
+    p1.stop().await?;
+    p2.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_cancels_the_lease_and_the_late_fill_is_not_written() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 5s, wait_timeout: 2s, max_waiters: 100 }");
+    let p1 = ProxyHandle::start(&redis.url(), |b| b.policy(policy.clone())).await?;
+    let p2 = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+
+    // DEL through the same proxy.
+    let mut filler = Conn::connect(p1.addr).await?;
+    ensure!(filler.call(&[b"GET", b"s:5"]).await? == NIL);
+    let mut admin = Conn::connect(p1.addr).await?;
+    ensure!(admin.call(&[b"DEL", b"s:5", b"x"]).await? == b":0\r\n");
+    ensure!(filler.call(&[b"SET", b"s:5", b"stale"]).await? == NIL);
+    ensure!(direct.call(&[b"GET", b"s:5"]).await? == NIL);
+    ensure!(stat(p1.addr, "leases_cancelled").await? == 1);
+    ensure!(stat(p1.addr, "late_fills_dropped").await? == 1);
+    // The next miss gets a fresh lease, and its fill is written.
+    ensure!(filler.call(&[b"GET", b"s:5"]).await? == NIL);
+    ensure!(filler.call(&[b"SET", b"s:5", b"fresh"]).await? == b"+OK\r\n");
+    ensure!(direct.call(&[b"GET", b"s:5"]).await? == bulk("fresh"));
+
+    // A tag invalidation through the other proxy cancels a lease of this one.
+    let mut filler = Conn::connect(p1.addr).await?;
+    ensure!(filler.call(&[b"GET", b"s:6"]).await? == NIL);
+    let mut other = Conn::connect(p2.addr).await?;
+    ensure!(other.call(&[b"NEXUS.TAG", b"grp", b"s:6"]).await? == b":1\r\n");
+    ensure!(other.call(&[b"NEXUS.INVALIDATE", b"grp"]).await? == b":0\r\n");
+    ensure!(filler.call(&[b"SET", b"s:6", b"stale"]).await? == NIL);
+    ensure!(direct.call(&[b"EXISTS", b"s:6"]).await? == b":0\r\n");
+    ensure!(stat(p1.addr, "late_fills_dropped").await? == 2);
+
+    // GETDEL cancels too.
+    let mut filler = Conn::connect(p1.addr).await?;
+    ensure!(filler.call(&[b"GET", b"s:7"]).await? == NIL);
+    ensure!(other.call(&[b"GETDEL", b"s:7"]).await? == NIL);
+    ensure!(filler.call(&[b"SET", b"s:7", b"stale"]).await? == NIL);
+    ensure!(direct.call(&[b"EXISTS", b"s:7"]).await? == b":0\r\n");
+    p1.stop().await?;
+    p2.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_beyond_max_waiters_are_not_held() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 2s, wait_timeout: 2s, max_waiters: 3 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut filler = Conn::connect(proxy.addr).await?;
+    ensure!(filler.call(&[b"GET", b"s:8"]).await? == NIL);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = Conn::connect(proxy.addr).await?;
+        c.send(&common::cmd(&[b"GET", b"s:8"])).await?;
+        held.push(c);
+    }
+    // Let the three join; the fourth is over the bound.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = Conn::connect(proxy.addr).await?;
+    let t = Instant::now();
+    ensure!(extra.call(&[b"GET", b"s:8"]).await? == NIL);
+    ensure!(t.elapsed() < Duration::from_millis(500));
+    ensure!(stat(proxy.addr, "held_overflow").await? == 1);
+    ensure!(filler.call(&[b"SET", b"s:8", b"v"]).await? == b"+OK\r\n");
+    for mut c in held {
+        ensure!(c.read_frames(1).await? == bulk("v"));
+    }
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_revalidate_serves_the_last_value_within_its_bound() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy =
+        guarded("{ lock_ttl: 5s, wait_timeout: 400ms, max_waiters: 100, serve_stale_for: 700ms }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut reader = Conn::connect(proxy.addr).await?;
+    direct
+        .call(&[b"SET", b"s:9", b"old", b"PX", b"100"])
+        .await?;
+    ensure!(reader.call(&[b"GET", b"s:9"]).await? == bulk("old"));
+    let seen = Instant::now();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Expired: one filler, and while it refills the others get the old
+    // value at once.
+    let mut filler = Conn::connect(proxy.addr).await?;
+    ensure!(filler.call(&[b"GET", b"s:9"]).await? == NIL);
+    for _ in 0..5 {
+        let t = Instant::now();
+        ensure!(reader.call(&[b"GET", b"s:9"]).await? == bulk("old"));
+        ensure!(
+            t.elapsed() < Duration::from_millis(200),
+            "stale read took {:?}",
+            t.elapsed()
+        );
+    }
+    ensure!(stat(proxy.addr, "stale_served").await? == 5);
+    // Past serve_stale_for since Redis last returned it: held, not stale.
+    let left = Duration::from_millis(750).saturating_sub(seen.elapsed());
+    tokio::time::sleep(left).await;
+    let t = Instant::now();
+    ensure!(reader.call(&[b"GET", b"s:9"]).await? == NIL);
+    ensure!(
+        t.elapsed() >= Duration::from_millis(350),
+        "answered after {:?}",
+        t.elapsed()
+    );
+    ensure!(stat(proxy.addr, "stale_served").await? == 5);
+    ensure!(stat(proxy.addr, "held_timed_out").await? == 1);
+
+    // The fill is seen; then a deletion drops the copy: no stale value
+    // survives an invalidation.
+    ensure!(filler.call(&[b"SET", b"s:9", b"new"]).await? == b"+OK\r\n");
+    ensure!(reader.call(&[b"GET", b"s:9"]).await? == bulk("new"));
+    let mut admin = Conn::connect(proxy.addr).await?;
+    ensure!(admin.call(&[b"DEL", b"s:9"]).await? == b":1\r\n");
+    ensure!(filler.call(&[b"GET", b"s:9"]).await? == NIL);
+    let t = Instant::now();
+    ensure!(reader.call(&[b"GET", b"s:9"]).await? == NIL);
+    ensure!(t.elapsed() >= Duration::from_millis(350));
+    ensure!(stat(proxy.addr, "stale_served").await? == 5);
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_refresh_hands_out_at_most_one_miss_at_a_time() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy =
+        guarded("{ lock_ttl: 2s, wait_timeout: 2s, max_waiters: 1000, early_refresh: 1.0 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    const FILL: Duration = Duration::from_millis(40);
+    // A first miss measures the refill time.
+    let mut first = Conn::connect(proxy.addr).await?;
+    ensure!(first.call(&[b"GET", b"s:10"]).await? == NIL);
+    tokio::time::sleep(FILL).await;
+    ensure!(first.call(&[b"SET", b"s:10", b"v", b"PX", b"500"]).await? == b"+OK\r\n");
+
+    // Readers read continuously across two expiries; a nil means "refill".
+    let outstanding = Arc::new(AtomicBool::new(false));
+    let overlaps = Arc::new(AtomicU64::new(0));
+    let nils = Arc::new(AtomicU64::new(0));
+    let reads = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_millis(1200);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let addr = proxy.addr;
+        let (outstanding, overlaps, nils, reads) = (
+            Arc::clone(&outstanding),
+            Arc::clone(&overlaps),
+            Arc::clone(&nils),
+            Arc::clone(&reads),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::connect(addr).await?;
+            while Instant::now() < deadline {
+                let got = c.call(&[b"GET", b"s:10"]).await?;
+                reads.fetch_add(1, Ordering::Relaxed);
+                if got == NIL {
+                    nils.fetch_add(1, Ordering::Relaxed);
+                    if outstanding.swap(true, Ordering::SeqCst) {
+                        overlaps.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(FILL).await;
+                    outstanding.store(false, Ordering::SeqCst);
+                    let ok = c.call(&[b"SET", b"s:10", b"v", b"PX", b"500"]).await?;
+                    ensure!(ok == b"+OK\r\n", "{}", show(&ok));
+                } else {
+                    ensure!(got == bulk("v"), "{}", show(&got));
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(WAIT, t).await???;
+    }
+    let nils = nils.load(Ordering::Relaxed);
+    let early = stat(proxy.addr, "early_refreshes").await?;
+    ensure!(
+        nils >= 1,
+        "no early refresh in {} reads",
+        reads.load(Ordering::Relaxed)
+    );
+    ensure!(overlaps.load(Ordering::Relaxed) == 0, "two misses at once");
+    // Every nil was an early refresh: the key never expired, nobody was held.
+    ensure!(early == nils, "{nils} nils, {early} early refreshes");
+    ensure!(stat(proxy.addr, "held_readers").await? == 0);
+    ensure!(stat(proxy.addr, "leases_taken").await? == nils + 1);
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_reads_keep_the_pipeline_order() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 2s, wait_timeout: 2s, max_waiters: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut filler = Conn::connect(proxy.addr).await?;
+    ensure!(filler.call(&[b"GET", b"s:11"]).await? == NIL);
+    // A pipeline with a held read between two plain commands: the replies
+    // come back in command order once the fill arrives.
+    let mut c = Conn::connect(proxy.addr).await?;
+    let mut pipeline = common::cmd(&[b"SET", b"plain", b"1"]);
+    pipeline.extend(common::cmd(&[b"GET", b"s:11"]));
+    pipeline.extend(common::cmd(&[b"GET", b"plain"]));
+    pipeline.extend(common::cmd(&[b"PING"]));
+    c.send(&pipeline).await?;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    ensure!(filler.call(&[b"SET", b"s:11", b"filled"]).await? == b"+OK\r\n");
+    let got = c.read_frames(4).await?;
+    let want = [
+        &b"+OK\r\n"[..],
+        &bulk("filled"),
+        b"$1\r\n1\r\n",
+        b"+PONG\r\n",
+    ]
+    .concat();
+    ensure!(got == want, "{}", show(&got));
+    proxy.stop().await
+}
