@@ -251,6 +251,17 @@ async fn losing_the_tracking_link_flushes_the_near_cache() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_your_writes_holds_under_concurrent_clients() -> Result<()> {
+    read_your_writes(false).await
+}
+
+/// The same with writers in `MULTI`/`EXEC` (pinned connections): their
+/// writes are released by the `EXEC` reply, not the `+QUEUED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_holds_for_transactions_on_pinned_connections() -> Result<()> {
+    read_your_writes(true).await
+}
+
+async fn read_your_writes(transactions: bool) -> Result<()> {
     const KEYS: usize = 4;
     let (_redis, proxy, mut admin) = setup(NEAR).await?;
     // acked[k]: the highest sequence number a SET of n:rw{k} was acknowledged with.
@@ -267,7 +278,16 @@ async fn read_your_writes_holds_under_concurrent_clients() -> Result<()> {
             while !stop.load(Ordering::Relaxed) {
                 seq += 1;
                 let v = seq.to_string();
-                ensure!(c.call(&[b"SET", key.as_bytes(), v.as_bytes()]).await? == b"+OK\r\n");
+                if transactions {
+                    let mut tx = cmd(&[b"MULTI"]);
+                    tx.extend(cmd(&[b"SET", key.as_bytes(), v.as_bytes()]));
+                    tx.extend(cmd(&[b"EXEC"]));
+                    c.send(&tx).await?;
+                    let got = c.read_frames(3).await?;
+                    ensure!(got == b"+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n", "{}", show(&got));
+                } else {
+                    ensure!(c.call(&[b"SET", key.as_bytes(), v.as_bytes()]).await? == b"+OK\r\n");
+                }
                 acked[k].store(seq, Ordering::SeqCst);
                 // The writer reads its own write.
                 let got = c.call(&[b"GET", key.as_bytes()]).await?;

@@ -293,7 +293,6 @@ impl Live {
 
     /// Invalidates flights for the keys `cmd` may write (pinned sessions).
     pub(crate) fn note_command(&self, cmd: &Command<'_>) {
-        self.near_note(cmd);
         match commands::kind(cmd) {
             Kind::WriteKey => self.invalidate_key(cmd.arg(1).unwrap_or_default()),
             Kind::WriteKeys(pos) => {

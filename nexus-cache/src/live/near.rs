@@ -104,9 +104,10 @@ impl Live {
         }
     }
 
-    /// A command on a pinned connection (forwarded as is): drops the
-    /// near-cached entries it may write.
-    pub(super) fn near_note(&self, cmd: &Command<'_>) {
+    /// A command on a pinned connection beyond what
+    /// [`PinnedWrites`](crate::near::pinned::PinnedWrites) can mark: drops
+    /// the near-cached entries it may write.
+    pub(crate) fn near_note(&self, cmd: &Command<'_>) {
         let Some(near) = &self.near else {
             return;
         };

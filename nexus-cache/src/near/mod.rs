@@ -13,7 +13,8 @@
 //!   the client sees that answer) drop the key's entry and, through
 //!   [`versions`], refuse any fill that could carry a value older than the
 //!   write. Read-your-writes holds for every client: no read served after
-//!   a write was acknowledged returns the value it replaced.
+//!   a write was acknowledged returns the value it replaced. Pinned
+//!   sessions release their marks by counting replies ([`pinned`]).
 //! - **Writes made directly on Redis** arrive as invalidation pushes on a
 //!   dedicated tracking connection ([`tracking`]): RESP3, `CLIENT TRACKING
 //!   ON BCAST` with the policy's key prefixes. BCAST fits a proxy that shares
@@ -31,6 +32,7 @@
 //! (max age) ([`store`]); 4,096 coherence stripes ([`versions`]); fills in
 //! flight are bounded by the clients' reply queues (one per miss).
 
+pub(crate) mod pinned;
 mod store;
 mod tracking;
 pub(crate) mod versions;
