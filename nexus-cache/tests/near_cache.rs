@@ -429,3 +429,39 @@ async fn no_near_cache_without_a_rule_naming_one() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn multi_key_writes_and_scripts_drop_entries_before_their_reply() -> Result<()> {
+    let (redis, proxy, mut admin) = setup(NEAR).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    let keys: Vec<String> = (0..10).map(|i| format!("n:m{i}")).collect();
+    for k in &keys {
+        direct.call(&[b"SET", k.as_bytes(), b"old"]).await?;
+        warm(&mut c, &mut admin, k.as_bytes()).await?;
+    }
+    // One MSET of 10 near-cached keys (more than one batch's 8 stripe marks:
+    // the global mark). Every read right after its reply sees the new values.
+    let mut mset: Vec<&[u8]> = vec![b"MSET"];
+    for k in &keys {
+        mset.extend([k.as_bytes(), &b"new"[..]]);
+    }
+    assert_eq!(c.call(&mset).await?, b"+OK\r\n");
+    for k in &keys {
+        assert_eq!(c.call(&[b"GET", k.as_bytes()]).await?, bulk("new"), "{k}");
+    }
+    // A script writes keys the proxy cannot see: the whole cache is flushed.
+    for k in &keys {
+        warm(&mut c, &mut admin, k.as_bytes()).await?;
+    }
+    let flushes = stat(&mut admin, "near_flushes").await?;
+    let script = b"redis.call('SET', KEYS[1], ARGV[1]) return 1";
+    assert_eq!(
+        c.call(&[b"EVAL", script, b"1", b"n:m3", b"scripted"])
+            .await?,
+        b":1\r\n"
+    );
+    assert_eq!(c.call(&[b"GET", b"n:m3"]).await?, bulk("scripted"));
+    assert!(stat(&mut admin, "near_flushes").await? > flushes);
+    proxy.stop().await
+}
