@@ -10,7 +10,7 @@
 //! (default redis://127.0.0.1:6379), `--group ID` (default nexus-consumer-group),
 //! `--config FILE` (a JSON `ServiceConfig`; flags given after it override it),
 //! `--webhook URL` (http:// alert webhook), `--admin ADDR` (admin HTTP server:
-//! `/metrics`, `/stats`, `/healthz`; `none` turns it off; default 127.0.0.1:9381;
+//! `/metrics`, `/stats`, `/healthz`; `off` turns it off; default 127.0.0.1:9381;
 //! a `--config` file replaces it with the file's `admin`).
 //! Telemetry: `--log-format human|json`, `--otlp-endpoint URL` (export spans:
 //! one `consumer.handle` span per event, in the producing request's trace
@@ -26,7 +26,7 @@ use nexus_consumer::{ConsumerService, ServiceConfig};
 use nexus_telemetry::LogFormat;
 
 const USAGE: &str = "usage: consumer [--config FILE] [--kafka HOST:PORT[,..]] [--redis redis://HOST:PORT] \
-[--group ID] [--webhook http://HOST:PORT/PATH] [--admin ADDR|none] [--log-format human|json] \
+[--group ID] [--webhook http://HOST:PORT/PATH] [--admin ADDR|off] [--log-format human|json] \
 [--otlp-endpoint URL] [--trace-sampling RATIO]";
 
 /// The Nexus default consumer admin address (`docs/prometheus.yml` scrapes it).
@@ -66,14 +66,20 @@ fn parse_args() -> Result<Args, String> {
             "--redis" => config.redis_url = value,
             "--group" => config.group_id = value,
             "--webhook" => config.alerts.webhook_url = Some(value),
-            "--admin" if value == "none" => config.admin = None,
+            "--admin" if value == "off" => config.admin = None,
             "--admin" => {
-                config.admin = Some(value.parse().map_err(|e| format!("--admin {value:?}: {e}"))?);
+                config.admin = Some(
+                    value
+                        .parse()
+                        .map_err(|e| format!("--admin {value:?}: {e}"))?,
+                );
             }
             "--log-format" => out.log_format = value.parse().map_err(|e| format!("{flag}: {e}"))?,
             "--otlp-endpoint" => out.otlp_endpoint = Some(value),
             "--trace-sampling" => {
-                out.sampling = value.parse().map_err(|e| format!("{flag} {value:?}: {e}"))?;
+                out.sampling = value
+                    .parse()
+                    .map_err(|e| format!("{flag} {value:?}: {e}"))?;
             }
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }

@@ -26,7 +26,10 @@
 //! Given a policy ([`ProxyConfigBuilder::policy`], `policy_handle`,
 //! `policy_file`), the proxy runs them live: default TTLs on `SET`,
 //! singleflight reads with read-your-writes, hot-key tracking and TTL
-//! extension, auto-tagged writes, and the `NEXUS.POLICY`, `NEXUS.HOTKEYS`,
+//! extension, auto-tagged writes, the stampede guard (one client per miss
+//! fills a guarded key, across proxies, through a lease in Redis; the others
+//! wait, bounded; early refresh and stale-while-revalidate), and the
+//! `NEXUS.POLICY`, `NEXUS.HOTKEYS`,
 //! `NEXUS.TAG`, `NEXUS.INVALIDATE` commands (see `docs/cache-proxy.md`).
 //!
 //! Observability: [`Metrics`] and [`MechanismMetrics`] (also over RESP with

@@ -100,6 +100,9 @@ impl Proxy {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
+        // Bound before anything is spawned: a taken address fails cleanly.
+        #[cfg(feature = "admin")]
+        let admin_addr = self.bind_admin().await?;
         let pool = Pool::spawn(&self.config, &self.metrics);
         let live = match &self.config.policy {
             None => None,
@@ -112,7 +115,7 @@ impl Proxy {
         #[cfg(feature = "admin")]
         let admin_stop = CancellationToken::new();
         #[cfg(feature = "admin")]
-        let admin = match self.bind_admin().await? {
+        let admin = match admin_addr {
             None => None,
             Some(addr) => {
                 tracing::info!(%addr, "cache proxy admin listening");

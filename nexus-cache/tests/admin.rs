@@ -271,6 +271,12 @@ async fn admin_is_off_by_default() -> Result<()> {
     let mut proxy = Proxy::new(ProxyConfig::builder().admin(addr).build()?);
     let err = proxy.bind_admin().await.unwrap_err().to_string();
     ensure!(err.contains(&addr.to_string()), "{err}");
+    // `serve` binds it itself and fails the same way, before serving anyone.
+    let proxy = Proxy::new(ProxyConfig::builder().admin(addr).build()?);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let served = tokio::time::timeout(WAIT, proxy.serve(listener, std::future::pending())).await?;
+    let err = served.unwrap_err().to_string();
+    ensure!(err.contains(&addr.to_string()), "{err}");
     Ok(())
 }
 

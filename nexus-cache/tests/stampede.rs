@@ -117,6 +117,30 @@ async fn one_reader_fills_the_others_get_its_value() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_from_another_connection_counts_while_the_lease_is_live() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 2s, wait_timeout: 2s, max_waiters: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    // An application with a connection pool: the nil on one connection,
+    // the SET on another.
+    let mut read = Conn::connect(proxy.addr).await?;
+    let mut write = Conn::connect(proxy.addr).await?;
+    ensure!(read.call(&[b"GET", b"s:12"]).await? == NIL);
+    let mut held = Conn::connect(proxy.addr).await?;
+    held.send(&common::cmd(&[b"GET", b"s:12"])).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ensure!(write.call(&[b"SET", b"s:12", b"pooled"]).await? == b"+OK\r\n");
+    ensure!(held.read_frames(1).await? == bulk("pooled"));
+    // It ran as the fill: the lease is released (a plain SET would leave it).
+    let mut direct = Conn::connect(redis.addr()).await?;
+    ensure!(direct.call(&[b"EXISTS", b"nexus:lease:s:12"]).await? == b":0\r\n");
+    // After the fill, other writes are plain writes again.
+    ensure!(write.call(&[b"SET", b"s:12", b"later"]).await? == b"+OK\r\n");
+    ensure!(direct.call(&[b"GET", b"s:12"]).await? == bulk("later"));
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnected_filler_is_replaced_after_the_lease_expires() -> Result<()> {
     let redis = RedisServer::start().await?;
     let policy = guarded("{ lock_ttl: 300ms, wait_timeout: 3s, max_waiters: 100 }");

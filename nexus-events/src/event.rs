@@ -102,7 +102,13 @@ impl EventKind {
 }
 
 /// One event: envelope fields plus its payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Equality compares what travels in the JSON (`v`, `emitted_at`,
+/// `correlation_id`, `kind`) and ignores [`trace`](Self::trace): the trace
+/// context is transport metadata (Kafka record headers), captured at emit
+/// time and absent from [`Event::from_json`], so an emitted event equals the
+/// same event read back from Kafka.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     /// Schema version (see [`SCHEMA_VERSION`]).
@@ -121,6 +127,24 @@ pub struct Event {
     /// JSON: it travels in the Kafka record headers (`traceparent`).
     #[serde(skip)]
     pub trace: Option<TraceContext>,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured so that a new field has to be placed on one side or
+        // the other of this comparison.
+        let Self {
+            v,
+            emitted_at,
+            correlation_id,
+            kind,
+            trace: _,
+        } = self;
+        *v == other.v
+            && *emitted_at == other.emitted_at
+            && *correlation_id == other.correlation_id
+            && *kind == other.kind
+    }
 }
 
 /// Why a record could not be read as an [`Event`].
@@ -277,6 +301,34 @@ mod tests {
             })
         );
         assert_eq!(Event::from_json(&e.to_json()).unwrap(), e);
+    }
+
+    #[test]
+    fn equality_ignores_the_trace_context_but_not_the_payload() {
+        let mut emitted = Event::rate_limit_hit("10.0.0.1", "GET", "/x", Some("req-1".into()));
+        emitted.emitted_at = at(1_700_000_000_123);
+        emitted.trace = TraceContext::from_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
+        #[cfg(feature = "trace-context")]
+        assert!(emitted.trace.is_some());
+        // What a consumer decodes: the same JSON, no trace (it is in the headers).
+        let decoded = Event::from_record(TOPIC_RATE_LIMIT_HIT, &emitted.to_json()).unwrap();
+        assert!(decoded.trace.is_none());
+        assert_eq!(decoded, emitted);
+        assert_eq!(emitted, decoded);
+
+        let mut other = decoded.clone();
+        other.correlation_id = Some("req-2".into());
+        assert_ne!(other, emitted);
+        let mut other = decoded.clone();
+        other.emitted_at = at(1_700_000_000_124);
+        assert_ne!(other, emitted);
+        let other = Event {
+            emitted_at: emitted.emitted_at,
+            ..Event::rate_limit_hit("10.0.0.2", "GET", "/x", Some("req-1".into()))
+        };
+        assert_ne!(other, emitted);
     }
 
     #[test]

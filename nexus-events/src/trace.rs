@@ -120,11 +120,26 @@ impl TraceContext {
     }
 }
 
+/// Same trace id and span id (flags and `tracestate` are not compared).
+/// Compares the binary ids in place: no allocation.
+#[cfg(feature = "trace-context")]
 impl PartialEq for TraceContext {
     fn eq(&self, other: &Self) -> bool {
-        self.trace_id() == other.trace_id() && self.span_id() == other.span_id()
+        use opentelemetry::trace::TraceContextExt as _;
+        let (a, b) = (self.cx.span(), other.cx.span());
+        let (a, b) = (a.span_context(), b.span_context());
+        a.trace_id() == b.trace_id() && a.span_id() == b.span_id()
     }
 }
+
+#[cfg(not(feature = "trace-context"))]
+impl PartialEq for TraceContext {
+    fn eq(&self, _other: &Self) -> bool {
+        match self.never {}
+    }
+}
+
+impl Eq for TraceContext {}
 
 #[cfg(all(test, feature = "trace-context"))]
 mod tests {
@@ -148,6 +163,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(back, tc);
+        // Equality is by ids: another span of the same trace, or another
+        // trace with the same span id, is different; flags and tracestate
+        // are not part of it.
+        let other_span = TraceContext::from_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-01",
+        )
+        .unwrap();
+        let other_trace = TraceContext::from_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01",
+        )
+        .unwrap();
+        assert_ne!(tc, other_span);
+        assert_ne!(tc, other_trace);
+        let unsampled = TraceContext::from_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        )
+        .unwrap();
+        assert_eq!(tc, unsampled);
+        let with_state = TraceContext::from_record_headers([
+            ("traceparent", TP.as_bytes()),
+            ("tracestate", &b"vendor=1"[..]),
+        ])
+        .unwrap();
+        assert_eq!(tc, with_state);
         assert!(TraceContext::from_traceparent("00-zz-00f067aa0ba902b7-01").is_none());
         assert!(TraceContext::from_record_headers([("x-other", &b"1"[..])]).is_none());
         // No subscriber, no span: nothing to capture.

@@ -266,3 +266,75 @@ async fn two_members_split_partitions_and_the_survivor_takes_over() {
     );
     a.task.abort();
 }
+
+/// `lag()` is (high watermark - read position) summed over the assigned
+/// partitions, as of each partition's last fetch: the high watermark comes
+/// from the broker's fetch answer, the position from what `poll` returned
+/// (or `seek`). After reading k of N records it is exactly N - k, however
+/// many records each fetch returns; records produced after the last fetch
+/// are not counted until the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_is_produced_minus_read_as_of_the_last_fetch() {
+    const N: usize = 40;
+    const K: usize = 15;
+    let kafka = KafkaBroker::start().await.unwrap();
+    let bootstrap = kafka.bootstrap();
+    kafka.client().create_topic("lag", 1).await.unwrap();
+    // In several produce requests, so that the log holds several batches.
+    for start in (0..N).step_by(4) {
+        produce(&bootstrap, "lag", start..start + 4).await;
+    }
+
+    let mut c = timeout(
+        Duration::from_secs(30),
+        GroupConsumer::join(consumer_config(&bootstrap, "g-lag", "lag")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(c.lag(), None, "no fetch yet, no high watermark");
+
+    // Every fetch sees the high watermark N; lag = N - records read so far.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut read = 0;
+    while read < N && Instant::now() < deadline {
+        let batch = timeout(Duration::from_secs(20), c.poll())
+            .await
+            .unwrap()
+            .unwrap();
+        read += batch.len();
+        if !batch.is_empty() {
+            assert_eq!(c.lag(), Some((N - read) as u64), "after reading {read}");
+        }
+    }
+    assert_eq!(read, N);
+    assert_eq!(c.lag(), Some(0));
+
+    // Back to "K of N read": the position moves, the broker's watermark stays.
+    c.seek("lag", 0, K as i64);
+    assert_eq!(c.lag(), Some((N - K) as u64));
+    let again = timeout(Duration::from_secs(20), c.poll())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!again.is_empty());
+    assert_eq!(again[0].offset, K as i64);
+    assert_eq!(c.lag(), Some((N - K - again.len()) as u64));
+    let rest = drain(&mut c, N - K - again.len(), Duration::from_secs(30), false).await;
+    assert_eq!(K + again.len() + rest.len(), N);
+    assert_eq!(c.lag(), Some(0));
+
+    // Produced after the last fetch: invisible until the next fetch.
+    produce(&bootstrap, "lag", N..N + 3).await;
+    assert_eq!(c.lag(), Some(0), "no fetch since: the watermark is stale");
+    let late = drain(&mut c, 3, Duration::from_secs(30), false).await;
+    assert_eq!(late.len(), 3);
+    assert_eq!(c.lag(), Some(0));
+    c.seek("lag", 0, 0);
+    assert_eq!(
+        c.lag(),
+        Some((N + 3) as u64),
+        "watermark N + 3 from the last fetch"
+    );
+    c.close().await.unwrap();
+}

@@ -298,6 +298,7 @@
     var stats = panelState('consumer', doc);
     if (!stats) {
       ['consumer-eps', 'consumer-total', 'consumer-blocked', 'consumer-dropped'].forEach(function (id) { setNum(id, null); });
+      clear($('consumer-blocked-list'));
       kvTable('consumer-kv', {});
       lastConsumerTotal = null;
       return;
@@ -311,7 +312,16 @@
     lastConsumerTotal = isNum(total) ? { t: now, n: total } : null;
     setNum('consumer-eps', eps);
     setNum('consumer-total', total, 0);
-    setNum('consumer-blocked', count(find(stats, 'blocked_ips', 2)), 0);
+    var active = find(stats, 'blocked_ips_active', 2);
+    var blocked = find(stats, 'blocked_ips', 2);
+    setNum('consumer-blocked', isNum(active) ? active : count(blocked), 0);
+    var list = $('consumer-blocked-list');
+    clear(list);
+    (Array.isArray(blocked) ? blocked : []).slice(0, MAX_HOT_KEYS).forEach(function (b) {
+      var ip = b && typeof b === 'object' ? b.ip : b;
+      var hits = b && typeof b === 'object' && isNum(b.hits) ? ' (' + fmt(b.hits, 0) + ' hits)' : '';
+      list.appendChild(el('li', '', String(ip) + hits));
+    });
     setNum('consumer-dropped', count(find(stats, 'dropped', 2)), 0);
     kvTable('consumer-kv', stats);
   }

@@ -4,7 +4,9 @@
 //! Lifecycle, outermost first: trace span + request id + path normalisation ->
 //! blocklist (403) -> rate limit (429) -> JWT (401, public routes skipped) ->
 //! router: `POST /auth/token`, `GET /health`, `/metrics`, `/telemetry`,
-//! `/lb-stats`, `/cb-stats`, and `/api/*` proxied to the upstreams of
+//! `/lb-stats`, `/cb-stats`, the live [`admin`] page `/dashboard` with its
+//! admin JSON (`/admin/overview`, `/admin/dashboard[/cache|/consumer]`),
+//! and `/api/*` proxied to the upstreams of
 //! `services.json` (prefix stripped) through retry -> balance -> breaker ->
 //! timeout -> pooled HTTP client.
 //!

@@ -4,12 +4,12 @@
 //! Sources of the cache and consumer panels:
 //! - consumer: the real `nexus_consumer::admin` server (its `/stats` JSON),
 //!   fed by setting its public counters;
-//! - cache: a stand-in, an `HttpUpstream` (a real HTTP server over real TCP)
-//!   serving JSON in the shape nexus-cache's admin `/stats` documents
-//!   (`hit_ratio`, `held_readers`, `hot_keys: [{key, hits_per_second}]`),
-//!   because nexus-cache's admin server is being built in parallel in
-//!   another crate. It also carries unknown fields and a hostile key, which
-//!   the page must render as text.
+//! - cache, in `real_cache_proxy_panel`: the real `nexus_cache` proxy with its
+//!   admin server, in front of a real `redis-server`, after real GETs;
+//! - cache, in `dashboard_shows_live_numbers_in_chromium`: a stand-in, an
+//!   `HttpUpstream` (a real HTTP server over real TCP) serving JSON in the
+//!   shape of nexus-cache's admin `/stats` plus unknown fields and a hostile
+//!   key, which the page must tolerate and render as text.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 #[allow(dead_code)]
@@ -65,12 +65,13 @@ impl Running {
         let dir = tempfile::tempdir()?;
         let services = dir.path().join("services.json");
         std::fs::write(&services, services_json(upstreams))?;
-        // Rate limit per IP: 60 burst, 20/s, so the test's burst is limited
-        // and the page's polls (1/s) are not.
+        // Rate limit per IP: 60 burst, 10/s, so the test's sequential burst
+        // is limited (unless a request took over 100 ms) and the page's polls
+        // (1/s) are not.
         let yaml = format!(
             "listen: 127.0.0.1:0\n\
              auth:\n  signing_secret: {SECRET}\n  clients:\n    - id: {CLIENT_ID}\n      secret_sha256: {}\n\
-             rate_limit:\n  capacity: 60\n  refill_per_sec: 20\n\
+             rate_limit:\n  capacity: 60\n  refill_per_sec: 10\n\
              breaker:\n  volume_threshold: 2\n  reset_timeout_ms: 60000\n\
              proxy:\n  services_file: \"{}\"\n  retry_backoff_ms: 1\n  discovery_poll_ms: 100\n  timeout_ms: 2000\n\
              {extra_yaml}",
@@ -520,6 +521,133 @@ async fn silent_admin_server_times_out_quickly() -> Result<()> {
     assert_eq!(doc.json()["cache"]["status"], "not_configured");
     assert!(doc.json()["gateway"]["upstreams"][0]["url"] == up.url().as_str());
     gw.stop().await
+}
+
+/// A real nexus-cache proxy with its admin server on free ports, in front of
+/// `redis`, with a policy that tracks hot `product:*` keys.
+async fn cache_proxy(
+    redis: &nexus_testkit::RedisServer,
+) -> Result<(
+    SocketAddr,
+    SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let proxy_addr = listener.local_addr()?;
+    let policy = nexus_cache::policy::Policy::from_yaml_str(
+        "rules:\n  - commands: [GET]\n    keys: 'product:*'\n    singleflight: true\n",
+    )?;
+    let config = nexus_cache::ProxyConfig::builder()
+        .listen(proxy_addr)
+        .upstream(redis.url())
+        .policy(policy)
+        .admin("127.0.0.1:0".parse()?)
+        .build()?;
+    let mut proxy = nexus_cache::Proxy::new(config);
+    let admin = proxy.bind_admin().await?.context("admin configured")?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = proxy
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Ok((proxy_addr, admin, stop, task))
+}
+
+/// Sends RESP `commands` pipelined on one connection and checks the replies
+/// are exactly `expected`.
+async fn resp_exchange(addr: SocketAddr, commands: &[&[&str]], expected: &[u8]) -> Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut out = Vec::new();
+    for cmd in commands {
+        out.extend_from_slice(format!("*{}\r\n", cmd.len()).as_bytes());
+        for arg in *cmd {
+            out.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+        }
+    }
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(&out).await?;
+        let mut got = vec![0; expected.len()];
+        s.read_exact(&mut got).await?;
+        anyhow::Ok(got)
+    };
+    let got = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .context("RESP exchange timed out")??;
+    anyhow::ensure!(
+        got == expected,
+        "replies: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_cache_proxy_panel() -> Result<()> {
+    tokio::time::timeout(TEST_TIMEOUT, real_cache_proxy())
+        .await
+        .context("test bound")?
+}
+
+async fn real_cache_proxy() -> Result<()> {
+    let redis = nexus_testkit::RedisServer::start().await?;
+    let (proxy, admin, stop_proxy, proxy_task) = cache_proxy(&redis).await?;
+    // 30 hits on one hot key and 10 misses: hit ratio 0.75.
+    let mut commands: Vec<&[&str]> = vec![&["SET", "product:1", "p1"]];
+    let mut expected = b"+OK\r\n".to_vec();
+    for _ in 0..30 {
+        commands.push(&["GET", "product:1"]);
+        expected.extend_from_slice(b"$2\r\np1\r\n");
+    }
+    for _ in 0..10 {
+        commands.push(&["GET", "product:2"]);
+        expected.extend_from_slice(b"$-1\r\n");
+    }
+    resp_exchange(proxy, &commands, &expected).await?;
+
+    let up = HttpUpstream::start().await?;
+    let (emitter, _task, _sink) = nexus_events::Emitter::in_memory(64)?;
+    let gw = Running::start(
+        &[up.url()],
+        &format!("dashboard:\n  cache_admin: http://{admin}\n"),
+        StaticBlocklist::default(),
+        emitter,
+    )
+    .await?;
+    let token = gw.token().await?;
+    let panel = gw.get("/admin/dashboard/cache", Some(&token)).await?;
+    assert_eq!(panel.status, StatusCode::OK);
+    let stats = &panel.json()["stats"];
+    assert_eq!(stats["hit_ratio"].as_f64(), Some(0.75), "{stats}");
+
+    let dom = Chromium::new()?
+        .virtual_time_budget(Duration::from_secs(3))
+        .dump_dom(&gw.page_url(&token))
+        .await?;
+    let ctx = || format!("--- DOM ---\n{dom}");
+    assert_eq!(
+        attr(&dom, "cache-panel", "data-state").as_deref(),
+        Some("ok"),
+        "{}",
+        ctx()
+    );
+    assert_eq!(value(&dom, "cache-hit-ratio"), Some(0.75), "{}", ctx());
+    assert_eq!(value(&dom, "cache-held"), Some(0.0), "{}", ctx());
+    assert!(
+        dom.contains("<td class=\"key\">product:1</td>"),
+        "{}",
+        ctx()
+    );
+    assert!(dom.contains("get_hits"), "{}", ctx());
+
+    gw.stop().await?;
+    let _ = stop_proxy.send(());
+    tokio::time::timeout(Duration::from_secs(15), proxy_task).await??;
+    Ok(())
 }
 
 #[test]

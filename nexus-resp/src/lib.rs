@@ -104,6 +104,7 @@
 //! byte; turn them off with `inline(false)` when reading replies. See
 //! [`Command`] for the quoting rules supported.
 
+mod build;
 mod command;
 mod decode;
 pub mod encode;

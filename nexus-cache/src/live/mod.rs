@@ -136,7 +136,6 @@ pub(crate) enum Call {
     Fill {
         keys: Vec<Bytes>,
         argv: Vec<Bytes>,
-        client: u64,
         granted: tokio::time::Instant,
     },
     /// A deletion of guarded keys: `CANCEL` (keys: their leases; argv: the
@@ -371,7 +370,6 @@ impl Live {
         Some(Plan::Script(Call::Fill {
             keys,
             argv,
-            client,
             granted,
         }))
     }
@@ -416,11 +414,10 @@ impl Live {
             Call::Fill {
                 keys,
                 argv,
-                client,
                 granted,
             } => {
                 let reply = FILL_SCRIPT.call(lane, &refs(&keys), &refs(&argv)).await;
-                self.guard.filled(&keys[0], client, granted, &reply);
+                self.guard.filled(&keys[0], &argv[0], granted, &reply);
                 reply
             }
             Call::Cancel {

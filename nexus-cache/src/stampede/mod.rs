@@ -327,14 +327,19 @@ impl Guard {
         }
     }
 
-    /// The lease `client` holds on `key`, if this `SET` of it is a fill:
-    /// `(token, granted)`.
+    /// If this `SET` of `key` by `client` is a fill, the lease it runs under:
+    /// `(token, granted)`. It is when this proxy holds a live lease on the key
+    /// (whichever connection sends it: applications with a connection pool
+    /// may read and write on different connections), or when `client` is
+    /// the holder of an expired or cancelled lease (its late fill, checked
+    /// against Redis and dropped there).
     pub(crate) fn fill_lease(&self, key: &[u8], client: u64) -> Option<(Bytes, Instant)> {
+        let now = Instant::now();
         self.table
             .with(key, |e| {
                 e.lease
                     .as_ref()
-                    .filter(|l| l.holder == client)
+                    .filter(|l| l.holder == client || l.expires > now)
                     .map(|l| (l.token.clone(), l.granted))
             })
             .flatten()
@@ -342,14 +347,14 @@ impl Guard {
 
     /// After a fill ran ([`scripts::FILL`]) with `reply`: measures the refill
     /// time, wakes the held readers, counts a dropped fill.
-    pub(crate) fn filled(&self, key: &[u8], client: u64, granted: Instant, reply: &[u8]) {
+    pub(crate) fn filled(&self, key: &[u8], token: &[u8], granted: Instant, reply: &[u8]) {
         let now = Instant::now();
         let dropped = reply == NIL;
         if dropped {
             self.metrics.late_fills_dropped.fetch_add(1, Relaxed);
         }
         self.table.with(key, |e| {
-            if e.lease.as_ref().is_some_and(|l| l.holder == client) {
+            if e.lease.as_ref().is_some_and(|l| l.token[..] == *token) {
                 e.lease = None;
             }
             if !dropped && !reply.starts_with(b"-") {
