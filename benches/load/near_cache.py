@@ -187,7 +187,7 @@ def main():
         wait_port(proxy_port, procs[-1])
         Conn(redis_port).call("SET", "n:hot", "v" * 64)
         deadline = time.time() + 10
-        while stats(proxy_port)["near_tracking_up"] != 1:
+        while stats(proxy_port)["near_cache_tracking_now"] != 1:
             if time.time() > deadline:
                 sys.exit("tracking link never came up")
             time.sleep(0.05)
@@ -221,8 +221,8 @@ def main():
             print(f"  P{pipeline:<2} redis {r[0]:>12,.0f}  nexus-near {n[0]:>12,.0f}  best/best {n[0] / r[0]:.2f}x  "
                   f"median round ratio {med:.2f}x  server CPU us/op (median) redis {cr:.2f} nexus {cn:.2f}")
         s = stats(proxy_port)
-        print("proxy near_hits %d near_misses %d (forwarded %d commands to Redis)"
-              % (s["near_hits"], s["near_misses"], s["forwarded"]))
+        print("proxy near_cache_hits %d near_cache_misses %d (forwarded %d commands to Redis)"
+              % (s["near_cache_hits"], s["near_cache_misses"], s["forwarded"]))
 
         w = window(redis_port, proxy_port, args.writes)
         print(f"invisibility window, idle, {len(w)} direct writes: "

@@ -78,7 +78,7 @@ async fn setup(yaml: &str) -> Result<(RedisServer, ProxyHandle, Conn)> {
     let redis = RedisServer::start().await?;
     let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy(yaml))).await?;
     let mut admin = Conn::connect(proxy.addr).await?;
-    wait_stat(&mut admin, "near_tracking_up", |v| v == 1).await?;
+    wait_stat(&mut admin, "near_cache_tracking_now", |v| v == 1).await?;
     Ok((redis, proxy, admin))
 }
 
@@ -86,9 +86,9 @@ async fn setup(yaml: &str) -> Result<(RedisServer, ProxyHandle, Conn)> {
 async fn warm(c: &mut Conn, admin: &mut Conn, key: &[u8]) -> Result<Vec<u8>> {
     let deadline = Instant::now() + WAIT;
     loop {
-        let hits = stat(admin, "near_hits").await?;
+        let hits = stat(admin, "near_cache_hits").await?;
         let v = c.call(&[b"GET", key]).await?;
-        if stat(admin, "near_hits").await? > hits {
+        if stat(admin, "near_cache_hits").await? > hits {
             return Ok(v);
         }
         ensure!(Instant::now() < deadline, "never a hit for {}", text(key));
@@ -150,7 +150,7 @@ async fn a_direct_write_on_redis_evicts_the_near_cached_value() -> Result<()> {
     direct.call(&[b"SET", b"n:k", b"old"]).await?;
     let mut c = Conn::connect(proxy.addr).await?;
     assert_eq!(warm(&mut c, &mut admin, b"n:k").await?, bulk("old"));
-    let invalidations = stat(&mut admin, "near_invalidations").await?;
+    let invalidations = stat(&mut admin, "near_cache_invalidations").await?;
 
     // Written by another client, straight on Redis (redis-cli).
     assert_eq!(redis.cli(["SET", "n:k", "new"]).await?, "OK");
@@ -164,7 +164,7 @@ async fn a_direct_write_on_redis_evicts_the_near_cached_value() -> Result<()> {
         ensure!(Instant::now() < deadline, "still the old value after 2 s");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    assert!(stat(&mut admin, "near_invalidations").await? > invalidations);
+    assert!(stat(&mut admin, "near_cache_invalidations").await? > invalidations);
     // The new value is cached again, and a DEL evicts it too.
     assert_eq!(warm(&mut c, &mut admin, b"n:k").await?, bulk("new"));
     direct.call(&[b"DEL", b"n:k"]).await?;
@@ -176,9 +176,9 @@ async fn a_direct_write_on_redis_evicts_the_near_cached_value() -> Result<()> {
     // FLUSHALL arrives as a null invalidation: everything goes.
     direct.call(&[b"SET", b"n:f", b"f"]).await?;
     warm(&mut c, &mut admin, b"n:f").await?;
-    let flushes = stat(&mut admin, "near_flushes").await?;
+    let flushes = stat(&mut admin, "near_cache_flushes").await?;
     direct.call(&[b"FLUSHALL"]).await?;
-    wait_stat(&mut admin, "near_flushes", |v| v > flushes).await?;
+    wait_stat(&mut admin, "near_cache_flushes", |v| v > flushes).await?;
     assert_eq!(c.call(&[b"GET", b"n:f"]).await?, b"$-1\r\n");
     proxy.stop().await
 }
@@ -209,17 +209,17 @@ async fn losing_the_tracking_link_flushes_the_near_cache() -> Result<()> {
     direct.call(&[b"SET", b"n:a", b"a"]).await?;
     let mut c = Conn::connect(proxy.addr).await?;
     warm(&mut c, &mut admin, b"n:a").await?;
-    assert!(stat(&mut admin, "near_entries").await? >= 1);
-    let flushes = stat(&mut admin, "near_flushes").await?;
+    assert!(stat(&mut admin, "near_cache_entries").await? >= 1);
+    let flushes = stat(&mut admin, "near_cache_flushes").await?;
 
     let id = tracking_client_id(&mut direct).await?.context("no id")?;
     let killed = direct
         .call(&[b"CLIENT", b"KILL", b"ID", id.as_bytes()])
         .await?;
     assert_eq!(killed, b":1\r\n");
-    wait_stat(&mut admin, "near_flushes", |v| v > flushes).await?;
+    wait_stat(&mut admin, "near_cache_flushes", |v| v > flushes).await?;
     // The link comes back (new connection), the cache serves again.
-    wait_stat(&mut admin, "near_tracking_up", |v| v == 1).await?;
+    wait_stat(&mut admin, "near_cache_tracking_now", |v| v == 1).await?;
     let new_id = tracking_client_id(&mut direct)
         .await?
         .context("no new link")?;
@@ -227,9 +227,9 @@ async fn losing_the_tracking_link_flushes_the_near_cache() -> Result<()> {
     assert_eq!(warm(&mut c, &mut admin, b"n:a").await?, bulk("a"));
 
     // Redis restarts empty: the cached value must not survive it.
-    let flushes = stat(&mut admin, "near_flushes").await?;
+    let flushes = stat(&mut admin, "near_cache_flushes").await?;
     redis.restart().await?;
-    wait_stat(&mut admin, "near_flushes", |v| v > flushes).await?;
+    wait_stat(&mut admin, "near_cache_flushes", |v| v > flushes).await?;
     let deadline = Instant::now() + WAIT;
     loop {
         let v = c.call(&[b"GET", b"n:a"]).await?;
@@ -245,7 +245,7 @@ async fn losing_the_tracking_link_flushes_the_near_cache() -> Result<()> {
         ensure!(Instant::now() < deadline, "upstream never came back");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    wait_stat(&mut admin, "near_tracking_up", |v| v == 1).await?;
+    wait_stat(&mut admin, "near_cache_tracking_now", |v| v == 1).await?;
     proxy.stop().await
 }
 
@@ -331,7 +331,7 @@ async fn read_your_writes(transactions: bool) -> Result<()> {
         tokio::time::timeout(WAIT, t).await???;
     }
     // The near cache was really in play.
-    let hits = stat(&mut admin, "near_hits").await?;
+    let hits = stat(&mut admin, "near_cache_hits").await?;
     assert!(hits > 100, "only {hits} near-cache hits");
     proxy.stop().await
 }
@@ -353,15 +353,16 @@ async fn the_byte_budget_and_value_limit_hold() -> Result<()> {
             assert_eq!(c.call(&[b"GET", key.as_bytes()]).await?, bulk(&value));
         }
         if i % 20 == 0 {
-            let bytes = stat(&mut admin, "near_bytes").await?;
+            let bytes = stat(&mut admin, "near_cache_bytes").await?;
             assert!(bytes <= BUDGET, "{bytes} bytes held");
         }
     }
-    let bytes = stat(&mut admin, "near_bytes").await?;
-    let entries = stat(&mut admin, "near_entries").await?;
+    let bytes = stat(&mut admin, "near_cache_bytes").await?;
+    let entries = stat(&mut admin, "near_cache_entries").await?;
     assert!(bytes <= BUDGET && bytes > 0, "{bytes} bytes");
     assert!(entries < 200 && entries > 0, "{entries} entries");
-    assert!(stat(&mut admin, "near_evictions").await? > 0);
+    assert!(stat(&mut admin, "near_cache_evictions").await? > 0);
+    assert_eq!(stat(&mut admin, "near_cache_capacity_bytes").await?, BUDGET);
 
     // A value above max_value_bytes is never cached: every read reaches Redis.
     let big = "b".repeat(5000);
@@ -386,13 +387,13 @@ async fn hot_only_admission_waits_for_a_hot_key() -> Result<()> {
         c.call(&[b"GET", b"n:cold"]).await?;
     }
     assert_eq!(
-        stat(&mut admin, "near_entries").await?,
+        stat(&mut admin, "near_cache_entries").await?,
         0,
         "a cold key was admitted"
     );
     // Read hard: the detector rates it above 50/s and it gets admitted.
     assert_eq!(warm(&mut c, &mut admin, b"n:hot").await?, bulk("h"));
-    assert_eq!(stat(&mut admin, "near_entries").await?, 1);
+    assert_eq!(stat(&mut admin, "near_cache_entries").await?, 1);
     proxy.stop().await
 }
 
@@ -422,8 +423,8 @@ async fn no_near_cache_without_a_rule_naming_one() -> Result<()> {
         );
         assert_eq!(tracking_client_id(&mut direct).await?, None);
         if yaml.is_some() {
-            assert_eq!(stat(&mut c, "near_hits").await?, 0);
-            assert_eq!(stat(&mut c, "near_tracking_up").await?, 0);
+            assert_eq!(stat(&mut c, "near_cache_hits").await?, 0);
+            assert_eq!(stat(&mut c, "near_cache_tracking_now").await?, 0);
         }
         proxy.stop().await?;
     }
@@ -454,7 +455,7 @@ async fn multi_key_writes_and_scripts_drop_entries_before_their_reply() -> Resul
     for k in &keys {
         warm(&mut c, &mut admin, k.as_bytes()).await?;
     }
-    let flushes = stat(&mut admin, "near_flushes").await?;
+    let flushes = stat(&mut admin, "near_cache_flushes").await?;
     let script = b"redis.call('SET', KEYS[1], ARGV[1]) return 1";
     assert_eq!(
         c.call(&[b"EVAL", script, b"1", b"n:m3", b"scripted"])
@@ -462,6 +463,6 @@ async fn multi_key_writes_and_scripts_drop_entries_before_their_reply() -> Resul
         b":1\r\n"
     );
     assert_eq!(c.call(&[b"GET", b"n:m3"]).await?, bulk("scripted"));
-    assert!(stat(&mut admin, "near_flushes").await? > flushes);
+    assert!(stat(&mut admin, "near_cache_flushes").await? > flushes);
     proxy.stop().await
 }

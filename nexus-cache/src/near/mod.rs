@@ -256,7 +256,7 @@ impl Near {
         let m = &inner.metrics;
         let guard = inner.stores.load();
         let Some(stores) = guard.as_ref().filter(|s| Arc::ptr_eq(&s.policy, policy)) else {
-            m.near_misses.fetch_add(1, Relaxed);
+            m.near_cache_misses.fetch_add(1, Relaxed);
             return Lookup::Bypass;
         };
         let Some(rule_index) = policy.rules().iter().position(|r| std::ptr::eq(r, rule)) else {
@@ -267,10 +267,10 @@ impl Near {
         };
         let hash = hash(key);
         if let Some(v) = part.get(hash, key, Instant::now(), freq) {
-            m.near_hits.fetch_add(1, Relaxed);
+            m.near_cache_hits.fetch_add(1, Relaxed);
             return Lookup::Hit(v);
         }
-        m.near_misses.fetch_add(1, Relaxed);
+        m.near_cache_misses.fetch_add(1, Relaxed);
         if part.policy.admit == NearAdmission::Hot
             && inner.hot.rate_of_count(freq) < f64::from(part.policy.hot_rate.get())
         {
@@ -430,29 +430,39 @@ impl Inner {
     fn flush_entries(&self) {
         if let Some(stores) = &*self.stores.load() {
             stores.clear();
-            self.metrics.near_flushes.fetch_add(1, Relaxed);
+            self.metrics.near_cache_flushes.fetch_add(1, Relaxed);
         }
     }
 
     /// Serves `policy` from now on (the link is subscribed for it).
     fn enable(&self, policy: Arc<Policy>) {
         let stores = Stores::new(policy, &self.metrics);
+        let capacity: usize = stores
+            .parts
+            .iter()
+            .flatten()
+            .map(|p| p.policy.max_bytes.get())
+            .sum();
+        self.metrics
+            .near_cache_capacity_bytes
+            .store(capacity as u64, Relaxed);
         self.versions.bump_all();
         let old = self.stores.swap(Some(Arc::new(stores)));
         if let Some(old) = old {
             old.clear();
-            self.metrics.near_flushes.fetch_add(1, Relaxed);
+            self.metrics.near_cache_flushes.fetch_add(1, Relaxed);
         }
-        self.metrics.near_tracking_up.store(1, Relaxed);
+        self.metrics.near_cache_tracking_now.store(1, Relaxed);
     }
 
     /// Stops serving and flushes (the link is gone).
     fn disable(&self) {
-        self.metrics.near_tracking_up.store(0, Relaxed);
+        self.metrics.near_cache_tracking_now.store(0, Relaxed);
+        self.metrics.near_cache_capacity_bytes.store(0, Relaxed);
         self.versions.bump_all();
         if let Some(old) = self.stores.swap(None) {
             old.clear();
-            self.metrics.near_flushes.fetch_add(1, Relaxed);
+            self.metrics.near_cache_flushes.fetch_add(1, Relaxed);
         }
     }
 }

@@ -126,7 +126,7 @@ impl Part {
             s.map.remove(key);
             s.bytes -= size;
             drop(s);
-            self.gone(size, &self.metrics.near_evictions);
+            self.gone(size, &self.metrics.near_cache_evictions);
             return None;
         }
         e.referenced = true;
@@ -217,13 +217,13 @@ impl Part {
         }
         drop(s);
         let m = &self.metrics;
-        m.near_evictions.fetch_add(evicted.1, Relaxed);
-        m.near_entries.fetch_sub(evicted.1 + freed.1, Relaxed);
-        m.near_bytes
+        m.near_cache_evictions.fetch_add(evicted.1, Relaxed);
+        m.near_cache_entries.fetch_sub(evicted.1 + freed.1, Relaxed);
+        m.near_cache_bytes
             .fetch_sub((evicted.0 + freed.0) as u64, Relaxed);
         if admitted && fits {
-            m.near_entries.fetch_add(1, Relaxed);
-            m.near_bytes.fetch_add(size as u64, Relaxed);
+            m.near_cache_entries.fetch_add(1, Relaxed);
+            m.near_cache_bytes.fetch_add(size as u64, Relaxed);
             Insert::Stored
         } else {
             Insert::NotAdmitted
@@ -238,7 +238,7 @@ impl Part {
         };
         s.bytes -= e.size;
         drop(s);
-        self.gone(e.size, &self.metrics.near_invalidations);
+        self.gone(e.size, &self.metrics.near_cache_invalidations);
         true
     }
 
@@ -249,15 +249,17 @@ impl Part {
             let (n, bytes) = (s.map.len() as u64, s.bytes as u64);
             *s = Shard::default();
             drop(s);
-            self.metrics.near_entries.fetch_sub(n, Relaxed);
-            self.metrics.near_bytes.fetch_sub(bytes, Relaxed);
+            self.metrics.near_cache_entries.fetch_sub(n, Relaxed);
+            self.metrics.near_cache_bytes.fetch_sub(bytes, Relaxed);
         }
     }
 
     fn gone(&self, size: usize, counter: &std::sync::atomic::AtomicU64) {
         counter.fetch_add(1, Relaxed);
-        self.metrics.near_entries.fetch_sub(1, Relaxed);
-        self.metrics.near_bytes.fetch_sub(size as u64, Relaxed);
+        self.metrics.near_cache_entries.fetch_sub(1, Relaxed);
+        self.metrics
+            .near_cache_bytes
+            .fetch_sub(size as u64, Relaxed);
     }
 
     /// Entries and bytes held (locks each shard in turn).
@@ -307,9 +309,9 @@ mod tests {
             assert!(n <= 100 && b <= 8 * 1024, "{n} entries, {b} bytes");
         }
         let m = p.metrics.snapshot();
-        assert_eq!(m.near_bytes as usize, p.usage().1);
-        assert_eq!(m.near_entries as usize, p.usage().0);
-        assert!(m.near_evictions > 0);
+        assert_eq!(m.near_cache_bytes as usize, p.usage().1);
+        assert_eq!(m.near_cache_entries as usize, p.usage().0);
+        assert!(m.near_cache_evictions > 0);
         assert_eq!(
             p.insert(h(1), b"big", &[0; 513], now, 1, || true),
             Insert::TooLarge
@@ -321,7 +323,7 @@ mod tests {
         assert!(p.get(h(3), b"t", later, 9).is_none(), "max age");
         p.clear();
         assert_eq!(p.usage(), (0, 0));
-        assert_eq!(p.metrics.snapshot().near_bytes, 0);
+        assert_eq!(p.metrics.snapshot().near_cache_bytes, 0);
     }
 
     #[tokio::test(start_paused = true)]
