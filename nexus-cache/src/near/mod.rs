@@ -32,6 +32,7 @@
 //! (max age) ([`store`]); 4,096 coherence stripes ([`versions`]); fills in
 //! flight are bounded by the clients' reply queues (one per miss).
 
+mod marks;
 pub(crate) mod pinned;
 mod store;
 mod tracking;
@@ -56,9 +57,8 @@ use crate::upstream::{Lane, Reply};
 use store::{Insert, Part};
 use versions::{Ticket, Versions};
 
-/// Stripes one batch's [`WriteMarks`] remember; a batch writing more
-/// near-cache keys falls back to one global pending mark.
-const MARKS: usize = 8;
+use marks::MARKS;
+pub(crate) use marks::WriteMarks;
 
 /// The near cache of one proxy.
 pub(crate) struct Near {
@@ -160,65 +160,6 @@ impl std::fmt::Debug for Fill {
         f.debug_struct("Fill")
             .field("ticket", &self.ticket)
             .finish_non_exhaustive()
-    }
-}
-
-/// The near-cache side of one batch of writes: acknowledged (dropped) once
-/// Redis answered the batch, before the client sees the answer. Dropped
-/// unanswered (client gone) it acknowledges as well: that write was never
-/// acknowledged to anyone, and its tracking invalidation still arrives.
-pub(crate) struct WriteMarks {
-    inner: Option<Arc<Inner>>,
-    stripes: [u16; MARKS],
-    len: u8,
-    all: bool,
-    /// Written while the near cache was not in use yet.
-    unmarked: bool,
-}
-
-impl std::fmt::Debug for WriteMarks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteMarks")
-            .field("stripes", &&self.stripes[..usize::from(self.len)])
-            .field("all", &self.all)
-            .finish()
-    }
-}
-
-impl WriteMarks {
-    /// No writes.
-    pub(crate) const fn new() -> Self {
-        Self {
-            inner: None,
-            stripes: [0; MARKS],
-            len: 0,
-            all: false,
-            unmarked: false,
-        }
-    }
-
-    /// Whether acknowledging these writes needs the near cache at all.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.inner.is_none() && !self.unmarked
-    }
-}
-
-impl Default for WriteMarks {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for WriteMarks {
-    fn drop(&mut self) {
-        if let Some(inner) = self.inner.take() {
-            for &s in &self.stripes[..usize::from(self.len)] {
-                inner.versions.end(usize::from(s));
-            }
-            if self.all {
-                inner.versions.end_all();
-            }
-        }
     }
 }
 
