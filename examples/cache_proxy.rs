@@ -18,7 +18,7 @@
 //! given).
 //!
 //! Telemetry (`nexus_telemetry::init`, once): `--log-format human|json`,
-//! `--otlp-endpoint URL` exports spans over OTLP/HTTP, `--trace-sample N`
+//! `--otlp-endpoint URL` exports spans over OTLP/HTTP, `--command-trace-every N`
 //! gives one client command in N a `cache.command` span (default 0: none),
 //! `--trace-sampling RATIO` is the exporter's ratio of those (default 1.0).
 //! `RUST_LOG` sets the log filter (default `info`).
@@ -35,7 +35,7 @@ use nexus_telemetry::LogFormat;
 
 const USAGE: &str = "usage: cache_proxy [--listen ADDR] [--upstream redis://[[user]:pass@]host:port[/db]] \
 [--pool-size N] [--max-clients N] [--threads N] [--policy FILE] [--admin ADDR] \
-[--trace-sample N] [--log-format human|json] [--otlp-endpoint URL] [--trace-sampling RATIO]";
+[--command-trace-every N] [--log-format human|json] [--otlp-endpoint URL] [--trace-sampling RATIO]";
 
 /// What the binary needs besides the proxy's own configuration.
 struct Args {
@@ -81,10 +81,10 @@ fn config_from_args() -> Result<(ProxyConfig, Args), String> {
             }
             "--policy" => builder.policy_file(nexus_cache::policy::ReloaderConfig::new(value)),
             "--admin" => builder.admin(value.parse().map_err(|e| format!("--admin {value}: {e}"))?),
-            "--trace-sample" => builder.trace_sample(
+            "--command-trace-every" => builder.trace_sample(
                 value
                     .parse()
-                    .map_err(|e| format!("--trace-sample {value}: {e}"))?,
+                    .map_err(|e| format!("--command-trace-every {value}: {e}"))?,
             ),
             "--log-format" => {
                 out.log_format = value.parse().map_err(|e| format!("{flag}: {e}"))?;

@@ -8,10 +8,15 @@
 //!
 //! Flags: `--kafka HOST:PORT[,HOST:PORT]` (default 127.0.0.1:9092), `--redis URL`
 //! (default redis://127.0.0.1:6379), `--group ID` (default nexus-consumer-group),
-//! `--config FILE` (a JSON `ServiceConfig`; flags given after it override it),
-//! `--webhook URL` (http:// alert webhook), `--admin ADDR` (admin HTTP server:
-//! `/metrics`, `/stats`, `/healthz`; `off` turns it off; default 127.0.0.1:9381;
-//! a `--config` file replaces it with the file's `admin`).
+//! `--config FILE` (a JSON `ServiceConfig`), `--webhook URL` (http:// alert
+//! webhook), `--admin ADDR|off` (admin HTTP server: `/metrics`, `/stats`,
+//! `/healthz`; default 127.0.0.1:9381).
+//!
+//! Precedence, whatever the order of the flags: built-in defaults, then the
+//! `--config` file, then the other flags. The admin default applies unless
+//! the file has an `admin` key (an address, or `null` for off) or `--admin`
+//! is given: a file without `admin` keeps the admin server on 127.0.0.1:9381.
+//!
 //! Telemetry: `--log-format human|json`, `--otlp-endpoint URL` (export spans:
 //! one `consumer.handle` span per event, in the producing request's trace
 //! through the record's `traceparent` header), `--trace-sampling RATIO`;
@@ -25,9 +30,18 @@ mod telemetry;
 use nexus_consumer::{ConsumerService, ServiceConfig};
 use nexus_telemetry::LogFormat;
 
-const USAGE: &str = "usage: consumer [--config FILE] [--kafka HOST:PORT[,..]] [--redis redis://HOST:PORT] \
+const USAGE: &str =
+    "usage: consumer [--config FILE] [--kafka HOST:PORT[,..]] [--redis redis://HOST:PORT] \
 [--group ID] [--webhook http://HOST:PORT/PATH] [--admin ADDR|off] [--log-format human|json] \
-[--otlp-endpoint URL] [--trace-sampling RATIO]";
+[--otlp-endpoint URL] [--trace-sampling RATIO]
+
+  --config FILE   JSON ServiceConfig; the other flags override it, in any order
+  --kafka         default 127.0.0.1:9092 (or the file's kafka_bootstrap)
+  --redis         default redis://127.0.0.1:6379 (or the file's redis_url)
+  --group         default nexus-consumer-group (or the file's group_id)
+  --admin ADDR    admin server (/metrics, /stats, /healthz), `off` for none;
+                  default 127.0.0.1:9381, also with --config unless the file
+                  has an `admin` key (`\"admin\": null` turns it off)";
 
 /// The Nexus default consumer admin address (`docs/prometheus.yml` scrapes it).
 const DEFAULT_ADMIN: ([u8; 4], u16) = ([127, 0, 0, 1], 9381);
@@ -39,15 +53,36 @@ struct Args {
     sampling: f64,
 }
 
+/// Flags that override the file (or the defaults), kept until all are read
+/// so that their order does not matter.
+#[derive(Default)]
+struct Overrides {
+    kafka: Option<String>,
+    redis: Option<String>,
+    group: Option<String>,
+    webhook: Option<String>,
+    /// `Some(None)`: `--admin off`.
+    admin: Option<Option<std::net::SocketAddr>>,
+}
+
+/// The `--config` file, and whether it names `admin` (an address or `null`).
+fn read_config(path: &str) -> Result<(ServiceConfig, bool), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let config = ServiceConfig::from_json(&text).map_err(|e| format!("{path}: {e}"))?;
+    // from_json accepted it, so it is a JSON object.
+    let has_admin = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.as_object().map(|o| o.contains_key("admin")))
+        .unwrap_or(false);
+    Ok((config, has_admin))
+}
+
 fn parse_args() -> Result<Args, String> {
-    let mut config = ServiceConfig::new("127.0.0.1:9092", "redis://127.0.0.1:6379");
-    config.admin = Some(DEFAULT_ADMIN.into());
-    let mut out = Args {
-        config,
-        log_format: LogFormat::Human,
-        otlp_endpoint: None,
-        sampling: 1.0,
-    };
+    let mut file = None;
+    let mut o = Overrides::default();
+    let mut log_format = LogFormat::Human;
+    let mut otlp_endpoint = None;
+    let mut sampling = 1.0;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
@@ -56,36 +91,63 @@ fn parse_args() -> Result<Args, String> {
         let value = args
             .next()
             .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let config = &mut out.config;
         match flag.as_str() {
-            "--config" => {
-                let text = std::fs::read_to_string(&value).map_err(|e| format!("{value}: {e}"))?;
-                *config = ServiceConfig::from_json(&text).map_err(|e| format!("{value}: {e}"))?;
-            }
-            "--kafka" => config.kafka_bootstrap = value,
-            "--redis" => config.redis_url = value,
-            "--group" => config.group_id = value,
-            "--webhook" => config.alerts.webhook_url = Some(value),
-            "--admin" if value == "off" => config.admin = None,
+            "--config" if file.is_some() => return Err(format!("--config given twice\n{USAGE}")),
+            "--config" => file = Some(value),
+            "--kafka" => o.kafka = Some(value),
+            "--redis" => o.redis = Some(value),
+            "--group" => o.group = Some(value),
+            "--webhook" => o.webhook = Some(value),
+            "--admin" if value == "off" => o.admin = Some(None),
             "--admin" => {
-                config.admin = Some(
-                    value
-                        .parse()
-                        .map_err(|e| format!("--admin {value:?}: {e}"))?,
-                );
+                let addr = value
+                    .parse()
+                    .map_err(|e| format!("--admin {value:?}: {e}"))?;
+                o.admin = Some(Some(addr));
             }
-            "--log-format" => out.log_format = value.parse().map_err(|e| format!("{flag}: {e}"))?,
-            "--otlp-endpoint" => out.otlp_endpoint = Some(value),
+            "--log-format" => log_format = value.parse().map_err(|e| format!("{flag}: {e}"))?,
+            "--otlp-endpoint" => otlp_endpoint = Some(value),
             "--trace-sampling" => {
-                out.sampling = value
+                sampling = value
                     .parse()
                     .map_err(|e| format!("{flag} {value:?}: {e}"))?;
             }
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
     }
-    out.config.validate().map_err(|e| e.to_string())?;
-    Ok(out)
+    // Defaults, then the file, then the flags.
+    let (mut config, file_has_admin) = match &file {
+        Some(path) => read_config(path)?,
+        None => (
+            ServiceConfig::new("127.0.0.1:9092", "redis://127.0.0.1:6379"),
+            false,
+        ),
+    };
+    if !file_has_admin {
+        config.admin = Some(DEFAULT_ADMIN.into());
+    }
+    if let Some(v) = o.kafka {
+        config.kafka_bootstrap = v;
+    }
+    if let Some(v) = o.redis {
+        config.redis_url = v;
+    }
+    if let Some(v) = o.group {
+        config.group_id = v;
+    }
+    if let Some(v) = o.webhook {
+        config.alerts.webhook_url = Some(v);
+    }
+    if let Some(v) = o.admin {
+        config.admin = v;
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(Args {
+        config,
+        log_format,
+        otlp_endpoint,
+        sampling,
+    })
 }
 
 #[tokio::main]

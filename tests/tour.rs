@@ -235,6 +235,11 @@ async fn tour() {
                 assert_eq!(out.lines().collect::<Vec<_>>(), ["OK", "bar"], "{ctx}");
                 // It went through the proxy to the real Redis.
                 assert_eq!(redis.cli(["GET", "foo"]).await.unwrap(), "bar");
+                // The proxy's admin server counted it: the GET was a hit.
+                let stats = curl(&[&format!("http://{admin}/stats")]).await;
+                let stats: serde_json::Value = serde_json::from_str(&stats).expect(&stats);
+                assert!(stats["get_hits"].as_u64() >= Some(1), "{stats}");
+                assert!(stats["commands_total"].as_u64() >= Some(2), "{stats}");
             }
             "telemetry" => {
                 let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&ctx);

@@ -42,6 +42,13 @@ pub enum ServeError {
     /// The policy file could not be loaded when serving started.
     #[error("cannot load the cache policy: {0}")]
     Policy(#[from] crate::policy::PolicyError),
+    /// [`ProxyConfig::admin`](crate::ProxyConfig::admin) is set (bypassing
+    /// the builder's check) but the crate was built without its `admin`
+    /// feature: nothing would serve the address.
+    #[error(
+        "an admin address ({0}) is configured but nexus-cache was built without its `admin` feature"
+    )]
+    AdminUnavailable(std::net::SocketAddr),
 }
 
 /// Why an upstream request failed. Every variant becomes one `-ERR ...` reply per

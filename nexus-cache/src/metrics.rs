@@ -115,6 +115,7 @@ pub struct Metrics {
     pub(crate) upstream_connect_failures: AtomicU64,
     pub(crate) upstream_batches: AtomicU64,
     pub(crate) upstream_latency: Histogram,
+    pub(crate) routed_to_pool: AtomicU64,
     pub(crate) pinned_commands: AtomicU64,
     pub(crate) local_commands: AtomicU64,
     pub(crate) get_hits: AtomicU64,
@@ -155,10 +156,19 @@ pub struct MetricsSnapshot {
     pub upstream_latency_p50_us: u64,
     /// 99th percentile batch round trip to Redis, upper bucket bound in microseconds.
     pub upstream_latency_p99_us: u64,
-    /// Commands received on pinned connections (included in `commands`).
+    /// Commands routed to the shared pool on unpinned connections (included
+    /// in `commands`), counted when routed: `GET`s collapsed into another
+    /// client's flight or held by the stampede guard are included, though
+    /// they never reach Redis themselves (`forwarded` counts what was sent).
+    pub routed_to_pool: u64,
+    /// Commands received on pinned connections, the one that pinned the
+    /// connection included (in `commands` too).
     pub pinned_commands: u64,
     /// Commands answered or refused by the proxy itself on unpinned
-    /// connections (`AUTH`, `QUIT`, `NEXUS.*`, refusals; included in `commands`).
+    /// connections (`AUTH`, `QUIT`, `NEXUS.*`, refusals, a pin refused at
+    /// `max_pinned`; included in `commands`). On unpinned connections every
+    /// command is exactly one of `routed_to_pool`, `local_commands`, or the
+    /// command that pinned it (in `pinned_commands`).
     pub local_commands: u64,
     /// `GET` replies carrying a value (unpinned connections).
     pub get_hits: u64,
@@ -190,6 +200,7 @@ impl Metrics {
             upstream_batches: self.upstream_batches.load(Relaxed),
             upstream_latency_p50_us: self.upstream_latency.quantile_us(0.5),
             upstream_latency_p99_us: self.upstream_latency.quantile_us(0.99),
+            routed_to_pool: self.routed_to_pool.load(Relaxed),
             pinned_commands: self.pinned_commands.load(Relaxed),
             local_commands: self.local_commands.load(Relaxed),
             get_hits: self.get_hits.load(Relaxed),
@@ -205,7 +216,7 @@ impl Metrics {
 
 impl MetricsSnapshot {
     /// `(name, value)` pairs in a stable order, as `NEXUS.STATS` lists them.
-    pub fn entries(&self) -> [(&'static str, u64); 19] {
+    pub fn entries(&self) -> [(&'static str, u64); 20] {
         [
             ("commands", self.commands),
             ("forwarded", self.forwarded),
@@ -226,6 +237,7 @@ impl MetricsSnapshot {
             ("local_commands", self.local_commands),
             ("get_hits", self.get_hits),
             ("get_misses", self.get_misses),
+            ("routed_to_pool", self.routed_to_pool),
         ]
     }
 
@@ -284,6 +296,6 @@ mod tests {
         let m = Metrics::new();
         m.commands.fetch_add(3, Relaxed);
         let resp = m.snapshot().to_resp();
-        assert!(resp.starts_with(b"*38\r\n$8\r\ncommands\r\n:3\r\n"));
+        assert!(resp.starts_with(b"*40\r\n$8\r\ncommands\r\n:3\r\n"));
     }
 }

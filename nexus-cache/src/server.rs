@@ -70,7 +70,14 @@ impl Proxy {
     /// Binds [`ProxyConfig::admin`] now rather than in [`serve`](Self::serve),
     /// and returns the bound address (useful with port 0); `None` when no
     /// admin address is configured. Calling it again returns the same address.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::AdminUnavailable`] when an address is configured but
+    /// the crate's `admin` feature is off (a config built without
+    /// [`ProxyConfig::builder`]); [`ServeError::Bind`] when it is taken.
     pub async fn bind_admin(&mut self) -> Result<Option<SocketAddr>, ServeError> {
+        self.check_admin_feature()?;
         if self.admin.is_none()
             && let Some(addr) = self.config.admin
         {
@@ -88,6 +95,12 @@ impl Proxy {
         }
     }
 
+    /// An admin address needs the `admin` feature (the builder checks it;
+    /// the public fields can bypass the builder).
+    fn check_admin_feature(&self) -> Result<(), ServeError> {
+        admin_available(self.config.admin, cfg!(feature = "admin"))
+    }
+
     /// Serves clients from `listener` until `shutdown` resolves, then stops
     /// accepting, lets connected clients receive the replies to commands already
     /// read (bounded by `shutdown_grace`), and returns.
@@ -100,6 +113,7 @@ impl Proxy {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
+        self.check_admin_feature()?;
         // Bound before anything is spawned: a taken address fails cleanly.
         #[cfg(feature = "admin")]
         let admin_addr = self.bind_admin().await?;
@@ -190,5 +204,30 @@ impl Proxy {
             let _ = task.await;
         }
         Ok(())
+    }
+}
+
+/// Whether an admin address (if any) can be served with the `admin` feature
+/// `compiled` in.
+fn admin_available(admin: Option<SocketAddr>, compiled: bool) -> Result<(), ServeError> {
+    match admin {
+        Some(addr) if !compiled => Err(ServeError::AdminUnavailable(addr)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod admin_feature_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn an_admin_address_without_the_feature_is_an_error() {
+        let addr: SocketAddr = ([127, 0, 0, 1], 9380).into();
+        let err = admin_available(Some(addr), false).unwrap_err();
+        assert!(matches!(err, ServeError::AdminUnavailable(a) if a == addr));
+        assert!(err.to_string().contains("`admin` feature"), "{err}");
+        assert!(admin_available(Some(addr), true).is_ok());
+        assert!(admin_available(None, false).is_ok());
     }
 }

@@ -193,6 +193,71 @@ async fn metrics_count_the_traffic_and_pass_promtool() -> Result<()> {
     admin.stop().await
 }
 
+/// The `nexus_cache_commands_total{class}` samples of one scrape.
+async fn classes(admin: SocketAddr) -> Result<[f64; 3]> {
+    let (_, _, body) = http(admin, "GET", "/metrics").await?;
+    let get = |class: &str| {
+        sample(
+            &body,
+            &format!("nexus_cache_commands_total{{class=\"{class}\"}}"),
+        )
+        .with_context(|| format!("{class} missing:\n{body}"))
+    };
+    Ok([get("forwarded")?, get("pinned")?, get("local")?])
+}
+
+#[tokio::test]
+async fn command_classes_are_counted_where_routed_and_never_decrease() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let admin = Admin::start(&redis, |b| b.max_pinned(1)).await?;
+
+    // One pinned client; a second pin is refused at max_pinned and is a
+    // local command (answered by the proxy), not a pinned one.
+    let mut pinned = Conn::connect(admin.proxy).await?;
+    ensure!(pinned.call(&[b"MULTI"]).await? == b"+OK\r\n");
+    let mut refused = Conn::connect(admin.proxy).await?;
+    let reply = refused.call(&[b"MULTI"]).await?;
+    ensure!(
+        reply.starts_with(b"-ERR nexus: too many clients"),
+        "{}",
+        show(&reply)
+    );
+    ensure!(refused.call(&[b"GET", b"x"]).await? == b"$-1\r\n");
+    assert_eq!(classes(admin.admin).await?, [1.0, 1.0, 1.0]);
+
+    // Scrapes while a client pipelines forwarded and local commands: no
+    // class ever goes down (a counter reset to Prometheus).
+    let mut c = Conn::connect(admin.proxy).await?;
+    let mut script = Vec::new();
+    for _ in 0..50 {
+        script.extend(cmd(&[b"GET", b"k"]));
+        script.extend(cmd(&[b"NEXUS.STATS"]));
+    }
+    let load = tokio::spawn(async move {
+        for _ in 0..40 {
+            c.send(&script).await?;
+            c.read_frames(100).await?;
+        }
+        anyhow::Ok(c)
+    });
+    let mut last = classes(admin.admin).await?;
+    while !load.is_finished() {
+        let now = classes(admin.admin).await?;
+        for i in 0..3 {
+            ensure!(
+                now[i] >= last[i],
+                "class {i} went down: {last:?} -> {now:?}"
+            );
+        }
+        last = now;
+    }
+    let c = load.await??;
+    let end = classes(admin.admin).await?;
+    assert_eq!(end, [1.0 + 2000.0, 1.0, 1.0 + 2000.0]);
+    drop((c, pinned, refused));
+    admin.stop().await
+}
+
 #[tokio::test]
 async fn stats_json_reports_hit_ratio_and_hot_keys() -> Result<()> {
     let redis = RedisServer::start().await?;
@@ -225,6 +290,7 @@ async fn stats_json_reports_hit_ratio_and_hot_keys() -> Result<()> {
     assert_eq!(s["hit_ratio"].as_f64(), Some(0.75), "{s}");
     assert_eq!(s["collapsed"], 0, "{s}");
     assert_eq!(s["held_readers"], 0, "{s}");
+    assert_eq!(s["held_readers_total"], 0, "{s}");
     ensure!(s["upstream_latency_p50_us"].as_u64().unwrap() > 0, "{s}");
     ensure!(
         s["upstream_latency_p99_us"].as_u64() >= s["upstream_latency_p50_us"].as_u64(),
@@ -245,16 +311,64 @@ async fn stats_json_reports_hit_ratio_and_hot_keys() -> Result<()> {
     }
     assert_eq!(s["proxy"]["get_hits"], 30, "{s}");
 
-    // The hot key is in /metrics too.
+    // The hottest key's rate is in /metrics at rank 1; the key itself never
+    // is (client-controlled label values).
     let (_, _, body) = http(admin.admin, "GET", "/metrics").await?;
-    let rate = sample(
-        &body,
-        "nexus_cache_hot_key_hits_per_second{key=\"product:1\"}",
-    )
-    .with_context(|| body.clone())?;
+    let rate = sample(&body, "nexus_cache_hot_key_hits_per_second{rank=\"1\"}")
+        .with_context(|| body.clone())?;
     ensure!(rate > 0.0);
+    ensure!(
+        !body.contains("product:"),
+        "a key leaked into /metrics: {body}"
+    );
+    ensure!(!body.contains("rank=\"11\""), "more than 10 ranks: {body}");
     nexus_testkit::promtool::check_metrics(&body).await?;
     drop(c);
+    admin.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_held_readers_is_the_number_held_now() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = Policy::from_yaml_str(
+        "rules:\n  - commands: [GET]\n    keys: 's:*'\n    stampede: { lock_ttl: 5s, wait_timeout: 5s, max_waiters: 10 }\n",
+    )?;
+    let admin = Admin::start(&redis, |b| b.policy(policy)).await?;
+    // The filler takes the lease; two readers are held behind it.
+    let mut filler = Conn::connect(admin.proxy).await?;
+    ensure!(filler.call(&[b"GET", b"s:1"]).await? == b"$-1\r\n");
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = Conn::connect(admin.proxy).await?;
+        c.send(&cmd(&[b"GET", b"s:1"])).await?;
+        held.push(c);
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let s = loop {
+        let s = stats(admin.admin).await?;
+        if s["held_readers"] == 2 || tokio::time::Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(s["held_readers"], 2, "{s}");
+    assert_eq!(s["held_readers_total"], 0, "{s}");
+    let (_, _, body) = http(admin.admin, "GET", "/metrics").await?;
+    assert_eq!(sample(&body, "nexus_cache_held_now"), Some(2.0), "{body}");
+    ensure!(body.contains("# TYPE nexus_cache_held_now gauge"), "{body}");
+    ensure!(
+        body.contains("# TYPE nexus_cache_held_readers_total counter"),
+        "{body}"
+    );
+
+    ensure!(filler.call(&[b"SET", b"s:1", b"v"]).await? == b"+OK\r\n");
+    for c in &mut held {
+        ensure!(c.read_frames(1).await? == b"$1\r\nv\r\n");
+    }
+    let s = stats(admin.admin).await?;
+    assert_eq!(s["held_readers"], 0, "{s}");
+    assert_eq!(s["held_readers_total"], 2, "{s}");
+    drop((filler, held));
     admin.stop().await
 }
 

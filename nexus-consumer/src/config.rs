@@ -30,7 +30,9 @@ pub struct ServiceConfig {
     #[serde(default)]
     pub latency: LatencyConfig,
     /// Where the admin HTTP server (`/metrics`, `/stats`, `/healthz`)
-    /// listens, e.g. `127.0.0.1:9381`; none: no admin server.
+    /// listens, e.g. `127.0.0.1:9381`; none: no admin server. Needs the
+    /// crate's `admin` feature: without it a set address is a
+    /// [`ConfigError`] on field `admin`.
     #[serde(default)]
     pub admin: Option<SocketAddr>,
 }
@@ -161,6 +163,7 @@ impl ServiceConfig {
 
     /// Checks every field; the first problem is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        check_admin(self.admin, cfg!(feature = "admin"))?;
         if self.kafka_bootstrap.trim().is_empty() {
             return Err(bad("kafka_bootstrap", "is empty"));
         }
@@ -228,10 +231,40 @@ impl ServiceConfig {
     }
 }
 
+/// An admin address needs the admin server compiled in (`compiled`).
+fn check_admin(admin: Option<SocketAddr>, compiled: bool) -> Result<(), ConfigError> {
+    match admin {
+        Some(addr) if !compiled => Err(bad(
+            "admin",
+            format!(
+                "is set ({addr}) but nexus-consumer was built without its `admin` feature; \
+                 enable the feature or remove the address"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn an_admin_address_without_the_admin_feature_is_refused() {
+        let addr: SocketAddr = "127.0.0.1:9381".parse().unwrap();
+        let err = check_admin(Some(addr), false).unwrap_err();
+        assert_eq!(err.field, "admin");
+        assert!(err.to_string().contains("`admin` feature"), "{err}");
+        assert!(err.to_string().contains("127.0.0.1:9381"), "{err}");
+        check_admin(Some(addr), true).unwrap();
+        check_admin(None, false).unwrap();
+        check_admin(None, true).unwrap();
+        // What validate() does in this build.
+        let mut c = ServiceConfig::new("k:1", "redis://x");
+        c.admin = Some(addr);
+        assert_eq!(c.validate().is_ok(), cfg!(feature = "admin"));
+    }
 
     #[test]
     fn json_with_defaults_and_each_bad_field_named() {

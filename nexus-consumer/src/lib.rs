@@ -19,9 +19,17 @@
 //! Observability: each event is handled inside a `consumer.handle` span
 //! (kind `consumer`) parented on the producing request's span through the
 //! record's W3C `traceparent` header; [`Stats`] counts what happened, and the
-//! optional [`admin`] server ([`ServiceConfig::admin`]) serves `/metrics`
-//! (Prometheus, [`metrics`]), `/stats` (JSON [`StatsSnapshot`]) and
-//! `/healthz`.
+//! optional admin server ([`ServiceConfig::admin`]) serves `/metrics`
+//! (Prometheus), `/stats` (JSON [`StatsSnapshot`]) and `/healthz`.
+//!
+//! # Features
+//!
+//! * `admin` (off by default): the admin server (`admin` module) and the
+//!   Prometheus exposition (`metrics` module), with hyper and
+//!   prometheus-client. Without it, a configured [`ServiceConfig::admin`]
+//!   is refused by [`ServiceConfig::validate`] (so by
+//!   [`ConsumerService::new`]): no port is ever bound silently, and no
+//!   address is silently ignored.
 //!
 //! ```
 //! use nexus_consumer::{ConsumerService, ServiceConfig};
@@ -34,10 +42,12 @@
 //! assert_eq!(nexus_consumer::blocklist::blocked_key("10.0.0.7"), "nexus:blocked:10.0.0.7");
 //! ```
 
+#[cfg(feature = "admin")]
 pub mod admin;
 pub mod blocklist;
 mod config;
 pub mod handlers;
+#[cfg(feature = "admin")]
 pub mod metrics;
 mod service;
 mod stats;

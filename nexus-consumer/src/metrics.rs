@@ -7,12 +7,15 @@
 //! | `nexus_consumer_malformed_records_total` | counter | |
 //! | `nexus_consumer_handler_errors_total` | counter | |
 //! | `nexus_consumer_ips_blocked_total` | counter | |
-//! | `nexus_consumer_blocked_ips` | gauge | |
+//! | `nexus_consumer_active_blocks` | gauge | |
 //! | `nexus_consumer_alerts_total` | counter | |
 //! | `nexus_consumer_latency_spikes_total` | counter | |
 //! | `nexus_consumer_commits_total` | counter | |
-//! | `nexus_consumer_lag` | gauge (only once known) | |
+//! | `nexus_consumer_lag_records` | gauge (only once known) | |
 //! | `nexus_consumer_handle_duration_seconds` | histogram | `type` |
+//!
+//! `nexus_consumer_ips_blocked_total` counts every block ever written;
+//! `nexus_consumer_active_blocks` is how many of them have not expired yet.
 //!
 //! Labels are bounded: `type` takes the three topic names only. With
 //! [`register_producer`] the same registry also exposes the event producer's
@@ -126,13 +129,13 @@ impl Collector for StatsCollector {
         counter(
             &mut e,
             "nexus_consumer_ips_blocked",
-            "IPs blocked in Redis after repeated rate-limit hits.",
+            "IP blocks written to Redis after repeated rate-limit hits, since start (see nexus_consumer_active_blocks for those still in force).",
             &s.ips_blocked,
         )?;
         gauge(
             &mut e,
-            "nexus_consumer_blocked_ips",
-            "IP blocks written by this consumer still in force.",
+            "nexus_consumer_active_blocks",
+            "IP blocks written by this consumer that have not expired yet (over its last 1024 blocks).",
             i64::try_from(s.active_blocks()).unwrap_or(i64::MAX),
         )?;
         counter(
@@ -156,8 +159,8 @@ impl Collector for StatsCollector {
         if let Some(lag) = s.lag() {
             gauge(
                 &mut e,
-                "nexus_consumer_lag",
-                "Records on the assigned partitions not yet read (high watermark minus position).",
+                "nexus_consumer_lag_records",
+                "Records on the assigned partitions not yet handled: high watermark minus position, as of the last fetch.",
                 i64::try_from(lag).unwrap_or(i64::MAX),
             )?;
         }

@@ -78,6 +78,7 @@ impl ConsumerService {
         let mut handlers = Handlers::new(&self.config, self.stats.clone())?;
         let kafka = self.kafka_config();
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        #[cfg(feature = "admin")]
         let admin = match self.config.admin {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -90,6 +91,12 @@ impl ConsumerService {
                 })))
             }
             None => None,
+        };
+        // `validate` refused an admin address without the feature.
+        #[cfg(not(feature = "admin"))]
+        let admin: Option<tokio::task::JoinHandle<std::io::Result<()>>> = {
+            drop(admin_stopped);
+            None
         };
         let result = self.consume(&mut handlers, kafka, shutdown).await;
         let _ = admin_stop.send(());
@@ -135,7 +142,6 @@ impl ConsumerService {
                     continue;
                 }
             };
-            self.stats.set_lag(consumer.lag());
             let handled = self.handle_batch(handlers, &batch).await;
             if handled > 0 {
                 match consumer.commit(&batch[..handled]).await {
@@ -158,6 +164,10 @@ impl ConsumerService {
                 for ((t, p), o) in first {
                     consumer.seek(t, p, o);
                 }
+            }
+            // After any rewind: records read but not handled count as lag.
+            self.stats.set_lag(consumer.lag());
+            if handled < batch.len() {
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
         }

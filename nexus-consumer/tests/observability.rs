@@ -134,8 +134,12 @@ async fn consumer_spans_join_the_producing_trace_and_admin_counts_the_events() {
         (Some(0), Some(0))
     );
     assert_eq!(
-        (json["dropped"].as_u64(), json["errors"].as_u64()),
-        (Some(0), Some(0))
+        (
+            json["malformed_records"].as_u64(),
+            json["dropped"].as_u64(),
+            json["errors"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
     );
     assert_eq!(json["lag"], 0, "{json}");
 
@@ -152,11 +156,11 @@ async fn consumer_spans_join_the_producing_trace_and_admin_counts_the_events() {
         "nexus_consumer_events_total{type=\"gateway.circuit.opened\"} 0",
         "nexus_consumer_records_total 7",
         "nexus_consumer_ips_blocked_total 1",
-        "nexus_consumer_blocked_ips 1",
+        "nexus_consumer_active_blocks 1",
         "nexus_consumer_handler_errors_total 0",
         "nexus_consumer_alerts_total 0",
         "nexus_consumer_latency_spikes_total 0",
-        "nexus_consumer_lag 0",
+        "nexus_consumer_lag_records 0",
         "nexus_consumer_handle_duration_seconds_count{type=\"gateway.rate_limit.hit\"} 6",
     ] {
         assert!(

@@ -23,6 +23,17 @@ async fn wait_for(stats: &Stats, counter: fn(&Stats) -> u64, want: u64, within: 
     .unwrap_or_else(|_| panic!("counter stayed at {} (want {want})", counter(stats)));
 }
 
+/// Waits until the reported lag is `want`; panics with the last value.
+async fn wait_for_lag(stats: &Stats, want: Option<u64>, within: Duration) {
+    timeout(within, async {
+        while stats.lag() != want {
+            sleep(Duration::from_millis(25)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("lag stayed at {:?} (want {want:?})", stats.lag()));
+}
+
 struct Running {
     stats: Arc<Stats>,
     stop: oneshot::Sender<()>,
@@ -258,6 +269,12 @@ async fn a_block_decided_during_a_redis_outage_is_written_when_redis_returns() {
     .await;
     sleep(Duration::from_secs(1)).await;
     assert_eq!(Stats::get(&running.stats.ips_blocked), 0, "Redis is down");
+    // The record that decided the block was read but not handled: rewound
+    // to, it is the lag (all others were handled), and it stays while Redis
+    // is down.
+    wait_for_lag(&running.stats, Some(1), Duration::from_secs(5)).await;
+    sleep(Duration::from_millis(1500)).await;
+    assert_eq!(running.stats.lag(), Some(1));
 
     redis.restart().await.unwrap();
     wait_for(
@@ -275,6 +292,7 @@ async fn a_block_decided_during_a_redis_outage_is_written_when_redis_returns() {
         .await
         .unwrap();
     assert!(exists, "block written after Redis returned");
+    wait_for_lag(&running.stats, Some(0), Duration::from_secs(10)).await;
     task.shutdown(Duration::from_secs(5)).await;
     running.shutdown().await;
 }

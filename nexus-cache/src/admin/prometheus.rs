@@ -3,11 +3,11 @@
 //! `prometheus-client` [`Collector`]: nothing is registered or updated on the
 //! command path.
 //!
-//! Mechanism counters ([`MechanismSnapshot::fields`]) are exported
-//! generically, so a counter added there appears without a change here:
-//! `name` becomes `nexus_cache_<name>_total` (a counter), except names ending
-//! in `_bytes`, `_entries` or `_now`, which are current values and become
-//! gauges `nexus_cache_<name>` (a near cache's `near_cache_bytes`, say).
+//! Mechanism fields ([`MechanismSnapshot::fields`]) are exported
+//! generically, so a field added there appears without a change here:
+//! `name` becomes `nexus_cache_<name>_total` (a counter), except the fields
+//! listed in [`MechanismSnapshot::GAUGES`] (current values such as
+//! `held_now`), which become gauges `nexus_cache_<name>`.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -20,9 +20,13 @@ use super::AdminState;
 use crate::metrics::SEED_BUCKETS_MS;
 use crate::policy::metrics::MechanismSnapshot;
 
-/// Hot keys exported as `nexus_cache_hot_key_hits_per_second{key}`: a fixed
-/// bound on that metric's series per scrape.
+/// Hot keys exported as `nexus_cache_hot_key_hits_per_second{rank}`: a fixed
+/// bound on that metric's series. Labels are ranks, never the keys: keys are
+/// client-controlled (unbounded series churn, contents leaking to Prometheus).
 pub(super) const TOP_KEYS: usize = 10;
+
+/// The `rank` label values, hottest first.
+const RANKS: [&str; TOP_KEYS] = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"];
 
 /// Mechanism fields exported under a name of their own (the dashboard's).
 const RENAMED: &[(&str, &str)] = &[("collapsed_calls", "nexus_cache_collapsed")];
@@ -30,11 +34,6 @@ const RENAMED: &[(&str, &str)] = &[("collapsed_calls", "nexus_cache_collapsed")]
 /// Reads an [`AdminState`] on every scrape.
 #[derive(Debug)]
 struct ProxyCollector(AdminState);
-
-/// Whether a mechanism field is a current value rather than a running count.
-pub(super) fn is_gauge(name: &str) -> bool {
-    name.ends_with("_bytes") || name.ends_with("_entries") || name.ends_with("_now")
-}
 
 /// The Prometheus name of a mechanism field (without the `_total` a counter
 /// gets from the encoder).
@@ -75,20 +74,16 @@ impl Collector for ProxyCollector {
         let s = self.0.metrics.snapshot();
         let mech: MechanismSnapshot = self.0.mechanisms.snapshot();
 
-        let forwarded = s
-            .commands
-            .saturating_sub(s.pinned_commands)
-            .saturating_sub(s.local_commands);
         {
             let c = ConstCounter::new(0u64);
             let mut family = enc.encode_descriptor(
                 "nexus_cache_commands",
-                "Client commands received, by class (forwarded: over the shared pool; pinned: on a dedicated connection; local: answered by the proxy).",
+                "Client commands received, by class, each counted where it is routed (forwarded: to the shared pool, GETs collapsed into another client's flight or held by the stampede guard included; pinned: on a dedicated connection, the command that pinned it included; local: answered by the proxy, a pin refused at max_pinned included).",
                 None,
                 c.metric_type(),
             )?;
             for (class, v) in [
-                ("forwarded", forwarded),
+                ("forwarded", s.routed_to_pool),
                 ("pinned", s.pinned_commands),
                 ("local", s.local_commands),
             ] {
@@ -191,7 +186,7 @@ impl Collector for ProxyCollector {
         for (name, value) in mech.fields() {
             let help = format!("Cache mechanism field `{name}` (NEXUS.STATS).");
             let metric = mechanism_name(name);
-            if is_gauge(name) {
+            if MechanismSnapshot::is_gauge(name) {
                 gauge(&mut enc, &metric, &help, value)?;
             } else {
                 counter(&mut enc, &metric, &help, value)?;
@@ -199,34 +194,19 @@ impl Collector for ProxyCollector {
         }
 
         if let Some(hot) = &self.0.hot {
-            let top = hot.top(TOP_KEYS);
             let g = ConstGauge::new(0.0f64);
             let mut family = enc.encode_descriptor(
                 "nexus_cache_hot_key_hits_per_second",
-                "Estimated reads per second of the current top 10 hot keys.",
+                "Estimated reads per second of the key at each rank of the current top 10 hot keys (rank 1 is the hottest; the keys themselves are in /stats and NEXUS.HOTKEYS, never in labels).",
                 None,
                 g.metric_type(),
             )?;
-            for (key, rate) in key_labels(top) {
-                ConstGauge::new(rate).encode(family.encode_family(&[("key", key.as_str())])?)?;
+            for (rank, (_, rate)) in RANKS.iter().zip(hot.top(TOP_KEYS)) {
+                ConstGauge::new(rate).encode(family.encode_family(&[("rank", *rank)])?)?;
             }
         }
         Ok(())
     }
-}
-
-/// Hot keys as label values (lossy UTF-8), hottest first. Two binary keys
-/// can map to the same text; only the first is kept, since a scrape must not
-/// repeat a series.
-fn key_labels(top: Vec<(Vec<u8>, f64)>) -> Vec<(String, f64)> {
-    let mut out: Vec<(String, f64)> = Vec::with_capacity(top.len());
-    for (key, rate) in top {
-        let key = String::from_utf8_lossy(&key).into_owned();
-        if !out.iter().any(|(k, _)| *k == key) {
-            out.push((key, rate));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -234,17 +214,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn binary_keys_never_repeat_a_series() {
-        let top = vec![
-            (b"a\xff".to_vec(), 3.0),
-            (b"a\xfe".to_vec(), 2.0),
-            (b"b".to_vec(), 1.0),
-        ];
-        let labels = key_labels(top);
-        assert_eq!(
-            labels,
-            vec![("a\u{fffd}".to_owned(), 3.0), ("b".to_owned(), 1.0)]
-        );
+    fn one_rank_label_per_exported_key() {
+        assert_eq!(RANKS.len(), TOP_KEYS);
+        assert_eq!(RANKS.first(), Some(&"1"));
+        assert_eq!(RANKS.last(), Some(&"10"));
     }
 
     #[test]
@@ -255,7 +228,13 @@ mod tests {
             "nexus_cache_ttl_extensions"
         );
         assert_eq!(mechanism_name("x_total"), "nexus_cache_x");
-        assert!(is_gauge("near_cache_bytes") && is_gauge("held_now"));
-        assert!(!is_gauge("hot_keys") && !is_gauge("held_readers"));
+        let gauge = MechanismSnapshot::is_gauge;
+        assert!(gauge("near_cache_bytes") && gauge("held_now"));
+        assert!(!gauge("hot_keys") && !gauge("held_readers"));
+        // A counter whose name merely looks like a gauge stays a counter.
+        assert!(!gauge("evicted_bytes"));
+        // Every listed gauge that exists is a field.
+        let fields = MechanismSnapshot::default().fields();
+        assert!(fields.iter().any(|(n, _)| *n == "held_now"));
     }
 }

@@ -1,9 +1,12 @@
 //! `/stats`: a JSON summary for dashboards (the gateway's `/dashboard` page
 //! reads it). Field names are an interface: add, never rename.
+//! (`held_readers` is the number of readers held now; it briefly was the
+//! running total, which is `held_readers_total`.)
 //!
 //! ```json
 //! {"clients": 3, "commands_total": 1200, "get_hits": 900, "get_misses": 100,
 //!  "hit_ratio": 0.9, "collapsed": 40, "held_readers": 0,
+//!  "held_readers_total": 12,
 //!  "hot_keys": [{"key": "product:1", "hits_per_second": 812.5}],
 //!  "upstream_latency_p50_us": 128, "upstream_latency_p99_us": 512,
 //!  "mechanisms": {"collapsed_calls": 40, "hot_keys": 2, ...},
@@ -57,7 +60,9 @@ pub(super) fn render(state: &AdminState) -> Value {
         "get_misses": s.get_misses,
         "hit_ratio": s.hit_ratio(),
         "collapsed": field("collapsed_calls"),
-        "held_readers": field("held_readers"),
+        // Readers held right now (what the dashboard shows), and since start.
+        "held_readers": field("held_now"),
+        "held_readers_total": field("held_readers"),
         "hot_keys": hot_keys,
         "upstream_latency_p50_us": s.upstream_latency_p50_us,
         "upstream_latency_p99_us": s.upstream_latency_p99_us,

@@ -217,10 +217,11 @@ async fn read_commands(
                 // Marks the command; its reply has no later point to end at.
                 drop(trace::span(&cmd, class));
             }
+            // Each class has its own counter (never derived by subtraction).
+            // A `Pin` is counted once the permit is taken (or, refused, as local).
             match route {
-                Route::Forward => {}
-                // The pinned session does not count the command that pinned it.
-                Route::Pin => _ = shared.metrics.pinned_commands.fetch_add(1, Relaxed),
+                Route::Forward => _ = shared.metrics.routed_to_pool.fetch_add(1, Relaxed),
+                Route::Pin => {}
                 Route::Local(_) | Route::Refuse => {
                     shared.metrics.local_commands.fetch_add(1, Relaxed);
                 }
@@ -316,8 +317,8 @@ async fn read_commands(
             };
             match outcome {
                 Outcome::Hit(b) => {
-                    // A `GET` answered with a value, from the near cache.
-                    shared.metrics.answered_locally.fetch_add(1, Relaxed);
+                    // A `GET` answered with a value, from the near cache
+                    // (routed like any `GET`: counted in `routed_to_pool`).
                     shared.metrics.get_hits.fetch_add(1, Relaxed);
                     batch.hits.extend_from_slice(&b);
                     if batch.hits.len() >= MAX_HIT_BYTES
@@ -420,6 +421,8 @@ async fn read_commands(
                 }
                 Outcome::Pin(first) => match Arc::clone(&shared.pinned).try_acquire_owned() {
                     Ok(permit) => {
+                        // The pinned session does not count the command that pinned it.
+                        shared.metrics.pinned_commands.fetch_add(1, Relaxed);
                         let mut pending = BytesMut::with_capacity(first.len() + buf.len());
                         pending.extend_from_slice(&first);
                         pending.extend_from_slice(&buf);
@@ -439,6 +442,8 @@ async fn read_commands(
                             "-ERR nexus: too many clients hold a dedicated upstream connection (max_pinned = {})\r\n",
                             shared.config.max_pinned
                         );
+                        // Answered by the proxy: a local command, not a pinned one.
+                        shared.metrics.local_commands.fetch_add(1, Relaxed);
                         shared.metrics.proxy_errors.fetch_add(1, Relaxed);
                         if slots.send(Slot::Ready(Bytes::from(msg))).await.is_err() {
                             return ReadEnd::Closed;

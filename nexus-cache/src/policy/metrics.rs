@@ -75,6 +75,9 @@ pub struct MechanismMetrics {
     pub early_refreshes: AtomicU64,
     /// Fills not written because their lease was cancelled or had expired (answered nil).
     pub late_fills_dropped: AtomicU64,
+    /// Readers the stampede guard holds right now (a gauge, see
+    /// [`MechanismSnapshot::GAUGES`]).
+    pub held_now: AtomicU64,
 }
 
 /// A copy of [`MechanismMetrics`] at one moment.
@@ -132,6 +135,8 @@ pub struct MechanismSnapshot {
     pub early_refreshes: u64,
     /// See [`MechanismMetrics::late_fills_dropped`].
     pub late_fills_dropped: u64,
+    /// See [`MechanismMetrics::held_now`].
+    pub held_now: u64,
 }
 
 impl MechanismMetrics {
@@ -164,13 +169,31 @@ impl MechanismMetrics {
             stale_served: self.stale_served.load(Relaxed),
             early_refreshes: self.early_refreshes.load(Relaxed),
             late_fills_dropped: self.late_fills_dropped.load(Relaxed),
+            held_now: self.held_now.load(Relaxed),
         }
     }
 }
 
 impl MechanismSnapshot {
+    /// The [`fields`](Self::fields) that are current values (gauges: they go
+    /// down as well as up); every other field is a running count (a
+    /// counter). Exporters read this list, never the name's shape. Names of
+    /// fields not (yet) in `fields` are harmless here.
+    pub const GAUGES: &'static [&'static str] = &[
+        "held_now",
+        "near_cache_bytes",
+        "near_cache_capacity_bytes",
+        "near_cache_entries",
+        "near_cache_tracking_now",
+    ];
+
+    /// Whether field `name` is a gauge (listed in [`GAUGES`](Self::GAUGES)).
+    pub fn is_gauge(name: &str) -> bool {
+        Self::GAUGES.contains(&name)
+    }
+
     /// `(name, value)` pairs in a stable order.
-    pub fn fields(&self) -> [(&'static str, u64); 26] {
+    pub fn fields(&self) -> [(&'static str, u64); 27] {
         [
             ("collapsed_calls", self.collapsed_calls),
             ("hot_keys", self.hot_keys),
@@ -198,6 +221,7 @@ impl MechanismSnapshot {
             ("stale_served", self.stale_served),
             ("early_refreshes", self.early_refreshes),
             ("late_fills_dropped", self.late_fills_dropped),
+            ("held_now", self.held_now),
         ]
     }
 

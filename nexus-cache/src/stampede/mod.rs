@@ -304,6 +304,8 @@ impl Guard {
                 if let Some(wake) = start {
                     tokio::spawn(driver::drive(Arc::clone(self), key.clone(), *policy, wake));
                 }
+                // `held_now` counts this reader until it is answered (or dropped).
+                let _holding = HeldNow::enter(m);
                 match tokio::time::timeout(policy.wait_timeout, rx).await {
                     Ok(Ok(Held::Reply(bytes))) => {
                         m.held_readers.fetch_add(1, Relaxed);
@@ -401,4 +403,20 @@ impl Guard {
 /// `d` in whole milliseconds, at least 1.
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Keeps [`MechanismMetrics::held_now`] up while a reader is held.
+struct HeldNow<'a>(&'a MechanismMetrics);
+
+impl<'a> HeldNow<'a> {
+    fn enter(m: &'a MechanismMetrics) -> Self {
+        m.held_now.fetch_add(1, Relaxed);
+        Self(m)
+    }
+}
+
+impl Drop for HeldNow<'_> {
+    fn drop(&mut self) {
+        self.0.held_now.fetch_sub(1, Relaxed);
+    }
 }

@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nexus_events::{ALL_TOPICS, EventKind};
+#[cfg(feature = "admin")]
 use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -23,6 +24,7 @@ pub use rate::WINDOW_SECS as RATE_WINDOW_SECS;
 pub const SNAPSHOT_BLOCKED_IPS: usize = 100;
 
 /// Upper bounds of the handling-time histogram buckets, seconds.
+#[cfg(feature = "admin")]
 pub(crate) const DURATION_BUCKETS: [f64; 10] = [
     0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0,
 ];
@@ -31,7 +33,7 @@ pub(crate) const DURATION_BUCKETS: [f64; 10] = [
 ///
 /// The public atomics are the historical counters; the rest is reached
 /// through [`Stats::snapshot`] and the Prometheus collector
-/// ([`crate::metrics`]). Every structure here is bounded: three per-type
+/// (`metrics` module, `admin` feature). Every structure here is bounded: three per-type
 /// counters and histograms, a [`RATE_WINDOW_SECS`]-bucket rate window, at
 /// most [`MAX_REMEMBERED_BLOCKS`] remembered blocks.
 #[derive(Debug)]
@@ -56,9 +58,11 @@ pub struct Stats {
     pub handler_errors: AtomicU64,
     /// Events handled successfully, per type (order of [`ALL_TOPICS`]).
     handled: [AtomicU64; 3],
-    /// Time spent handling, per type (order of [`ALL_TOPICS`]).
+    /// Time spent handling, per type (order of [`ALL_TOPICS`]); only read
+    /// by the Prometheus exposition, so only kept with the `admin` feature.
+    #[cfg(feature = "admin")]
     durations: [Histogram; 3],
-    /// Consumer lag in records; -1 while unknown.
+    /// Consumer lag in records (see [`Stats::lag`]); -1 while unknown.
     lag: AtomicI64,
     rate: Mutex<RateWindow>,
     blocked: Mutex<BlockedIps>,
@@ -66,6 +70,7 @@ pub struct Stats {
 
 impl Default for Stats {
     fn default() -> Self {
+        #[cfg(feature = "admin")]
         let histogram = || Histogram::new(DURATION_BUCKETS);
         Self {
             records: AtomicU64::new(0),
@@ -78,6 +83,7 @@ impl Default for Stats {
             commits: AtomicU64::new(0),
             handler_errors: AtomicU64::new(0),
             handled: Default::default(),
+            #[cfg(feature = "admin")]
             durations: [histogram(), histogram(), histogram()],
             lag: AtomicI64::new(-1),
             rate: Mutex::new(RateWindow::new(Instant::now())),
@@ -119,7 +125,10 @@ impl Stats {
     pub(crate) fn record_handled(&self, kind: &EventKind, elapsed: Duration) {
         let i = kind_index(kind);
         Self::inc(&self.handled[i]);
+        #[cfg(feature = "admin")]
         self.durations[i].observe(elapsed.as_secs_f64());
+        #[cfg(not(feature = "admin"))]
+        let _ = elapsed;
         lock(&self.rate).record(Instant::now(), 1);
     }
 
@@ -135,7 +144,11 @@ impl Stats {
         self.lag.store(v, Ordering::Relaxed);
     }
 
-    /// Consumer lag in records, when known.
+    /// Consumer lag in records, when known: records on the assigned
+    /// partitions not yet handled, i.e. the high watermark minus the read
+    /// position (rewound to the first unhandled record after a handler
+    /// failure), as of the last fetch. Records produced since the last
+    /// fetch are not counted.
     pub fn lag(&self) -> Option<u64> {
         u64::try_from(self.lag.load(Ordering::Relaxed)).ok()
     }
@@ -161,6 +174,7 @@ impl Stats {
         lock(&self.blocked).active(unix_ms_now())
     }
 
+    #[cfg(feature = "admin")]
     pub(crate) fn durations(&self) -> &[Histogram; 3] {
         &self.durations
     }
@@ -182,6 +196,7 @@ impl Stats {
             alerts_total: Self::get(&self.circuit_alerts),
             latency_spikes_total: Self::get(&self.latency_spikes),
             records_total: Self::get(&self.records),
+            malformed_records: Self::get(&self.malformed),
             dropped: Self::get(&self.malformed),
             errors: Self::get(&self.handler_errors),
             commits_total: Self::get(&self.commits),
@@ -212,13 +227,20 @@ pub struct StatsSnapshot {
     pub latency_spikes_total: u64,
     /// Records read (valid or not).
     pub records_total: u64,
-    /// Records skipped because they were not valid events.
+    /// Records skipped because they were not valid events (logged, never
+    /// retried).
+    pub malformed_records: u64,
+    /// Deprecated alias of [`malformed_records`](Self::malformed_records),
+    /// always equal to it: the gateway dashboard reads `dropped`. Not the
+    /// producer's `dropped` (events lost before reaching Kafka).
     pub dropped: u64,
     /// Handler failures (the event was retried).
     pub errors: u64,
     /// Offset commits.
     pub commits_total: u64,
-    /// Consumer lag in records, `null` while unknown (and in process).
+    /// Consumer lag in records: not yet handled on the assigned partitions
+    /// (high watermark minus position, as of the last fetch). `null` while
+    /// unknown (and in process).
     pub lag: Option<u64>,
 }
 
@@ -257,6 +279,10 @@ mod tests {
         assert_eq!(snap.blocked_ips.len(), 1);
         assert_eq!((snap.blocked_ips_active, snap.ips_blocked_total), (1, 1));
         assert_eq!(snap.lag, Some(7));
+        Stats::inc(&s.malformed);
+        Stats::inc(&s.malformed);
+        let snap = s.snapshot();
+        assert_eq!((snap.malformed_records, snap.dropped), (2, 2));
         s.set_lag(None);
         assert_eq!(s.lag(), None);
         let json = serde_json::to_value(&snap).unwrap_or_default();
@@ -267,6 +293,7 @@ mod tests {
             "blocked_ips",
             "alerts_total",
             "latency_spikes_total",
+            "malformed_records",
             "dropped",
             "errors",
         ] {

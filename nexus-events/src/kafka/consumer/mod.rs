@@ -122,7 +122,9 @@ impl GroupConsumer {
     /// `None` until a fetch reported a high watermark.
     ///
     /// Records already returned by [`poll`](Self::poll) but not yet handled
-    /// are not counted.
+    /// are not counted, unless [`seek`](Self::seek) moved the position back
+    /// to them; records produced since the last fetch are not counted until
+    /// the next one (the high watermark is only learnt from fetches).
     pub fn lag(&self) -> Option<u64> {
         let mut total = None;
         for (tp, hw) in &self.high_watermarks {
