@@ -466,3 +466,43 @@ async fn multi_key_writes_and_scripts_drop_entries_before_their_reply() -> Resul
     assert!(stat(&mut admin, "near_cache_flushes").await? > flushes);
     proxy.stop().await
 }
+
+#[tokio::test]
+async fn a_policy_with_new_prefixes_resubscribes_the_link() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let handle = nexus_cache::policy::PolicyHandle::new(policy(NEAR));
+    let proxy = {
+        let handle = handle.clone();
+        ProxyHandle::start(&redis.url(), move |b| b.policy_handle(handle)).await?
+    };
+    let mut admin = Conn::connect(proxy.addr).await?;
+    wait_stat(&mut admin, "near_cache_tracking_now", |v| v == 1).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    direct.call(&[b"SET", b"m:1", b"old"]).await?;
+    direct.call(&[b"SET", b"n:1", b"n"]).await?;
+    warm(&mut c, &mut admin, b"n:1").await?;
+    let flushes = stat(&mut admin, "near_cache_flushes").await?;
+
+    // The near cache moves to `m:*`: a new link subscribed to the new prefix.
+    handle.store(policy(
+        "rules:\n  - commands: [GET]\n    keys: 'm:*'\n    near_cache: { ttl: 30s, max_entries: 10 }\n",
+    ));
+    wait_stat(&mut admin, "near_cache_flushes", |v| v > flushes).await?;
+    wait_stat(&mut admin, "near_cache_tracking_now", |v| v == 1).await?;
+    assert_eq!(warm(&mut c, &mut admin, b"m:1").await?, bulk("old"));
+    // Invalidations arrive for the new prefix.
+    assert_eq!(redis.cli(["SET", "m:1", "new"]).await?, "OK");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while c.call(&[b"GET", b"m:1"]).await? != bulk("new") {
+        ensure!(Instant::now() < deadline, "m:1 still old after 2 s");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // `n:*` is no longer near-cached: its reads reach Redis.
+    let before = get_calls(&mut direct).await?;
+    for _ in 0..3 {
+        c.call(&[b"GET", b"n:1"]).await?;
+    }
+    assert_eq!(get_calls(&mut direct).await? - before, 3);
+    proxy.stop().await
+}
