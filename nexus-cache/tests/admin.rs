@@ -450,11 +450,16 @@ async fn nexus_commands_answer_on_pinned_connections() -> Result<()> {
     admin.stop().await
 }
 
-/// Spans seen by a test subscriber: (name, otel.name, is root), and closes.
+/// Spans seen by a test subscriber: (name, otel.name, is root), and closes;
+/// how long each `cache.command` span lived (otel.name, open to close), and
+/// the otel.name of `cache.command` events.
 #[derive(Default)]
 struct Seen {
     opened: Vec<(String, String, bool)>,
     closed: usize,
+    open_at: std::collections::HashMap<u64, (String, std::time::Instant)>,
+    lived: Vec<(String, std::time::Duration)>,
+    events: Vec<String>,
 }
 
 struct Capture(Arc<Mutex<Seen>>);
@@ -477,21 +482,35 @@ where
     fn on_new_span(
         &self,
         attrs: &tracing::span::Attributes<'_>,
-        _: &tracing::span::Id,
+        id: &tracing::span::Id,
         _: tracing_subscriber::layer::Context<'_, S>,
     ) {
         let mut name = OtelName(String::new());
         attrs.record(&mut name);
         let root = attrs.is_root();
-        self.0
-            .lock()
-            .unwrap()
-            .opened
+        let mut seen = self.0.lock().unwrap();
+        if attrs.metadata().name() == "cache.command" {
+            seen.open_at
+                .insert(id.into_u64(), (name.0.clone(), std::time::Instant::now()));
+        }
+        seen.opened
             .push((attrs.metadata().name().to_owned(), name.0, root));
     }
 
-    fn on_close(&self, _: tracing::span::Id, _: tracing_subscriber::layer::Context<'_, S>) {
-        self.0.lock().unwrap().closed += 1;
+    fn on_close(&self, id: tracing::span::Id, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut seen = self.0.lock().unwrap();
+        seen.closed += 1;
+        if let Some((name, at)) = seen.open_at.remove(&id.into_u64()) {
+            seen.lived.push((name, at.elapsed()));
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == "nexus_cache::command" {
+            let mut name = OtelName(String::new());
+            event.record(&mut name);
+            self.0.lock().unwrap().events.push(name.0);
+        }
     }
 }
 
@@ -555,5 +574,80 @@ async fn no_spans_when_sampling_is_off() -> Result<()> {
         "{:?}",
         seen.opened
     );
+    Ok(())
+}
+
+/// A Lua script that keeps Redis busy for about `ms` milliseconds.
+fn busy(ms: u32) -> Vec<u8> {
+    let script = format!(
+        "local t = redis.call('TIME') local s = t[1] * 1e6 + t[2] \
+         repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - s >= {}",
+        ms * 1000
+    );
+    cmd(&[b"EVAL", script.as_bytes(), b"0"])
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_sampled_span_lasts_until_its_reply_is_written() -> Result<()> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let subscriber = tracing_subscriber::registry().with(Capture(Arc::clone(&seen)));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let redis = RedisServer::start().await?;
+    // Every command sampled.
+    let admin = Admin::start(&redis, |b| b.trace_sample(1)).await?;
+    let mut c = Conn::connect(admin.proxy).await?;
+    // One batch: GET, a 30 ms script, GET; then a local command queued
+    // behind that batch's reply.
+    let script = [
+        cmd(&[b"GET", b"a"]),
+        busy(30),
+        cmd(&[b"GET", b"b"]),
+        cmd(&[b"NEXUS.STATS"]),
+    ]
+    .concat();
+    c.send(&script).await?;
+    let replies = c.read_frames(4).await?;
+    ensure!(
+        replies.starts_with(b"$-1\r\n$-1\r\n$-1\r\n*"),
+        "{}",
+        show(&replies)
+    );
+    // 20 commands in one pipeline: more sampled commands than one batch
+    // carries spans for; none loses its span.
+    let mut many = Vec::new();
+    for _ in 0..20 {
+        many.extend(cmd(&[b"GET", b"x"]));
+    }
+    c.send(&many).await?;
+    c.read_frames(20).await?;
+    // Pinned commands get an event, not a span.
+    ensure!(c.call(&[b"SELECT", b"1"]).await? == b"+OK\r\n");
+    ensure!(c.call(&[b"GET", b"a"]).await? == b"$-1\r\n");
+    drop(c);
+    admin.stop().await?;
+
+    let seen = seen.lock().unwrap();
+    let lived = &seen.lived;
+    // GET, EVAL, GET, NEXUS.STATS, 20 GETs; every span closed.
+    assert_eq!(lived.len(), 24, "{lived:?}");
+    ensure!(seen.open_at.is_empty(), "spans never closed");
+    // The whole first batch (and the local reply behind it) waited for the
+    // script: no span of it ends before its reply exists.
+    for (name, d) in &lived[..4] {
+        ensure!(
+            *d >= std::time::Duration::from_millis(25),
+            "{name} span lived {d:?}: {lived:?}"
+        );
+    }
+    assert_eq!(lived[3].0, "local");
+    ensure!(lived.iter().all(|(_, d)| !d.is_zero()), "{lived:?}");
+    ensure!(
+        !seen.opened.iter().any(|(_, c, _)| c == "pinned"),
+        "a pinned span: {:?}",
+        seen.opened
+    );
+    assert_eq!(seen.events, ["pinned", "pinned"], "{:?}", seen.events);
     Ok(())
 }

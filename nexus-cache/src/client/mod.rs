@@ -36,7 +36,7 @@ use crate::route::{self, Route};
 use crate::upstream::{Batch, Lane, Pool};
 use gets::Gets;
 use local::Outcome;
-use trace::{Class, Sampler};
+use trace::{Class, MAX_BATCH_SPANS, Sampler};
 use writer::{Slot, WriteEnd};
 
 /// Read buffer growth step.
@@ -137,8 +137,8 @@ struct PendingBatch {
     near: WriteMarks,
     /// Which of its commands are `GET`s (hit/miss counting).
     gets: Gets,
-    /// The span of its first sampled command.
-    span: Option<Box<tracing::Span>>,
+    /// The spans of its sampled commands (at most [`MAX_BATCH_SPANS`]).
+    spans: Vec<tracing::Span>,
 }
 
 impl PendingBatch {
@@ -151,7 +151,7 @@ impl PendingBatch {
             owned: None,
             near: WriteMarks::new(),
             gets: Gets::new(),
-            span: None,
+            spans: Vec::new(),
         }
     }
 }
@@ -181,6 +181,14 @@ async fn read_commands(
                         .await;
                 }
             };
+            // A batch carries at most MAX_BATCH_SPANS spans: a further
+            // sampled command starts a new one (only with dense sampling).
+            if batch.spans.len() >= MAX_BATCH_SPANS
+                && sampler.next_is_sampled()
+                && !flush(&mut buf, &mut batch, &slots, lane, unacked).await
+            {
+                return ReadEnd::Closed;
+            }
             let frame = &buf[batch.bytes..batch.bytes + n];
             let cmd = match Command::parse(frame) {
                 Ok(c) => c,
@@ -208,14 +216,19 @@ async fn read_commands(
                 route = Route::Refuse;
             }
             let sampled = sampler.tick();
-            if sampled && route != Route::Forward {
-                let class = if route == Route::Pin {
-                    Class::Pinned
-                } else {
-                    Class::Local
-                };
-                // Marks the command; its reply has no later point to end at.
-                drop(trace::span(&cmd, class));
+            // A sampled command's span, ended once its reply is written.
+            let mut span = None;
+            if sampled {
+                match route {
+                    Route::Forward => {
+                        span = Some(Box::new(trace::span(&cmd, Class::of_forwarded(&cmd))));
+                    }
+                    // Its reply comes from the pinned session (see `trace`).
+                    Route::Pin => trace::event(&cmd, Class::Pinned),
+                    Route::Local(_) | Route::Refuse => {
+                        span = Some(Box::new(trace::span(&cmd, Class::Local)));
+                    }
+                }
             }
             // Each class has its own counter (never derived by subtraction).
             // A `Pin` is counted once the permit is taken (or, refused, as local).
@@ -228,7 +241,6 @@ async fn read_commands(
             }
             // Only forwarded `GET`s are counted as hits or misses.
             let mut get = false;
-            let mut span = None;
             // The near-cache side of a write run as a script (`Plan::Script`).
             let mut script_near = WriteMarks::new();
             // Decide while `cmd` borrows the buffer; act after.
@@ -236,9 +248,6 @@ async fn read_commands(
                 match route {
                     Route::Forward => {
                         get = cmd.len() == 2 && cmd.name().eq_ignore_ascii_case(b"GET");
-                        if sampled {
-                            span = Some(Box::new(trace::span(&cmd, Class::of_forwarded(&cmd))));
-                        }
                         let plan = match &shared.live {
                             None => Plan::Plain,
                             Some(live) => {
@@ -281,8 +290,8 @@ async fn read_commands(
                         if get {
                             batch.gets.set(batch.count);
                         }
-                        if batch.span.is_none() {
-                            batch.span = span.take();
+                        if let Some(s) = span.take() {
+                            batch.spans.push(*s);
                         }
                         batch.bytes += n;
                         batch.count += 1;
@@ -329,26 +338,27 @@ async fn read_commands(
                 }
                 Outcome::Reply(b) => {
                     count_local(&b, shared);
-                    if slots.send(Slot::Ready(b)).await.is_err() {
+                    if slots.send(ready(b, span)).await.is_err() {
                         return ReadEnd::Closed;
                     }
                 }
                 Outcome::Quit => {
                     shared.metrics.answered_locally.fetch_add(1, Relaxed);
                     let _ = slots
-                        .send(Slot::Ready(Bytes::from_static(b"+OK\r\n")))
+                        .send(ready(Bytes::from_static(b"+OK\r\n"), span))
                         .await;
                     let _ = slots.send(Slot::Close).await;
                     return ReadEnd::Closed;
                 }
                 Outcome::Forward(b) => {
+                    let spans = span.map(|s| vec![*s]).unwrap_or_default();
                     let sent = send_batch(
                         b,
                         1,
                         false,
                         WriteMarks::new(),
                         Gets::default(),
-                        None,
+                        spans,
                         &slots,
                         lane,
                     )
@@ -368,7 +378,7 @@ async fn read_commands(
                         writes: false,
                         near: WriteMarks::new(),
                         gets: if get { Gets::first() } else { Gets::default() },
-                        span,
+                        spans: span.map(|s| vec![*s]).unwrap_or_default(),
                     });
                 }
                 Outcome::NearFill(fill) => {
@@ -382,7 +392,7 @@ async fn read_commands(
                         writes: false,
                         near: WriteMarks::new(),
                         gets: if get { Gets::first() } else { Gets::default() },
-                        span,
+                        spans: span.map(|s| vec![*s]).unwrap_or_default(),
                     });
                 }
                 Outcome::Script(call) => {
@@ -391,7 +401,7 @@ async fn read_commands(
                     };
                     let reply = live.run(lane, call).await;
                     live.near_acknowledge(std::mem::take(&mut script_near));
-                    if slots.send(Slot::Ready(reply)).await.is_err() {
+                    if slots.send(ready(reply, span)).await.is_err() {
                         return ReadEnd::Closed;
                     }
                 }
@@ -406,7 +416,7 @@ async fn read_commands(
                         writes: false,
                         near: WriteMarks::new(),
                         gets: if get { Gets::first() } else { Gets::default() },
-                        span,
+                        spans: span.map(|s| vec![*s]).unwrap_or_default(),
                     });
                 }
                 Outcome::Admin(call) => {
@@ -415,7 +425,7 @@ async fn read_commands(
                     };
                     let reply = local::admin(call, live, lane).await;
                     count_local(&reply, shared);
-                    if slots.send(Slot::Ready(reply)).await.is_err() {
+                    if slots.send(ready(reply, span)).await.is_err() {
                         return ReadEnd::Closed;
                     }
                 }
@@ -526,17 +536,16 @@ async fn flush(
     if writes {
         unacked.fetch_add(1, Release);
     }
-    send_batch(
-        bytes,
-        count,
-        writes,
-        near,
-        gets,
-        batch.span.take(),
-        slots,
-        lane,
-    )
-    .await
+    let spans = std::mem::take(&mut batch.spans);
+    send_batch(bytes, count, writes, near, gets, spans, slots, lane).await
+}
+
+/// A local reply's slot: traced when its command was sampled.
+fn ready(reply: Bytes, span: Option<Box<tracing::Span>>) -> Slot {
+    match span {
+        None => Slot::Ready(reply),
+        Some(span) => Slot::Traced(reply, span),
+    }
 }
 
 // One argument per field of the reply slot it creates.
@@ -547,7 +556,7 @@ async fn send_batch(
     writes: bool,
     near: WriteMarks,
     gets: Gets,
-    span: Option<Box<tracing::Span>>,
+    spans: Vec<tracing::Span>,
     slots: &mpsc::Sender<Slot>,
     lane: &Lane,
 ) -> bool {
@@ -563,7 +572,7 @@ async fn send_batch(
         writes,
         near,
         gets,
-        span,
+        spans,
     });
     lane.send(Batch {
         bytes,

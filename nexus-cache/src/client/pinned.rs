@@ -161,7 +161,7 @@ async fn forward_commands(
                         if sampler.tick()
                             && let Ok(cmd) = &parsed
                         {
-                            drop(trace::span(cmd, Class::Pinned));
+                            trace::event(cmd, Class::Pinned);
                         }
                     }
                     if let Some(live) = &shared.live {

@@ -10,16 +10,26 @@
 //! after a cached interest check.
 //!
 //! The proxy receives no trace context from Redis clients, so every span is a
-//! root (`parent: None`). A forwarded command's span is closed once its reply
-//! has been handed to the client's socket buffer, so its duration is the
-//! proxy's own latency for that command (batch included); local, refused and
-//! pinned commands get a span that only marks them.
+//! root (`parent: None`). Every sampled span covers its command from the
+//! moment it is read until its reply has been written to the client's socket
+//! (the writer flushes before closing it), so its duration is the proxy's
+//! latency for that command: its batch's round trip for a forwarded command,
+//! the wait behind earlier replies for a local one. A batch carries at most
+//! [`MAX_BATCH_SPANS`] spans: a further sampled command starts a new batch
+//! (only when sampling nearly every command). Commands on a pinned
+//! connection get a `cache.command` *event* instead of a span: their
+//! replies stream back from Redis unframed (pushes, `CLIENT REPLY OFF`,
+//! subscriptions), so there is no point at which a reply is known to be
+//! written, and a span ended anywhere else would be a fake.
 
 use std::num::NonZeroU32;
 
 use tracing::Span;
 
 use crate::resp::Command;
+
+/// Sampled spans one batch carries at most (its bound; see the module docs).
+pub(crate) const MAX_BATCH_SPANS: usize = 8;
 
 /// A per-connection 1-in-N countdown.
 #[derive(Debug)]
@@ -39,6 +49,12 @@ impl Sampler {
                 left: (seed % u64::from(n.get())) as u32 + 1,
             },
         }
+    }
+
+    /// Whether the next [`tick`](Self::tick) will sample (without ticking).
+    #[inline]
+    pub(crate) const fn next_is_sampled(&self) -> bool {
+        self.every != 0 && self.left == 1
     }
 
     /// Whether the next command is sampled.
@@ -224,6 +240,20 @@ pub(crate) fn span(cmd: &Command<'_>, class: Class) -> Span {
     )
 }
 
+/// A root `cache.command` event for `cmd` in `class` (pinned commands,
+/// whose reply cannot be matched; see the module docs).
+pub(crate) fn event(cmd: &Command<'_>, class: Class) {
+    let name = cmd.name();
+    let name = String::from_utf8_lossy(&name[..name.len().min(MAX_NAME)]).to_ascii_uppercase();
+    tracing::event!(
+        target: "nexus_cache::command",
+        parent: None,
+        tracing::Level::INFO,
+        { otel.name = class.as_str(), db.system.name = "redis", db.operation.name = %name },
+        "cache.command"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -239,7 +269,17 @@ mod tests {
         let hits: Vec<usize> = (0..30).filter(|_| s.tick()).collect();
         assert_eq!(hits.len(), 3);
         let mut every = Sampler::new(NonZeroU32::new(1), 99);
-        assert!((0..10).all(|_| every.tick()));
+        assert!((0..10).all(|_| every.next_is_sampled() && every.tick()));
+        let mut s = Sampler::new(NonZeroU32::new(3), 0);
+        let peeked: Vec<bool> = (0..9)
+            .map(|_| {
+                let p = s.next_is_sampled();
+                assert_eq!(p, s.tick());
+                p
+            })
+            .collect();
+        assert_eq!(peeked.iter().filter(|p| **p).count(), 3);
+        assert!(!Sampler::new(None, 0).next_is_sampled());
     }
 
     #[test]

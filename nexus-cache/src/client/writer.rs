@@ -26,6 +26,9 @@ const FLUSH_AT: usize = 64 * 1024;
 pub(crate) enum Slot {
     /// A reply the proxy already has (local answers, errors).
     Ready(Bytes),
+    /// As `Ready`, for a sampled command: its span ends once the reply is
+    /// written to the socket.
+    Traced(Bytes, Box<tracing::Span>),
     /// The replies to `count` commands sent upstream as one batch.
     Upstream {
         rx: oneshot::Receiver<Reply>,
@@ -36,8 +39,10 @@ pub(crate) enum Slot {
         near: WriteMarks,
         /// Which replies answer `GET`s (counted as hits or misses).
         gets: Gets,
-        /// A sampled command's span, closed once the replies are written.
-        span: Option<Box<tracing::Span>>,
+        /// The spans of its sampled commands (at most
+        /// [`MAX_BATCH_SPANS`](super::trace::MAX_BATCH_SPANS)), closed once
+        /// the replies are written to the socket.
+        spans: Vec<tracing::Span>,
     },
     /// Flush, then close the connection (QUIT, protocol errors).
     Close,
@@ -79,13 +84,21 @@ pub(crate) async fn write_replies(
         };
         let result = match slot {
             Slot::Ready(b) => append(&mut wr, &mut out, &b).await,
+            Slot::Traced(b, span) => {
+                let written = match append(&mut wr, &mut out, &b).await {
+                    Ok(()) => flush(&mut wr, &mut out).await,
+                    Err(e) => Err(e),
+                };
+                drop(span);
+                written
+            }
             Slot::Upstream {
                 mut rx,
                 count,
                 writes,
                 near,
                 gets,
-                span,
+                spans,
             } => {
                 let reply = match rx.try_recv() {
                     Ok(r) => Ok(r),
@@ -112,11 +125,17 @@ pub(crate) async fn write_replies(
                         if !gets.is_empty() {
                             gets.count(&r.bytes, metrics);
                         }
-                        write_reply(&mut wr, &mut out, r).await
+                        match write_reply(&mut wr, &mut out, r).await {
+                            // A sampled batch is flushed now so that its
+                            // spans end after the reply left (one more write
+                            // per sampled batch, none otherwise).
+                            Ok(()) if !spans.is_empty() => flush(&mut wr, &mut out).await,
+                            r => r,
+                        }
                     }
                     Err(e) => Err(e),
                 };
-                drop(span);
+                drop(spans);
                 written
             }
             Slot::Close => {
