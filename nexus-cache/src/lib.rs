@@ -103,6 +103,7 @@ mod config;
 mod error;
 mod live;
 mod metrics;
+mod near;
 mod resp;
 mod route;
 mod server;

@@ -121,7 +121,9 @@ impl Proxy {
         let live = match &self.config.policy {
             None => None,
             Some(source) => Some(Arc::new(
-                Live::start(source, pool.clone(), Arc::clone(&self.mechanisms)).await?,
+                Live::start(source, pool.clone(), Arc::clone(&self.mechanisms))
+                    .await?
+                    .with_near(&self.config),
             )),
         };
         #[cfg(feature = "admin")]

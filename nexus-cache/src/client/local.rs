@@ -23,6 +23,8 @@ const HELLO_NOAUTH: &[u8] = b"-NOAUTH HELLO must be called with the client alrea
 pub(crate) enum Outcome {
     /// Answer this and carry on.
     Reply(Bytes),
+    /// A near-cache hit: answer this (with the hits next to it, in one slot).
+    Hit(Bytes),
     /// Answer `+OK`, flush, close.
     Quit,
     /// Forward this (rewritten) command over the pool.
@@ -38,6 +40,9 @@ pub(crate) enum Outcome {
     Script(crate::live::Call),
     /// A `GET` of a key with a stampede guard: its own reply slot.
     Guarded(crate::live::Guarded),
+    /// Fetch this `GET` (the frame is the command) and offer the reply to
+    /// the near cache.
+    NearFill(crate::near::Fill),
     /// An admin command that calls Redis (`NEXUS.TAG`, `NEXUS.INVALIDATE`).
     Admin(Admin),
 }
@@ -276,9 +281,13 @@ pub(crate) async fn admin(
         }
         Admin::Invalidate(set) => {
             // Before the script runs: no read sent after this command joins a
-            // flight that started before it.
+            // flight that started before it, or fills the near cache with a
+            // value the script deletes.
             live.tag_invalidated();
+            let mut near = crate::near::WriteMarks::default();
+            live.near_write_all(&mut near);
             let reply = INVALIDATE_SCRIPT.call(lane, &[&set], &[]).await;
+            live.near_acknowledge(near);
             if let Some(n) = scripts::integer(&reply) {
                 live.metrics.invalidations.fetch_add(1, Relaxed);
                 live.metrics

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Credentials, ProxyConfig};
 use crate::live::{Live, Plan};
 use crate::metrics::Metrics;
+use crate::near::WriteMarks;
 use crate::resp::{Command, Error, Limits, Scanner};
 use crate::route::{self, Route};
 use crate::upstream::{Batch, Lane, Pool};
@@ -44,6 +45,8 @@ const READ_CHUNK: usize = 16 * 1024;
 const FIRST_READ: usize = 4 * 1024;
 /// Bytes of forwardable commands that close a batch early.
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Bytes of consecutive near-cache hits answered as one reply slot.
+const MAX_HIT_BYTES: usize = 64 * 1024;
 
 /// State shared by every client of one proxy.
 #[derive(Debug)]
@@ -116,8 +119,12 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
     }
 }
 
-/// A run of forwardable commands at the start of the read buffer.
+/// A run of forwardable commands at the start of the read buffer, preceded
+/// by the replies to a run of near-cache hits (sent first, as one slot).
 struct PendingBatch {
+    /// Replies to consecutive near-cache hits, in order; they precede every
+    /// command of the batch.
+    hits: BytesMut,
     /// Bytes of the read buffer the batch consumed.
     bytes: usize,
     count: usize,
@@ -126,6 +133,8 @@ struct PendingBatch {
     /// Set once a command was rewritten: the batch's bytes to send, copied,
     /// since they no longer match the read buffer.
     owned: Option<BytesMut>,
+    /// The near-cache side of its writes, acknowledged with its replies.
+    near: WriteMarks,
     /// Which of its commands are `GET`s (hit/miss counting).
     gets: Gets,
     /// The spans of its sampled commands (at most [`MAX_BATCH_SPANS`]).
@@ -133,12 +142,14 @@ struct PendingBatch {
 }
 
 impl PendingBatch {
-    const fn new() -> Self {
+    fn new() -> Self {
         Self {
+            hits: BytesMut::new(),
             bytes: 0,
             count: 0,
             writes: false,
             owned: None,
+            near: WriteMarks::new(),
             gets: Gets::new(),
             spans: Vec::new(),
         }
@@ -230,6 +241,8 @@ async fn read_commands(
             }
             // Only forwarded `GET`s are counted as hits or misses.
             let mut get = false;
+            // The near-cache side of a write run as a script (`Plan::Script`).
+            let mut script_near = WriteMarks::new();
             // Decide while `cmd` borrows the buffer; act after.
             let outcome = 'decide: {
                 match route {
@@ -241,6 +254,11 @@ async fn read_commands(
                                 live.plan(&cmd, !batch.writes && unacked.load(Acquire) == 0, client)
                             }
                         };
+                        if matches!(plan, Plan::Write | Plan::AppendPx(_))
+                            && let Some(live) = &shared.live
+                        {
+                            live.near_write(&cmd, &mut batch.near);
+                        }
                         match plan {
                             Plan::Plain | Plan::Write => {
                                 batch.writes |= matches!(plan, Plan::Write);
@@ -261,8 +279,13 @@ async fn read_commands(
                             Plan::Flight { stripe, global } => {
                                 break 'decide Outcome::Flight { stripe, global };
                             }
-                            Plan::Script(call) => break 'decide Outcome::Script(call),
+                            Plan::Script(call) => {
+                                live_near_write(shared, &cmd, &mut script_near);
+                                break 'decide Outcome::Script(call);
+                            }
                             Plan::Guarded(g) => break 'decide Outcome::Guarded(g),
+                            Plan::Ready(reply) => break 'decide Outcome::Hit(reply),
+                            Plan::NearFill(fill) => break 'decide Outcome::NearFill(fill),
                         }
                         if get {
                             batch.gets.set(batch.count);
@@ -284,12 +307,16 @@ async fn read_commands(
                     Route::Local(l) => local::handle(l, &cmd, &mut authed, shared),
                 }
             };
-            if !flush(&mut buf, &mut batch, &slots, lane, unacked).await {
+            // Consecutive hits share one slot: only a batch before them is sent now.
+            let hit = matches!(outcome, Outcome::Hit(_));
+            if (!hit || batch.count > 0)
+                && !flush(&mut buf, &mut batch, &slots, lane, unacked).await
+            {
                 return ReadEnd::Closed;
             }
             // A pin keeps the original frame in the buffer unless it was rewritten.
             let keep_frame = matches!(&outcome, Outcome::Pin(b) if b.is_empty());
-            let frame = if matches!(outcome, Outcome::Flight { .. }) {
+            let frame = if matches!(outcome, Outcome::Flight { .. } | Outcome::NearFill(_)) {
                 buf.split_to(n).freeze()
             } else {
                 if !keep_frame {
@@ -298,6 +325,17 @@ async fn read_commands(
                 Bytes::new()
             };
             match outcome {
+                Outcome::Hit(b) => {
+                    // A `GET` answered with a value, from the near cache
+                    // (routed like any `GET`: counted in `routed_to_pool`).
+                    shared.metrics.get_hits.fetch_add(1, Relaxed);
+                    batch.hits.extend_from_slice(&b);
+                    if batch.hits.len() >= MAX_HIT_BYTES
+                        && !flush(&mut buf, &mut batch, &slots, lane, unacked).await
+                    {
+                        return ReadEnd::Closed;
+                    }
+                }
                 Outcome::Reply(b) => {
                     count_local(&b, shared);
                     if slots.send(ready(b, span)).await.is_err() {
@@ -314,7 +352,17 @@ async fn read_commands(
                 }
                 Outcome::Forward(b) => {
                     let spans = span.map(|s| vec![*s]).unwrap_or_default();
-                    let sent = send_batch(b, 1, false, Gets::default(), spans, &slots, lane).await;
+                    let sent = send_batch(
+                        b,
+                        1,
+                        false,
+                        WriteMarks::new(),
+                        Gets::default(),
+                        spans,
+                        &slots,
+                        lane,
+                    )
+                    .await;
                     if !sent {
                         return ReadEnd::Closed;
                     }
@@ -329,6 +377,21 @@ async fn read_commands(
                         count: 1,
                         writes: false,
                         get,
+                        near: WriteMarks::new(),
+                        spans: span.map(|s| vec![*s]).unwrap_or_default(),
+                    });
+                }
+                Outcome::NearFill(fill) => {
+                    let (Some(live), Ok(permit)) = (&shared.live, slots.reserve().await) else {
+                        return ReadEnd::Closed;
+                    };
+                    let rx = live.near_fill(frame, fill, lane);
+                    permit.send(Slot::Upstream {
+                        rx,
+                        count: 1,
+                        writes: false,
+                        get,
+                        near: WriteMarks::new(),
                         spans: span.map(|s| vec![*s]).unwrap_or_default(),
                     });
                 }
@@ -337,6 +400,7 @@ async fn read_commands(
                         return ReadEnd::Closed;
                     };
                     let reply = live.run(lane, call).await;
+                    live.near_acknowledge(std::mem::take(&mut script_near));
                     if slots.send(ready(reply, span)).await.is_err() {
                         return ReadEnd::Closed;
                     }
@@ -351,6 +415,7 @@ async fn read_commands(
                         count: 1,
                         writes: false,
                         get,
+                        near: WriteMarks::new(),
                         spans: span.map(|s| vec![*s]).unwrap_or_default(),
                     });
                 }
@@ -414,6 +479,14 @@ async fn read_commands(
     }
 }
 
+/// Drops `cmd`'s keys from the near cache before it is forwarded (see
+/// [`Live::near_write`]).
+fn live_near_write(shared: &Shared, cmd: &Command<'_>, marks: &mut WriteMarks) {
+    if let Some(live) = &shared.live {
+        live.near_write(cmd, marks);
+    }
+}
+
 /// Frames Redis silently skips: `*0`, `*-1`, and inline lines of separators only.
 fn is_empty_command(frame: &[u8]) -> bool {
     frame == b"*0\r\n"
@@ -439,6 +512,12 @@ async fn flush(
     lane: &Lane,
     unacked: &AtomicUsize,
 ) -> bool {
+    if !batch.hits.is_empty() {
+        let hits = batch.hits.split().freeze();
+        if slots.send(Slot::Ready(hits)).await.is_err() {
+            return false;
+        }
+    }
     if batch.count == 0 {
         return true;
     }
@@ -451,13 +530,14 @@ async fn flush(
     };
     let count = std::mem::take(&mut batch.count);
     let writes = std::mem::take(&mut batch.writes);
+    let near = std::mem::take(&mut batch.near);
     let gets = std::mem::take(&mut batch.gets);
     batch.bytes = 0;
     if writes {
         unacked.fetch_add(1, Release);
     }
     let spans = std::mem::take(&mut batch.spans);
-    send_batch(bytes, count, writes, gets, spans, slots, lane).await
+    send_batch(bytes, count, writes, near, gets, spans, slots, lane).await
 }
 
 /// A local reply's slot: traced when its command was sampled.
@@ -468,10 +548,13 @@ fn ready(reply: Bytes, span: Option<Box<tracing::Span>>) -> Slot {
     }
 }
 
+// One argument per field of the reply slot it creates.
+#[allow(clippy::too_many_arguments)]
 async fn send_batch(
     bytes: Bytes,
     count: usize,
     writes: bool,
+    near: WriteMarks,
     gets: Gets,
     spans: Vec<tracing::Span>,
     slots: &mpsc::Sender<Slot>,
@@ -488,6 +571,7 @@ async fn send_batch(
         count,
         writes,
         get: false,
+        near,
         spans,
     });
     lane.send(Batch {

@@ -26,6 +26,7 @@ use super::local::{self, Outcome};
 use super::trace::{self, Class, Sampler};
 use super::{Shared, count_local, echo};
 use crate::error::UpstreamError;
+use crate::near::pinned::PinnedWrites;
 use crate::resp::{Command, Scanner, encode};
 use crate::route::{Local, REFUSED};
 use crate::upstream::connect;
@@ -67,6 +68,8 @@ pub(super) async fn run(
     shared.metrics.upstream_connects.fetch_add(1, Relaxed);
     let (mut urd, uwr) = upstream.into_split();
     let closing = AtomicBool::new(false);
+    // Near-cache marks of this session's writes, released by their replies.
+    let near = PinnedWrites::new();
     let down = async {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         loop {
@@ -80,6 +83,7 @@ pub(super) async fn run(
                     // path, invalidate flights before the client sees them.
                     if let Some(live) = &shared.live {
                         live.invalidate_all();
+                        near.replies(live, &buf);
                     }
                     if wr.write_all(&buf).await.is_err() {
                         return;
@@ -93,7 +97,7 @@ pub(super) async fn run(
         }
         let _ = wr.shutdown().await;
     };
-    let up = forward_commands(rd, uwr, pending, sampler, shared, shutdown, &closing);
+    let up = forward_commands(rd, uwr, pending, sampler, shared, shutdown, &closing, &near);
     tokio::pin!(down);
     tokio::select! {
         () = &mut down => {}
@@ -127,6 +131,8 @@ fn nexus_reply(cmd: &Command<'_>, shared: &Shared) -> Bytes {
 
 /// Client -> Redis. Returns when the client closes, sends garbage Redis will reject
 /// (forwarded raw so Redis answers it in order), or shutdown begins.
+// The session's halves and the state its two directions share.
+#[allow(clippy::too_many_arguments)]
 async fn forward_commands(
     mut rd: OwnedReadHalf,
     mut uwr: OwnedWriteHalf,
@@ -135,6 +141,7 @@ async fn forward_commands(
     shared: &Shared,
     shutdown: &CancellationToken,
     closing: &AtomicBool,
+    near: &PinnedWrites,
 ) {
     let mut scanner = Scanner::new(shared.limits);
     // After input Redis will reject, framing is lost: forward the rest raw.
@@ -155,6 +162,19 @@ async fn forward_commands(
                             && let Ok(cmd) = &parsed
                         {
                             trace::event(cmd, Class::Pinned);
+                        }
+                    }
+                    if let Some(live) = &shared.live {
+                        match &parsed {
+                            Ok(cmd)
+                                if !cmd.is(b"QUIT")
+                                    && !is_nexus(cmd)
+                                    && !REFUSED.iter().any(|r| cmd.is(r)) =>
+                            {
+                                near.command(live, cmd);
+                            }
+                            Err(_) if super::is_empty_command(&buf[off..off + n]) => {}
+                            _ => near.other(),
                         }
                     }
                     let replacement = match parsed {

@@ -13,6 +13,7 @@ use super::gets;
 use crate::error::UpstreamError;
 use crate::live::Live;
 use crate::metrics::Metrics;
+use crate::near::WriteMarks;
 use crate::upstream::Reply;
 
 /// Replies at least this large are written directly instead of copied.
@@ -38,6 +39,8 @@ pub(crate) enum Slot {
         /// reader (a flight, a guarded read): counted here. Batches' `GET`s
         /// are counted by the upstream reader ([`gets`](super::gets)).
         get: bool,
+        /// The near-cache side of its writes (empty unless `writes`).
+        near: WriteMarks,
         /// The spans of its sampled commands (at most
         /// [`MAX_BATCH_SPANS`](super::trace::MAX_BATCH_SPANS)), closed once
         /// the replies are written to the socket.
@@ -96,6 +99,7 @@ pub(crate) async fn write_replies(
                 count,
                 writes,
                 get,
+                near,
                 spans,
             } => {
                 let reply = match rx.try_recv() {
@@ -115,6 +119,7 @@ pub(crate) async fn write_replies(
                     // have reached Redis before the write did.
                     if let Some(live) = live {
                         live.invalidate_all();
+                        live.near_acknowledge(near);
                     }
                 }
                 let written = match reply {

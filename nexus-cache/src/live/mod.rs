@@ -15,6 +15,7 @@
 //! calls into this module.
 
 mod commands;
+mod near;
 pub(crate) mod scripts;
 
 use std::num::NonZeroUsize;
@@ -86,6 +87,8 @@ pub(crate) struct Live {
     /// Numbers client connections (a lease is held by one connection).
     clients: AtomicU64,
     pool: Pool,
+    /// The near cache ([`Live::with_near`]); `None` until started.
+    near: Option<crate::near::Near>,
     _reloader: Option<Reloader>,
     _ticker: Ticker,
 }
@@ -116,6 +119,10 @@ pub(crate) enum Plan {
     Script(Call),
     /// A `GET` of a key with a stampede guard ([`Live::guarded_get`]).
     Guarded(Guarded),
+    /// Answer with this reply now (a near-cache hit).
+    Ready(Bytes),
+    /// A near-cache miss: fetch on the client's lane and offer the reply.
+    NearFill(crate::near::Fill),
 }
 
 /// A write the proxy runs as a script.
@@ -192,6 +199,7 @@ impl Live {
             guard,
             clients: AtomicU64::new(1),
             pool,
+            near: None,
             _reloader: reloader,
             _ticker: ticker,
         })
@@ -223,6 +231,14 @@ impl Live {
                 };
                 if let Some(h) = &rule.hot {
                     self.maybe_extend(key, count, h);
+                }
+                // A near-cache hit first; its misses go on to the stampede
+                // guard when the rule has one (see `near_read`).
+                if may_join
+                    && rule.near_cache.is_some()
+                    && let Some(plan) = self.near_read(&policy, rule, cmd, key, count)
+                {
+                    return plan;
                 }
                 if let Some(st) = &rule.stampede
                     && cmd.len() == 2

@@ -82,6 +82,23 @@ impl Glob {
         &self.source
     }
 
+    /// The literal bytes every matching key starts with (empty when the glob
+    /// starts with a wildcard). The near cache subscribes to invalidations of
+    /// these prefixes.
+    pub fn literal_prefix(&self) -> Vec<u8> {
+        match &self.kind {
+            Kind::Any | Kind::Suffix(_) => Vec::new(),
+            Kind::Exact(lit) | Kind::Prefix(lit) => lit.to_vec(),
+            Kind::General(toks) => toks
+                .iter()
+                .map_while(|t| match t {
+                    Tok::Byte(b) => Some(*b),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
     /// Whether `key` matches. Never allocates.
     pub fn matches(&self, key: &[u8]) -> bool {
         match &self.kind {
@@ -186,6 +203,17 @@ mod tests {
         assert!(m("lit\\*", "lit*"));
         assert!(!m("lit\\*", "litx"));
         assert!(m("*a*", "bab"));
+    }
+
+    #[test]
+    fn literal_prefixes() {
+        let p = |g: &str| Glob::new(g).unwrap().literal_prefix();
+        assert_eq!(p("*"), b"");
+        assert_eq!(p("product:*"), b"product:");
+        assert_eq!(p("exact"), b"exact");
+        assert_eq!(p("*:views"), b"");
+        assert_eq!(p("user:?:name"), b"user:");
+        assert_eq!(p("a\\*b*"), b"a*b");
     }
 
     #[test]

@@ -37,6 +37,24 @@ pub struct MechanismMetrics {
     pub policy_reloads_ok: AtomicU64,
     /// Policy files rejected by the reloader (the old policy stayed).
     pub policy_reloads_failed: AtomicU64,
+    /// `GET`s answered from the near cache.
+    pub near_cache_hits: AtomicU64,
+    /// `GET`s of near-cached rules not answered from it (absent, expired, or the cache was off).
+    pub near_cache_misses: AtomicU64,
+    /// Near-cache entries evicted to stay within `max_entries`/`max_bytes`, or expired.
+    pub near_cache_evictions: AtomicU64,
+    /// Near-cache entries dropped because their key was written (through the proxy or, via client tracking, on Redis).
+    pub near_cache_invalidations: AtomicU64,
+    /// Whole near-cache flushes (tracking link lost, `FLUSHALL`/`FLUSHDB`, writes to unknown keys, policy changes).
+    pub near_cache_flushes: AtomicU64,
+    /// Gauge: bytes held by the near cache (keys, values and bookkeeping).
+    pub near_cache_bytes: AtomicU64,
+    /// Gauge: entries held by the near cache.
+    pub near_cache_entries: AtomicU64,
+    /// Gauge: the near cache's byte bound (the `max_bytes` of the rules it serves now).
+    pub near_cache_capacity_bytes: AtomicU64,
+    /// Gauge (`_now`, so the exporter types it as one): 1 while the near cache's invalidation link is subscribed (the cache serves only then).
+    pub near_cache_tracking_now: AtomicU64,
     /// Fill leases this proxy took in Redis (on a miss, or for an early refresh).
     pub leases_taken: AtomicU64,
     /// Leases held by this proxy's fillers that a deletion through this proxy cancelled.
@@ -79,6 +97,24 @@ pub struct MechanismSnapshot {
     pub policy_reloads_ok: u64,
     /// See [`MechanismMetrics::policy_reloads_failed`].
     pub policy_reloads_failed: u64,
+    /// See [`MechanismMetrics::near_cache_hits`].
+    pub near_cache_hits: u64,
+    /// See [`MechanismMetrics::near_cache_misses`].
+    pub near_cache_misses: u64,
+    /// See [`MechanismMetrics::near_cache_evictions`].
+    pub near_cache_evictions: u64,
+    /// See [`MechanismMetrics::near_cache_invalidations`].
+    pub near_cache_invalidations: u64,
+    /// See [`MechanismMetrics::near_cache_flushes`].
+    pub near_cache_flushes: u64,
+    /// See [`MechanismMetrics::near_cache_bytes`].
+    pub near_cache_bytes: u64,
+    /// See [`MechanismMetrics::near_cache_entries`].
+    pub near_cache_entries: u64,
+    /// See [`MechanismMetrics::near_cache_capacity_bytes`].
+    pub near_cache_capacity_bytes: u64,
+    /// See [`MechanismMetrics::near_cache_tracking_now`].
+    pub near_cache_tracking_now: u64,
     /// See [`MechanismMetrics::leases_taken`].
     pub leases_taken: u64,
     /// See [`MechanismMetrics::leases_cancelled`].
@@ -114,6 +150,15 @@ impl MechanismMetrics {
             invalidated_keys: self.invalidated_keys.load(Relaxed),
             policy_reloads_ok: self.policy_reloads_ok.load(Relaxed),
             policy_reloads_failed: self.policy_reloads_failed.load(Relaxed),
+            near_cache_hits: self.near_cache_hits.load(Relaxed),
+            near_cache_misses: self.near_cache_misses.load(Relaxed),
+            near_cache_evictions: self.near_cache_evictions.load(Relaxed),
+            near_cache_invalidations: self.near_cache_invalidations.load(Relaxed),
+            near_cache_flushes: self.near_cache_flushes.load(Relaxed),
+            near_cache_bytes: self.near_cache_bytes.load(Relaxed),
+            near_cache_entries: self.near_cache_entries.load(Relaxed),
+            near_cache_capacity_bytes: self.near_cache_capacity_bytes.load(Relaxed),
+            near_cache_tracking_now: self.near_cache_tracking_now.load(Relaxed),
             leases_taken: self.leases_taken.load(Relaxed),
             leases_cancelled: self.leases_cancelled.load(Relaxed),
             held_readers: self.held_readers.load(Relaxed),
@@ -139,6 +184,7 @@ impl MechanismSnapshot {
         "near_cache_bytes",
         "near_cache_capacity_bytes",
         "near_cache_entries",
+        "near_cache_tracking_now",
     ];
 
     /// Whether field `name` is a gauge (listed in [`GAUGES`](Self::GAUGES)).
@@ -147,7 +193,7 @@ impl MechanismSnapshot {
     }
 
     /// `(name, value)` pairs in a stable order.
-    pub fn fields(&self) -> [(&'static str, u64); 18] {
+    pub fn fields(&self) -> [(&'static str, u64); 27] {
         [
             ("collapsed_calls", self.collapsed_calls),
             ("hot_keys", self.hot_keys),
@@ -156,6 +202,15 @@ impl MechanismSnapshot {
             ("invalidated_keys", self.invalidated_keys),
             ("policy_reloads_ok", self.policy_reloads_ok),
             ("policy_reloads_failed", self.policy_reloads_failed),
+            ("near_cache_hits", self.near_cache_hits),
+            ("near_cache_misses", self.near_cache_misses),
+            ("near_cache_evictions", self.near_cache_evictions),
+            ("near_cache_invalidations", self.near_cache_invalidations),
+            ("near_cache_flushes", self.near_cache_flushes),
+            ("near_cache_bytes", self.near_cache_bytes),
+            ("near_cache_entries", self.near_cache_entries),
+            ("near_cache_capacity_bytes", self.near_cache_capacity_bytes),
+            ("near_cache_tracking_now", self.near_cache_tracking_now),
             ("leases_taken", self.leases_taken),
             ("leases_cancelled", self.leases_cancelled),
             ("held_readers", self.held_readers),

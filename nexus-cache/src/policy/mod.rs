@@ -14,8 +14,8 @@
 //!     hot: { threshold: 100, window: 10s, extend_by: 60s, max_ttl: 1h }
 //!     tags: [products]             # writes are tagged atomically with the write
 //!     stampede: { lock_ttl: 5s, wait_timeout: 5s, max_waiters: 1000, early_refresh: 1.0, serve_stale_for: 10s }
-//!     # reserved for the next issue, parsed and validated today:
-//!     near_cache: { ttl: 1s, max_entries: 10000 }
+//!     # in-process cache of GET replies, kept coherent with Redis:
+//!     near_cache: { ttl: 1s, max_entries: 10000, max_bytes: 16MiB, admit: hot }
 //! ```
 //!
 //! The seed's format still loads; each entry becomes a rule for one command
@@ -50,13 +50,14 @@ mod glob;
 pub mod metrics;
 mod reload;
 mod rule;
+mod size;
 mod spec;
 
 pub use error::{Location, PolicyError};
 pub use glob::{Glob, GlobError};
 pub use reload::{MAX_POLICY_FILE, PolicyHandle, Reloader, ReloaderConfig};
 pub use rule::Rule;
-pub use spec::{HotPolicy, NearCachePolicy, StampedePolicy};
+pub use spec::{HotPolicy, NearAdmission, NearCachePolicy, StampedePolicy};
 
 use spec::{FileSpec, MAX_COMMAND_LEN};
 

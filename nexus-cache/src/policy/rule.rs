@@ -35,7 +35,7 @@ pub struct Rule {
     pub tags: Vec<String>,
     /// Stampede guard for `GET`s of the matching keys.
     pub stampede: Option<StampedePolicy>,
-    /// Reserved: near cache (next issue).
+    /// In-process near cache of `GET` replies for the matching keys.
     pub near_cache: Option<NearCachePolicy>,
 }
 
@@ -147,10 +147,15 @@ impl Rule {
         }
         if let Some(n) = &self.near_cache {
             s.push_str(&format!(
-                " near_cache=ttl:{},max_entries:{}",
+                " near_cache=ttl:{},max_entries:{},max_bytes:{},max_value_bytes:{}",
                 display(n.ttl),
-                n.max_entries
+                n.max_entries,
+                super::size::display(n.max_bytes.get()),
+                super::size::display(n.max_value_bytes.get()),
             ));
+            if n.admit == super::NearAdmission::Hot {
+                s.push_str(&format!(",admit:hot/{}", n.hot_rate));
+            }
         }
         s
     }

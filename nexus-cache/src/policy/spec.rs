@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::duration;
+use super::{duration, size};
 
 /// Top level of a policy file. Either format, or both, may be present.
 #[derive(Debug, Deserialize)]
@@ -235,17 +235,33 @@ impl TryFrom<RawStampede> for StampedePolicy {
     }
 }
 
-/// Reserved for the near cache (next issue): parsed and validated now, not
-/// acted on yet.
+/// Which keys a rule's near cache admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NearAdmission {
+    /// Every key the rule matches (hot keys still win when the cache is full).
+    All,
+    /// Only keys the hot-key detector currently rates at `hot_rate` reads
+    /// per second or more.
+    Hot,
+}
+
+/// The in-process near cache of `GET` replies for a rule's keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawNearCache")]
 pub struct NearCachePolicy {
-    /// Longest time an entry is served from process memory.
+    /// Longest time an entry is served from process memory (its max age).
     pub ttl: Duration,
     /// Most entries kept for this rule.
     pub max_entries: NonZeroUsize,
+    /// Most bytes (keys, values and bookkeeping) kept for this rule.
+    pub max_bytes: NonZeroUsize,
     /// Largest value kept, in bytes.
     pub max_value_bytes: NonZeroUsize,
+    /// Which keys are admitted.
+    pub admit: NearAdmission,
+    /// With [`NearAdmission::Hot`]: reads per second from which a key is admitted.
+    pub hot_rate: NonZeroU32,
 }
 
 #[derive(Deserialize)]
@@ -254,13 +270,22 @@ struct RawNearCache {
     #[serde(deserialize_with = "duration::deserialize")]
     ttl: Duration,
     max_entries: NonZeroUsize,
-    #[serde(default = "default_max_value")]
-    max_value_bytes: NonZeroUsize,
+    #[serde(default, deserialize_with = "size::deserialize_opt")]
+    max_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "size::deserialize_opt")]
+    max_value_bytes: Option<usize>,
+    #[serde(default)]
+    admit: Option<NearAdmission>,
+    #[serde(default)]
+    hot_rate: Option<NonZeroU32>,
 }
 
-fn default_max_value() -> NonZeroUsize {
-    NonZeroUsize::new(64 * 1024).unwrap_or(NonZeroUsize::MIN)
-}
+/// Default `near_cache.max_bytes`: 16 MiB.
+pub(crate) const DEFAULT_NEAR_BYTES: usize = 16 << 20;
+/// Default `near_cache.max_value_bytes`: 64 KiB.
+pub(crate) const DEFAULT_NEAR_VALUE: usize = 64 << 10;
+/// Default `near_cache.hot_rate`: 100 reads per second.
+pub(crate) const DEFAULT_NEAR_HOT_RATE: u32 = 100;
 
 impl TryFrom<RawNearCache> for NearCachePolicy {
     type Error = String;
@@ -268,10 +293,31 @@ impl TryFrom<RawNearCache> for NearCachePolicy {
         if r.ttl.is_zero() {
             return Err("near_cache.ttl must be positive".into());
         }
+        let positive = |v: Option<usize>, default: usize, field: &str| {
+            NonZeroUsize::new(v.unwrap_or(default))
+                .ok_or_else(|| format!("near_cache.{field} must be positive"))
+        };
+        let max_bytes = positive(r.max_bytes, DEFAULT_NEAR_BYTES, "max_bytes")?;
+        let max_value_bytes = positive(r.max_value_bytes, DEFAULT_NEAR_VALUE, "max_value_bytes")?;
+        if max_value_bytes > max_bytes {
+            return Err(format!(
+                "near_cache.max_value_bytes ({max_value_bytes}) must not exceed near_cache.max_bytes ({max_bytes})"
+            ));
+        }
+        let admit = r.admit.unwrap_or(NearAdmission::All);
+        if r.hot_rate.is_some() && admit != NearAdmission::Hot {
+            return Err("near_cache.hot_rate applies only with `admit: hot`".into());
+        }
+        let hot_rate = r
+            .hot_rate
+            .unwrap_or(NonZeroU32::new(DEFAULT_NEAR_HOT_RATE).unwrap_or(NonZeroU32::MIN));
         Ok(Self {
             ttl: r.ttl,
             max_entries: r.max_entries,
-            max_value_bytes: r.max_value_bytes,
+            max_bytes,
+            max_value_bytes,
+            admit,
+            hot_rate,
         })
     }
 }
