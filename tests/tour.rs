@@ -271,10 +271,7 @@ async fn tour() {
                 let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&ctx);
                 assert_eq!(v["cache"]["status"], "ok", "{ctx}");
                 assert_eq!(v["consumer"]["status"], "ok", "{ctx}");
-                assert!(
-                    v["cache"]["stats"]["get_hits"].as_u64() >= Some(1),
-                    "{ctx}"
-                );
+                assert!(v["cache"]["stats"]["get_hits"].as_u64() >= Some(1), "{ctx}");
                 assert!(
                     v["gateway"]["requests"]["requests_total"].as_u64() >= Some(5),
                     "{ctx}"
