@@ -251,19 +251,29 @@ async fn losing_the_tracking_link_flushes_the_near_cache() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_your_writes_holds_under_concurrent_clients() -> Result<()> {
-    read_your_writes(false).await
+    read_your_writes(NEAR, false).await
 }
+
+/// The same on a rule whose misses go through the stampede guard, which
+/// offers the near cache the values it reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_holds_with_the_stampede_guard_filling() -> Result<()> {
+    read_your_writes(GUARDED_RW, false).await
+}
+
+/// Near cache and stampede guard on the keys `read_your_writes` uses.
+const GUARDED_RW: &str = "rules:\n  - commands: [GET]\n    keys: 'n:*'\n    stampede: { lock_ttl: 5s, wait_timeout: 3s, max_waiters: 100 }\n    near_cache: { ttl: 30s, max_entries: 1000 }\n";
 
 /// The same with writers in `MULTI`/`EXEC` (pinned connections): their
 /// writes are released by the `EXEC` reply, not the `+QUEUED`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_your_writes_holds_for_transactions_on_pinned_connections() -> Result<()> {
-    read_your_writes(true).await
+    read_your_writes(NEAR, true).await
 }
 
-async fn read_your_writes(transactions: bool) -> Result<()> {
+async fn read_your_writes(yaml: &str, transactions: bool) -> Result<()> {
     const KEYS: usize = 4;
-    let (_redis, proxy, mut admin) = setup(NEAR).await?;
+    let (_redis, proxy, mut admin) = setup(yaml).await?;
     // acked[k]: the highest sequence number a SET of n:rw{k} was acknowledged with.
     let acked: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
     let stop = Arc::new(AtomicBool::new(false));
@@ -504,5 +514,84 @@ async fn a_policy_with_new_prefixes_resubscribes_the_link() -> Result<()> {
         c.call(&[b"GET", b"n:1"]).await?;
     }
     assert_eq!(get_calls(&mut direct).await? - before, 3);
+    proxy.stop().await
+}
+
+/// A rule with both a stampede guard and a near cache.
+const GUARDED_NEAR: &str = "rules:\n  - commands: [GET]\n    keys: 'g:*'\n    stampede: { lock_ttl: 5s, wait_timeout: 3s, max_waiters: 100 }\n    near_cache: { ttl: 30s, max_entries: 1000 }\n";
+
+/// GETs of `key` through `c` until one answers `want` (bounded by 2 s);
+/// every answer before is `old`.
+async fn until_seen(c: &mut Conn, key: &[u8], old: &[u8], want: &[u8]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let v = c.call(&[b"GET", key]).await?;
+        if v == want {
+            return Ok(());
+        }
+        ensure!(v == old, "neither the old nor the new value: {}", show(&v));
+        ensure!(Instant::now() < deadline, "still the old value after 2 s");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stampede_guard_fills_the_near_cache_of_its_rule() -> Result<()> {
+    let (redis, proxy, mut admin) = setup(GUARDED_NEAR).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let nil = b"$-1\r\n".to_vec();
+
+    // A miss: the guard sends one filler to the database and holds the
+    // other reader until the fill; neither nil is near-cached.
+    let mut filler = Conn::connect(proxy.addr).await?;
+    assert_eq!(filler.call(&[b"GET", b"g:k"]).await?, nil);
+    let addr = proxy.addr;
+    let held = tokio::spawn(async move {
+        let mut c = Conn::connect(addr).await?;
+        c.call(&[b"GET", b"g:k"]).await
+    });
+    wait_stat(&mut admin, "held_now", |v| v == 1).await?;
+    assert_eq!(filler.call(&[b"SET", b"g:k", b"v1"]).await?, b"+OK\r\n");
+    let got = tokio::time::timeout(WAIT, held).await???;
+    assert_eq!(got, bulk("v1"), "the held reader gets the fill");
+    assert_eq!(stat(&mut admin, "leases_taken").await?, 1);
+    assert_eq!(stat(&mut admin, "near_cache_hits").await?, 0);
+
+    // The next GET reads through the guard and fills the near cache;
+    // from then on Redis sees no GET of the key.
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(warm(&mut c, &mut admin, b"g:k").await?, bulk("v1"));
+    let hits = stat(&mut admin, "near_cache_hits").await?;
+    let gets = get_calls(&mut direct).await?;
+    for _ in 0..50 {
+        assert_eq!(c.call(&[b"GET", b"g:k"]).await?, bulk("v1"));
+        assert_eq!(filler.call(&[b"GET", b"g:k"]).await?, bulk("v1"));
+    }
+    assert!(stat(&mut admin, "near_cache_hits").await? >= hits + 100);
+    assert_eq!(
+        get_calls(&mut direct).await?,
+        gets,
+        "hits must not reach Redis"
+    );
+
+    // Read-your-writes: a write through the proxy is seen by the next read,
+    // on the writer's connection and on any other.
+    assert_eq!(c.call(&[b"SET", b"g:k", b"v2"]).await?, b"+OK\r\n");
+    assert_eq!(c.call(&[b"GET", b"g:k"]).await?, bulk("v2"));
+    assert_eq!(filler.call(&[b"GET", b"g:k"]).await?, bulk("v2"));
+    assert_eq!(warm(&mut c, &mut admin, b"g:k").await?, bulk("v2"));
+
+    // A direct write on Redis evicts the entry through client tracking.
+    assert_eq!(redis.cli(["SET", "g:k", "v3"]).await?, "OK");
+    until_seen(&mut c, b"g:k", &bulk("v2"), &bulk("v3")).await?;
+    assert_eq!(warm(&mut c, &mut admin, b"g:k").await?, bulk("v3"));
+
+    // A direct deletion too; the nil that follows is not cached: the
+    // reader that got it is the filler, and its fill is served next.
+    direct.call(&[b"DEL", b"g:k"]).await?;
+    until_seen(&mut c, b"g:k", &bulk("v3"), &nil).await?;
+    assert_eq!(c.call(&[b"SET", b"g:k", b"v4"]).await?, b"+OK\r\n");
+    assert_eq!(warm(&mut c, &mut admin, b"g:k").await?, bulk("v4"));
+    assert_eq!(filler.call(&[b"GET", b"g:k"]).await?, bulk("v4"));
     proxy.stop().await
 }

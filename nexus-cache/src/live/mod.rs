@@ -147,11 +147,13 @@ pub(crate) enum Call {
     },
 }
 
-/// A guarded `GET`: its key and the rule's guard.
+/// A guarded `GET`: its key, the rule's guard, and its near-cache miss when
+/// the rule also has a near cache (the guard offers it the value it reads).
 #[derive(Debug)]
 pub(crate) struct Guarded {
     key: Bytes,
     policy: StampedePolicy,
+    near: Option<crate::near::Fill>,
 }
 
 impl Live {
@@ -232,8 +234,9 @@ impl Live {
                 if let Some(h) = &rule.hot {
                     self.maybe_extend(key, count, h);
                 }
-                // A near-cache hit first; its misses go on to the stampede
-                // guard when the rule has one (see `near_read`).
+                // A near-cache hit first; its misses go to the stampede
+                // guard when the rule has one, which offers the near cache
+                // what it reads (see `near_read`).
                 if may_join
                     && rule.near_cache.is_some()
                     && let Some(plan) = self.near_read(&policy, rule, cmd, key, count)
@@ -247,6 +250,7 @@ impl Live {
                     return Plan::Guarded(Guarded {
                         key: Bytes::copy_from_slice(key),
                         policy: *st,
+                        near: None,
                     });
                 }
                 if rule.singleflight && may_join {
@@ -444,8 +448,11 @@ impl Live {
         client: u64,
         lane: &Lane,
     ) -> oneshot::Receiver<Reply> {
+        let near = g
+            .near
+            .and_then(|fill| Some(self.near.as_ref()?.offer_later(fill)));
         self.guard
-            .get(g.key, g.policy, client, self.random(), lane)
+            .get(g.key, g.policy, client, self.random(), lane, near)
             .await
     }
 

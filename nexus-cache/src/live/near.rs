@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::commands::{self, Kind};
-use super::{Live, Plan};
+use super::{Guarded, Live, Plan};
 use crate::config::ProxyConfig;
 use crate::near::{Fill, Lookup, Near, WriteMarks};
 use crate::policy::{Policy, Rule};
@@ -44,8 +44,14 @@ impl Live {
         match near.lookup(policy, rule, key, freq) {
             Lookup::Hit(reply) => Some(Plan::Ready(reply)),
             // The stampede guard owns misses of its keys (a shared fill
-            // would hand a nil to every collapsed reader at once).
-            Lookup::Miss(_) if rule.stampede.is_some() => None,
+            // would hand a nil to every collapsed reader at once); the
+            // miss's ticket, taken now, before the guard sends its `GET`,
+            // lets the guard offer the value it reads to the cache.
+            Lookup::Miss(fill) if let Some(st) = &rule.stampede => Some(Plan::Guarded(Guarded {
+                key: Bytes::copy_from_slice(key),
+                policy: *st,
+                near: Some(fill),
+            })),
             Lookup::Miss(fill) => Some(Plan::NearFill(fill)),
             Lookup::Bypass => None,
         }

@@ -4,7 +4,9 @@
 //! A hit is answered by the client's own task without touching Redis (in
 //! the client's reply order, like any local answer). A miss sends the `GET`
 //! on the client's lane (concurrent misses of one key share the call) and
-//! offers the reply to the cache.
+//! offers the reply to the cache. On a rule with a stampede guard the
+//! guard sends the `GET` instead and offers the value it read through an
+//! [`Offer`], under the ticket the miss took before that `GET` was sent.
 //!
 //! Coherence, the part that matters:
 //!
@@ -163,6 +165,31 @@ impl std::fmt::Debug for Fill {
     }
 }
 
+/// A near-cache miss read by another mechanism (the stampede guard), which
+/// offers the reply of the read it sent after the ticket was taken.
+pub(crate) struct Offer {
+    inner: Arc<Inner>,
+    fill: Fill,
+}
+
+impl std::fmt::Debug for Offer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offer")
+            .field("fill", &self.fill)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Offer {
+    /// Offers `reply`, Redis's answer to a `GET` sent after this miss's
+    /// ticket was taken, to the cache: kept only if it is a bulk string
+    /// (never nil, never an error) and nothing could have written the key
+    /// since the ticket (same check as [`Near::fill`]'s).
+    pub(crate) fn offer(self, reply: &[u8]) {
+        self.inner.store(&self.fill, reply);
+    }
+}
+
 impl Near {
     /// Starts the near cache and its tracking link for `policy`.
     pub(crate) fn start(
@@ -259,6 +286,16 @@ impl Near {
             });
         });
         rx
+    }
+
+    /// A miss whose `GET` is sent by someone else (the stampede guard): the
+    /// returned [`Offer`] takes that `GET`'s reply, with the coherence
+    /// ticket `fill` took before it was sent (call this before sending it).
+    pub(crate) fn offer_later(&self, fill: Fill) -> Offer {
+        Offer {
+            inner: Arc::clone(&self.inner),
+            fill,
+        }
     }
 
     /// A write to `key` is about to be forwarded; `marks` goes with its batch.

@@ -115,6 +115,14 @@ impl Guard {
     /// client's order) and returns where its reply will arrive. The reply is
     /// resolved in a task: a hit is passed on, a miss is held or made the
     /// filler. If the client goes away, the task stops.
+    ///
+    /// `near` is the key's near-cache miss when its rule has a near cache
+    /// (its ticket taken before this `GET` is sent): a hit answered with
+    /// the value this `GET` read is offered to it, before the client sees
+    /// it. Nothing else is: not nil (the filler's), not errors, not stale
+    /// copies, and not values held readers get from the room's driver (whose
+    /// read may have been sent before this reader's ticket; their fill, a
+    /// write, moved the key's version past it anyway).
     pub(crate) async fn get(
         self: &Arc<Self>,
         key: Bytes,
@@ -122,6 +130,7 @@ impl Guard {
         client: u64,
         random: u64,
         lane: &Lane,
+        near: Option<crate::near::Offer>,
     ) -> oneshot::Receiver<Reply> {
         let mut req = BytesMut::new();
         encode::command(&mut req, &[b"GET", &key]);
@@ -153,15 +162,20 @@ impl Guard {
                     .resolve(reply, &key, &policy, client, random, &lane)
                     .await
             };
-            let out = tokio::select! {
+            let (out, read) = tokio::select! {
                 out = resolve => out,
                 () = tx.closed() => return,
             };
+            if read && let Some(near) = near {
+                near.offer(&out.bytes);
+            }
             let _ = tx.send(out);
         });
         rx
     }
 
+    /// The client's reply, and whether it is the value this reader's own
+    /// `GET` read (a hit passed on as is).
     async fn resolve(
         self: &Arc<Self>,
         reply: Reply,
@@ -170,7 +184,7 @@ impl Guard {
         client: u64,
         random: u64,
         lane: &Lane,
-    ) -> Reply {
+    ) -> (Reply, bool) {
         let first_len = Scanner::new(Limits::default())
             .scan(&reply.bytes)
             .ok()
@@ -180,13 +194,15 @@ impl Guard {
             let err = reply
                 .failure
                 .map_or(crate::error::UpstreamError::ConnectionLost, |(_, e)| e);
-            return Reply {
+            let reply = Reply {
                 bytes: Bytes::new(),
                 failure: Some((1, err)),
             };
+            return (reply, false);
         };
         let first = reply.bytes.slice(..n);
         let pttl = crate::live::scripts::integer(&reply.bytes[n..]);
+        let mut read = false;
         let bytes = if first[..] == *NIL {
             self.miss(key, policy, client).await
         } else if first.starts_with(b"$") {
@@ -201,15 +217,19 @@ impl Guard {
                 {
                     Bytes::from_static(NIL)
                 }
-                _ => first,
+                _ => {
+                    read = true;
+                    first
+                }
             }
         } else {
             first
         };
-        Reply {
+        let reply = Reply {
             bytes,
             failure: None,
-        }
+        };
+        (reply, read)
     }
 
     /// XFetch: whether this hit takes the lease and refreshes the key early.
