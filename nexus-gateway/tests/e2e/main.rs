@@ -9,6 +9,7 @@ mod events;
 mod h2;
 mod harness;
 mod kafka;
+mod kafka_trace;
 mod paths;
 mod per_core;
 mod proxy;
