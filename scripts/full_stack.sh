@@ -51,7 +51,9 @@ else
         say "something already listens on $redis_addr: using it as Redis"
     else
         say "starting redis-server on $redis_addr (no persistence, log: $run_dir/redis.log)"
-        redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no \
+        # setsid: ctrl-c reaches full_stack only; Redis and the broker keep
+        # serving while it shuts down, and cleanup stops them afterwards.
+        setsid redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no \
             --dir "$run_dir" >"$run_dir/redis.log" 2>&1 &
         pids+=($!)
         wait_for redis-server 127.0.0.1 6379 10 "$run_dir/redis.log"
@@ -67,7 +69,7 @@ else
         say "something already listens on $kafka_addr: using it as the Kafka broker"
     else
         say "starting the Tansu Kafka broker on $kafka_addr (memory storage, log: $run_dir/tansu.log)"
-        tansu broker --listener-url tcp://127.0.0.1:9092 \
+        setsid tansu broker --listener-url tcp://127.0.0.1:9092 \
             --advertised-listener-url tcp://127.0.0.1:9092 \
             --storage-engine memory://tansu/ >"$run_dir/tansu.log" 2>&1 &
         pids+=($!)
