@@ -237,3 +237,49 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A second, always-live dispatcher that is interested in nothing.
+///
+/// `tracing-core` caches each callsite's interest process-wide. While exactly
+/// one dispatcher is registered, a callsite hit for the first time is asked
+/// only of the *hitting thread's* default (`Rebuilder::JustOne`): when that is
+/// another test's thread without a subscriber, the callsite is cached as
+/// "never" and its spans are skipped on our thread too. Seen here: the entry
+/// layer's `request` span vanished (no `traceparent` header) whenever this
+/// module ran beside any subscriber-less gateway test, never with
+/// `--test-threads 1`. With two dispatchers registered, interest is the union
+/// over all of them, so our subscriber is always asked.
+pub(crate) struct Keeper;
+
+impl tracing::Subscriber for Keeper {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::OFF)
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+static KEEPER: std::sync::LazyLock<tracing::Dispatch> =
+    std::sync::LazyLock::new(|| tracing::Dispatch::new(Keeper));
+
+/// Registers [`Keeper`] (once per process): call before installing a test's
+/// own subscriber, so that no callsite's interest is cached as "never" by a
+/// thread that has none.
+pub(crate) fn keep_callsite_interest() {
+    std::sync::LazyLock::force(&KEEPER);
+}

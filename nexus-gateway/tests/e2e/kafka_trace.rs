@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
@@ -19,11 +19,8 @@ use nexus_events::{Event, EventKind, TOPIC_REQUEST_COMPLETED};
 use nexus_telemetry::{LogFormat, TelemetryConfig, build_dispatch};
 use nexus_testkit::{Consumed, HttpUpstream, KafkaBroker};
 use serde_json::Value;
-use tracing::level_filters::LevelFilter;
-use tracing::span;
-use tracing::subscriber::Interest;
 
-use crate::harness::{CLIENT_ID, PROXY, TestGateway, send};
+use crate::harness::{CLIENT_ID, PROXY, TestGateway, keep_callsite_interest, send};
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const PARENT_ID: &str = "b7ad6b7169203331";
@@ -31,41 +28,6 @@ const ZERO_TRACE: &str = "00000000000000000000000000000000";
 const ZERO_SPAN: &str = "0000000000000000";
 /// Bound on reading the records back (the client is a subprocess).
 const CONSUME: Duration = Duration::from_secs(30);
-
-/// A second, always-live dispatcher that is interested in nothing.
-///
-/// `tracing-core` caches each callsite's interest process-wide. While exactly
-/// one dispatcher is registered, a callsite hit for the first time is asked
-/// only of the *hitting thread's* default (`Rebuilder::JustOne`): when that is
-/// another test's thread without a subscriber, the callsite is cached as
-/// "never" and its spans are skipped on our thread too. Seen here: the entry
-/// layer's `request` span vanished (no `traceparent` header) whenever this
-/// module ran beside any subscriber-less gateway test, never with
-/// `--test-threads 1`. With two dispatchers registered, interest is the union
-/// over all of them, so our subscriber is always asked.
-struct Keeper;
-
-impl tracing::Subscriber for Keeper {
-    fn register_callsite(&self, _: &'static tracing::Metadata<'static>) -> Interest {
-        Interest::sometimes()
-    }
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(LevelFilter::OFF)
-    }
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        false
-    }
-    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
-        span::Id::from_u64(1)
-    }
-    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
-    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
-    fn event(&self, _: &tracing::Event<'_>) {}
-    fn enter(&self, _: &span::Id) {}
-    fn exit(&self, _: &span::Id) {}
-}
-
-static KEEPER: LazyLock<tracing::Dispatch> = LazyLock::new(|| tracing::Dispatch::new(Keeper));
 
 /// JSON log lines written by the subscriber, shared with the test.
 #[derive(Clone, Default)]
@@ -88,7 +50,7 @@ impl Logs {
     /// The subscriber: OpenTelemetry layer (no exporter: ids only) plus JSON
     /// logs of the entry layer's `request completed` line.
     fn dispatch(&self) -> Result<(tracing::Dispatch, nexus_telemetry::TelemetryGuard)> {
-        LazyLock::force(&KEEPER);
+        keep_callsite_interest();
         let cfg = TelemetryConfig::new("gw-kafka-trace-test")
             .log_format(LogFormat::Json)
             .filter("warn,nexus_gateway::layers::entry=debug");

@@ -39,6 +39,7 @@ async fn upstream_traceparent(yaml_extra: &str, incoming: Option<&str>) -> Resul
 #[tokio::test]
 async fn enabled_continues_the_incoming_trace() -> Result<()> {
     let (dispatch, _guard) = build_dispatch(TelemetryConfig::new("gw-test"), std::io::sink)?;
+    crate::harness::keep_callsite_interest();
     let _default = tracing::dispatcher::set_default(&dispatch);
     let incoming = format!("00-{TRACE_ID}-{PARENT_ID}-01");
     let tp = upstream_traceparent("tracing:\n  enabled: true\n", Some(&incoming))
@@ -61,6 +62,7 @@ async fn enabled_continues_the_incoming_trace() -> Result<()> {
 #[tokio::test]
 async fn enabled_starts_a_trace_without_incoming_header() -> Result<()> {
     let (dispatch, _guard) = build_dispatch(TelemetryConfig::new("gw-test"), std::io::sink)?;
+    crate::harness::keep_callsite_interest();
     let _default = tracing::dispatcher::set_default(&dispatch);
     let tp = upstream_traceparent("tracing:\n  enabled: true\n", None)
         .await?
@@ -75,6 +77,7 @@ async fn enabled_starts_a_trace_without_incoming_header() -> Result<()> {
 #[tokio::test]
 async fn disabled_adds_no_traceparent() -> Result<()> {
     let (dispatch, _guard) = build_dispatch(TelemetryConfig::new("gw-test"), std::io::sink)?;
+    crate::harness::keep_callsite_interest();
     let _default = tracing::dispatcher::set_default(&dispatch);
     assert_eq!(upstream_traceparent("", None).await?, None);
     // A client's own header is forwarded untouched (no span of ours in it).
@@ -95,6 +98,7 @@ async fn tracing_section_rejects_unknown_keys() {
 #[tokio::test]
 async fn each_retry_attempt_is_its_own_client_span() -> Result<()> {
     let (dispatch, _guard) = build_dispatch(TelemetryConfig::new("gw-test"), std::io::sink)?;
+    crate::harness::keep_callsite_interest();
     let _default = tracing::dispatcher::set_default(&dispatch);
     let a = HttpUpstream::start().await?;
     let b = HttpUpstream::start().await?;
