@@ -4,6 +4,7 @@
 //! key is filled or no reader is left (each waits at most `wait_timeout`),
 //! so its lifetime is bounded too.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::table::{Held, Lease};
+use super::table::{Entry, Held, Lease, Table, Waiter};
 use super::{ACQUIRE_SCRIPT, Guard, RELEASE_SCRIPT, millis};
 use crate::policy::StampedePolicy;
 
@@ -36,6 +37,11 @@ pub(super) async fn drive(
     let mut contended = false;
     loop {
         let token = guard.token();
+        // Recorded before the read is sent: its value answers only readers
+        // that joined with no invalidation in between.
+        let Some(sent) = guard.table.with(&key, |e| e.generation) else {
+            return;
+        };
         let reply = ACQUIRE_SCRIPT
             .call(&lane, &[&key, &lease_key], &[&token, lock_ms.as_bytes()])
             .await;
@@ -70,20 +76,21 @@ pub(super) async fn drive(
             Some(b':') => contended = true,
             Some(b'$' | b'-') if !is_connection_error(&reply) => {
                 // Filled (or an error Redis would give every reader).
-                let waiters = guard
+                let keep = reply.starts_with(b"$") && policy.serve_stale_for.is_some();
+                let (answered, more) = guard
                     .table
-                    .with(&key, |e| {
-                        e.driver = None;
-                        std::mem::take(&mut e.waiters)
-                    })
+                    .with(&key, |e| settle(&guard.table, e, sent, &reply, keep))
                     .unwrap_or_default();
-                if reply.starts_with(b"$") && policy.serve_stale_for.is_some() {
-                    guard.table.remember(&key, &reply, Instant::now());
-                }
-                for w in waiters {
+                for w in answered {
                     let _ = w.tx.send(Held::Reply(reply.clone()));
                 }
-                return;
+                if !more {
+                    return;
+                }
+                // Readers that joined after an invalidation this read may
+                // predate: read again for them (each still waits at most
+                // `wait_timeout`).
+                continue;
             }
             // The proxy's upstream link failed: try again at the next poll.
             _ => {}
@@ -108,10 +115,103 @@ pub(super) async fn drive(
     }
 }
 
+/// After a read sent at generation `sent` returned `reply` (a value or an
+/// error): takes the readers it may answer (joined at `sent` or before),
+/// keeps the stale copy if `keep` and the key was not invalidated since,
+/// and ends the room unless readers that joined later remain (`true`).
+fn settle(
+    table: &Table,
+    e: &mut Entry,
+    sent: u64,
+    reply: &[u8],
+    keep: bool,
+) -> (VecDeque<Waiter>, bool) {
+    if keep {
+        table.keep(e, reply, Instant::now(), sent);
+    }
+    let (answered, later): (VecDeque<Waiter>, _) = std::mem::take(&mut e.waiters)
+        .into_iter()
+        .partition(|w| w.generation <= sent);
+    e.waiters = later;
+    e.waiters.retain(|w| !w.tx.is_closed());
+    let more = !e.waiters.is_empty();
+    if !more {
+        e.driver = None;
+    }
+    (answered, more)
+}
+
 /// Errors produced by the proxy's own upstream handling, as opposed to
 /// Redis's answer about the key.
 fn is_connection_error(reply: &[u8]) -> bool {
     reply.starts_with(b"-ERR upstream")
         || reply.starts_with(b"-ERR nexus")
         || reply.starts_with(b"-ERR proxy shutting down")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    fn join(t: &Table, key: &Bytes, client: u64) -> oneshot::Receiver<Held> {
+        let (tx, rx) = oneshot::channel();
+        t.with_new(key, |e| {
+            e.driver.get_or_insert_with(|| Arc::new(Notify::new()));
+            e.waiters.push_back(Waiter {
+                tx,
+                client,
+                generation: e.generation,
+            });
+        })
+        .unwrap();
+        rx
+    }
+
+    #[tokio::test]
+    async fn a_read_sent_before_a_deletion_answers_no_later_reader() {
+        let t = Table::new();
+        let key = Bytes::from_static(b"k");
+        let _early = join(&t, &key, 1);
+        // The driver sends its read (it will see v1)...
+        let sent = t.with(&key, |e| e.generation).unwrap();
+        // ...a deletion runs and is acknowledged, and a reader told of it
+        // finds nothing and joins the room...
+        t.invalidate(&key, |_| {});
+        let _late = join(&t, &key, 2);
+        // ...then the read's v1 arrives.
+        let v1 = b"$2\r\nv1\r\n";
+        let (answered, more) = t.with(&key, |e| settle(&t, e, sent, v1, true)).unwrap();
+        let answered: Vec<u64> = answered.iter().map(|w| w.client).collect();
+        assert_eq!(answered, [1], "only the reader that joined before the read");
+        assert!(more, "the driver reads again for the later reader");
+        let (left, driving) = t
+            .with(&key, |e| (e.waiters.len(), e.driver.is_some()))
+            .unwrap();
+        assert_eq!((left, driving), (1, true));
+        // v1 is not kept as the stale copy either.
+        let stale = t
+            .with(&key, |e| {
+                Table::stale(e, Duration::from_secs(60), Instant::now())
+            })
+            .flatten();
+        assert!(stale.is_none(), "deleted value kept as stale copy");
+        // The next read, sent after the deletion, answers it and ends the room.
+        let sent = t.with(&key, |e| e.generation).unwrap();
+        let v2 = b"$2\r\nv2\r\n";
+        let (answered, more) = t.with(&key, |e| settle(&t, e, sent, v2, true)).unwrap();
+        assert_eq!(answered.iter().map(|w| w.client).collect::<Vec<_>>(), [2]);
+        assert!(!more);
+        assert!(t.with(&key, |e| e.driver.is_none()).unwrap());
+        let stale = t
+            .with(&key, |e| {
+                Table::stale(e, Duration::from_secs(60), Instant::now())
+            })
+            .flatten();
+        assert_eq!(stale.as_deref(), Some(&v2[..]));
+    }
 }

@@ -39,6 +39,11 @@
 //!   other than the one held as the next filler get the copy at once, if
 //!   Redis returned it at most `serve_stale_for` ago. Deletions and writes
 //!   through the proxy drop the key's copy; a tag invalidation drops all.
+//! - **Generations.** Each of those invalidations moves the key's generation
+//!   on ([`table`]). A value read by a `GET` or the driver sent before one is
+//!   not kept as the stale copy, and the driver's value goes only to held
+//!   readers that joined with no invalidation since its read was sent; it
+//!   reads again for the others (still within `wait_timeout`).
 
 mod driver;
 pub(crate) mod scripts;
@@ -140,6 +145,9 @@ impl Guard {
         } else {
             1
         };
+        // Before the GET is sent: a hit is kept as the stale copy only if no
+        // invalidation came in between.
+        let sent = self.table.generation(&key);
         let (batch_tx, batch_rx) = oneshot::channel();
         lane.send(Batch {
             bytes: req.freeze(),
@@ -159,7 +167,7 @@ impl Guard {
                     failure: Some((count, crate::error::UpstreamError::ConnectionLost)),
                 });
                 guard
-                    .resolve(reply, &key, &policy, client, random, &lane)
+                    .resolve(reply, &key, &policy, client, random, &lane, sent)
                     .await
             };
             let (out, read) = tokio::select! {
@@ -175,7 +183,9 @@ impl Guard {
     }
 
     /// The client's reply, and whether it is the value this reader's own
-    /// `GET` read (a hit passed on as is).
+    /// `GET` read (a hit passed on as is). `sent`: the key's generation
+    /// when the `GET` was sent.
+    #[allow(clippy::too_many_arguments)]
     async fn resolve(
         self: &Arc<Self>,
         reply: Reply,
@@ -184,6 +194,7 @@ impl Guard {
         client: u64,
         random: u64,
         lane: &Lane,
+        sent: u64,
     ) -> (Reply, bool) {
         let first_len = Scanner::new(Limits::default())
             .scan(&reply.bytes)
@@ -207,7 +218,7 @@ impl Guard {
             self.miss(key, policy, client).await
         } else if first.starts_with(b"$") {
             if policy.serve_stale_for.is_some() {
-                self.table.remember(key, &first, Instant::now());
+                self.table.remember(key, &first, Instant::now(), sent);
             }
             match (policy.early_refresh, pttl) {
                 (Some(beta), Some(pttl))
@@ -303,7 +314,11 @@ impl Guard {
                     return Join::Overflow;
                 }
                 let (tx, rx) = oneshot::channel();
-                e.waiters.push_back(Waiter { tx, client });
+                e.waiters.push_back(Waiter {
+                    tx,
+                    client,
+                    generation: e.generation,
+                });
                 let start = e.driver.is_none().then(|| {
                     let wake = Arc::new(Notify::new());
                     e.driver = Some(Arc::clone(&wake));
@@ -377,14 +392,13 @@ impl Guard {
         if dropped {
             self.metrics.late_fills_dropped.fetch_add(1, Relaxed);
         }
-        self.table.with(key, |e| {
+        self.table.invalidate(key, |e| {
             if e.lease.as_ref().is_some_and(|l| l.token[..] == *token) {
                 e.lease = None;
             }
             if !dropped && !reply.starts_with(b"-") {
                 e.refill = Some(now.saturating_duration_since(granted));
             }
-            self.table.forget(e);
             if let Some(wake) = &e.driver {
                 wake.notify_one();
             }
@@ -396,7 +410,7 @@ impl Guard {
     /// lease of this proxy, wakes held readers (a new filler is chosen).
     pub(crate) fn deleted(&self, key: &[u8]) {
         let now = Instant::now();
-        self.table.with(key, |e| {
+        self.table.invalidate(key, |e| {
             if let Some(l) = &mut e.lease
                 && l.expires > now
             {
@@ -404,7 +418,6 @@ impl Guard {
                 l.expires = now;
                 self.metrics.leases_cancelled.fetch_add(1, Relaxed);
             }
-            self.table.forget(e);
             if let Some(wake) = &e.driver {
                 wake.notify_one();
             }
@@ -413,12 +426,12 @@ impl Guard {
 
     /// Another write of `key` through this proxy: its stale copy is outdated.
     pub(crate) fn written(&self, key: &[u8]) {
-        self.table.with(key, |e| self.table.forget(e));
+        self.table.invalidate(key, |_| {});
     }
 
     /// A tag invalidation (keys unknown here): every stale copy is dropped.
     pub(crate) fn tag_invalidated(&self) {
-        self.table.forget_all();
+        self.table.invalidate_all();
     }
 }
 

@@ -7,9 +7,17 @@
 //! the rule's `max_waiters`. Stale copies: at most [`MAX_STALE_VALUE`] bytes
 //! each and [`STALE_BUDGET`] bytes in all; beyond, a value is not kept.
 //! Locks are held for a few map operations, never across `.await`.
+//!
+//! Generations: every invalidation of a key (write, deletion, tag
+//! invalidation) moves the key's generation to a fresh, larger number. A
+//! read records it before it is sent; its value may be kept or handed to a
+//! held reader only while no invalidation came in between. Absent keys share
+//! their shard's `floor` (an evicted entry raises it, a new entry starts
+//! from it), so a key's generation never returns to an older value; that
+//! can only refuse a copy needlessly, never keep an outdated one.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -41,6 +49,8 @@ pub(crate) struct Waiter {
     pub(crate) tx: oneshot::Sender<Held>,
     /// The client connection, so its `SET` is recognised as the fill.
     pub(crate) client: u64,
+    /// The key's generation when the reader joined.
+    pub(crate) generation: u64,
 }
 
 /// A lease this proxy took in Redis for one of its clients.
@@ -72,6 +82,8 @@ pub(crate) struct Entry {
     /// Last measured time from lease to fill.
     pub(crate) refill: Option<Duration>,
     stale: Option<Stale>,
+    /// Moved forward by every invalidation of the key.
+    pub(crate) generation: u64,
 }
 
 impl Entry {
@@ -85,22 +97,32 @@ impl Entry {
     }
 }
 
+#[derive(Debug, Default)]
+struct Shard {
+    map: HashMap<Bytes, Entry>,
+    /// The generation of the shard's absent keys.
+    floor: u64,
+}
+
 /// The sharded key table.
 #[derive(Debug)]
 pub(crate) struct Table {
-    shards: Box<[Mutex<HashMap<Bytes, Entry>>]>,
+    shards: Box<[Mutex<Shard>]>,
     stale_bytes: AtomicUsize,
+    /// Source of fresh generations.
+    clock: AtomicU64,
 }
 
 impl Table {
     pub(crate) fn new() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             stale_bytes: AtomicUsize::new(0),
+            clock: AtomicU64::new(0),
         }
     }
 
-    fn shard(&self, key: &[u8]) -> &Mutex<HashMap<Bytes, Entry>> {
+    fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in key {
             h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
@@ -114,7 +136,38 @@ impl Table {
             .shard(key)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        shard.get_mut(key).map(f)
+        shard.map.get_mut(key).map(f)
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// `key`'s generation now (record it before sending a read).
+    pub(crate) fn generation(&self, key: &[u8]) -> u64 {
+        let shard = self
+            .shard(key)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        shard.map.get(key).map_or(shard.floor, |e| e.generation)
+    }
+
+    /// An invalidation of `key`: moves its generation on, drops its stale
+    /// copy, then runs `f` on its entry if there is one.
+    pub(crate) fn invalidate(&self, key: &[u8], f: impl FnOnce(&mut Entry)) {
+        let mut shard = self
+            .shard(key)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let generation = self.tick();
+        match shard.map.get_mut(key) {
+            Some(e) => {
+                e.generation = generation;
+                self.forget(e);
+                f(e);
+            }
+            None => shard.floor = generation,
+        }
     }
 
     /// Runs `f` on `key`'s entry, creating it; `None` when the shard is
@@ -124,44 +177,63 @@ impl Table {
             .shard(key)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if !shard.contains_key(key) && shard.len() >= KEYS_PER_SHARD {
+        let shard = &mut *shard;
+        if !shard.map.contains_key(key) && shard.map.len() >= KEYS_PER_SHARD {
             let now = Instant::now();
             let victim = shard
+                .map
                 .iter()
                 .find(|(_, e)| e.idle(now))
                 .map(|(k, _)| k.clone())?;
-            if let Some(e) = shard.remove(&victim) {
+            if let Some(e) = shard.map.remove(&victim) {
+                shard.floor = shard.floor.max(e.generation);
                 self.release_stale(e.stale);
             }
         }
-        Some(f(shard.entry(key.clone()).or_default()))
+        let floor = shard.floor;
+        Some(f(shard.map.entry(key.clone()).or_insert_with(|| Entry {
+            generation: floor,
+            ..Entry::default()
+        })))
     }
 
-    /// Keeps `frame` (a bulk reply just read from Redis) as `key`'s stale copy.
-    pub(crate) fn remember(&self, key: &Bytes, frame: &[u8], now: Instant) {
+    /// Keeps `frame` (a bulk reply just read from Redis by a read sent at
+    /// generation `sent`) as `key`'s stale copy, unless the key was
+    /// invalidated since.
+    pub(crate) fn remember(&self, key: &Bytes, frame: &[u8], now: Instant, sent: u64) {
         if frame.len() > MAX_STALE_VALUE {
             // Too large to keep; the older copy must not be served either.
             self.with(key, |e| self.forget(e));
             return;
         }
-        self.with_new(key, |e| {
-            if let Some(s) = &mut e.stale
-                && s.frame[..] == *frame
-            {
-                s.seen = now;
-                return;
-            }
-            let old = e.stale.take();
-            self.release_stale(old);
-            let used = self.stale_bytes.fetch_add(frame.len(), Ordering::Relaxed);
-            if used + frame.len() > STALE_BUDGET {
-                self.stale_bytes.fetch_sub(frame.len(), Ordering::Relaxed);
-                return;
-            }
-            e.stale = Some(Stale {
-                frame: Bytes::copy_from_slice(frame),
-                seen: now,
-            });
+        self.with_new(key, |e| self.keep(e, frame, now, sent));
+    }
+
+    /// [`Table::remember`] on an entry already locked.
+    pub(crate) fn keep(&self, e: &mut Entry, frame: &[u8], now: Instant, sent: u64) {
+        if e.generation != sent {
+            return;
+        }
+        if frame.len() > MAX_STALE_VALUE {
+            self.forget(e);
+            return;
+        }
+        if let Some(s) = &mut e.stale
+            && s.frame[..] == *frame
+        {
+            s.seen = now;
+            return;
+        }
+        let old = e.stale.take();
+        self.release_stale(old);
+        let used = self.stale_bytes.fetch_add(frame.len(), Ordering::Relaxed);
+        if used + frame.len() > STALE_BUDGET {
+            self.stale_bytes.fetch_sub(frame.len(), Ordering::Relaxed);
+            return;
+        }
+        e.stale = Some(Stale {
+            frame: Bytes::copy_from_slice(frame),
+            seen: now,
         });
     }
 
@@ -177,11 +249,15 @@ impl Table {
         self.release_stale(old);
     }
 
-    /// Drops every stale copy (tag invalidation: the keys are not known here).
-    pub(crate) fn forget_all(&self) {
+    /// Invalidates every key (tag invalidation: the keys are not known
+    /// here): every generation moves on, every stale copy is dropped.
+    pub(crate) fn invalidate_all(&self) {
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            for e in shard.values_mut() {
+            let generation = self.tick();
+            shard.floor = generation;
+            for e in shard.map.values_mut() {
+                e.generation = generation;
                 let old = e.stale.take();
                 self.release_stale(old);
             }
@@ -199,7 +275,7 @@ impl Table {
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).map.len())
             .sum()
     }
 
@@ -250,7 +326,7 @@ mod tests {
         let t = Table::new();
         let now = Instant::now();
         let key = Bytes::from_static(b"k");
-        t.remember(&key, b"$1\r\nv\r\n", now);
+        t.remember(&key, b"$1\r\nv\r\n", now, 0);
         assert_eq!(t.stale_bytes(), 7);
         let max = Duration::from_secs(1);
         let got = t.with(&key, |e| Table::stale(e, max, now)).flatten();
@@ -262,11 +338,11 @@ mod tests {
                 .is_none()
         );
         // Replaced, not added.
-        t.remember(&key, b"$2\r\nvv\r\n", now);
+        t.remember(&key, b"$2\r\nvv\r\n", now, 0);
         assert_eq!(t.stale_bytes(), 8);
         // Too large: not kept, and the older copy is dropped.
         let big = vec![b'x'; MAX_STALE_VALUE + 1];
-        t.remember(&key, &big, now);
+        t.remember(&key, &big, now, 0);
         assert_eq!(t.stale_bytes(), 0);
         assert!(
             t.with(&key, |e| Table::stale(e, max, now))
@@ -276,10 +352,43 @@ mod tests {
         // The budget caps the total.
         let value = vec![b'y'; MAX_STALE_VALUE];
         for i in 0..(STALE_BUDGET / MAX_STALE_VALUE + 8) {
-            t.remember(&Bytes::from(format!("b{i}")), &value, now);
+            t.remember(&Bytes::from(format!("b{i}")), &value, now, 0);
         }
         assert!(t.stale_bytes() <= STALE_BUDGET);
-        t.forget_all();
+        t.invalidate_all();
         assert_eq!(t.stale_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_read_sent_before_an_invalidation_is_not_kept() {
+        let t = Table::new();
+        let now = Instant::now();
+        let max = Duration::from_secs(60);
+        let stale = |t: &Table, key: &Bytes| t.with(key, |e| Table::stale(e, max, now)).flatten();
+        for absent in [true, false] {
+            let key = Bytes::from_static(b"k");
+            if !absent {
+                t.remember(&key, b"$2\r\nv0\r\n", now, t.generation(&key));
+                assert!(stale(&t, &key).is_some());
+            }
+            // A hit's GET is sent, a write runs, then the hit's reply arrives.
+            let sent = t.generation(&key);
+            t.invalidate(&key, |_| {});
+            t.remember(&key, b"$2\r\nv1\r\n", now, sent);
+            assert!(stale(&t, &key).is_none(), "absent: {absent}");
+            // Likewise across a tag invalidation.
+            let sent = t.generation(&key);
+            t.invalidate_all();
+            t.remember(&key, b"$2\r\nv1\r\n", now, sent);
+            assert!(stale(&t, &key).is_none(), "absent: {absent}");
+            // A read sent after it is kept.
+            t.remember(&key, b"$2\r\nv2\r\n", now, t.generation(&key));
+            assert_eq!(stale(&t, &key).as_deref(), Some(&b"$2\r\nv2\r\n"[..]));
+            let old = t.generation(&key);
+            t.invalidate(&key, |_| {});
+            assert!(t.generation(&key) > old);
+            // The second round runs with the key's entry present.
+            assert_eq!(t.len(), 1);
+        }
     }
 }
