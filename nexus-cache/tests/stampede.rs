@@ -274,6 +274,46 @@ async fn an_invalidation_cancels_the_lease_and_the_late_fill_is_not_written() ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_fillers_late_fill_does_not_fill_the_next_lease() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 5s, wait_timeout: 3s, max_waiters: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let key: &[u8] = b"s:21";
+    // F holds the lease; R is held behind it.
+    let mut filler = Conn::connect(proxy.addr).await?;
+    ensure!(filler.call(&[b"GET", key]).await? == NIL);
+    let mut reader = Conn::connect(proxy.addr).await?;
+    reader.send(&common::cmd(&[b"GET", key])).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A deletion through the proxy cancels F's lease; R is handed the next.
+    let mut admin = Conn::connect(proxy.addr).await?;
+    ensure!(admin.call(&[b"DEL", key]).await? == b":0\r\n");
+    let got = tokio::time::timeout(WAIT, reader.read_frames(1)).await??;
+    ensure!(got == NIL, "the held reader got {}", show(&got));
+    // F's late fill (read before the deletion) runs under F's own, gone,
+    // lease: dropped, never written under R's lease.
+    let late = filler.call(&[b"SET", key, b"stale"]).await?;
+    ensure!(late == NIL, "the late fill answered {}", show(&late));
+    ensure!(direct.call(&[b"GET", key]).await? == NIL);
+    ensure!(direct.call(&[b"EXISTS", b"nexus:lease:s:21"]).await? == b":1\r\n");
+    // A third client is held behind R's lease and gets R's fill.
+    let mut third = Conn::connect(proxy.addr).await?;
+    third.send(&common::cmd(&[b"GET", key])).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ensure!(reader.call(&[b"SET", key, b"fresh"]).await? == b"+OK\r\n");
+    let got = tokio::time::timeout(WAIT, third.read_frames(1)).await??;
+    ensure!(got == bulk("fresh"), "the third client got {}", show(&got));
+    // Once R filled, F's repeated late fill is still dropped.
+    ensure!(filler.call(&[b"SET", key, b"stale"]).await? == NIL);
+    for c in [&mut filler, &mut reader, &mut third, &mut admin] {
+        ensure!(c.call(&[b"GET", key]).await? == bulk("fresh"));
+    }
+    ensure!(stat(proxy.addr, "late_fills_dropped").await? == 2);
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_beyond_max_waiters_are_not_held() -> Result<()> {
     let redis = RedisServer::start().await?;
     let policy = guarded("{ lock_ttl: 2s, wait_timeout: 2s, max_waiters: 3 }");

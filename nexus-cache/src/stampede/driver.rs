@@ -57,9 +57,10 @@ pub(super) async fn drive(
                                 holder: w.client,
                                 granted: now,
                                 expires: now + policy.lock_ttl,
+                                until: now + policy.lock_ttl,
                             };
                             if w.tx.send(Held::Lease { waited: contended }).is_ok() {
-                                e.lease = Some(lease);
+                                e.grant(lease);
                                 return true;
                             }
                         }

@@ -283,12 +283,9 @@ impl Guard {
             holder: client,
             granted: now,
             expires: now + policy.lock_ttl,
+            until: now + policy.lock_ttl,
         };
-        if self
-            .table
-            .with_new(key, |e| e.lease = Some(lease))
-            .is_none()
-        {
+        if self.table.with_new(key, |e| e.grant(lease)).is_none() {
             RELEASE_SCRIPT.call(lane, &[&lease_key], &[&token]).await;
             return false;
         }
@@ -371,14 +368,15 @@ impl Guard {
     /// (whichever connection sends it: applications with a connection pool
     /// may read and write on different connections), or when `client` is
     /// the holder of an expired or cancelled lease (its late fill, checked
-    /// against Redis and dropped there).
+    /// against Redis and dropped there). A holder's `SET` always runs under
+    /// its own lease, even when a newer lease went to another reader, so a
+    /// late fill never fills someone else's lease.
     pub(crate) fn fill_lease(&self, key: &[u8], client: u64) -> Option<(Bytes, Instant)> {
         let now = Instant::now();
         self.table
             .with(key, |e| {
-                e.lease
-                    .as_ref()
-                    .filter(|l| l.holder == client || l.expires > now)
+                e.held_by(client, now)
+                    .or_else(|| e.lease.as_ref().filter(|l| l.expires > now))
                     .map(|l| (l.token.clone(), l.granted))
             })
             .flatten()

@@ -2,10 +2,12 @@
 //! proxy's filler holds, the measured refill time and the stale copy.
 //!
 //! Bounds: 16 shards of at most 1,024 keys (16,384 keys); a full shard
-//! evicts an idle entry (no held reader, no live lease) and, when it has
-//! none, the new key goes unguarded (`held_overflow`). Held readers per key:
-//! the rule's `max_waiters`. Stale copies: at most [`MAX_STALE_VALUE`] bytes
-//! each and [`STALE_BUDGET`] bytes in all; beyond, a value is not kept.
+//! evicts an idle entry (no held reader, no lease, current or former,
+//! within `lock_ttl` of its grant) and, when it has none, the new key goes
+//! unguarded (`held_overflow`). Held readers per key: the rule's
+//! `max_waiters`. Former leases per key: [`MAX_FORMER`]. Stale copies: at
+//! most [`MAX_STALE_VALUE`] bytes each and [`STALE_BUDGET`] bytes in all;
+//! beyond, a value is not kept.
 //! Locks are held for a few map operations, never across `.await`.
 //!
 //! Generations: every invalidation of a key (write, deletion, tag
@@ -32,6 +34,9 @@ pub(crate) const KEYS_PER_SHARD: usize = 1024;
 pub(crate) const MAX_STALE_VALUE: usize = 512 * 1024;
 /// Bytes of stale copies kept in all.
 pub(crate) const STALE_BUDGET: usize = 32 * 1024 * 1024;
+
+/// Former leases kept per key (see [`Entry::former`]).
+pub(crate) const MAX_FORMER: usize = 4;
 
 /// What a held reader is finally told.
 #[derive(Debug)]
@@ -60,6 +65,9 @@ pub(crate) struct Lease {
     pub(crate) holder: u64,
     pub(crate) granted: Instant,
     pub(crate) expires: Instant,
+    /// `granted + lock_ttl`, unchanged by a cancellation: until then the
+    /// holder's late fill is still recognised as its own.
+    pub(crate) until: Instant,
 }
 
 #[derive(Debug)]
@@ -79,6 +87,11 @@ pub(crate) struct Entry {
     /// cancellation until its fill arrives or the entry is evicted, so that
     /// late fill is still recognised and checked against Redis).
     pub(crate) lease: Option<Lease>,
+    /// Cancelled or expired leases replaced by a newer one of another
+    /// holder, kept until their `until` (at most [`MAX_FORMER`]), so a late
+    /// fill from their holder runs against its own, gone, token and is
+    /// dropped instead of filling the newer lease.
+    pub(crate) former: Vec<Lease>,
     /// Last measured time from lease to fill.
     pub(crate) refill: Option<Duration>,
     stale: Option<Stale>,
@@ -93,7 +106,37 @@ impl Entry {
     }
 
     fn idle(&self, now: Instant) -> bool {
-        self.driver.is_none() && !self.lease_live(now)
+        self.driver.is_none() && !self.lease.iter().chain(&self.former).any(|l| l.until > now)
+    }
+
+    /// Records `lease` as the key's lease; the one it replaces, if another
+    /// client held it, is kept as a former lease.
+    pub(crate) fn grant(&mut self, lease: Lease) {
+        let now = lease.granted;
+        self.former.retain(|l| l.until > now);
+        if let Some(old) = self.lease.take()
+            && old.holder != lease.holder
+            && old.until > now
+        {
+            if self.former.len() >= MAX_FORMER {
+                self.former.remove(0);
+            }
+            self.former.push(old);
+        }
+        self.lease = Some(lease);
+    }
+
+    /// The lease `client` holds or held (still within its `until`).
+    pub(crate) fn held_by(&self, client: u64, now: Instant) -> Option<&Lease> {
+        self.lease
+            .as_ref()
+            .filter(|l| l.holder == client)
+            .or_else(|| {
+                self.former
+                    .iter()
+                    .rev()
+                    .find(|l| l.holder == client && l.until > now)
+            })
     }
 }
 
@@ -312,8 +355,9 @@ mod tests {
                 holder: 1,
                 granted: now,
                 expires: now + Duration::from_secs(60),
+                until: now + Duration::from_secs(60),
             };
-            if t.with_new(&key, |e| e.lease = Some(lease)).is_none() {
+            if t.with_new(&key, |e| e.grant(lease)).is_none() {
                 refused += 1;
             }
         }
