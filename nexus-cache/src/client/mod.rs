@@ -33,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::near::WriteMarks;
 use crate::resp::{Command, Error, Limits, Scanner};
 use crate::route::{self, Route};
-use crate::upstream::{Batch, Lane, Pool};
+use crate::upstream::{Batch, Lane, Pool, Reply};
 pub(crate) use gets::Gets;
 use local::Outcome;
 use trace::{Class, MAX_BATCH_SPANS, Sampler};
@@ -372,28 +372,14 @@ async fn read_commands(
                         return ReadEnd::Closed;
                     };
                     let rx = live.flight(frame, stripe, global, lane);
-                    permit.send(Slot::Upstream {
-                        rx,
-                        count: 1,
-                        writes: false,
-                        get,
-                        near: WriteMarks::new(),
-                        spans: span.map(|s| vec![*s]).unwrap_or_default(),
-                    });
+                    permit.send(single(rx, get, span));
                 }
                 Outcome::NearFill(fill) => {
                     let (Some(live), Ok(permit)) = (&shared.live, slots.reserve().await) else {
                         return ReadEnd::Closed;
                     };
                     let rx = live.near_fill(frame, fill, lane);
-                    permit.send(Slot::Upstream {
-                        rx,
-                        count: 1,
-                        writes: false,
-                        get,
-                        near: WriteMarks::new(),
-                        spans: span.map(|s| vec![*s]).unwrap_or_default(),
-                    });
+                    permit.send(single(rx, get, span));
                 }
                 Outcome::Script(call) => {
                     let Some(live) = &shared.live else {
@@ -410,14 +396,7 @@ async fn read_commands(
                         return ReadEnd::Closed;
                     };
                     let rx = live.guarded_get(g, client, lane).await;
-                    permit.send(Slot::Upstream {
-                        rx,
-                        count: 1,
-                        writes: false,
-                        get,
-                        near: WriteMarks::new(),
-                        spans: span.map(|s| vec![*s]).unwrap_or_default(),
-                    });
+                    permit.send(single(rx, get, span));
                 }
                 Outcome::Admin(call) => {
                     let Some(live) = &shared.live else {
@@ -545,6 +524,19 @@ fn ready(reply: Bytes, span: Option<Box<tracing::Span>>) -> Slot {
     match span {
         None => Slot::Ready(reply),
         Some(span) => Slot::Traced(reply, span),
+    }
+}
+
+/// The reply slot of one read completed outside a batch (a flight, a
+/// near-cache fill, a guarded read).
+fn single(rx: oneshot::Receiver<Reply>, get: bool, span: Option<Box<tracing::Span>>) -> Slot {
+    Slot::Upstream {
+        rx,
+        count: 1,
+        writes: false,
+        get,
+        near: WriteMarks::new(),
+        spans: span.map(|s| vec![*s]).unwrap_or_default(),
     }
 }
 
