@@ -145,16 +145,7 @@ impl<'b> Indexer<'b> {
             Header::Null => return Err(Error::InvalidLength),
             Header::Len(n) => n,
         };
-        let max = self.limits.max_elements;
-        if usize::try_from(n).map_or(true, |n| n > max) {
-            return Err(Error::TooManyElements { len: n, max });
-        }
-        if depth == 0 && (n > 0 || ty == b'|') {
-            return Err(Error::TooDeep {
-                max: self.limits.depth(),
-            });
-        }
-        let depth = depth.saturating_sub(1);
+        let depth = self.limits.enter_aggregate(ty, n, depth)?;
         // n <= max_elements <= usize::MAX, so this cannot overflow a u64.
         let (kind, children) = match ty {
             b'*' => (Kind::Array, n),

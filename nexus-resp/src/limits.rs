@@ -1,5 +1,7 @@
 //! Resource limits applied while scanning and decoding.
 
+use crate::Error;
+
 /// Hard ceiling on nesting depth, whatever [`Limits::max_depth`] says.
 ///
 /// The decoder builds nested frames recursively; this cap keeps its stack use
@@ -44,6 +46,29 @@ impl Limits {
     /// Nesting depth actually enforced: `max_depth` capped at [`MAX_DEPTH_CEILING`].
     pub(crate) fn depth(&self) -> usize {
         self.max_depth.min(MAX_DEPTH_CEILING)
+    }
+
+    /// Checks the element count an aggregate header announces.
+    #[inline]
+    pub(crate) fn check_elements(&self, n: u64) -> Result<(), Error> {
+        let max = self.max_elements;
+        if usize::try_from(n).map_or(true, |n| n > max) {
+            return Err(Error::TooManyElements { len: n, max });
+        }
+        Ok(())
+    }
+
+    /// Checks an aggregate of type `ty` with `n` elements, met with `depth`
+    /// levels of nesting left, and returns the levels left for its children.
+    /// An aggregate with children needs a level (an attribute always has one:
+    /// the frame it is attached to).
+    #[inline]
+    pub(crate) fn enter_aggregate(&self, ty: u8, n: u64, depth: usize) -> Result<usize, Error> {
+        self.check_elements(n)?;
+        if depth == 0 && (n > 0 || ty == b'|') {
+            return Err(Error::TooDeep { max: self.depth() });
+        }
+        Ok(depth.saturating_sub(1))
     }
 }
 

@@ -203,10 +203,7 @@ impl Scanner {
     /// Number of child frames an aggregate header announces: pairs count twice,
     /// and an attribute also owns the frame it is attached to.
     fn aggregate_len(&self, ty: u8, n: u64) -> Result<u64, Error> {
-        let max = self.limits.max_elements;
-        if usize::try_from(n).map_or(true, |n| n > max) {
-            return Err(Error::TooManyElements { len: n, max });
-        }
+        self.limits.check_elements(n)?;
         Ok(match ty {
             b'%' => n.saturating_mul(2),
             b'|' => n.saturating_mul(2).saturating_add(1),
