@@ -20,7 +20,7 @@ use nexus_events::{
 use nexus_telemetry::{BatchSettings, OpenTelemetrySpanExt as _, TelemetryConfig, propagation};
 use nexus_testkit::{KafkaBroker, RedisServer};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use support::{OtlpReceiver, attr, free_port, hex, http};
+use support::{OtlpReceiver, attr, hex, http};
 use tokio::sync::oneshot;
 use tokio::time::{sleep, timeout};
 
@@ -98,7 +98,9 @@ async fn consumer_spans_join_the_producing_trace_and_admin_counts_the_events() {
     assert_eq!((sent.sent, sent.dropped()), (7, 0), "{sent:?}");
 
     // The consumer, with its admin server.
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", nexus_testkit::free_port().unwrap())
+        .parse()
+        .unwrap();
     let mut config = ServiceConfig::new(&kafka.bootstrap(), &redis.url());
     config.session_timeout_ms = 6_000;
     config.admin = Some(admin);

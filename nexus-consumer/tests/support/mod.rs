@@ -142,12 +142,3 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String, S
         .unwrap_or_default();
     (status, content_type, body.to_owned())
 }
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
