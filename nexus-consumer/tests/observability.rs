@@ -18,9 +18,10 @@ use nexus_events::{
     Emitter, EmitterConfig, Event, KafkaSink, RequestCompleted, TOPIC_RATE_LIMIT_HIT, TraceContext,
 };
 use nexus_telemetry::{BatchSettings, OpenTelemetrySpanExt as _, TelemetryConfig, propagation};
+use nexus_testkit::otlp::{Receiver, attr, hex};
 use nexus_testkit::{KafkaBroker, RedisServer};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use support::{OtlpReceiver, attr, hex, http};
+use support::http;
 use tokio::sync::oneshot;
 use tokio::time::{sleep, timeout};
 
@@ -57,7 +58,7 @@ async fn wait_until(stats: &Stats, want_events: u64) {
 // One test per binary: it installs the process-wide subscriber.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_spans_join_the_producing_trace_and_admin_counts_the_events() {
-    let mut receiver = OtlpReceiver::start().await;
+    let mut receiver = Receiver::start().await.unwrap();
     let batch = BatchSettings {
         scheduled_delay: Duration::from_millis(50),
         export_timeout: Duration::from_secs(2),
@@ -209,7 +210,7 @@ async fn consumer_spans_join_the_producing_trace_and_admin_counts_the_events() {
             .await
             .unwrap()
     );
-    let spans = receiver.drain();
+    let spans = receiver.drain_spans();
     let handled: Vec<_> = spans
         .iter()
         .filter(|s| s.name == "consumer.handle")

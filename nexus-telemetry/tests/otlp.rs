@@ -6,7 +6,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,8 +17,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use nexus_telemetry::layer::{ClientTraceLayer, ResendCount, RouteTemplate, ServerTraceLayer};
 use nexus_telemetry::{BatchSettings, LogFormat, TelemetryConfig, build_dispatch};
+use nexus_testkit::HttpUpstream;
+use nexus_testkit::otlp::{Receiver, attr, hex};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use support::{Buffer, OtlpReceiver, attr, hex, serve};
+use support::Buffer;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
 
@@ -86,7 +87,7 @@ async fn serve_app(up: SocketAddr) -> SocketAddr {
 
 #[tokio::test(flavor = "current_thread")]
 async fn server_and_client_spans_reach_a_real_receiver() {
-    let mut receiver = OtlpReceiver::start().await;
+    let mut receiver = Receiver::start().await.unwrap();
     let batch = BatchSettings {
         scheduled_delay: Duration::from_millis(50),
         export_timeout: Duration::from_secs(2),
@@ -102,21 +103,8 @@ async fn server_and_client_spans_reach_a_real_receiver() {
     // Current-thread runtime: every task runs on this thread, under this dispatch.
     let _default = tracing::dispatcher::set_default(&dispatch);
 
-    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
-    let seen2 = Arc::clone(&seen);
-    let up = serve(move |req: Request<Incoming>| {
-        let seen = Arc::clone(&seen2);
-        async move {
-            let tp = req
-                .headers()
-                .get("traceparent")
-                .map(|v| v.to_str().unwrap().to_owned());
-            seen.lock().unwrap().push(tp.unwrap_or_default());
-            Response::new(Full::new(Bytes::from_static(b"hi")))
-        }
-    })
-    .await;
-    let app_addr = serve_app(up).await;
+    let up = HttpUpstream::start().await.unwrap();
+    let app_addr = serve_app(up.addr()).await;
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let req = Request::get(format!("http://{app_addr}/api/7"))
@@ -141,13 +129,18 @@ async fn server_and_client_spans_reach_a_real_receiver() {
         3,
         "one server span and two client spans: {spans:#?}"
     );
-    assert!(spans.iter().all(|(svc, _)| svc.contains("nexus-test")));
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.service.as_deref() == Some("nexus-test")),
+        "{spans:#?}"
+    );
 
     let server = &spans
         .iter()
-        .find(|(_, s)| s.kind == SpanKind::Server as i32)
+        .find(|s| s.span.kind == SpanKind::Server as i32)
         .unwrap()
-        .1;
+        .span;
     assert_eq!(hex(&server.trace_id), TRACE, "incoming trace id kept");
     assert_eq!(
         hex(&server.parent_span_id),
@@ -166,7 +159,7 @@ async fn server_and_client_spans_reach_a_real_receiver() {
 
     let mut clients: Vec<_> = spans
         .iter()
-        .map(|(_, s)| s)
+        .map(|s| &s.span)
         .filter(|s| s.kind == SpanKind::Client as i32)
         .collect();
     clients.sort_by_key(|s| s.start_time_unix_nano);
@@ -180,7 +173,7 @@ async fn server_and_client_spans_reach_a_real_receiver() {
             "client is a child of the server span"
         );
         assert_eq!(attr(c, "server.address").as_deref(), Some("127.0.0.1"));
-        assert_eq!(attr(c, "server.port"), Some(up.port().to_string()));
+        assert_eq!(attr(c, "server.port"), Some(up.addr().port().to_string()));
         assert_eq!(attr(c, "http.response.status_code").as_deref(), Some("200"));
     }
     assert_eq!(attr(clients[0], "http.request.resend_count"), None);
@@ -190,7 +183,11 @@ async fn server_and_client_spans_reach_a_real_receiver() {
     );
 
     // What the upstream received names each client span, in order.
-    let seen = seen.lock().unwrap().clone();
+    let seen: Vec<String> = up
+        .recorded_requests()
+        .iter()
+        .map(|r| r.headers["traceparent"].to_str().unwrap().to_owned())
+        .collect();
     let expected: Vec<String> = clients
         .iter()
         .map(|c| format!("00-{TRACE}-{}-01", hex(&c.span_id)))
@@ -207,7 +204,7 @@ async fn server_and_client_spans_reach_a_real_receiver() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn sampling_zero_exports_nothing_but_still_propagates() {
-    let mut receiver = OtlpReceiver::start().await;
+    let mut receiver = Receiver::start().await.unwrap();
     let cfg = TelemetryConfig::new("nexus-test")
         .otlp_endpoint(Some(receiver.endpoint()))
         .sampling_ratio(0.0)
@@ -245,7 +242,7 @@ async fn sampling_zero_exports_nothing_but_still_propagates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_guard_flushes_queued_spans() {
-    let mut receiver = OtlpReceiver::start().await;
+    let mut receiver = Receiver::start().await.unwrap();
     // A long delay: nothing is exported before the guard goes away.
     let cfg = TelemetryConfig::new("nexus-test")
         .otlp_endpoint(Some(receiver.endpoint()))
@@ -267,6 +264,6 @@ async fn dropping_the_guard_flushes_queued_spans() {
     // Drop blocks this worker (bounded) while the other worker runs the export.
     tokio::task::block_in_place(|| drop(guard));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let names: Vec<String> = receiver.drain().into_iter().map(|(_, s)| s.name).collect();
+    let names: Vec<String> = receiver.drain_spans().into_iter().map(|s| s.name).collect();
     assert_eq!(names, vec!["unit"; 5]);
 }

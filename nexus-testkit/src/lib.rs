@@ -8,6 +8,9 @@
 //!   that is not ours) against it for interop checks.
 //! - [`HttpUpstream`]: an in-process HTTP/1.1 server with scripted behaviour
 //!   (fixed JSON, latency, failure rate, status codes, header echo).
+//! - `otlp::Receiver` (feature `otlp`): an in-process OTLP/HTTP trace
+//!   receiver that decodes what an exporter sends and keeps the spans (it
+//!   has no stop and restart: it serves until dropped).
 //!
 //! Every server is killed and cleaned up when its handle is dropped, can be
 //! stopped and restarted on the same port for fault tests, and start-up waits
@@ -55,6 +58,8 @@ mod error;
 mod kafka;
 mod kafka_client;
 mod kafka_probe;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 mod process;
 pub mod promtool;
 mod redis;

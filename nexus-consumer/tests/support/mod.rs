@@ -1,120 +1,12 @@
-//! Test fixtures: a real OTLP/HTTP trace receiver (the approach of
-//! `nexus-telemetry/tests/support`) and a minimal HTTP/1.1 GET.
+//! Test fixtures: a minimal HTTP/1.1 request over a fresh connection. The
+//! OTLP trace receiver is `nexus_testkit::otlp::Receiver`.
 #![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-
-/// Decodes every `POST /v1/traces` body as an `ExportTraceServiceRequest`
-/// and keeps the spans.
-pub struct OtlpReceiver {
-    pub addr: SocketAddr,
-    rx: mpsc::Receiver<Span>,
-}
-
-impl OtlpReceiver {
-    pub async fn start() -> Self {
-        let (tx, rx) = mpsc::channel(65_536);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let tx = tx.clone();
-                        async move { Ok::<_, Infallible>(export(req, tx).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Self { addr, rx }
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Everything received so far.
-    pub fn drain(&mut self) -> Vec<Span> {
-        let mut out = Vec::new();
-        while let Ok(s) = self.rx.try_recv() {
-            out.push(s);
-        }
-        out
-    }
-}
-
-async fn export(req: Request<Incoming>, tx: mpsc::Sender<Span>) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::new()));
-    if req.method() != http::Method::POST || req.uri().path() != "/v1/traces" {
-        *res.status_mut() = StatusCode::NOT_FOUND;
-        return res;
-    }
-    let body = req.into_body().collect().await.unwrap().to_bytes();
-    let Ok(export) = ExportTraceServiceRequest::decode(body) else {
-        *res.status_mut() = StatusCode::BAD_REQUEST;
-        return res;
-    };
-    for rs in export.resource_spans {
-        for ss in rs.scope_spans {
-            for span in ss.spans {
-                let _ = tx.try_send(span);
-            }
-        }
-    }
-    Response::builder()
-        .header("content-type", "application/x-protobuf")
-        .body(Full::new(Bytes::from(
-            ExportTraceServiceResponse::default().encode_to_vec(),
-        )))
-        .unwrap()
-}
-
-/// Attribute `key` of `span`, rendered as a string.
-pub fn attr(span: &Span, key: &str) -> Option<String> {
-    use opentelemetry_proto::tonic::common::v1::any_value::Value;
-    let v = span
-        .attributes
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()?;
-    Some(match v {
-        Value::StringValue(s) => s.clone(),
-        Value::IntValue(i) => i.to_string(),
-        Value::BoolValue(b) => b.to_string(),
-        Value::DoubleValue(d) => d.to_string(),
-        other => format!("{other:?}"),
-    })
-}
-
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use tokio::net::TcpStream;
 
 /// `method path` over a fresh connection; returns (status, content type, body).
 pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
