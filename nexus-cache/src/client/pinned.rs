@@ -171,7 +171,8 @@ async fn forward_commands(
                                     && !is_nexus(cmd)
                                     && !REFUSED.iter().any(|r| cmd.is(r)) =>
                             {
-                                near.command(live, cmd);
+                                let leases = near.command(live, cmd);
+                                live.cancel_leases(leases).await;
                             }
                             Err(_) if super::is_empty_command(&buf[off..off + n]) => {}
                             _ => near.other(),

@@ -2,9 +2,12 @@
 //! (observed by the hot-key detector, candidates for singleflight) and writes
 //! (invalidate flights of their keys; default TTL and auto-tagging).
 //!
-//! Anything not listed as a read is treated as a write. Writes whose key
-//! positions are not listed here (scripts, `FLUSHDB`, `SWAPDB`, ...) invalidate
-//! every flight, which is always safe.
+//! Anything not listed as a read is treated as a write. Which commands
+//! write is listed here; where their keys are comes from nexus-resp's key
+//! table ([`Command::keys`]). Scripts (whose declared keys are known, but
+//! which may write others), flushes, and writes not listed (`SWAPDB`,
+//! `SORT ... STORE`, `BITOP`, module commands, ...) invalidate every flight,
+//! which is always safe.
 
 use crate::resp::Command;
 
@@ -78,23 +81,45 @@ const READ_OTHER: &[&[u8]] = &[
     b"DISCARD",
     b"UNWATCH",
     b"ROLE",
+    b"TOUCH",
+    b"EVAL_RO",
+    b"EVALSHA_RO",
+    b"FCALL_RO",
 ];
 
-/// Writes that touch every argument after the name as a key.
-const WRITE_ALL_ARGS: &[&[u8]] = &[b"DEL", b"UNLINK", b"TOUCH"];
-
-/// Writes touching the first two arguments.
-const WRITE_KEY12: &[&[u8]] = &[
+/// Writes to several keys, at the positions [`Command::keys`] names
+/// (nexus-resp's key table; for `COPY` only the destination is written).
+/// Stores and moves count their sources too: over-approximating only costs
+/// an invalidation that was not needed.
+const WRITE_KEYS: &[&[u8]] = &[
+    b"DEL",
+    b"UNLINK",
+    b"MSET",
+    b"MSETNX",
     b"RENAME",
     b"RENAMENX",
     b"COPY",
     b"SMOVE",
     b"LMOVE",
     b"RPOPLPUSH",
+    b"SINTERSTORE",
+    b"SUNIONSTORE",
+    b"SDIFFSTORE",
+    b"ZUNIONSTORE",
+    b"ZINTERSTORE",
+    b"ZDIFFSTORE",
+    b"ZRANGESTORE",
+    b"GEOSEARCHSTORE",
+    b"PFMERGE",
+    b"LMPOP",
+    b"ZMPOP",
 ];
 
-/// Writes touching keys and values alternately (`MSET k v k v`).
-const WRITE_PAIRS: &[&[u8]] = &[b"MSET", b"MSETNX"];
+/// Scripts and functions: they declare keys, but may write others.
+const SCRIPTS: &[&[u8]] = &[b"EVAL", b"EVALSHA", b"FCALL"];
+
+/// Writes of every key of the database (the pool's, for unpinned clients).
+const FLUSHES: &[&[u8]] = &[b"FLUSHALL", b"FLUSHDB"];
 
 /// Writes whose only key is the first argument.
 const WRITE_KEY1: &[&[u8]] = &[
@@ -160,21 +185,15 @@ pub(crate) enum Kind {
     Neutral,
     /// A write to the key in argument 1.
     WriteKey,
-    /// A write to the keys at these argument positions.
-    WriteKeys(Positions),
+    /// A write to the keys [`for_each_written`] names.
+    WriteKeys,
+    /// `EVAL`, `EVALSHA`, `FCALL`: writes its declared keys
+    /// ([`for_each_written`]) and possibly others.
+    Script,
+    /// `FLUSHALL`, `FLUSHDB`: every key.
+    Flush,
     /// A write to keys not known here: invalidates every flight.
     WriteUnknown,
-}
-
-/// Argument positions of a multi-key write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Positions {
-    /// Every argument.
-    All,
-    /// Arguments 1 and 2.
-    First2,
-    /// Arguments 1, 3, 5, ...
-    Pairs,
 }
 
 fn listed(list: &[&[u8]], name: &[u8]) -> bool {
@@ -206,30 +225,24 @@ pub(crate) fn kind(cmd: &Command<'_>) -> Kind {
     if listed(READ_OTHER, name) {
         return Kind::Neutral;
     }
-    if listed(WRITE_ALL_ARGS, name) {
-        return Kind::WriteKeys(Positions::All);
+    if listed(WRITE_KEYS, name) {
+        return Kind::WriteKeys;
     }
-    if listed(WRITE_KEY12, name) {
-        return Kind::WriteKeys(Positions::First2);
+    if listed(SCRIPTS, name) {
+        return Kind::Script;
     }
-    if listed(WRITE_PAIRS, name) {
-        return Kind::WriteKeys(Positions::Pairs);
+    if listed(FLUSHES, name) {
+        return Kind::Flush;
     }
     Kind::WriteUnknown
 }
 
-/// Calls `f` with every key a [`Kind::WriteKeys`] command writes.
-pub(crate) fn for_each_written(cmd: &Command<'_>, pos: Positions, mut f: impl FnMut(&[u8])) {
-    let keep = |i: usize| match pos {
-        Positions::All => true,
-        Positions::First2 => i <= 2,
-        Positions::Pairs => i % 2 == 1,
-    };
-    for (i, a) in (1..).zip(cmd.args()) {
-        if keep(i) {
-            f(a);
-        }
-    }
+/// Calls `f` with every key a [`Kind::WriteKey`], [`Kind::WriteKeys`] or
+/// [`Kind::Script`] command writes (a script: the keys it declares).
+pub(crate) fn for_each_written<'a>(cmd: &Command<'a>, f: impl FnMut(&'a [u8])) {
+    // `COPY source destination [DB n] [REPLACE]` writes the destination only.
+    let skip = usize::from(cmd.is(b"COPY"));
+    cmd.keys().skip(skip).for_each(f);
 }
 
 /// Whether a `SET` command already says what happens to the TTL.
@@ -256,20 +269,35 @@ mod tests {
         assert_eq!(k("get a"), Kind::ReadKey);
         assert_eq!(k("MGET a b"), Kind::ReadMany);
         assert_eq!(k("SET a 1"), Kind::WriteKey);
-        assert_eq!(k("del a b"), Kind::WriteKeys(Positions::All));
-        assert_eq!(k("MSET a 1 b 2"), Kind::WriteKeys(Positions::Pairs));
-        assert_eq!(k("EVAL x 0"), Kind::WriteUnknown);
-        assert_eq!(k("FLUSHDB"), Kind::WriteUnknown);
+        assert_eq!(k("del a b"), Kind::WriteKeys);
+        assert_eq!(k("MSET a 1 b 2"), Kind::WriteKeys);
+        assert_eq!(k("EVAL x 0"), Kind::Script);
+        assert_eq!(k("fcall f 1 a"), Kind::Script);
+        assert_eq!(k("FLUSHDB"), Kind::Flush);
+        assert_eq!(k("flushall async"), Kind::Flush);
+        assert_eq!(k("SWAPDB 0 1"), Kind::WriteUnknown);
         assert_eq!(k("PING"), Kind::Neutral);
+    }
+
+    fn written(line: &str) -> Vec<String> {
+        let frame = format!("{line}\r\n");
+        let cmd = Command::parse(frame.as_bytes()).unwrap();
+        let mut keys = Vec::new();
+        for_each_written(&cmd, |k| keys.push(String::from_utf8_lossy(k).into_owned()));
+        keys
     }
 
     #[test]
     fn written_keys_and_expiry() {
-        let frame = b"MSET a 1 b 2\r\n";
-        let cmd = Command::parse(frame).unwrap();
-        let mut keys = Vec::new();
-        for_each_written(&cmd, Positions::Pairs, |k| keys.push(k.to_vec()));
-        assert_eq!(keys, [b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(written("MSET a 1 b 2"), ["a", "b"]);
+        assert_eq!(written("msetnx a 1 b 2 c 3"), ["a", "b", "c"]);
+        assert_eq!(written("RENAME a b"), ["a", "b"]);
+        assert_eq!(written("COPY a b DB 0 REPLACE"), ["b"]);
+        assert_eq!(written("DEL a b c"), ["a", "b", "c"]);
+        assert_eq!(written("EVAL s 2 a b x"), ["a", "b"]);
+        assert_eq!(written("EVALSHA s 0 x"), Vec::<String>::new());
+        assert_eq!(written("FCALL f 1 a x"), ["a"]);
+        assert_eq!(written("SET a 1"), ["a"]);
         let set = Command::parse(b"SET a 1 NX px 5\r\n").unwrap();
         assert!(set_has_expiry(&set));
         assert!(!set_has_expiry(&Command::parse(b"SET a EX\r\n").unwrap()));

@@ -35,7 +35,7 @@ use crate::policy::metrics::MechanismMetrics;
 use crate::policy::{HotPolicy, Policy, PolicyHandle, Reloader, StampedePolicy};
 use crate::resp::{Command, encode};
 use crate::singleflight::Group;
-use crate::stampede::{CANCEL_SCRIPT, FILL_SCRIPT, Guard};
+use crate::stampede::{FILL_SCRIPT, Guard};
 use crate::tags::script::{TAG, WRITE_AND_TAG};
 use crate::upstream::{Lane, Pool, Reply};
 use commands::Kind;
@@ -138,13 +138,24 @@ pub(crate) enum Call {
         argv: Vec<Bytes>,
         granted: tokio::time::Instant,
     },
-    /// A deletion of guarded keys: `CANCEL` (keys: their leases; argv: the
-    /// command); `deleted` are the guarded keys.
-    Cancel {
+    /// A write of guarded keys that is not a fill: `DEL` of their leases,
+    /// then the write, back to back in one batch on the client's lane (see
+    /// [`Write`]). `written`: the guarded keys, `None` for every key (a
+    /// flush, which deletes the leases itself).
+    Invalidating {
         leases: Vec<Bytes>,
-        argv: Vec<Bytes>,
-        deleted: Vec<Bytes>,
+        write: Write,
+        written: Option<Vec<Bytes>>,
     },
+}
+
+/// How an [`Call::Invalidating`] write is sent.
+#[derive(Debug)]
+pub(crate) enum Write {
+    /// The command, encoded (with its default TTL, if any).
+    Command(Bytes),
+    /// `WRITE_AND_TAG`, as [`Call::TaggedWrite`].
+    Tagged { keys: Vec<Bytes>, argv: Vec<Bytes> },
 }
 
 /// A guarded `GET`: its key, the rule's guard, and its near-cache miss when
@@ -277,15 +288,25 @@ impl Live {
                 }
                 self.plan_write(&policy, cmd, key)
             }
-            Kind::WriteKeys(pos) => {
-                commands::for_each_written(cmd, pos, |k| self.invalidate_key(k));
-                if pos == commands::Positions::All
-                    && (cmd.is(b"DEL") || cmd.is(b"UNLINK"))
-                    && let Some(plan) = self.plan_deletion(cmd)
-                {
-                    return plan;
+            Kind::WriteKeys => {
+                commands::for_each_written(cmd, |k| self.invalidate_key(k));
+                self.plan_invalidating(cmd).unwrap_or(Plan::Write)
+            }
+            Kind::Script => {
+                self.invalidate_all();
+                self.plan_invalidating(cmd).unwrap_or(Plan::Write)
+            }
+            Kind::Flush => {
+                self.invalidate_all();
+                if !self.policy.load().has_stampede() {
+                    return Plan::Write;
                 }
-                Plan::Write
+                self.guard.cancel_all();
+                Plan::Script(Call::Invalidating {
+                    leases: Vec::new(),
+                    write: Write::Command(encode_command(cmd, None)),
+                    written: None,
+                })
             }
             Kind::WriteUnknown => {
                 self.invalidate_all();
@@ -298,10 +319,8 @@ impl Live {
     pub(crate) fn note_command(&self, cmd: &Command<'_>) {
         match commands::kind(cmd) {
             Kind::WriteKey => self.invalidate_key(cmd.arg(1).unwrap_or_default()),
-            Kind::WriteKeys(pos) => {
-                commands::for_each_written(cmd, pos, |k| self.invalidate_key(k));
-            }
-            Kind::WriteUnknown => self.invalidate_all(),
+            Kind::WriteKeys => commands::for_each_written(cmd, |k| self.invalidate_key(k)),
+            Kind::Script | Kind::Flush | Kind::WriteUnknown => self.invalidate_all(),
             Kind::Neutral | Kind::ReadKey | Kind::ReadMany => {}
         }
     }
@@ -338,8 +357,8 @@ impl Live {
         }
     }
 
-    /// A write of a guarded key: the filler's `SET` becomes a fill, a
-    /// `GETDEL` cancels the lease; other writes only drop the stale copy.
+    /// A write of a guarded key: the filler's `SET` becomes a fill; any
+    /// other write cancels the key's lease ([`Call::Invalidating`]).
     fn plan_guarded_write(
         &self,
         policy: &Policy,
@@ -348,58 +367,63 @@ impl Live {
         client: u64,
     ) -> Option<Plan> {
         policy.stampede_for(key)?;
-        if cmd.is(b"GETDEL") {
-            self.guard.deleted(key);
-            return Some(Plan::Script(Call::Cancel {
-                leases: vec![Guard::lease_key(key)],
-                argv: argv_with_px(cmd, None),
-                deleted: vec![Bytes::copy_from_slice(key)],
-            }));
-        }
-        self.guard.written(key);
-        if !cmd.is(b"SET") {
-            return None;
-        }
-        let (token, granted) = self.guard.fill_lease(key, client)?;
+        let set = cmd.is(b"SET");
         let rule = policy.match_command(cmd.name(), key);
         let ms = rule.and_then(|r| self.default_ttl_ms(cmd, r));
-        let mut keys = vec![Bytes::copy_from_slice(key), Guard::lease_key(key)];
-        keys.extend(
-            rule.iter()
-                .flat_map(|r| r.tags.iter())
-                .map(|t| tag_set(t.as_bytes())),
-        );
-        let mut argv = vec![token];
-        argv.extend(argv_with_px(cmd, ms));
-        Some(Plan::Script(Call::Fill {
-            keys,
-            argv,
-            granted,
+        let tags = rule.map_or(&[][..], |r| &r.tags[..]);
+        let mut keys = vec![Bytes::copy_from_slice(key)];
+        if set && let Some((token, granted)) = self.guard.fill_lease(key, client) {
+            keys.push(Guard::lease_key(key));
+            keys.extend(tags.iter().map(|t| tag_set(t.as_bytes())));
+            let mut argv = vec![token];
+            argv.extend(argv_with_px(cmd, ms));
+            return Some(Plan::Script(Call::Fill {
+                keys,
+                argv,
+                granted,
+            }));
+        }
+        self.guard.cancel(key, set);
+        let write = if tags.is_empty() {
+            Write::Command(encode_command(cmd, ms))
+        } else {
+            keys.extend(tags.iter().map(|t| tag_set(t.as_bytes())));
+            Write::Tagged {
+                keys,
+                argv: argv_with_px(cmd, ms),
+            }
+        };
+        let key = Bytes::copy_from_slice(key);
+        Some(Plan::Script(Call::Invalidating {
+            leases: vec![Guard::lease_key(&key)],
+            write,
+            written: Some(vec![key]),
         }))
     }
 
-    /// `DEL`/`UNLINK` naming guarded keys: cancels their leases in the same
-    /// script.
-    fn plan_deletion(&self, cmd: &Command<'_>) -> Option<Plan> {
+    /// A write of several keys (or a script declaring keys) naming guarded
+    /// keys: cancels their leases ([`Call::Invalidating`]).
+    fn plan_invalidating(&self, cmd: &Command<'_>) -> Option<Plan> {
         let policy = self.policy.load();
         if !policy.has_stampede() {
             return None;
         }
-        let deleted: Vec<Bytes> = cmd
-            .args()
-            .filter(|k| policy.stampede_for(k).is_some())
-            .map(Bytes::copy_from_slice)
-            .collect();
-        if deleted.is_empty() {
+        let mut written: Vec<Bytes> = Vec::new();
+        commands::for_each_written(cmd, |k| {
+            if policy.stampede_for(k).is_some() && !written.iter().any(|w| w[..] == *k) {
+                written.push(Bytes::copy_from_slice(k));
+            }
+        });
+        if written.is_empty() {
             return None;
         }
-        for k in &deleted {
-            self.guard.deleted(k);
+        for k in &written {
+            self.guard.cancel(k, false);
         }
-        Some(Plan::Script(Call::Cancel {
-            leases: deleted.iter().map(|k| Guard::lease_key(k)).collect(),
-            argv: argv_with_px(cmd, None),
-            deleted,
+        Some(Plan::Script(Call::Invalidating {
+            leases: written.iter().map(|k| Guard::lease_key(k)).collect(),
+            write: Write::Command(encode_command(cmd, None)),
+            written: Some(written),
         }))
     }
 
@@ -424,18 +448,54 @@ impl Live {
                 self.guard.filled(&keys[0], &argv[0], granted, &reply);
                 reply
             }
-            Call::Cancel {
+            Call::Invalidating {
                 leases,
-                argv,
-                deleted,
+                write,
+                written,
             } => {
-                let reply = CANCEL_SCRIPT.call(lane, &refs(&leases), &refs(&argv)).await;
-                // Again after the deletion ran: a hit read just before it
-                // may have stored the old value meanwhile.
-                for k in &deleted {
-                    self.guard.written(k);
+                let reply = self.run_invalidating(lane, &leases, write).await;
+                // Again after the write ran: a hit read just before it may
+                // have stored the old value meanwhile; held readers read
+                // the new value now.
+                match written {
+                    Some(keys) => keys.iter().for_each(|k| self.guard.written(k)),
+                    None => self.guard.written_all(),
                 }
                 reply
+            }
+        }
+    }
+
+    /// `DEL leases` and `write`, back to back in one batch: Redis runs them
+    /// in a row (one client's pipelined commands are run together when
+    /// they arrive together), and in that order, so the filler's late
+    /// `FILL` finds its lease gone whether it runs before the write or
+    /// after it.
+    async fn run_invalidating(&self, lane: &Lane, leases: &[Bytes], write: Write) -> Bytes {
+        let mut del = BytesMut::new();
+        if !leases.is_empty() {
+            let mut args: Vec<&[u8]> = Vec::with_capacity(1 + leases.len());
+            args.push(b"DEL");
+            args.extend(leases.iter().map(|l| &l[..]));
+            encode::command(&mut del, &args);
+        }
+        let before = (!del.is_empty()).then_some(&del[..]);
+        match write {
+            Write::Command(frame) => match before {
+                None => scripts::one(lane.call(frame, 1).await),
+                Some(del) => {
+                    let mut req = BytesMut::with_capacity(del.len() + frame.len());
+                    req.extend_from_slice(del);
+                    req.extend_from_slice(&frame);
+                    scripts::second(lane.call(req.freeze(), 2).await)
+                }
+            },
+            Write::Tagged { keys, argv } => {
+                let keys: Vec<&[u8]> = keys.iter().map(|b| &b[..]).collect();
+                let argv: Vec<&[u8]> = argv.iter().map(|b| &b[..]).collect();
+                WRITE_AND_TAG_SCRIPT
+                    .call_after(lane, before, &keys, &argv)
+                    .await
             }
         }
     }
@@ -584,6 +644,15 @@ fn argv_with_px(cmd: &Command<'_>, ms: Option<u64>) -> Vec<Bytes> {
         argv.push(Bytes::from(ms.to_string()));
     }
     argv
+}
+
+/// `cmd`, encoded as a RESP array, with `PX <ms>` appended if given.
+fn encode_command(cmd: &Command<'_>, ms: Option<u64>) -> Bytes {
+    let argv = argv_with_px(cmd, ms);
+    let args: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
+    let mut out = BytesMut::new();
+    encode::command(&mut out, &args);
+    out.freeze()
 }
 
 /// The Redis set holding `tag`'s keys.

@@ -10,7 +10,7 @@ use std::sync::{Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::resp::encode;
+use crate::resp::{Limits, Scanner, encode};
 use crate::upstream::{Lane, Reply};
 
 /// One script and its SHA once known.
@@ -55,6 +55,19 @@ impl Script {
     /// Runs the script with `keys` and `argv`; returns the raw reply (an
     /// error line when Redis or the connection failed).
     pub(crate) async fn call(&self, lane: &Lane, keys: &[&[u8]], argv: &[&[u8]]) -> Bytes {
+        self.call_after(lane, None, keys, argv).await
+    }
+
+    /// As [`Script::call`], with `before` (one complete command, which must
+    /// be safe to repeat) sent right before the script in the same batch,
+    /// so Redis runs the two back to back; its reply is dropped.
+    pub(crate) async fn call_after(
+        &self,
+        lane: &Lane,
+        before: Option<&[u8]>,
+        keys: &[&[u8]],
+        argv: &[&[u8]],
+    ) -> Bytes {
         let mut retried = false;
         loop {
             let sha = match self.cached() {
@@ -70,8 +83,12 @@ impl Script {
             args.extend_from_slice(keys);
             args.extend_from_slice(argv);
             let mut req = BytesMut::new();
+            req.extend_from_slice(before.unwrap_or_default());
             encode::command(&mut req, &args);
-            let reply = one(lane.call(req.freeze(), 1).await);
+            let reply = match before {
+                None => one(lane.call(req.freeze(), 1).await),
+                Some(_) => second(lane.call(req.freeze(), 2).await),
+            };
             if reply.starts_with(b"-NOSCRIPT") && !retried {
                 retried = true;
                 *self.sha.lock().unwrap_or_else(PoisonError::into_inner) = None;
@@ -87,6 +104,21 @@ pub(crate) fn one(reply: Reply) -> Bytes {
     match reply.failure {
         Some((_, e)) => e.to_resp(),
         None => reply.bytes,
+    }
+}
+
+/// The reply to the second command of a two-command batch (the first
+/// one's is dropped), or its error line.
+pub(crate) fn second(reply: Reply) -> Bytes {
+    let first = Scanner::new(Limits::default())
+        .scan(&reply.bytes)
+        .ok()
+        .flatten();
+    match (first, reply.failure) {
+        (Some(n), _) if n < reply.bytes.len() => reply.bytes.slice(n..),
+        (_, Some((_, e))) => e.to_resp(),
+        // Not reached: a batch of two is answered twice or fails.
+        _ => crate::error::UpstreamError::ConnectionLost.to_resp(),
     }
 }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::Inner;
+use crate::stampede::marks::GuardWrites;
 
 /// Stripes one batch's [`WriteMarks`] remember; a batch writing more
 /// near-cache keys falls back to one global pending mark.
@@ -20,6 +21,9 @@ pub(crate) struct WriteMarks {
     pub(super) all: bool,
     /// Written while the near cache was not in use yet.
     pub(super) unmarked: bool,
+    /// The stampede guard's side (writes on pinned connections, tag
+    /// invalidations), released with these marks.
+    pub(crate) guard: Option<Box<GuardWrites>>,
 }
 
 impl std::fmt::Debug for WriteMarks {
@@ -40,12 +44,51 @@ impl WriteMarks {
             len: 0,
             all: false,
             unmarked: false,
+            guard: None,
         }
     }
 
-    /// Whether acknowledging these writes needs the near cache at all.
+    /// Whether these marks hold anything to release.
     pub(crate) fn is_empty(&self) -> bool {
-        self.inner.is_none() && !self.unmarked
+        self.inner.is_none() && !self.unmarked && self.guard.is_none()
+    }
+
+    /// Takes `other`'s marks, so that they are released with these (never
+    /// earlier than `other` would have been). Bounded like a batch's: beyond
+    /// [`MARKS`] stripes, one global pending mark.
+    pub(crate) fn absorb(&mut self, mut other: WriteMarks) {
+        self.unmarked |= std::mem::take(&mut other.unmarked);
+        if let Some(inner) = other.inner.take() {
+            let stripes = &other.stripes[..usize::from(other.len)];
+            for &s in stripes {
+                if !self.all && usize::from(self.len) < MARKS {
+                    self.stripes[usize::from(self.len)] = s;
+                    self.len += 1;
+                } else {
+                    // Covered by a global mark taken before the stripe ends.
+                    if !self.all {
+                        inner.versions.begin_all();
+                        self.all = true;
+                    }
+                    inner.versions.end(usize::from(s));
+                }
+            }
+            if other.all {
+                if self.all {
+                    inner.versions.end_all();
+                } else {
+                    self.all = true;
+                }
+            }
+            self.inner.get_or_insert(inner);
+        }
+        other.len = 0;
+        other.all = false;
+        match (&mut self.guard, other.guard.take()) {
+            (Some(mine), Some(theirs)) => mine.absorb(*theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
     }
 }
 

@@ -350,18 +350,6 @@ impl Near {
         }
         drop(marks);
     }
-
-    /// A write on a pinned connection: dropped now, and again when Redis's
-    /// invalidation arrives.
-    pub(crate) fn invalidate(&self, key: &[u8]) {
-        self.inner.invalidate(key);
-    }
-
-    /// Flushes every entry (writes to unknown keys on pinned connections).
-    pub(crate) fn flush(&self) {
-        self.inner.versions.bump_all();
-        self.inner.flush_entries();
-    }
 }
 
 impl Inner {

@@ -1,30 +1,56 @@
-//! Near-cache coherence for writes on pinned connections.
+//! Near-cache and stampede-guard coherence for writes on pinned connections.
 //!
 //! A pinned session streams Redis's bytes back unchanged, so there is no
 //! reply slot to carry [`WriteMarks`]. Instead its writes are marked (entries
-//! dropped, stripes pending) before they are forwarded, queued with the
-//! index of the reply that acknowledges them, and released when the session
-//! has received that many replies (counted by scanning the reply stream;
-//! RESP3 pushes are not replies), before those bytes reach the client.
-//! Writes queued inside `MULTI` are released with the reply to `EXEC` or
-//! `DISCARD`, since that is when Redis runs them.
+//! dropped, stripes pending, guarded keys' leases cancelled) before they are
+//! forwarded, queued with the index of the reply that acknowledges them,
+//! and released when the session has received that many replies (counted
+//! by scanning the reply stream; RESP3 pushes are not replies), before
+//! those bytes reach the client. Writes queued inside `MULTI` are released
+//! with the reply to `EXEC` or `DISCARD`, since that is when Redis runs
+//! (or drops) them; their leases are cancelled right before `EXEC` is
+//! forwarded.
 //!
-//! Bounds: at most [`MAX_QUEUED`] marked writes per session, and one
-//! incomplete reply buffered for counting. A write beyond the bound, or any
-//! write after the reply stream could not be framed, only drops its entries
-//! (again when Redis's invalidation push arrives), without a pending mark.
+//! **Uncountable sessions.** Counting assumes one reply per command. After
+//! `CLIENT REPLY` (`OFF`/`SKIP` send no reply), a (un)subscription (RESP2
+//! answers each channel, and messages are not pushes), `MONITOR`, or a reply
+//! stream that cannot be framed, the count means nothing any more. From
+//! that command on, the session stops releasing by count: every later write
+//! (and every write still waiting, if the stream could not be framed) keeps
+//! its marks until the session ends. So those keys get no near-cache fills
+//! meanwhile (never a stale one), and the guard drops their stale copies
+//! again on every reply chunk. Writes before that command are still
+//! released by count (their replies come first).
+//!
+//! Bounds: at most [`MAX_QUEUED`] queued entries per session (a further
+//! write joins the last entry, which is then released with the later
+//! reply), and one incomplete reply buffered for counting. Marks merged
+//! into one entry beyond 8 stripes become one global pending mark
+//! ([`WriteMarks::absorb`]).
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::WriteMarks;
 use crate::live::Live;
 use crate::resp::{Command, Limits, Scanner};
 
-/// Most marked writes waiting for their replies in one session.
+/// Most queued entries of marked writes waiting for their replies in one
+/// session.
 pub(crate) const MAX_QUEUED: usize = 1024;
+
+/// Commands after which replies cannot be counted (see the module docs).
+const UNCOUNTABLE: &[&[u8]] = &[
+    b"SUBSCRIBE",
+    b"PSUBSCRIBE",
+    b"SSUBSCRIBE",
+    b"UNSUBSCRIBE",
+    b"PUNSUBSCRIBE",
+    b"SUNSUBSCRIBE",
+    b"MONITOR",
+];
 
 /// The marked writes of one pinned session.
 pub(crate) struct PinnedWrites {
@@ -43,7 +69,10 @@ struct State {
     /// The start of an incomplete reply.
     tail: BytesMut,
     scanner: Scanner,
-    /// Counting is lost (unframeable replies): only unmarked invalidation.
+    /// Replies cannot be counted any more: the marks of every later write,
+    /// held until the session ends.
+    held: Option<WriteMarks>,
+    /// The reply stream could not be framed: counting stopped.
     broken: bool,
 }
 
@@ -51,6 +80,28 @@ impl std::fmt::Debug for PinnedWrites {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PinnedWrites").finish_non_exhaustive()
     }
+}
+
+impl State {
+    /// Queues `marks`, released with reply `index` (or held).
+    fn push(&mut self, index: u64, marks: WriteMarks) {
+        if marks.is_empty() {
+            return;
+        }
+        if let Some(held) = &mut self.held {
+            held.absorb(marks);
+        } else if self.queue.len() < MAX_QUEUED {
+            self.queue.push_back((index, marks));
+        } else if let Some((last, m)) = self.queue.back_mut() {
+            m.absorb(marks);
+            *last = index;
+        }
+    }
+}
+
+fn uncountable(cmd: &Command<'_>) -> bool {
+    UNCOUNTABLE.iter().any(|n| cmd.is(n))
+        || (cmd.is(b"CLIENT") && cmd.arg(1).is_some_and(|a| a.eq_ignore_ascii_case(b"REPLY")))
 }
 
 impl PinnedWrites {
@@ -68,6 +119,7 @@ impl PinnedWrites {
                 multi: None,
                 tail: BytesMut::new(),
                 scanner: Scanner::new(limits).inline(false),
+                held: None,
                 broken: false,
             }),
         }
@@ -77,41 +129,39 @@ impl PinnedWrites {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `cmd` is about to be forwarded (it will get one reply).
-    pub(crate) fn command(&self, live: &Live, cmd: &Command<'_>) {
+    /// `cmd` is about to be forwarded. Returns the lease keys to delete in
+    /// Redis before it is ([`Live::cancel_leases`]).
+    pub(crate) fn command(&self, live: &Live, cmd: &Command<'_>) -> Vec<Bytes> {
         let mut st = self.state();
         let index = st.sent;
         st.sent += 1;
-        if st.broken {
-            drop(st);
-            live.near_note(cmd);
-            return;
+        if st.held.is_none() && uncountable(cmd) {
+            st.held = Some(WriteMarks::new());
         }
         if cmd.is(b"MULTI") {
             st.multi.get_or_insert_with(WriteMarks::new);
-            return;
+            return Vec::new();
         }
-        if cmd.is(b"EXEC") || cmd.is(b"DISCARD") {
-            if let Some(marks) = st.multi.take() {
-                st.queue.push_back((index, marks));
-            }
-            return;
+        if cmd.is(b"EXEC") || cmd.is(b"DISCARD") || cmd.is(b"RESET") {
+            let Some(mut marks) = st.multi.take() else {
+                return Vec::new();
+            };
+            let leases = if cmd.is(b"EXEC") {
+                live.begin_deferred(&mut marks)
+            } else {
+                Vec::new()
+            };
+            st.push(index, marks);
+            return leases;
         }
-        let State { multi, queue, .. } = &mut *st;
-        match multi {
-            Some(marks) => live.near_write(cmd, marks),
-            None if queue.len() < MAX_QUEUED => {
-                let mut marks = WriteMarks::new();
-                live.near_write(cmd, &mut marks);
-                if !marks.is_empty() {
-                    queue.push_back((index, marks));
-                }
-            }
-            None => {
-                drop(st);
-                live.near_note(cmd);
-            }
+        if let Some(marks) = &mut st.multi {
+            live.pinned_write(cmd, marks, true);
+            return Vec::new();
         }
+        let mut marks = WriteMarks::new();
+        let leases = live.pinned_write(cmd, &mut marks, false);
+        st.push(index, marks);
+        leases
     }
 
     /// A frame forwarded that Redis answers without being a command the
@@ -126,6 +176,9 @@ impl PinnedWrites {
         let mut released = Vec::new();
         {
             let mut st = self.state();
+            if let Some(g) = st.held.as_ref().and_then(|h| h.guard.as_ref()) {
+                g.touch();
+            }
             if st.broken {
                 return;
             }
@@ -142,13 +195,20 @@ impl PinnedWrites {
                     }
                     Ok(None) => break,
                     Err(_) => {
-                        // Cannot count any more: release everything now
-                        // (Redis closes such a connection anyway).
+                        // Cannot count any more: everything waiting is held
+                        // until the session ends (Redis closes such a
+                        // connection anyway).
                         st.broken = true;
                         st.tail = BytesMut::new();
-                        released.extend(st.queue.drain(..).map(|(_, m)| m));
-                        released.extend(st.multi.take());
-                        break;
+                        let mut held = st.held.take().unwrap_or_default();
+                        for (_, m) in st.queue.drain(..) {
+                            held.absorb(m);
+                        }
+                        if let Some(m) = st.multi.take() {
+                            held.absorb(m);
+                        }
+                        st.held = Some(held);
+                        return;
                     }
                 }
             }

@@ -23,12 +23,15 @@
 //!   lease expires after `lock_ttl` and the driver's next attempt hands a new
 //!   lease to the oldest held reader. At most `max_waiters` readers are held
 //!   per key; more get the nil at once.
-//! - **Cancellation.** `DEL`/`UNLINK`/`GETDEL` of a guarded key through the
-//!   proxy run as [`scripts::CANCEL`] (the leases are deleted in the same
-//!   step), and `NEXUS.INVALIDATE` deletes the leases of the tag's keys
-//!   ([`scripts::INVALIDATE_TAG`]). A late fill then finds its token gone and
-//!   is not written: its `SET` is answered nil, like a `SET ... NX` that did
-//!   not write.
+//! - **Cancellation.** Every other write of a guarded key through the proxy
+//!   (`SET` from another connection, `DEL`, `MSET`, `RENAME`, `COPY`, a
+//!   script declaring the key, `FLUSHALL`, a write on a pinned connection,
+//!   ...) deletes the key's lease in Redis right before it runs
+//!   ([`Guard::cancel`], then [`Guard::written`] once it ran), and
+//!   `NEXUS.INVALIDATE` deletes the leases of the tag's keys
+//!   ([`scripts::INVALIDATE_TAG`]). A late fill then finds its token gone
+//!   and is not written: its `SET` is answered nil, like a `SET ... NX` that
+//!   did not write.
 //! - **Early refresh.** With `early_refresh` (XFetch `beta`), a guarded `GET`
 //!   is sent with `PTTL` in the same batch; a hit decides with
 //!   [`xfetch::fires`], using the key's measured refill time, whether to take
@@ -46,6 +49,7 @@
 //!   reads again for the others (still within `wait_timeout`).
 
 mod driver;
+pub(crate) mod marks;
 pub(crate) mod scripts;
 mod table;
 mod xfetch;
@@ -67,7 +71,6 @@ use table::{Held, Lease, Table, Waiter};
 
 pub(crate) static ACQUIRE_SCRIPT: Script = Script::new(scripts::ACQUIRE);
 pub(crate) static FILL_SCRIPT: Script = Script::new(scripts::FILL);
-pub(crate) static CANCEL_SCRIPT: Script = Script::new(scripts::CANCEL);
 pub(crate) static RELEASE_SCRIPT: Script = Script::new(scripts::RELEASE);
 
 /// A RESP2 nil (unpinned clients speak RESP2).
@@ -364,20 +367,19 @@ impl Guard {
     }
 
     /// If this `SET` of `key` by `client` is a fill, the lease it runs under:
-    /// `(token, granted)`. It is when this proxy holds a live lease on the key
-    /// (whichever connection sends it: applications with a connection pool
-    /// may read and write on different connections), or when `client` is
-    /// the holder of an expired or cancelled lease (its late fill, checked
-    /// against Redis and dropped there). A holder's `SET` always runs under
-    /// its own lease, even when a newer lease went to another reader, so a
-    /// late fill never fills someone else's lease.
+    /// `(token, granted)`. It is when `client` holds the key's lease, or held
+    /// a lease that expired or was cancelled within `lock_ttl` of its grant
+    /// (its late fill, checked against Redis and dropped there). A holder's
+    /// `SET` always runs under its own lease, even when a newer lease went
+    /// to another reader, so a late fill never fills someone else's lease.
+    /// Any other connection's `SET` is an ordinary write (it cancels the
+    /// lease, [`Guard::cancel`]): the proxy cannot tell a fill sent on
+    /// another connection from a new write.
     pub(crate) fn fill_lease(&self, key: &[u8], client: u64) -> Option<(Bytes, Instant)> {
         let now = Instant::now();
         self.table
             .with(key, |e| {
-                e.held_by(client, now)
-                    .or_else(|| e.lease.as_ref().filter(|l| l.expires > now))
-                    .map(|l| (l.token.clone(), l.granted))
+                e.held_by(client, now).map(|l| (l.token.clone(), l.granted))
             })
             .flatten()
     }
@@ -403,28 +405,65 @@ impl Guard {
         });
     }
 
-    /// A deletion of `key` through this proxy (its lease is cancelled in
-    /// Redis by the same script): drops the stale copy, counts a cancelled
-    /// lease of this proxy, wakes held readers (a new filler is chosen).
-    pub(crate) fn deleted(&self, key: &[u8]) {
+    /// A write of `key` through this proxy, other than its fill, is about
+    /// to run (its lease is deleted in Redis right before it): drops the
+    /// stale copy and counts a cancelled lease of this proxy. The lease is
+    /// kept (not live any more) so that its holder's late fill is still
+    /// checked against Redis, and dropped. `set`: the write is a `SET`,
+    /// most likely the fill of an application that reads and writes on
+    /// different connections: its time since the grant is kept as the
+    /// measured refill time (for early refresh).
+    pub(crate) fn cancel(&self, key: &[u8], set: bool) {
         let now = Instant::now();
         self.table.invalidate(key, |e| {
+            let mut measured = None;
             if let Some(l) = &mut e.lease
                 && l.expires > now
             {
-                // Kept (not live any more) so the late fill is still checked.
+                l.expires = now;
+                measured = Some(now.saturating_duration_since(l.granted));
+                self.metrics.leases_cancelled.fetch_add(1, Relaxed);
+            }
+            if set && measured.is_some() {
+                e.refill = measured;
+            }
+        });
+    }
+
+    /// Every key is about to be written (`FLUSHALL`/`FLUSHDB`, which delete
+    /// the leases in Redis too): [`Guard::cancel`] for each.
+    pub(crate) fn cancel_all(&self) {
+        let now = Instant::now();
+        self.table.invalidate_all_with(|e| {
+            if let Some(l) = &mut e.lease
+                && l.expires > now
+            {
                 l.expires = now;
                 self.metrics.leases_cancelled.fetch_add(1, Relaxed);
             }
+        });
+    }
+
+    /// A write of `key` ([`Guard::cancel`]) ran and is about to be
+    /// acknowledged: drops a stale copy read meanwhile (a `GET` sent after
+    /// the cancellation but run by Redis before the write), and wakes the
+    /// held readers, who now read the written value (or, after a deletion,
+    /// the oldest becomes the filler).
+    pub(crate) fn written(&self, key: &[u8]) {
+        self.table.invalidate(key, |e| {
             if let Some(wake) = &e.driver {
                 wake.notify_one();
             }
         });
     }
 
-    /// Another write of `key` through this proxy: its stale copy is outdated.
-    pub(crate) fn written(&self, key: &[u8]) {
-        self.table.invalidate(key, |_| {});
+    /// [`Guard::written`] for every key.
+    pub(crate) fn written_all(&self) {
+        self.table.invalidate_all_with(|e| {
+            if let Some(wake) = &e.driver {
+                wake.notify_one();
+            }
+        });
     }
 
     /// A tag invalidation (keys unknown here): every stale copy is dropped.

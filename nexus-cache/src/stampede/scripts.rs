@@ -39,14 +39,6 @@ end
 return reply
 ";
 
-/// A deletion of guarded keys. `KEYS` the keys' leases; `ARGV` the command
-/// (`DEL`, `UNLINK`, `GETDEL`). Cancels the leases and runs the command in one
-/// step; returns the command's reply.
-pub(crate) const CANCEL: &str = r"
-redis.call('DEL', unpack(KEYS))
-return redis.pcall(unpack(ARGV))
-";
-
 /// `KEYS[1]` a lease, `ARGV[1]` a token: deletes the lease if it still
 /// holds the token (a lease nobody was left to use).
 pub(crate) const RELEASE: &str = r"

@@ -295,6 +295,11 @@ impl Table {
     /// Invalidates every key (tag invalidation: the keys are not known
     /// here): every generation moves on, every stale copy is dropped.
     pub(crate) fn invalidate_all(&self) {
+        self.invalidate_all_with(|_| {});
+    }
+
+    /// [`Table::invalidate_all`], then runs `f` on every entry.
+    pub(crate) fn invalidate_all_with(&self, mut f: impl FnMut(&mut Entry)) {
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             let generation = self.tick();
@@ -303,6 +308,7 @@ impl Table {
                 e.generation = generation;
                 let old = e.stale.take();
                 self.release_stale(old);
+                f(e);
             }
         }
     }

@@ -1,0 +1,123 @@
+//! [`GuardWrites`]: the stampede guard's side of writes whose replies the
+//! proxy does not wait for itself (writes on pinned connections, tag
+//! invalidations). It travels inside [`WriteMarks`](crate::near::WriteMarks)
+//! and is released with them, once Redis answered the writes and before
+//! the client sees the answer.
+//!
+//! Bounds: at most [`MAX_KEYS`] keys and [`MAX_KEY_BYTES`] bytes of keys;
+//! beyond, the writes count as writes of every key (every stale copy is
+//! dropped, every lease of this proxy cancelled; leases of keys not listed
+//! are not deleted in Redis).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Guard;
+
+/// Keys remembered per [`GuardWrites`].
+pub(crate) const MAX_KEYS: usize = 256;
+/// Bytes of keys remembered per [`GuardWrites`].
+pub(crate) const MAX_KEY_BYTES: usize = 64 * 1024;
+
+/// Guarded keys written by writes not answered yet.
+#[derive(Debug)]
+pub(crate) struct GuardWrites {
+    guard: Arc<Guard>,
+    keys: Vec<Bytes>,
+    bytes: usize,
+    /// Keys `..begun` were cancelled ([`GuardWrites::begin`]).
+    begun: usize,
+    /// Every key is written (a flush, or more keys than the bound).
+    all: bool,
+    all_begun: bool,
+}
+
+impl GuardWrites {
+    pub(crate) fn new(guard: Arc<Guard>) -> Self {
+        Self {
+            guard,
+            keys: Vec::new(),
+            bytes: 0,
+            begun: 0,
+            all: false,
+            all_begun: false,
+        }
+    }
+
+    /// Writes of every key whose cancellation is done elsewhere (a tag
+    /// invalidation: its script deletes the leases): only released.
+    pub(crate) fn all_begun(guard: Arc<Guard>) -> Self {
+        let mut g = Self::new(guard);
+        g.all = true;
+        g.all_begun = true;
+        g
+    }
+
+    /// Records a write of `key` (a guarded key).
+    pub(crate) fn add(&mut self, key: &[u8]) {
+        if self.all || self.keys.iter().any(|k| k[..] == *key) {
+            return;
+        }
+        if self.keys.len() >= MAX_KEYS || self.bytes + key.len() > MAX_KEY_BYTES {
+            self.all = true;
+            return;
+        }
+        self.bytes += key.len();
+        self.keys.push(Bytes::copy_from_slice(key));
+    }
+
+    /// Records a write of every key.
+    pub(crate) fn add_all(&mut self) {
+        self.all = true;
+    }
+
+    /// The writes recorded since the last call are about to be forwarded:
+    /// cancels their leases in this proxy ([`Guard::cancel`]) and returns
+    /// the lease keys to delete in Redis before they run.
+    pub(crate) fn begin(&mut self) -> Vec<Bytes> {
+        let fresh = &self.keys[self.begun..];
+        for k in fresh {
+            self.guard.cancel(k, false);
+        }
+        let leases = fresh.iter().map(|k| Guard::lease_key(k)).collect();
+        self.begun = self.keys.len();
+        if self.all && !self.all_begun {
+            self.guard.cancel_all();
+            self.all_begun = true;
+        }
+        leases
+    }
+
+    /// Drops the stale copies of the written keys again (see
+    /// [`Guard::written`]); also done when released.
+    pub(crate) fn touch(&self) {
+        if self.all {
+            self.guard.written_all();
+        } else {
+            self.keys.iter().for_each(|k| self.guard.written(k));
+        }
+    }
+
+    /// Takes `other`'s keys (both already begun) so that they are released
+    /// with these.
+    pub(crate) fn absorb(&mut self, mut other: GuardWrites) {
+        if other.all {
+            self.all = true;
+        }
+        for k in std::mem::take(&mut other.keys) {
+            self.add(&k);
+        }
+        // Everything here was begun: keys beyond the bound were cancelled
+        // already, so `all` only widens what is dropped on release.
+        self.begun = self.keys.len();
+        self.all_begun = self.all;
+        other.all = false;
+    }
+}
+
+impl Drop for GuardWrites {
+    fn drop(&mut self) {
+        self.touch();
+    }
+}
