@@ -187,12 +187,23 @@ async fn metrics_count_the_traffic_and_pass_promtool() -> Result<()> {
 
     // HEAD works, other methods and paths do not.
     assert_eq!(http(admin.admin, "HEAD", "/metrics").await?.0, 200);
-    assert_eq!(http(admin.admin, "POST", "/metrics").await?.0, 405);
-    let (status, _, body) = http(admin.admin, "GET", "/nope").await?;
-    assert_eq!(status, 404, "{body}");
+    // The same answers as the consumer's admin server.
+    let (status, ct, body) = http(admin.admin, "POST", "/metrics").await?;
+    assert_eq!(
+        (status, ct.as_str(), body.as_str()),
+        (405, "application/json", r#"{"error":"method not allowed"}"#)
+    );
+    let (status, ct, body) = http(admin.admin, "GET", "/nope").await?;
+    assert_eq!(
+        (status, ct.as_str(), body.as_str()),
+        (404, "application/json", r#"{"error":"not found"}"#)
+    );
     assert_eq!(http(admin.admin, "GET", "/metrics/x").await?.0, 404);
-    let (status, _, body) = http(admin.admin, "GET", "/healthz").await?;
-    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let (status, ct, body) = http(admin.admin, "GET", "/healthz").await?;
+    assert_eq!(
+        (status, ct.as_str(), body.as_str()),
+        (200, "application/json", r#"{"status":"ok"}"#)
+    );
     admin.stop().await
 }
 

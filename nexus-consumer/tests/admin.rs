@@ -39,8 +39,8 @@ async fn producer_counters_in_stats_and_metrics() {
             }),
     );
 
-    let (status, _, body) = http(addr, "GET", "/stats").await;
-    assert_eq!(status, 200, "{body}");
+    let (status, ct, body) = http(addr, "GET", "/stats").await;
+    assert_eq!((status, ct.as_str()), (200, "application/json"), "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["events_total"], 0, "{json}");
     assert_eq!(json["lag"], serde_json::Value::Null, "{json}");
@@ -57,8 +57,11 @@ async fn producer_counters_in_stats_and_metrics() {
     );
     assert_eq!(p["queue_capacity"], 65_536, "{json}");
 
-    let (status, _, metrics) = http(addr, "GET", "/metrics").await;
-    assert_eq!(status, 200);
+    let (status, ct, metrics) = http(addr, "GET", "/metrics").await;
+    assert_eq!(
+        (status, ct.as_str()),
+        (200, "text/plain; version=0.0.4; charset=utf-8")
+    );
     nexus_testkit::promtool::check_metrics(&metrics)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{metrics}"));
@@ -77,10 +80,22 @@ async fn producer_counters_in_stats_and_metrics() {
     // Lag is not reported before it is known.
     assert!(!metrics.contains("nexus_consumer_lag"), "{metrics}");
 
-    let (status, _, body) = http(addr, "GET", "/healthz").await;
-    assert_eq!((status, body.as_str()), (200, "ok\n"));
-    assert_eq!(http(addr, "DELETE", "/metrics").await.0, 405);
-    assert_eq!(http(addr, "GET", "/stats/../metrics").await.0, 404);
+    // The same answers as the cache proxy's admin server.
+    let (status, ct, body) = http(addr, "GET", "/healthz").await;
+    assert_eq!(
+        (status, ct.as_str(), body.as_str()),
+        (200, "application/json", r#"{"status":"ok"}"#)
+    );
+    let (status, ct, body) = http(addr, "DELETE", "/metrics").await;
+    assert_eq!(
+        (status, ct.as_str(), body.as_str()),
+        (405, "application/json", r#"{"error":"method not allowed"}"#)
+    );
+    let (status, ct, body) = http(addr, "GET", "/stats/../metrics").await;
+    assert_eq!(
+        (status, ct.as_str(), body.as_str()),
+        (404, "application/json", r#"{"error":"not found"}"#)
+    );
 
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(5), server)
