@@ -165,6 +165,20 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
+    /// The two copies of this file must not drift apart (see the module docs).
+    #[test]
+    fn the_cache_and_consumer_copies_are_the_same() {
+        let cache = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../nexus-cache/src/admin/server.rs"
+        ));
+        let consumer = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../nexus-consumer/src/admin/server.rs"
+        ));
+        assert!(cache == consumer, "copy one admin/server.rs over the other");
+    }
+
     struct Fixed;
 
     impl Source for Fixed {
