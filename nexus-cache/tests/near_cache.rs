@@ -595,3 +595,69 @@ async fn the_stampede_guard_fills_the_near_cache_of_its_rule() -> Result<()> {
     assert_eq!(filler.call(&[b"GET", b"g:k"]).await?, bulk("v4"));
     proxy.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_replies_cannot_be_counted_holds_its_write_marks() -> Result<()> {
+    let (redis, proxy, mut admin) = setup(NEAR).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut reader = Conn::connect(proxy.addr).await?;
+    direct.call(&[b"SET", b"n:sub", b"old"]).await?;
+    // A RESP2 session: one SUBSCRIBE of three channels gets three replies,
+    // its UNSUBSCRIBE three more; counting one reply per command would
+    // now run four replies ahead.
+    let mut session = Conn::connect(proxy.addr).await?;
+    session
+        .send(&cmd(&[b"SUBSCRIBE", b"c1", b"c2", b"c3"]))
+        .await?;
+    session.read_frames(3).await?;
+    session.send(&cmd(&[b"UNSUBSCRIBE"])).await?;
+    session.read_frames(3).await?;
+    // Redis holds writes back for a moment: the session's PING is answered
+    // while its SET waits.
+    let paused = direct
+        .call(&[b"CLIENT", b"PAUSE", b"600", b"WRITE"])
+        .await?;
+    ensure!(paused == b"+OK\r\n", "{}", show(&paused));
+    let mut pipeline = cmd(&[b"PING"]);
+    pipeline.extend(cmd(&[b"SET", b"n:sub", b"new"]));
+    session.send(&pipeline).await?;
+    ensure!(session.read_frames(1).await? == b"+PONG\r\n");
+    // The SET has not run, so readers get the old value; but with the write
+    // in flight, the near cache must not keep it (it would outlive the
+    // write's acknowledgement).
+    let hits = stat(&mut admin, "near_cache_hits").await?;
+    for _ in 0..3 {
+        ensure!(reader.call(&[b"GET", b"n:sub"]).await? == bulk("old"));
+    }
+    ensure!(
+        stat(&mut admin, "near_cache_hits").await? == hits,
+        "a value was cached while a write of its key was in flight"
+    );
+    ensure!(session.read_frames(1).await? == b"+OK\r\n");
+    // Until that session ends, its writes keep their marks: no fills.
+    for _ in 0..3 {
+        ensure!(reader.call(&[b"GET", b"n:sub"]).await? == bulk("new"));
+    }
+    ensure!(stat(&mut admin, "near_cache_hits").await? == hits);
+    drop(session);
+    ensure!(warm(&mut reader, &mut admin, b"n:sub").await? == bulk("new"));
+    // Writes before the session turned uncountable are released by count.
+    let mut session = Conn::connect(proxy.addr).await?;
+    ensure!(session.call(&[b"CLIENT", b"SETNAME", b"s"]).await? == b"+OK\r\n");
+    ensure!(session.call(&[b"SET", b"n:sub", b"newer"]).await? == b"+OK\r\n");
+    ensure!(warm(&mut reader, &mut admin, b"n:sub").await? == bulk("newer"));
+    // `CLIENT REPLY SKIP` leaves the session's own count behind: held.
+    session.send(&cmd(&[b"CLIENT", b"REPLY", b"SKIP"])).await?;
+    let mut pipeline = cmd(&[b"SET", b"n:sub", b"skipped"]);
+    pipeline.extend(cmd(&[b"SET", b"n:sub", b"newest"]));
+    session.send(&pipeline).await?;
+    ensure!(session.read_frames(1).await? == b"+OK\r\n");
+    let hits = stat(&mut admin, "near_cache_hits").await?;
+    for _ in 0..3 {
+        ensure!(reader.call(&[b"GET", b"n:sub"]).await? == bulk("newest"));
+    }
+    ensure!(stat(&mut admin, "near_cache_hits").await? == hits);
+    drop(session);
+    ensure!(warm(&mut reader, &mut admin, b"n:sub").await? == bulk("newest"));
+    proxy.stop().await
+}

@@ -490,3 +490,282 @@ async fn held_reads_keep_the_pipeline_order() -> Result<()> {
     ensure!(got == want, "{}", show(&got));
     proxy.stop().await
 }
+
+/// A write through the proxy that touches guarded key `{k}` (`{o}` is
+/// another key): the commands one client connection sends, and the
+/// commands sent straight to Redis first.
+struct WriteKind {
+    name: &'static str,
+    prepare: &'static [&'static [&'static str]],
+    writes: &'static [&'static [&'static str]],
+}
+
+const SET_SCRIPT: &str = "return redis.call('SET', KEYS[1], ARGV[1])";
+
+/// Every kind of write the guard must hear about. `none` is the control:
+/// no write, so the stale copy is served and the fill is written.
+const WRITE_KINDS: &[WriteKind] = &[
+    WriteKind {
+        name: "none",
+        prepare: &[],
+        writes: &[],
+    },
+    WriteKind {
+        name: "set-other-connection",
+        prepare: &[],
+        writes: &[&["SET", "{k}", "new"]],
+    },
+    WriteKind {
+        name: "mset",
+        prepare: &[],
+        writes: &[&["MSET", "{o}", "1", "{k}", "new"]],
+    },
+    WriteKind {
+        name: "msetnx",
+        prepare: &[&["DEL", "{k}"]],
+        writes: &[&["MSETNX", "{o}", "1", "{k}", "new"]],
+    },
+    WriteKind {
+        name: "rename-from",
+        prepare: &[],
+        writes: &[&["RENAME", "{k}", "{o}"]],
+    },
+    WriteKind {
+        name: "rename-to",
+        prepare: &[&["SET", "{o}", "new"]],
+        writes: &[&["RENAME", "{o}", "{k}"]],
+    },
+    WriteKind {
+        name: "renamenx-to",
+        prepare: &[&["SET", "{o}", "new"], &["DEL", "{k}"]],
+        writes: &[&["RENAMENX", "{o}", "{k}"]],
+    },
+    WriteKind {
+        name: "copy-to",
+        prepare: &[&["SET", "{o}", "new"]],
+        writes: &[&["COPY", "{o}", "{k}", "REPLACE"]],
+    },
+    WriteKind {
+        name: "del-several",
+        prepare: &[],
+        writes: &[&["DEL", "{o}", "{k}"]],
+    },
+    WriteKind {
+        name: "unlink-several",
+        prepare: &[],
+        writes: &[&["UNLINK", "{o}", "{k}"]],
+    },
+    WriteKind {
+        name: "eval",
+        prepare: &[],
+        writes: &[&["EVAL", SET_SCRIPT, "1", "{k}", "new"]],
+    },
+    WriteKind {
+        name: "evalsha",
+        prepare: &[&["SCRIPT", "LOAD", SET_SCRIPT]],
+        writes: &[&["EVALSHA", "{sha}", "1", "{k}", "new"]],
+    },
+    WriteKind {
+        name: "fcall",
+        prepare: &[&[
+            "FUNCTION",
+            "LOAD",
+            "REPLACE",
+            "#!lua name=guardtest\nredis.register_function('setit', function(keys, args) return redis.call('SET', keys[1], args[1]) end)",
+        ]],
+        writes: &[&["FCALL", "setit", "1", "{k}", "new"]],
+    },
+    WriteKind {
+        name: "pinned-set",
+        prepare: &[],
+        writes: &[&["CLIENT", "SETNAME", "writer"], &["SET", "{k}", "new"]],
+    },
+    WriteKind {
+        name: "pinned-mset",
+        prepare: &[],
+        writes: &[
+            &["CLIENT", "SETNAME", "writer"],
+            &["MSET", "{k}", "new", "{o}", "1"],
+        ],
+    },
+    WriteKind {
+        name: "multi-exec",
+        prepare: &[],
+        writes: &[
+            &["MULTI"],
+            &["SET", "{k}", "new"],
+            &["INCR", "{o}"],
+            &["EXEC"],
+        ],
+    },
+    WriteKind {
+        name: "flushdb",
+        prepare: &[],
+        writes: &[&["FLUSHDB"]],
+    },
+    WriteKind {
+        name: "flushall",
+        prepare: &[],
+        writes: &[&["FLUSHALL"]],
+    },
+];
+
+/// Runs `kind`'s preparation on `direct` and its writes on a new proxy
+/// connection, with `{k}`, `{o}` and `{sha}` (the last `SCRIPT LOAD`'s
+/// reply) replaced.
+async fn write(kind: &WriteKind, proxy: SocketAddr, direct: &mut Conn, k: &str) -> Result<()> {
+    let o = format!("{k}:other");
+    let mut sha = String::new();
+    let fill = |arg: &str, sha: &str| {
+        arg.replace("{k}", k)
+            .replace("{o}", &o)
+            .replace("{sha}", sha)
+    };
+    for c in kind.prepare {
+        let args: Vec<String> = c.iter().map(|a| fill(a, &sha)).collect();
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let got = direct.call(&args).await?;
+        ensure!(!got.starts_with(b"-"), "{}: {}", kind.name, show(&got));
+        if let Some(rest) = got.strip_prefix(b"$40\r\n") {
+            sha = String::from_utf8_lossy(&rest[..40]).into_owned();
+        }
+    }
+    let mut writer = Conn::connect(proxy).await?;
+    for c in kind.writes {
+        let args: Vec<String> = c.iter().map(|a| fill(a, &sha)).collect();
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        writer.call(&args).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_write_drops_the_stale_copy() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy =
+        guarded("{ lock_ttl: 5s, wait_timeout: 300ms, max_waiters: 100, serve_stale_for: 60s }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    for kind in WRITE_KINDS {
+        let key = format!("s:copy:{}", kind.name);
+        let k = key.as_bytes();
+        // A hit keeps the stale copy.
+        direct.call(&[b"SET", k, b"old"]).await?;
+        let mut reader = Conn::connect(proxy.addr).await?;
+        ensure!(reader.call(&[b"GET", k]).await? == bulk("old"));
+        write(kind, proxy.addr, &mut direct, &key).await?;
+        // The key goes missing behind the proxy's back, and a refill starts.
+        direct.call(&[b"DEL", k]).await?;
+        let mut filler = Conn::connect(proxy.addr).await?;
+        let got = filler.call(&[b"GET", k]).await?;
+        ensure!(got == NIL, "{}: the filler got {}", kind.name, show(&got));
+        // A reader now gets the stale copy only if no write dropped it.
+        let got = reader.call(&[b"GET", k]).await?;
+        if kind.name == "none" {
+            ensure!(got == bulk("old"), "control: {}", show(&got));
+        } else {
+            ensure!(
+                got == NIL,
+                "{}: served {} after the write",
+                kind.name,
+                show(&got)
+            );
+        }
+        ensure!(filler.call(&[b"SET", k, b"refilled"]).await? == b"+OK\r\n");
+    }
+    ensure!(stat(proxy.addr, "stale_served").await? == 1);
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_write_cancels_the_lease() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 5s, wait_timeout: 2s, max_waiters: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut dropped = 0;
+    for kind in WRITE_KINDS {
+        let key = format!("s:lease:{}", kind.name);
+        let k = key.as_bytes();
+        let lease = format!("nexus:lease:{key}");
+        let mut filler = Conn::connect(proxy.addr).await?;
+        ensure!(filler.call(&[b"GET", k]).await? == NIL);
+        // A reader held behind the filler.
+        let mut held = Conn::connect(proxy.addr).await?;
+        held.send(&common::cmd(&[b"GET", k])).await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        write(kind, proxy.addr, &mut direct, &key).await?;
+        if kind.name == "none" {
+            ensure!(direct.call(&[b"EXISTS", lease.as_bytes()]).await? == b":1\r\n");
+            ensure!(filler.call(&[b"SET", k, b"filled"]).await? == b"+OK\r\n");
+            ensure!(held.read_frames(1).await? == bulk("filled"));
+            continue;
+        }
+        // The lease is gone before the write's reply came back...
+        let left = direct.call(&[b"GET", lease.as_bytes()]).await?;
+        // ...unless the held reader already took the next one (the write
+        // deleted the key): then it holds it, not the filler.
+        let after = direct.call(&[b"GET", k]).await?;
+        if after == NIL {
+            ensure!(
+                held.read_frames(1).await? == NIL,
+                "{}: the held reader was not made the next filler",
+                kind.name
+            );
+        } else {
+            ensure!(left == NIL, "{}: lease left {}", kind.name, show(&left));
+            let got = held.read_frames(1).await?;
+            ensure!(
+                got == after,
+                "{}: held reader got {}",
+                kind.name,
+                show(&got)
+            );
+        }
+        // ...so the filler's late fill is dropped, and the write stands.
+        let late = filler.call(&[b"SET", k, b"stale"]).await?;
+        ensure!(
+            late == NIL,
+            "{}: the late fill answered {}",
+            kind.name,
+            show(&late)
+        );
+        dropped += 1;
+        ensure!(
+            direct.call(&[b"GET", k]).await? == after,
+            "{}: the late fill was written",
+            kind.name
+        );
+    }
+    ensure!(stat(proxy.addr, "late_fills_dropped").await? == dropped);
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_from_a_connection_without_a_lease_is_never_dropped() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 5s, wait_timeout: 2s, max_waiters: 100 }");
+    let p1 = ProxyHandle::start(&redis.url(), |b| b.policy(policy.clone())).await?;
+    let p2 = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let key: &[u8] = b"s:30";
+    let mut filler = Conn::connect(p1.addr).await?;
+    ensure!(filler.call(&[b"GET", key]).await? == NIL);
+    // Another proxy deletes the key: the lease is gone in Redis, and p1
+    // does not know.
+    let mut other = Conn::connect(p2.addr).await?;
+    ensure!(other.call(&[b"DEL", key]).await? == b":0\r\n");
+    // A client of p1 that holds no lease writes the key: written, as
+    // without the guard.
+    let mut writer = Conn::connect(p1.addr).await?;
+    let got = writer.call(&[b"SET", key, b"written"]).await?;
+    ensure!(got == b"+OK\r\n", "the write answered {}", show(&got));
+    ensure!(direct.call(&[b"GET", key]).await? == bulk("written"));
+    // The filler's fill is late (a deletion ran since its nil): dropped,
+    // and the write stands.
+    ensure!(filler.call(&[b"SET", key, b"late"]).await? == NIL);
+    ensure!(direct.call(&[b"GET", key]).await? == bulk("written"));
+    ensure!(stat(p1.addr, "late_fills_dropped").await? == 1);
+    p1.stop().await?;
+    p2.stop().await
+}
