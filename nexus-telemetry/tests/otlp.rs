@@ -267,3 +267,92 @@ async fn dropping_the_guard_flushes_queued_spans() {
     let names: Vec<String> = receiver.drain_spans().into_iter().map(|s| s.name).collect();
     assert_eq!(names, vec!["unit"; 5]);
 }
+
+/// `otel.status_code = error` as the OpenTelemetry HTTP conventions want it:
+/// a client span errs on a 4xx, 5xx or failed call; a server span only on a
+/// 5xx or a failed call (a 4xx is the client's failure). Checked in what a
+/// real receiver decodes.
+#[tokio::test(flavor = "current_thread")]
+async fn error_status_depends_on_the_side_of_the_call() {
+    use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatus;
+
+    let mut receiver = Receiver::start().await.unwrap();
+    let cfg = TelemetryConfig::new("nexus-test")
+        .otlp_endpoint(Some(receiver.endpoint()))
+        .batch(BatchSettings {
+            scheduled_delay: Duration::from_millis(20),
+            ..BatchSettings::default()
+        });
+    let (dispatch, guard) = build_dispatch(cfg, Buffer::default()).unwrap();
+    let _default = tracing::dispatcher::set_default(&dispatch);
+
+    let answer = |status: u16| {
+        tower::service_fn(move |_req: Request<()>| async move {
+            Ok::<_, &'static str>(Response::builder().status(status).body(()).unwrap())
+        })
+    };
+    let fail = || tower::service_fn(|_req: Request<()>| async { Err::<Response<()>, _>("down") });
+    let request = |uri: &str| Request::get(uri).body(()).unwrap();
+    for status in [200, 404, 503] {
+        let server = ServerTraceLayer::new().layer(answer(status));
+        let res = server.oneshot(request(&format!("/s{status}"))).await;
+        assert_eq!(res.unwrap().status(), status);
+        let client = ClientTraceLayer::new()
+            .name(format!("c{status}"))
+            .layer(answer(status));
+        let res = client.oneshot(request("http://127.0.0.1:9/")).await;
+        assert_eq!(res.unwrap().status(), status);
+    }
+    let server = ServerTraceLayer::new().layer(fail());
+    assert!(server.oneshot(request("/s-failed")).await.is_err());
+    let client = ClientTraceLayer::new().name("c-failed").layer(fail());
+    assert!(
+        client
+            .oneshot(request("http://127.0.0.1:9/"))
+            .await
+            .is_err()
+    );
+    // A route found by the service itself (response extension) names the span.
+    let routed = ServerTraceLayer::new().layer(tower::service_fn(|_req: Request<()>| async {
+        let mut res = Response::new(());
+        res.extensions_mut()
+            .insert(RouteTemplate::from_static("/items/{id}"));
+        Ok::<_, &'static str>(res)
+    }));
+    routed.oneshot(request("/items/7")).await.unwrap();
+
+    assert!(guard.shutdown().await);
+    let spans = receiver.drain_spans();
+    let errs = |s: &opentelemetry_proto::tonic::trace::v1::Span| {
+        s.status
+            .as_ref()
+            .is_some_and(|st| st.code == OtlpStatus::Error as i32)
+    };
+    let mut seen: Vec<(String, bool)> = spans
+        .iter()
+        .map(|s| {
+            let id = attr(s, "url.path").unwrap_or_else(|| s.name.clone());
+            (id, errs(s))
+        })
+        .collect();
+    seen.sort();
+    let want = [
+        ("/items/7", false),
+        ("/s-failed", true),
+        ("/s200", false),
+        ("/s404", false),
+        ("/s503", true),
+        ("c-failed", true),
+        ("c200", false),
+        ("c404", true),
+        ("c503", true),
+    ];
+    let want: Vec<(String, bool)> = want.iter().map(|(n, e)| (n.to_string(), *e)).collect();
+    assert_eq!(seen, want, "{spans:#?}");
+    let routed = spans
+        .iter()
+        .find(|s| attr(s, "url.path").as_deref() == Some("/items/7"))
+        .unwrap();
+    assert_eq!(routed.name, "GET /items/{id}");
+    assert_eq!(attr(routed, "http.route").as_deref(), Some("/items/{id}"));
+}

@@ -13,6 +13,7 @@ use tower_service::Service;
 use tracing::Span;
 use tracing::field::Empty;
 
+use super::outcome::{self, Side};
 use crate::propagation::inject_span;
 
 /// How many times this request was sent before (0 for the first attempt).
@@ -166,19 +167,7 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let out = std::task::ready!(this.inner.poll(cx));
-        match &out {
-            Ok(res) => {
-                let status = res.status();
-                this.span
-                    .record("http.response.status_code", status.as_u16());
-                if status.is_client_error() || status.is_server_error() {
-                    this.span.record("otel.status_code", "error");
-                }
-            }
-            Err(_) => {
-                this.span.record("otel.status_code", "error");
-            }
-        }
+        outcome::record(this.span, Side::Client, &out);
         Poll::Ready(out)
     }
 }

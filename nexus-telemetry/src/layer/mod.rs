@@ -7,6 +7,7 @@
 //!   Put it *inside* the retry layer so each attempt is its own child.
 
 mod client;
+mod outcome;
 mod route;
 mod server;
 

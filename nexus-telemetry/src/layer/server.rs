@@ -15,6 +15,7 @@ use tracing::Span;
 use tracing::field::Empty;
 
 use super::RouteTemplate;
+use super::outcome::{self, Side};
 use crate::propagation::set_parent_from_headers;
 
 type RouteFn = Arc<dyn Fn(&Method, &Uri) -> Option<RouteTemplate> + Send + Sync>;
@@ -191,26 +192,14 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let out = std::task::ready!(this.inner.poll(cx));
-        match &out {
-            Ok(res) => {
-                let status = res.status();
-                this.span
-                    .record("http.response.status_code", status.as_u16());
-                if status.is_server_error() {
-                    this.span.record("otel.status_code", "error");
-                }
-                if let (Some(method), Some(route)) = (
-                    this.method_if_unrouted.take(),
-                    res.extensions().get::<RouteTemplate>(),
-                ) {
-                    this.span.record("http.route", route.as_str());
-                    this.span
-                        .record("otel.name", format!("{method} {}", route.as_str()).as_str());
-                }
-            }
-            Err(_) => {
-                this.span.record("otel.status_code", "error");
-            }
+        outcome::record(this.span, Side::Server, &out);
+        // A route the service found itself names the span now.
+        if let (Ok(res), Some(method)) = (&out, this.method_if_unrouted.take())
+            && let Some(route) = res.extensions().get::<RouteTemplate>()
+        {
+            this.span.record("http.route", route.as_str());
+            this.span
+                .record("otel.name", format!("{method} {}", route.as_str()).as_str());
         }
         Poll::Ready(out)
     }
