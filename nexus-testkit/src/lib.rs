@@ -63,6 +63,7 @@ pub mod otlp;
 mod process;
 pub mod promtool;
 mod redis;
+mod serve;
 mod upstream;
 
 pub use error::{Error, Result};

@@ -39,15 +39,12 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -56,7 +53,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use crate::Result;
 
@@ -114,7 +111,13 @@ impl Receiver {
             spans: tx,
             counters: Arc::clone(&counters),
         });
-        let server = tokio::spawn(serve(listener, state));
+        let server = tokio::spawn(crate::serve::http1(listener, MAX_CONNECTIONS, move || {
+            let state = Arc::clone(&state);
+            service_fn(move |request| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(export(request, &state).await) }
+            })
+        }));
         Ok(Self {
             addr,
             spans,
@@ -161,7 +164,7 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        // Dropping the accept task drops its JoinSet, which aborts every connection.
+        // Aborting the accept task also aborts every connection.
         self.server.abort();
     }
 }
@@ -190,36 +193,6 @@ pub fn hex(id: &[u8]) -> String {
 
 fn find(attributes: &[KeyValue], key: &str) -> Option<String> {
     value(attributes.iter().find(|kv| kv.key == key)?.value.as_ref()?)
-}
-
-/// Accepts connections until aborted.
-async fn serve(listener: TcpListener, state: Arc<State>) {
-    let mut connections = JoinSet::new();
-    loop {
-        while connections.len() >= MAX_CONNECTIONS {
-            let _ = connections.join_next().await;
-        }
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let state = Arc::clone(&state);
-                    connections.spawn(async move {
-                        let service = service_fn(move |request| {
-                            let state = Arc::clone(&state);
-                            async move { Ok::<_, Infallible>(export(request, &state).await) }
-                        });
-                        // Errors here are the exporter's (or a test's deliberate ones).
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-                // Out of file descriptors and the like: back off instead of spinning.
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
 }
 
 async fn export(request: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {

@@ -12,11 +12,10 @@ use std::{
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use hyper::{server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper::service::service_fn;
 use tokio::{
     net::{TcpListener, TcpSocket},
-    task::{JoinHandle, JoinSet},
+    task::JoinHandle,
 };
 
 pub use builder::HttpUpstreamBuilder;
@@ -213,32 +212,13 @@ fn bind(addr: SocketAddr) -> Result<TcpListener> {
     Ok(socket.listen(1024)?)
 }
 
-/// Accepts connections until aborted; dropping it drops the [`JoinSet`],
-/// which aborts every connection task.
+/// Serves `shared`'s script until aborted (see [`crate::serve::http1`]).
 async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        while connections.len() >= MAX_CONNECTIONS {
-            let _ = connections.join_next().await;
-        }
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let shared = shared.clone();
-                    connections.spawn(async move {
-                        let service = service_fn(move |request| service::handle(shared.clone(), request));
-                        // Errors here are the client's or our deliberate aborts.
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-                // Out of file descriptors and the like: back off instead of spinning.
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
+    crate::serve::http1(listener, MAX_CONNECTIONS, move || {
+        let shared = shared.clone();
+        service_fn(move |request| service::handle(shared.clone(), request))
+    })
+    .await;
 }
 
 fn status_option(option: &'static str, status: u16) -> Result<StatusCode> {
