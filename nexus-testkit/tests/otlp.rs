@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use nexus_testkit::otlp::{
-    ExportedSpan, MAX_EXPORT_BYTES, PROTOBUF, Receiver, TRACES_PATH, attr, hex,
+    ExportedSpan, MAX_EXPORT_BYTES, PROTOBUF, Receiver, SPAN_CAPACITY, TRACES_PATH, attr, hex,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -242,4 +242,39 @@ async fn refuses_what_is_not_an_otlp_protobuf_trace_export() {
     })
     .await;
     assert!(closed.is_ok(), "{addr} still accepts after drop");
+}
+
+#[tokio::test]
+async fn spans_past_the_capacity_are_dropped_and_counted() {
+    let mut receiver = Receiver::start().await.unwrap();
+    let spans = (0..SPAN_CAPACITY + 3)
+        .map(|i| span(&i.to_string(), 1, vec![]))
+        .collect();
+    let export = ExportTraceServiceRequest {
+        resource_spans: vec![resource(Some("flood"), spans)],
+    };
+    let body = export.encode_to_vec();
+    assert!(body.len() <= MAX_EXPORT_BYTES, "{}", body.len());
+    let (status, _, _) = send(receiver.addr(), "POST", TRACES_PATH, PROTOBUF, body).await;
+    // The exporter is not failed for the receiver's bound: the export is taken.
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((receiver.exports(), receiver.dropped()), (1, 3));
+    let kept = receiver.drain_spans();
+    assert_eq!(kept.len(), SPAN_CAPACITY);
+    // The first ones are kept, the last ones dropped.
+    assert_eq!(kept.last().unwrap().name, (SPAN_CAPACITY - 1).to_string());
+    // Drained, there is room again.
+    let again = ExportTraceServiceRequest {
+        resource_spans: vec![resource(Some("flood"), vec![span("late", 2, vec![])])],
+    };
+    send(
+        receiver.addr(),
+        "POST",
+        TRACES_PATH,
+        PROTOBUF,
+        again.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(receiver.drain_spans()[0].name, "late");
+    assert_eq!(receiver.dropped(), 3);
 }
