@@ -230,6 +230,45 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// A kept-alive connection that has had its answer.
+    async fn answered(addr: std::net::SocketAddr) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf));
+        let n = n.await.unwrap().unwrap();
+        assert!(buf[..n].ends_with(br#"{"status":"ok"}"#));
+        s
+    }
+
+    #[tokio::test]
+    async fn past_max_connections_a_client_waits_for_a_free_slot() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(listener, Arc::new(Fixed), std::future::pending()));
+        let mut open = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            open.push(answered(addr).await);
+        }
+        // One more: connected (listen backlog) but not served.
+        let mut waiting = TcpStream::connect(addr).await.unwrap();
+        waiting
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0; 512];
+        let early = tokio::time::timeout(Duration::from_millis(300), waiting.read(&mut buf));
+        assert!(early.await.is_err(), "answered past MAX_CONNECTIONS");
+        // A slot frees up: it is served.
+        drop(open.pop());
+        let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut buf));
+        let n = n.await.unwrap().unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        server.abort();
+    }
+
     #[tokio::test]
     async fn serves_over_tcp_and_shutdown_closes_idle_connections() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
