@@ -62,6 +62,14 @@ async fn send(
     (status, content_type, body)
 }
 
+/// Posts `export` as an exporter would; the answer's status.
+async fn post(receiver: &Receiver, export: &ExportTraceServiceRequest) -> StatusCode {
+    let body = export.encode_to_vec();
+    send(receiver.addr(), "POST", TRACES_PATH, PROTOBUF, body)
+        .await
+        .0
+}
+
 fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
@@ -164,15 +172,7 @@ async fn keeps_every_span_with_its_service_and_answers_the_protocol() {
     let again = ExportTraceServiceRequest {
         resource_spans: vec![resource(Some("consumer"), vec![span("handle", 4, vec![])])],
     };
-    let (status, _, _) = send(
-        receiver.addr(),
-        "POST",
-        TRACES_PATH,
-        PROTOBUF,
-        again.encode_to_vec(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(post(&receiver, &again).await, StatusCode::OK);
     let spans = receiver.drain_spans();
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].name, "handle");
@@ -253,11 +253,9 @@ async fn spans_past_the_capacity_are_dropped_and_counted() {
     let export = ExportTraceServiceRequest {
         resource_spans: vec![resource(Some("flood"), spans)],
     };
-    let body = export.encode_to_vec();
-    assert!(body.len() <= MAX_EXPORT_BYTES, "{}", body.len());
-    let (status, _, _) = send(receiver.addr(), "POST", TRACES_PATH, PROTOBUF, body).await;
+    assert!(export.encoded_len() <= MAX_EXPORT_BYTES);
     // The exporter is not failed for the receiver's bound: the export is taken.
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(post(&receiver, &export).await, StatusCode::OK);
     assert_eq!((receiver.exports(), receiver.dropped()), (1, 3));
     let kept = receiver.drain_spans();
     assert_eq!(kept.len(), SPAN_CAPACITY);
@@ -267,14 +265,7 @@ async fn spans_past_the_capacity_are_dropped_and_counted() {
     let again = ExportTraceServiceRequest {
         resource_spans: vec![resource(Some("flood"), vec![span("late", 2, vec![])])],
     };
-    send(
-        receiver.addr(),
-        "POST",
-        TRACES_PATH,
-        PROTOBUF,
-        again.encode_to_vec(),
-    )
-    .await;
+    assert_eq!(post(&receiver, &again).await, StatusCode::OK);
     assert_eq!(receiver.drain_spans()[0].name, "late");
     assert_eq!(receiver.dropped(), 3);
 }
