@@ -117,12 +117,14 @@ async fn one_reader_fills_the_others_get_its_value() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fill_from_another_connection_counts_while_the_lease_is_live() -> Result<()> {
+async fn a_write_from_another_connection_answers_held_readers_and_ends_the_lease() -> Result<()> {
     let redis = RedisServer::start().await?;
     let policy = guarded("{ lock_ttl: 2s, wait_timeout: 2s, max_waiters: 100 }");
     let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
     // An application with a connection pool: the nil on one connection,
-    // the SET on another.
+    // the SET on another. That SET is an ordinary write (the proxy cannot
+    // tell it from a new write of the key): it cancels the lease and is
+    // written, and the held readers get its value.
     let mut read = Conn::connect(proxy.addr).await?;
     let mut write = Conn::connect(proxy.addr).await?;
     ensure!(read.call(&[b"GET", b"s:12"]).await? == NIL);
@@ -131,7 +133,7 @@ async fn a_fill_from_another_connection_counts_while_the_lease_is_live() -> Resu
     tokio::time::sleep(Duration::from_millis(100)).await;
     ensure!(write.call(&[b"SET", b"s:12", b"pooled"]).await? == b"+OK\r\n");
     ensure!(held.read_frames(1).await? == bulk("pooled"));
-    // It ran as the fill: the lease is released (a plain SET would leave it).
+    // The write deleted the lease, and no new one was taken.
     let mut direct = Conn::connect(redis.addr()).await?;
     ensure!(direct.call(&[b"EXISTS", b"nexus:lease:s:12"]).await? == b":0\r\n");
     // After the fill, other writes are plain writes again.
@@ -768,4 +770,41 @@ async fn a_set_from_a_connection_without_a_lease_is_never_dropped() -> Result<()
     ensure!(stat(p1.addr, "late_fills_dropped").await? == 1);
     p1.stop().await?;
     p2.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_after_its_lease_expired_is_written_unless_a_write_ran_since() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 300ms, wait_timeout: 3s, max_waiters: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let key: &[u8] = b"s:31";
+    // F's lease expires; the held reader R gets the next one.
+    let mut f = Conn::connect(proxy.addr).await?;
+    ensure!(f.call(&[b"GET", key]).await? == NIL);
+    let mut r = Conn::connect(proxy.addr).await?;
+    r.send(&common::cmd(&[b"GET", key])).await?;
+    ensure!(r.read_frames(1).await? == NIL, "R was not handed the lease");
+    // Nothing wrote the key since F's lease was granted: F's slow fill is
+    // not stale, so it is written (without taking R's lease away).
+    let got = f.call(&[b"SET", key, b"slow"]).await?;
+    ensure!(got == b"+OK\r\n", "the slow fill answered {}", show(&got));
+    ensure!(direct.call(&[b"GET", key]).await? == bulk("slow"));
+    ensure!(direct.call(&[b"EXISTS", b"nexus:lease:s:31"]).await? == b":1\r\n");
+    // R's fill, under its own live lease, is written too.
+    ensure!(r.call(&[b"SET", key, b"next"]).await? == b"+OK\r\n");
+    ensure!(direct.call(&[b"GET", key]).await? == bulk("next"));
+    ensure!(direct.call(&[b"EXISTS", b"nexus:lease:s:31"]).await? == b":0\r\n");
+    // A write ran after the grant (here once the lease had expired): the
+    // late fill may predate it, so it is dropped.
+    let key: &[u8] = b"s:32";
+    let mut f = Conn::connect(proxy.addr).await?;
+    ensure!(f.call(&[b"GET", key]).await? == NIL);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut admin = Conn::connect(proxy.addr).await?;
+    ensure!(admin.call(&[b"DEL", key]).await? == b":0\r\n");
+    ensure!(f.call(&[b"SET", key, b"stale"]).await? == NIL);
+    ensure!(direct.call(&[b"EXISTS", key]).await? == b":0\r\n");
+    ensure!(stat(proxy.addr, "late_fills_dropped").await? == 1);
+    proxy.stop().await
 }

@@ -131,15 +131,15 @@ pub(crate) enum Call {
     /// `WRITE_AND_TAG` (keys: the key, then tag sets; argv: the command,
     /// rewritten with the default TTL when one applies).
     TaggedWrite { keys: Vec<Bytes>, argv: Vec<Bytes> },
-    /// A filler's write: `FILL` (keys: the key, its lease, tag sets; argv:
-    /// the token, then the command as for `TaggedWrite`).
+    /// A filler's write: `FILL` (keys: the key, its lease and fresh set,
+    /// tag sets; argv: the token, then the command as for `TaggedWrite`).
     Fill {
         keys: Vec<Bytes>,
         argv: Vec<Bytes>,
         granted: tokio::time::Instant,
     },
-    /// A write of guarded keys that is not a fill: `DEL` of their leases,
-    /// then the write, back to back in one batch on the client's lane (see
+    /// A write of guarded keys that is not a fill: `DEL` of their leases
+    /// and fresh sets ([`Guard::cancel_keys`]), then the write, back to back in one batch on the client's lane (see
     /// [`Write`]). `written`: the guarded keys, `None` for every key (a
     /// flush, which deletes the leases itself).
     Invalidating {
@@ -373,7 +373,7 @@ impl Live {
         let tags = rule.map_or(&[][..], |r| &r.tags[..]);
         let mut keys = vec![Bytes::copy_from_slice(key)];
         if set && let Some((token, granted)) = self.guard.fill_lease(key, client) {
-            keys.push(Guard::lease_key(key));
+            keys.extend(Guard::cancel_keys(key));
             keys.extend(tags.iter().map(|t| tag_set(t.as_bytes())));
             let mut argv = vec![token];
             argv.extend(argv_with_px(cmd, ms));
@@ -395,7 +395,7 @@ impl Live {
         };
         let key = Bytes::copy_from_slice(key);
         Some(Plan::Script(Call::Invalidating {
-            leases: vec![Guard::lease_key(&key)],
+            leases: Guard::cancel_keys(&key).into(),
             write,
             written: Some(vec![key]),
         }))
@@ -421,7 +421,7 @@ impl Live {
             self.guard.cancel(k, false);
         }
         Some(Plan::Script(Call::Invalidating {
-            leases: written.iter().map(|k| Guard::lease_key(k)).collect(),
+            leases: written.iter().flat_map(|k| Guard::cancel_keys(k)).collect(),
             write: Write::Command(encode_command(cmd, None)),
             written: Some(written),
         }))

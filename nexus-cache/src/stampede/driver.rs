@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::table::{Entry, Held, Lease, Table, Waiter};
-use super::{ACQUIRE_SCRIPT, Guard, RELEASE_SCRIPT, millis};
+use super::{ACQUIRE_SCRIPT, Guard, RELEASE_SCRIPT, fresh_millis, millis};
 use crate::policy::StampedePolicy;
 
 /// How often the driver looks at Redis for fills made elsewhere.
@@ -29,8 +29,9 @@ pub(super) async fn drive(
     wake: Arc<Notify>,
 ) {
     let lane = guard.pool.assign();
-    let lease_key = Guard::lease_key(&key);
+    let [lease_key, fresh_key] = Guard::cancel_keys(&key);
     let lock_ms = millis(policy.lock_ttl).to_string();
+    let fresh_ms = fresh_millis(&policy).to_string();
     let poll = poll_interval(&policy);
     // Set once the lease was seen held by someone else: a lease obtained
     // later is a handover.
@@ -43,7 +44,11 @@ pub(super) async fn drive(
             return;
         };
         let reply = ACQUIRE_SCRIPT
-            .call(&lane, &[&key, &lease_key], &[&token, lock_ms.as_bytes()])
+            .call(
+                &lane,
+                &[&key, &lease_key, &fresh_key],
+                &[&token, lock_ms.as_bytes(), fresh_ms.as_bytes()],
+            )
             .await;
         match reply.first() {
             Some(b':') if reply[..] == *b":1\r\n" => {
@@ -52,13 +57,7 @@ pub(super) async fn drive(
                     .table
                     .with(&key, |e| {
                         while let Some(w) = e.waiters.pop_front() {
-                            let lease = Lease {
-                                token: token.clone(),
-                                holder: w.client,
-                                granted: now,
-                                expires: now + policy.lock_ttl,
-                                until: now + policy.lock_ttl,
-                            };
+                            let lease = Lease::new(token.clone(), w.client, now, policy.lock_ttl);
                             if w.tx.send(Held::Lease { waited: contended }).is_ok() {
                                 e.grant(lease);
                                 return true;
@@ -70,7 +69,9 @@ pub(super) async fn drive(
                 if handed {
                     guard.metrics.leases_taken.fetch_add(1, Relaxed);
                 } else {
-                    RELEASE_SCRIPT.call(&lane, &[&lease_key], &[&token]).await;
+                    RELEASE_SCRIPT
+                        .call(&lane, &[&lease_key, &fresh_key], &[&token])
+                        .await;
                 }
                 contended = true;
             }

@@ -74,13 +74,13 @@ impl GuardWrites {
 
     /// The writes recorded since the last call are about to be forwarded:
     /// cancels their leases in this proxy ([`Guard::cancel`]) and returns
-    /// the lease keys to delete in Redis before they run.
+    /// the keys to delete in Redis before they run ([`Guard::cancel_keys`]).
     pub(crate) fn begin(&mut self) -> Vec<Bytes> {
         let fresh = &self.keys[self.begun..];
         for k in fresh {
             self.guard.cancel(k, false);
         }
-        let leases = fresh.iter().map(|k| Guard::lease_key(k)).collect();
+        let leases = fresh.iter().flat_map(|k| Guard::cancel_keys(k)).collect();
         self.begun = self.keys.len();
         if self.all && !self.all_begun {
             self.guard.cancel_all();

@@ -62,7 +62,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-use crate::live::scripts::{Script, one};
+use crate::live::scripts::Script;
 use crate::policy::StampedePolicy;
 use crate::policy::metrics::MechanismMetrics;
 use crate::resp::{Limits, Scanner, encode};
@@ -72,6 +72,7 @@ use table::{Held, Lease, Table, Waiter};
 pub(crate) static ACQUIRE_SCRIPT: Script = Script::new(scripts::ACQUIRE);
 pub(crate) static FILL_SCRIPT: Script = Script::new(scripts::FILL);
 pub(crate) static RELEASE_SCRIPT: Script = Script::new(scripts::RELEASE);
+pub(crate) static GRANT_SCRIPT: Script = Script::new(scripts::GRANT);
 
 /// A RESP2 nil (unpinned clients speak RESP2).
 pub(crate) const NIL: &[u8] = b"$-1\r\n";
@@ -112,6 +113,22 @@ impl Guard {
         k.extend_from_slice(prefix);
         k.extend_from_slice(key);
         k.freeze()
+    }
+
+    /// The fresh set of `key` (see [`scripts::FILL`]).
+    pub(crate) fn fresh_key(key: &[u8]) -> Bytes {
+        let prefix = scripts::fresh_prefix!().as_bytes();
+        let mut k = BytesMut::with_capacity(prefix.len() + key.len());
+        k.extend_from_slice(prefix);
+        k.extend_from_slice(key);
+        k.freeze()
+    }
+
+    /// What a write of `key` deletes in Redis right before it runs, so that
+    /// a fill of a lease granted before it is not written: the lease and
+    /// the fresh set.
+    pub(crate) fn cancel_keys(key: &[u8]) -> [Bytes; 2] {
+        [Self::lease_key(key), Self::fresh_key(key)]
     }
 
     fn token(&self) -> Bytes {
@@ -270,26 +287,25 @@ impl Guard {
             return false;
         }
         let token = self.token();
-        let lease_key = Self::lease_key(key);
+        let [lease_key, fresh_key] = Self::cancel_keys(key);
         let ms = millis(policy.lock_ttl).to_string();
-        let mut req = BytesMut::new();
-        encode::command(
-            &mut req,
-            &[b"SET", &lease_key, &token, b"NX", b"PX", ms.as_bytes()],
-        );
-        if one(lane.call(req.freeze(), 1).await)[..] != *b"+OK\r\n" {
+        let fresh_ms = fresh_millis(policy).to_string();
+        let reply = GRANT_SCRIPT
+            .call(
+                lane,
+                &[&lease_key, &fresh_key],
+                &[&token, ms.as_bytes(), fresh_ms.as_bytes()],
+            )
+            .await;
+        if reply[..] != *b":1\r\n" {
             return false;
         }
         let now = Instant::now();
-        let lease = Lease {
-            token: token.clone(),
-            holder: client,
-            granted: now,
-            expires: now + policy.lock_ttl,
-            until: now + policy.lock_ttl,
-        };
+        let lease = Lease::new(token.clone(), client, now, policy.lock_ttl);
         if self.table.with_new(key, |e| e.grant(lease)).is_none() {
-            RELEASE_SCRIPT.call(lane, &[&lease_key], &[&token]).await;
+            RELEASE_SCRIPT
+                .call(lane, &[&lease_key, &fresh_key], &[&token])
+                .await;
             return false;
         }
         self.metrics.leases_taken.fetch_add(1, Relaxed);
@@ -368,7 +384,7 @@ impl Guard {
 
     /// If this `SET` of `key` by `client` is a fill, the lease it runs under:
     /// `(token, granted)`. It is when `client` holds the key's lease, or held
-    /// a lease that expired or was cancelled within `lock_ttl` of its grant
+    /// a lease that expired or was cancelled within `2 × lock_ttl` of its grant
     /// (its late fill, checked against Redis and dropped there). A holder's
     /// `SET` always runs under its own lease, even when a newer lease went
     /// to another reader, so a late fill never fills someone else's lease.
@@ -470,6 +486,12 @@ impl Guard {
     pub(crate) fn tag_invalidated(&self) {
         self.table.invalidate_all();
     }
+}
+
+/// How long a key's fresh set lives after a grant: longer than a former
+/// lease is remembered in the proxy ([`table::Lease::until`]).
+pub(crate) fn fresh_millis(policy: &StampedePolicy) -> u64 {
+    millis(policy.lock_ttl).saturating_mul(3)
 }
 
 /// `d` in whole milliseconds, at least 1.

@@ -10,46 +10,81 @@ macro_rules! lease_prefix {
 }
 pub(crate) use lease_prefix;
 
-/// `KEYS[1]` the key, `KEYS[2]` its lease; `ARGV[1]` a fresh token,
-/// `ARGV[2]` the lease lifetime in ms. The key's value (or Redis's error
-/// reply for `GET`) when it exists; otherwise takes the lease if it is free
-/// (`:1`) or reports it held (`:0`).
+/// Prefix of the set of a key's unfilled lease tokens granted since the
+/// key was last invalidated through a proxy: `nexus:fresh:k`.
+macro_rules! fresh_prefix {
+    () => {
+        "nexus:fresh:"
+    };
+}
+pub(crate) use fresh_prefix;
+
+/// `KEYS[1]` the key, `KEYS[2]` its lease, `KEYS[3]` its fresh set;
+/// `ARGV[1]` a new token, `ARGV[2]` the lease lifetime in ms, `ARGV[3]` the
+/// fresh set's lifetime in ms. The key's value (or Redis's error reply for
+/// `GET`) when it exists; otherwise takes the lease if it is free (`:1`,
+/// and the token joins the fresh set) or reports it held (`:0`).
 pub(crate) const ACQUIRE: &str = r"
 local v = redis.pcall('GET', KEYS[1])
 if v then return v end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SADD', KEYS[3], ARGV[1])
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  return 1
+end
 return 0
 ";
 
-/// A filler's write. `KEYS[1]` the key, `KEYS[2]` its lease, `KEYS[3..]` tag
-/// sets; `ARGV[1]` the filler's token, `ARGV[2..]` the write command. Runs
-/// the command only while the lease still holds the token (it was not
-/// cancelled by an invalidation, nor expired and taken by another filler),
-/// then releases the lease and tags the key. A fill that lost its lease is
-/// not written and answered nil (what `SET ... NX` answers when it does not
-/// write), so a late fill can never put back a value an invalidation removed.
+/// An early refresh's lease: `KEYS[1]` the lease, `KEYS[2]` the fresh set;
+/// `ARGV` as for [`ACQUIRE`]. `:1` if taken, `:0` if held.
+pub(crate) const GRANT: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SADD', KEYS[2], ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// A filler's write. `KEYS[1]` the key, `KEYS[2]` its lease, `KEYS[3]` its
+/// fresh set, `KEYS[4..]` tag sets; `ARGV[1]` the filler's token, `ARGV[2..]`
+/// the write command.
+///
+/// While the lease holds the token, the write runs and the lease is
+/// released. When it does not (the lease expired, maybe taken by the next
+/// filler) but the token is still in the fresh set, no write went through
+/// a proxy since the lease was granted: the write runs as an ordinary write
+/// (the next filler's lease, if any, is left alone). Otherwise a write,
+/// deletion, tag invalidation or flush ran since: the fill may carry a
+/// value older than that write, so it is not written and answered nil
+/// (what `SET ... NX` answers when it does not write).
 pub(crate) const FILL: &str = r"
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return false end
-redis.call('DEL', KEYS[2])
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+elseif redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 then
+  return false
+end
+redis.call('SREM', KEYS[3], ARGV[1])
 local reply = redis.pcall(unpack(ARGV, 2))
 if type(reply) == 'table' and reply.err then return reply end
 if reply then
-  for i = 3, #KEYS do redis.call('SADD', KEYS[i], KEYS[1]) end
+  for i = 4, #KEYS do redis.call('SADD', KEYS[i], KEYS[1]) end
 end
 return reply
 ";
 
-/// `KEYS[1]` a lease, `ARGV[1]` a token: deletes the lease if it still
-/// holds the token (a lease nobody was left to use).
+/// `KEYS[1]` a lease, `KEYS[2]` its fresh set, `ARGV[1]` a token: deletes
+/// the lease if it still holds the token (a lease nobody was left to use).
 pub(crate) const RELEASE: &str = r"
+redis.call('SREM', KEYS[2], ARGV[1])
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
 
 /// `NEXUS.INVALIDATE`: as [`crate::tags::script::INVALIDATE`] (deletes every
 /// member key of the tag set `KEYS[1]` and the set, returns how many members
-/// existed), and also deletes each member's lease, so an outstanding fill of
-/// an invalidated key is not written.
+/// existed), and also deletes each member's lease and fresh set, so an
+/// outstanding fill of an invalidated key is not written.
 pub(crate) const INVALIDATE_TAG: &str = concat!(
     r"
 local members = redis.call('SMEMBERS', KEYS[1])
@@ -58,9 +93,14 @@ for i = 1, #members, 1000 do
   local last = math.min(i + 999, #members)
   deleted = deleted + redis.call('DEL', unpack(members, i, last))
   local leases = {}
-  for j = i, last do leases[#leases + 1] = '",
+  for j = i, last do
+    leases[#leases + 1] = '",
     lease_prefix!(),
-    r"' .. members[j] end
+    r"' .. members[j]
+    leases[#leases + 1] = '",
+    fresh_prefix!(),
+    r"' .. members[j]
+  end
   redis.call('DEL', unpack(leases))
 end
 redis.call('DEL', KEYS[1])

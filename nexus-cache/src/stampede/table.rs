@@ -3,7 +3,7 @@
 //!
 //! Bounds: 16 shards of at most 1,024 keys (16,384 keys); a full shard
 //! evicts an idle entry (no held reader, no lease, current or former,
-//! within `lock_ttl` of its grant) and, when it has none, the new key goes
+//! within `2 × lock_ttl` of its grant) and, when it has none, the new key goes
 //! unguarded (`held_overflow`). Held readers per key: the rule's
 //! `max_waiters`. Former leases per key: [`MAX_FORMER`]. Stale copies: at
 //! most [`MAX_STALE_VALUE`] bytes each and [`STALE_BUDGET`] bytes in all;
@@ -65,9 +65,22 @@ pub(crate) struct Lease {
     pub(crate) holder: u64,
     pub(crate) granted: Instant,
     pub(crate) expires: Instant,
-    /// `granted + lock_ttl`, unchanged by a cancellation: until then the
-    /// holder's late fill is still recognised as its own.
+    /// `granted + 2 × lock_ttl`, unchanged by a cancellation: until then
+    /// the holder's late fill is still recognised as its own.
     pub(crate) until: Instant,
+}
+
+impl Lease {
+    /// A lease granted to `holder` at `now` for `lock_ttl`.
+    pub(crate) fn new(token: Bytes, holder: u64, now: Instant, lock_ttl: Duration) -> Self {
+        Self {
+            token,
+            holder,
+            granted: now,
+            expires: now + lock_ttl,
+            until: now + lock_ttl * 2,
+        }
+    }
 }
 
 #[derive(Debug)]
