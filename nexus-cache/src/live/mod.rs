@@ -408,9 +408,10 @@ impl Live {
         if !policy.has_stampede() {
             return None;
         }
+        // Not deduplicated: a key named twice is cancelled twice, harmlessly.
         let mut written: Vec<Bytes> = Vec::new();
         commands::for_each_written(cmd, |k| {
-            if policy.stampede_for(k).is_some() && !written.iter().any(|w| w[..] == *k) {
+            if policy.stampede_for(k).is_some() {
                 written.push(Bytes::copy_from_slice(k));
             }
         });

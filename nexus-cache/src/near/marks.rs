@@ -110,3 +110,70 @@ impl Drop for WriteMarks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::hotkeys::{HotKeys, HotKeysConfig};
+    use crate::near::versions::{STRIPES, Versions};
+    use crate::policy::metrics::MechanismMetrics;
+    use crate::policy::{Policy, PolicyHandle};
+    use crate::singleflight::Group;
+
+    fn inner() -> Arc<Inner> {
+        let metrics = Arc::new(MechanismMetrics::default());
+        Arc::new(Inner {
+            policy: PolicyHandle::new(Policy::from_yaml_str("rules: []\n").unwrap()),
+            stores: arc_swap::ArcSwapOption::empty(),
+            versions: Versions::new(),
+            fills: Group::with_metrics(Arc::clone(&metrics)),
+            hot: Arc::new(HotKeys::with_metrics(
+                HotKeysConfig::default(),
+                Arc::clone(&metrics),
+            )),
+            metrics,
+            used: AtomicBool::new(true),
+        })
+    }
+
+    fn marks(inner: &Arc<Inner>, stripes: &[usize]) -> WriteMarks {
+        let mut m = WriteMarks::new();
+        for &s in stripes {
+            inner.versions.begin(s);
+            m.stripes[usize::from(m.len)] = s as u16;
+            m.len += 1;
+        }
+        m.inner = Some(Arc::clone(inner));
+        m
+    }
+
+    fn open(inner: &Inner, stripe: usize) -> bool {
+        inner.versions.ticket(stripe).is_some()
+    }
+
+    #[test]
+    fn absorbed_marks_stay_pending_until_released_and_balance() {
+        let inner = inner();
+        // Within the bound: stripes carried over one by one.
+        let mut held = marks(&inner, &[1, 2]);
+        held.absorb(marks(&inner, &[3]));
+        assert!(!open(&inner, 3) && !open(&inner, 1));
+        assert!(open(&inner, 4));
+        // Beyond it: one global mark, taken before any stripe is ended.
+        for s in 10..20 {
+            held.absorb(marks(&inner, &[s]));
+        }
+        assert!(held.all);
+        assert!((0..STRIPES).step_by(97).all(|s| !open(&inner, s)));
+        // A global mark absorbed into a global mark is not counted twice.
+        let mut other = marks(&inner, &[]);
+        inner.versions.begin_all();
+        other.all = true;
+        held.absorb(other);
+        drop(held);
+        assert!((0..STRIPES).all(|s| open(&inner, s)), "pending left over");
+    }
+}

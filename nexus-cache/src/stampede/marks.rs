@@ -89,13 +89,13 @@ impl GuardWrites {
         leases
     }
 
-    /// Drops the stale copies of the written keys again (see
-    /// [`Guard::written`]); also done when released.
+    /// Drops the stale copies of the written keys again, while the writes
+    /// may still be running ([`Guard::recheck`]).
     pub(crate) fn touch(&self) {
         if self.all {
-            self.guard.written_all();
+            self.guard.recheck_all();
         } else {
-            self.keys.iter().for_each(|k| self.guard.written(k));
+            self.keys.iter().for_each(|k| self.guard.recheck(k));
         }
     }
 
@@ -116,8 +116,63 @@ impl GuardWrites {
     }
 }
 
+/// Released (answered, or never to be): stale copies read meanwhile are
+/// dropped and held readers woken ([`Guard::written`]).
 impl Drop for GuardWrites {
     fn drop(&mut self) {
-        self.touch();
+        if self.all {
+            self.guard.written_all();
+        } else {
+            self.keys.iter().for_each(|k| self.guard.written(k));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::policy::metrics::MechanismMetrics;
+    use crate::upstream::Pool;
+
+    fn guard() -> Arc<Guard> {
+        let config = Arc::new(
+            crate::ProxyConfig::builder()
+                .upstream("redis://127.0.0.1:1")
+                .build()
+                .unwrap(),
+        );
+        // Lazy connections: never opened here.
+        let pool = Pool::spawn(&config, &Arc::new(crate::metrics::Metrics::new()));
+        Arc::new(Guard::new(pool, Arc::new(MechanismMetrics::default()), 7))
+    }
+
+    #[tokio::test]
+    async fn keys_are_bounded_and_begun_once() {
+        let g = guard();
+        let mut w = GuardWrites::new(Arc::clone(&g));
+        w.add(b"a");
+        w.add(b"a");
+        w.add(b"b");
+        let cancel = w.begin();
+        // Lease and fresh set of each key, each key once.
+        assert_eq!(cancel.len(), 4);
+        assert!(w.begin().is_empty(), "begun twice");
+        for i in 0..(MAX_KEYS + 10) {
+            w.add(format!("k{i}").as_bytes());
+        }
+        assert!(w.all && w.keys.len() <= MAX_KEYS);
+        // Beyond the bound: every lease of this proxy is cancelled, once.
+        let cancel = w.begin();
+        assert_eq!(cancel.len(), 2 * (w.keys.len() - 2));
+        assert!(w.all_begun);
+        let mut big = GuardWrites::new(g);
+        big.add(&vec![b'x'; MAX_KEY_BYTES + 1]);
+        assert!(big.all && big.keys.is_empty());
+        big.begin();
+        // Absorbed writes were begun: nothing more to cancel.
+        let mut held = GuardWrites::new(Arc::clone(&w.guard));
+        held.absorb(big);
+        assert!(held.all && held.all_begun && held.begin().is_empty());
     }
 }

@@ -473,6 +473,17 @@ impl Guard {
         });
     }
 
+    /// Drops `key`'s stale copy again (a write of it may be running):
+    /// [`Guard::written`] without waking anyone.
+    pub(crate) fn recheck(&self, key: &[u8]) {
+        self.table.invalidate(key, |_| {});
+    }
+
+    /// [`Guard::recheck`] for every key.
+    pub(crate) fn recheck_all(&self) {
+        self.table.invalidate_all();
+    }
+
     /// [`Guard::written`] for every key.
     pub(crate) fn written_all(&self) {
         self.table.invalidate_all_with(|e| {
