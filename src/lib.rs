@@ -15,6 +15,7 @@
 //! | `gateway`   | [`nexus-gateway`]  | the HTTP API gateway                                    |
 //! | `consumer`  | [`nexus-consumer`] | the event consumer service                              |
 //! | `telemetry` | [`nexus-telemetry`]| traces, OTLP export, W3C propagation, JSON logs         |
+//! | `admin`     | [`nexus-admin`]    | admin HTTP server: `/metrics`, `/stats`, `/healthz`     |
 //! | `full`      | all of the above   |                                                         |
 //!
 //! With no feature enabled the facade is empty; enable what you need, e.g.
@@ -39,6 +40,7 @@
 //! [`nexus-gateway`]: https://docs.rs/nexus-gateway
 //! [`nexus-consumer`]: https://docs.rs/nexus-consumer
 //! [`nexus-telemetry`]: https://docs.rs/nexus-telemetry
+//! [`nexus-admin`]: https://docs.rs/nexus-admin
 
 #[cfg(feature = "resp")]
 #[doc(inline)]
@@ -75,3 +77,7 @@ pub use nexus_consumer as consumer;
 #[cfg(feature = "telemetry")]
 #[doc(inline)]
 pub use nexus_telemetry as telemetry;
+
+#[cfg(feature = "admin")]
+#[doc(inline)]
+pub use nexus_admin as admin;

@@ -25,7 +25,7 @@
 //! # Features
 //!
 //! * `admin` (off by default): the admin server (`admin` module) and the
-//!   Prometheus exposition (`metrics` module), with hyper and
+//!   Prometheus exposition (`metrics` module), with `nexus-admin` (hyper) and
 //!   prometheus-client. Without it, a configured [`ServiceConfig::admin`]
 //!   is refused by [`ServiceConfig::validate`] (so by
 //!   [`ConsumerService::new`]): no port is ever bound silently, and no

@@ -9,8 +9,8 @@
 //!
 //! Anything else is `404` (`405` for another method on a known path), with
 //! a JSON `{"error":..}` body; the answers, bounds and shutdown are those of
-//! the consumer's admin server (`server.rs` is the same file in both
-//! crates). The server is HTTP/1.1 on hyper, started by
+//! [`nexus_admin`], shared with the consumer's admin server. The server is
+//! HTTP/1.1 on hyper, started by
 //! [`Proxy::serve`](crate::Proxy::serve) when
 //! [`ProxyConfig::admin`](crate::ProxyConfig::admin) is set and stopped with
 //! the proxy. It reads the same atomics as `NEXUS.STATS` at request time;
@@ -21,7 +21,6 @@
 //! requests in flight get 1 s to finish.
 
 mod prometheus;
-mod server;
 mod stats;
 
 use std::sync::Arc;
@@ -50,7 +49,7 @@ struct App {
     registry: Registry,
 }
 
-impl server::Source for App {
+impl nexus_admin::Source for App {
     fn metrics(&self) -> String {
         prometheus::render(&self.registry)
     }
@@ -61,7 +60,7 @@ impl server::Source for App {
 }
 
 /// Serves `listener` until `shutdown` is cancelled; requests in flight then
-/// get a bounded time to finish (see [`server::serve`]).
+/// get a bounded time to finish (see [`nexus_admin::serve`]).
 pub(crate) fn spawn(
     listener: TcpListener,
     state: AdminState,
@@ -71,5 +70,9 @@ pub(crate) fn spawn(
         registry: prometheus::registry(state.clone()),
         state,
     });
-    tokio::spawn(server::serve(listener, app, shutdown.cancelled_owned()))
+    tokio::spawn(nexus_admin::serve(
+        listener,
+        app,
+        shutdown.cancelled_owned(),
+    ))
 }

@@ -8,15 +8,13 @@
 //!
 //! Anything else is `404` (`405` for another method on a known path), with
 //! a JSON `{"error":..}` body; every answer carries `Cache-Control:
-//! no-store`. The answers, bounds and shutdown are those of the cache
-//! proxy's admin server (`server.rs` is the same file in both crates).
+//! no-store`. The answers, bounds and shutdown are those of [`nexus_admin`],
+//! shared with the cache proxy's admin server.
 //!
 //! Bounds: at most [`MAX_CONNECTIONS`] connections (more wait in the accept
 //! queue), request heads must arrive within [`HEADER_TIMEOUT`], a connection
 //! lives at most [`CONNECTION_LIFETIME`]; on shutdown, requests in flight get
 //! [`SHUTDOWN_DRAIN`] to finish. Request bodies are never read.
-
-mod server;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,14 +27,14 @@ use tokio::net::TcpListener;
 use crate::Stats;
 
 /// Connections served at once; further ones wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = server::MAX_CONNECTIONS;
+pub const MAX_CONNECTIONS: usize = nexus_admin::MAX_CONNECTIONS;
 /// Bound on receiving a request head.
-pub const HEADER_TIMEOUT: Duration = server::HEADER_TIMEOUT;
+pub const HEADER_TIMEOUT: Duration = nexus_admin::HEADER_TIMEOUT;
 /// Bound on one connection's life, keep-alive included.
-pub const CONNECTION_LIFETIME: Duration = server::CONNECTION_LIFETIME;
+pub const CONNECTION_LIFETIME: Duration = nexus_admin::CONNECTION_LIFETIME;
 /// After shutdown, how long requests in flight may take to finish (idle
 /// connections close at once).
-pub const SHUTDOWN_DRAIN: Duration = server::SHUTDOWN_DRAIN;
+pub const SHUTDOWN_DRAIN: Duration = nexus_admin::SHUTDOWN_DRAIN;
 
 struct State {
     stats: Arc<Stats>,
@@ -95,12 +93,12 @@ impl Admin {
             producer: self.producer,
             registry,
         });
-        server::serve(listener, state, shutdown).await;
+        nexus_admin::serve(listener, state, shutdown).await;
         Ok(())
     }
 }
 
-impl server::Source for State {
+impl nexus_admin::Source for State {
     fn metrics(&self) -> String {
         crate::metrics::encode(&self.registry)
     }

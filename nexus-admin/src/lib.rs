@@ -1,10 +1,8 @@
-//! The admin HTTP/1.1 server: routes, answers, bounds and shutdown. Only
-//! what `/metrics` and `/stats` say comes from the crate ([`Source`]).
-//!
-//! This file is kept identical in `nexus-cache/src/admin/server.rs` and
-//! `nexus-consumer/src/admin/server.rs`, so the two admin servers answer
-//! alike. They share no crate that could hold one copy: the only common
-//! candidate, `nexus-telemetry`, would pull OpenTelemetry into both.
+//! The admin HTTP server of Nexus services: what operators, dashboards and
+//! Prometheus read while a service runs. The cache proxy (`nexus-cache`,
+//! feature `admin`) and the event consumer (`nexus-consumer`, feature
+//! `admin`) both serve it; each supplies only what `/metrics` and `/stats`
+//! say, through [`Source`], so the two answer alike.
 //!
 //! | request | answer |
 //! |---|---|
@@ -16,6 +14,45 @@
 //!
 //! `HEAD` answers like `GET` without the body; every answer carries
 //! `Cache-Control: no-store`. Request bodies are never read.
+//!
+//! Bounds: at most [`MAX_CONNECTIONS`] connections at once (more wait in the
+//! listen backlog), a request head must arrive within [`HEADER_TIMEOUT`], a
+//! connection lives at most [`CONNECTION_LIFETIME`]; on shutdown the listener
+//! closes, idle connections close at once and requests in flight get
+//! [`SHUTDOWN_DRAIN`] to finish.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! struct Counters;
+//!
+//! impl nexus_admin::Source for Counters {
+//!     fn metrics(&self) -> String {
+//!         "# TYPE up gauge\nup 1\n# EOF\n".to_owned()
+//!     }
+//!     fn stats(&self) -> Vec<u8> {
+//!         br#"{"requests":0}"#.to_vec()
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(nexus_admin::serve(listener, Arc::new(Counters), async {
+//!     let _ = stopped.await;
+//! }));
+//!
+//! // What a request for `/stats` is answered with.
+//! let res = nexus_admin::respond(&Counters, &http::Method::GET, "/stats");
+//! assert_eq!(res.status(), 200);
+//! assert_eq!(res.headers()["content-type"], "application/json");
+//!
+//! let _ = stop.send(());
+//! server.await.expect("admin server task");
+//! # Ok(())
+//! # }
+//! ```
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,14 +72,14 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// Admin connections served at once; further ones wait in the listen backlog.
-pub(crate) const MAX_CONNECTIONS: usize = 64;
+pub const MAX_CONNECTIONS: usize = 64;
 /// Time allowed for a request's head to arrive.
-pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest an admin connection stays open, keep-alive included.
-pub(crate) const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// After shutdown, how long requests in flight may take to finish before
 /// their connections are dropped (idle connections close at once).
-pub(crate) const SHUTDOWN_DRAIN: Duration = Duration::from_secs(1);
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(1);
 /// Pause after a failed accept (out of file descriptors and the like).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -50,7 +87,7 @@ const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONT
 const JSON: &str = "application/json";
 
 /// What the admin endpoints report, read at request time.
-pub(crate) trait Source: Send + Sync + 'static {
+pub trait Source: Send + Sync + 'static {
     /// The `/metrics` Prometheus text exposition.
     fn metrics(&self) -> String;
     /// The `/stats` JSON document.
@@ -59,7 +96,7 @@ pub(crate) trait Source: Send + Sync + 'static {
 
 /// Serves `source` on `listener` until `shutdown` completes; then stops
 /// accepting, gives requests in flight [`SHUTDOWN_DRAIN`] and returns.
-pub(crate) async fn serve<S: Source>(
+pub async fn serve<S: Source>(
     listener: TcpListener,
     source: Arc<S>,
     shutdown: impl Future<Output = ()>,
@@ -115,7 +152,7 @@ pub(crate) async fn serve<S: Source>(
 }
 
 /// The answer to `method path`.
-pub(crate) fn respond<S: Source + ?Sized>(
+pub fn respond<S: Source + ?Sized>(
     source: &S,
     method: &Method,
     path: &str,
@@ -164,20 +201,6 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
-
-    /// The two copies of this file must not drift apart (see the module docs).
-    #[test]
-    fn the_cache_and_consumer_copies_are_the_same() {
-        let cache = include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../nexus-cache/src/admin/server.rs"
-        ));
-        let consumer = include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../nexus-consumer/src/admin/server.rs"
-        ));
-        assert!(cache == consumer, "copy one admin/server.rs over the other");
-    }
 
     struct Fixed;
 
