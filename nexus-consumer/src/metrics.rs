@@ -35,7 +35,7 @@ use prometheus_client::registry::Registry;
 use crate::Stats;
 
 /// Content type of [`encode`]'s output (Prometheus text format 0.0.4).
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// A registry exposing `stats` (build it once, encode it per scrape).
 pub fn registry(stats: Arc<Stats>) -> Registry {
