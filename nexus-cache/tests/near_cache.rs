@@ -661,3 +661,45 @@ async fn a_session_whose_replies_cannot_be_counted_holds_its_write_marks() -> Re
     ensure!(warm(&mut reader, &mut admin, b"n:sub").await? == bulk("newest"));
     proxy.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_transaction_holds_no_near_cache_marks() -> Result<()> {
+    let (redis, proxy, mut admin) = setup(NEAR).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut reader = Conn::connect(proxy.addr).await?;
+    let keys: Vec<String> = (0..10).map(|i| format!("n:tx{i}")).collect();
+    for k in &keys {
+        direct.call(&[b"SET", k.as_bytes(), b"old"]).await?;
+    }
+    direct.call(&[b"SET", b"n:other", b"v"]).await?;
+    // A transaction queues writes of ten near-cached keys (more than one
+    // batch's eight stripe marks) and stays open.
+    let mut tx = Conn::connect(proxy.addr).await?;
+    ensure!(tx.call(&[b"MULTI"]).await? == b"+OK\r\n");
+    for k in &keys {
+        ensure!(tx.call(&[b"SET", k.as_bytes(), b"new"]).await? == b"+QUEUED\r\n");
+    }
+    // Nothing ran yet: the near cache keeps filling, with the current values.
+    let hits = stat(&mut admin, "near_cache_hits").await?;
+    for _ in 0..2 {
+        ensure!(reader.call(&[b"GET", b"n:other"]).await? == bulk("v"));
+        ensure!(reader.call(&[b"GET", b"n:tx3"]).await? == bulk("old"));
+    }
+    let now = stat(&mut admin, "near_cache_hits").await?;
+    ensure!(
+        now >= hits + 2,
+        "no near-cache fill while a transaction was open"
+    );
+    // EXEC marks its writes: once it is answered, nobody reads an old value.
+    let exec = tx.call(&[b"EXEC"]).await?;
+    ensure!(exec.starts_with(b"*10\r\n"), "{}", show(&exec));
+    for k in &keys {
+        ensure!(
+            reader.call(&[b"GET", k.as_bytes()]).await? == bulk("new"),
+            "{k}"
+        );
+    }
+    // And the marks were released with EXEC's reply.
+    ensure!(warm(&mut reader, &mut admin, b"n:tx3").await? == bulk("new"));
+    proxy.stop().await
+}

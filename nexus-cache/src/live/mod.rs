@@ -16,7 +16,9 @@
 
 mod commands;
 mod near;
+mod pinned;
 pub(crate) mod scripts;
+pub(crate) use pinned::Queued;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;

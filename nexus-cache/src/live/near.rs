@@ -4,16 +4,15 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::commands::{self, Kind};
-use super::scripts;
 use super::{Guarded, Live, Plan};
 use crate::config::ProxyConfig;
 use crate::near::{Fill, Lookup, Near, WriteMarks};
 use crate::policy::{Policy, Rule};
-use crate::resp::{Command, encode};
+use crate::resp::Command;
 use crate::stampede::marks::GuardWrites;
 use crate::upstream::{Lane, Reply};
 
@@ -104,72 +103,6 @@ impl Live {
             // Begun by `tag_invalidated`; the script deletes the leases.
             let g = GuardWrites::all_begun(Arc::clone(&self.guard));
             marks.guard = Some(Box::new(g));
-        }
-    }
-
-    /// A write on a pinned connection, about to be forwarded: its
-    /// near-cache marks and the guarded keys it writes go into `marks`.
-    /// Unless `deferred` (queued in `MULTI`: see
-    /// [`begin_deferred`](Self::begin_deferred)), the guarded keys' leases
-    /// are cancelled in this proxy now and the lease keys to delete in
-    /// Redis before the write is forwarded are returned
-    /// ([`cancel_leases`](Self::cancel_leases)).
-    pub(crate) fn pinned_write(
-        &self,
-        cmd: &Command<'_>,
-        marks: &mut WriteMarks,
-        deferred: bool,
-    ) -> Vec<Bytes> {
-        self.near_write(cmd, marks);
-        let policy = self.policy.load();
-        if !policy.has_stampede() {
-            return Vec::new();
-        }
-        let guard = &self.guard;
-        let mut add = |k: &[u8], all: bool| {
-            let g = marks
-                .guard
-                .get_or_insert_with(|| Box::new(GuardWrites::new(Arc::clone(guard))));
-            if all { g.add_all() } else { g.add(k) }
-        };
-        match commands::kind(cmd) {
-            Kind::WriteKey | Kind::WriteKeys | Kind::Script => {
-                commands::for_each_written(cmd, |k| {
-                    if policy.stampede_for(k).is_some() {
-                        add(k, false);
-                    }
-                });
-            }
-            Kind::Flush => add(b"", true),
-            Kind::WriteUnknown | Kind::Neutral | Kind::ReadKey | Kind::ReadMany => {}
-        }
-        if deferred {
-            Vec::new()
-        } else {
-            self.begin_deferred(marks)
-        }
-    }
-
-    /// The writes recorded in `marks` (a transaction's, at `EXEC`) are
-    /// about to run: see [`pinned_write`](Self::pinned_write).
-    pub(crate) fn begin_deferred(&self, marks: &mut WriteMarks) -> Vec<Bytes> {
-        marks.guard.as_mut().map(|g| g.begin()).unwrap_or_default()
-    }
-
-    /// Deletes `leases` in Redis (before a pinned write of their keys is
-    /// forwarded): a fill still under way finds its lease gone.
-    pub(crate) async fn cancel_leases(&self, leases: Vec<Bytes>) {
-        if leases.is_empty() {
-            return;
-        }
-        let mut args: Vec<&[u8]> = Vec::with_capacity(1 + leases.len());
-        args.push(b"DEL");
-        args.extend(leases.iter().map(|l| &l[..]));
-        let mut req = BytesMut::new();
-        encode::command(&mut req, &args);
-        let reply = scripts::one(self.pool.assign().call(req.freeze(), 1).await);
-        if !reply.starts_with(b":") {
-            tracing::debug!(reply = %String::from_utf8_lossy(&reply), "lease cancellation failed");
         }
     }
 

@@ -6,10 +6,10 @@
 //! forwarded, queued with the index of the reply that acknowledges them,
 //! and released when the session has received that many replies (counted
 //! by scanning the reply stream; RESP3 pushes are not replies), before
-//! those bytes reach the client. Writes queued inside `MULTI` are released
-//! with the reply to `EXEC` or `DISCARD`, since that is when Redis runs
-//! (or drops) them; their leases are cancelled right before `EXEC` is
-//! forwarded.
+//! those bytes reach the client. Writes queued inside `MULTI` are only
+//! recorded ([`Queued`]): Redis runs them at `EXEC`, so they are marked
+//! (and their leases cancelled) right before `EXEC` is forwarded and
+//! released with its reply; an open transaction holds no mark.
 //!
 //! **Uncountable sessions.** Counting assumes one reply per command. After
 //! `CLIENT REPLY` (`OFF`/`SKIP` send no reply), a (un)subscription (RESP2
@@ -34,7 +34,7 @@ use std::sync::{Mutex, PoisonError};
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::WriteMarks;
-use crate::live::Live;
+use crate::live::{Live, Queued};
 use crate::resp::{Command, Limits, Scanner};
 
 /// Most queued entries of marked writes waiting for their replies in one
@@ -64,8 +64,8 @@ struct State {
     answered: u64,
     /// `(reply index, marks)`: released once `answered > index`.
     queue: VecDeque<(u64, WriteMarks)>,
-    /// Inside `MULTI`: the marks of the queued commands.
-    multi: Option<WriteMarks>,
+    /// Inside `MULTI`: the queued writes (marked at `EXEC`).
+    multi: Option<Queued>,
     /// The start of an incomplete reply.
     tail: BytesMut,
     scanner: Scanner,
@@ -139,29 +139,30 @@ impl PinnedWrites {
             st.held = Some(WriteMarks::new());
         }
         if cmd.is(b"MULTI") {
-            st.multi.get_or_insert_with(WriteMarks::new);
+            st.multi.get_or_insert_with(Queued::default);
             return Vec::new();
         }
-        if cmd.is(b"EXEC") || cmd.is(b"DISCARD") || cmd.is(b"RESET") {
-            let Some(mut marks) = st.multi.take() else {
+        if cmd.is(b"EXEC") {
+            let Some(queued) = st.multi.take() else {
                 return Vec::new();
             };
-            let leases = if cmd.is(b"EXEC") {
-                live.begin_deferred(&mut marks)
-            } else {
-                Vec::new()
-            };
+            let (marks, cancel) = live.pinned_exec(queued);
             st.push(index, marks);
-            return leases;
+            return cancel;
         }
-        if let Some(marks) = &mut st.multi {
-            live.pinned_write(cmd, marks, true);
+        if cmd.is(b"DISCARD") || cmd.is(b"RESET") {
+            // The queued writes never run.
+            st.multi = None;
+            return Vec::new();
+        }
+        if let Some(queued) = &mut st.multi {
+            live.pinned_queue(cmd, queued);
             return Vec::new();
         }
         let mut marks = WriteMarks::new();
-        let leases = live.pinned_write(cmd, &mut marks, false);
+        let cancel = live.pinned_write(cmd, &mut marks);
         st.push(index, marks);
-        leases
+        cancel
     }
 
     /// A frame forwarded that Redis answers without being a command the
@@ -202,9 +203,6 @@ impl PinnedWrites {
                         st.tail = BytesMut::new();
                         let mut held = st.held.take().unwrap_or_default();
                         for (_, m) in st.queue.drain(..) {
-                            held.absorb(m);
-                        }
-                        if let Some(m) = st.multi.take() {
                             held.absorb(m);
                         }
                         st.held = Some(held);
