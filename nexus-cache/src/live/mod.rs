@@ -141,9 +141,10 @@ pub(crate) enum Call {
         granted: tokio::time::Instant,
     },
     /// A write of guarded keys that is not a fill: `DEL` of their leases
-    /// and fresh sets ([`Guard::cancel_keys`]), then the write, back to back in one batch on the client's lane (see
-    /// [`Write`]). `written`: the guarded keys, `None` for every key (a
-    /// flush, which deletes the leases itself).
+    /// and fresh sets ([`Guard::cancel_keys`]), then the write, back to
+    /// back in one batch on the client's lane (see [`Write`]). `written`:
+    /// the guarded keys, `None` for every key (a flush, which deletes the
+    /// leases itself).
     Invalidating {
         leases: Vec<Bytes>,
         write: Write,
@@ -433,6 +434,15 @@ impl Live {
     /// Runs a [`Call`] on the client's lane (NOSCRIPT handled) and returns
     /// the reply for the client.
     pub(crate) async fn run(&self, lane: &Lane, call: Call) -> Bytes {
+        let reply = self.run_call(lane, call).await;
+        // As for a batch holding a write: before the client (and anyone it
+        // tells) sees the write acknowledged, no later read joins a flight
+        // that may have reached Redis before it.
+        self.invalidate_all();
+        reply
+    }
+
+    async fn run_call(&self, lane: &Lane, call: Call) -> Bytes {
         fn refs(v: &[Bytes]) -> Vec<&[u8]> {
             v.iter().map(|b| &b[..]).collect()
         }
