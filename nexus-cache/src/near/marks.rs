@@ -112,7 +112,7 @@ impl Drop for WriteMarks {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used)]
     use std::sync::atomic::AtomicBool;
 
@@ -123,7 +123,7 @@ mod tests {
     use crate::policy::{Policy, PolicyHandle};
     use crate::singleflight::Group;
 
-    fn inner() -> Arc<Inner> {
+    pub(in crate::near) fn inner() -> Arc<Inner> {
         let metrics = Arc::new(MechanismMetrics::default());
         Arc::new(Inner {
             policy: PolicyHandle::new(Policy::from_yaml_str("rules: []\n").unwrap()),
@@ -139,7 +139,7 @@ mod tests {
         })
     }
 
-    fn marks(inner: &Arc<Inner>, stripes: &[usize]) -> WriteMarks {
+    pub(in crate::near) fn marks(inner: &Arc<Inner>, stripes: &[usize]) -> WriteMarks {
         let mut m = WriteMarks::new();
         for &s in stripes {
             inner.versions.begin(s);
@@ -150,7 +150,7 @@ mod tests {
         m
     }
 
-    fn open(inner: &Inner, stripe: usize) -> bool {
+    pub(in crate::near) fn open(inner: &Inner, stripe: usize) -> bool {
         inner.versions.ticket(stripe).is_some()
     }
 

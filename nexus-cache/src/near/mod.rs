@@ -34,6 +34,7 @@
 //! (max age) ([`store`]); 4,096 coherence stripes ([`versions`]); fills in
 //! flight are bounded by the clients' reply queues (one per miss).
 
+mod held;
 mod marks;
 pub(crate) mod pinned;
 mod store;

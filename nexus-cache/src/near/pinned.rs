@@ -20,12 +20,13 @@
 //! its marks until the session ends. So those keys get no near-cache fills
 //! meanwhile (never a stale one), and the guard drops their stale copies
 //! again on every reply chunk. Writes before that command are still
-//! released by count (their replies come first).
+//! released by count (their replies come first). Held marks are bounded
+//! by [`HeldMarks`] (256 stripes, then one global pending mark).
 //!
 //! Bounds: at most [`MAX_QUEUED`] queued entries per session (a further
 //! write joins the last entry, which is then released with the later
 //! reply), and one incomplete reply buffered for counting. Marks merged
-//! into one entry beyond 8 stripes become one global pending mark
+//! into one queued entry beyond 8 stripes become one global pending mark
 //! ([`WriteMarks::absorb`]).
 
 use std::collections::VecDeque;
@@ -34,6 +35,7 @@ use std::sync::{Mutex, PoisonError};
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::WriteMarks;
+use super::held::HeldMarks;
 use crate::live::{Live, Queued};
 use crate::resp::{Command, Limits, Scanner};
 
@@ -71,7 +73,7 @@ struct State {
     scanner: Scanner,
     /// Replies cannot be counted any more: the marks of every later write,
     /// held until the session ends.
-    held: Option<WriteMarks>,
+    held: Option<HeldMarks>,
     /// The reply stream could not be framed: counting stopped.
     broken: bool,
 }
@@ -136,7 +138,7 @@ impl PinnedWrites {
         let index = st.sent;
         st.sent += 1;
         if st.held.is_none() && uncountable(cmd) {
-            st.held = Some(WriteMarks::new());
+            st.held = Some(HeldMarks::default());
         }
         if cmd.is(b"MULTI") {
             st.multi.get_or_insert_with(Queued::default);
