@@ -19,15 +19,20 @@ use crate::near::WriteMarks;
 use crate::resp::{Command, encode};
 use crate::stampede::marks::GuardWrites;
 
-/// Keys of a transaction remembered for the near cache; beyond, `EXEC` is
-/// marked as a write of every key (for its round trip only).
-const QUEUED_KEYS: usize = 8;
+/// Keys (and bytes of keys) of a transaction remembered for the near
+/// cache; beyond, `EXEC` is marked as a write of every key (the near cache
+/// is flushed). Marking more than 8 stripes takes the global pending mark
+/// for `EXEC`'s round trip either way.
+const QUEUED_KEYS: usize = 256;
+const QUEUED_BYTES: usize = 64 * 1024;
 
 /// The writes queued in an open `MULTI`.
 #[derive(Debug, Default)]
 pub(crate) struct Queued {
-    /// Keys written, for the near cache (at most [`QUEUED_KEYS`]).
+    /// Keys written, for the near cache (at most [`QUEUED_KEYS`] and
+    /// [`QUEUED_BYTES`]).
     keys: Vec<Bytes>,
+    bytes: usize,
     /// Keys not known or too many: every key.
     all: bool,
     /// The guarded keys written (their own bound).
@@ -39,7 +44,8 @@ impl Queued {
         if self.all || self.keys.iter().any(|k| k[..] == *key) {
             return;
         }
-        if self.keys.len() < QUEUED_KEYS {
+        if self.keys.len() < QUEUED_KEYS && self.bytes + key.len() <= QUEUED_BYTES {
+            self.bytes += key.len();
             self.keys.push(Bytes::copy_from_slice(key));
         } else {
             self.all = true;
