@@ -29,9 +29,12 @@
 //!   ...) deletes the key's lease in Redis right before it runs
 //!   ([`Guard::cancel`], then [`Guard::written`] once it ran), and
 //!   `NEXUS.INVALIDATE` deletes the leases of the tag's keys
-//!   ([`scripts::INVALIDATE_TAG`]). A late fill then finds its token gone
-//!   and is not written: its `SET` is answered nil, like a `SET ... NX` that
-//!   did not write.
+//!   ([`scripts::INVALIDATE_TAG`]); each deletes the key's lease and its
+//!   *fresh set* (the tokens granted since the key's last invalidation). A
+//!   late fill then finds its token in neither and is not written: its `SET`
+//!   is answered nil, like a `SET ... NX` that did not write. A fill whose
+//!   lease merely expired (token still fresh) is written as an ordinary
+//!   write ([`scripts::FILL`]).
 //! - **Early refresh.** With `early_refresh` (XFetch `beta`), a guarded `GET`
 //!   is sent with `PTTL` in the same batch; a hit decides with
 //!   [`xfetch::fires`], using the key's measured refill time, whether to take
