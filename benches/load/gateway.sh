@@ -8,6 +8,10 @@
 #   DURATION=5 CONNECTIONS=100 THREADS=2 bash benches/load/gateway.sh
 #   SKIP_BUILD=1 bash benches/load/gateway.sh    # reuse built binaries
 #   GW_WORKERS=0 bash benches/load/gateway.sh    # gateway on one multi-thread runtime
+#   BASELINE_BIN=/path/to/old/gateway bash benches/load/gateway.sh
+#                                                # also runs an older gateway binary (wrap off
+#                                                # and on) in the same session, for before/after
+#   SKIP_H2=1 bash benches/load/gateway.sh       # skip the HTTP/2-upstream row
 #
 # The gateway runs like nginx: GW_WORKERS (default: one per core, as nginx's
 # `worker_processes auto`) current-thread runtimes on SO_REUSEPORT listeners.
@@ -128,17 +132,28 @@ run_wrk direct "http://127.0.0.1:$UP_PORT/products"
 curl -sf "http://127.0.0.1:$NGINX_PORT/api/products" > /dev/null
 run_wrk nginx "http://127.0.0.1:$NGINX_PORT/api/products"
 
-for variant in false:false true:false false:true; do
-  wrap=${variant%%:*}; h2=${variant##*:}
+VARIANTS=(new:false:false new:true:false)
+[ -z "${SKIP_H2:-}" ] && VARIANTS+=(new:false:true)
+# The baseline binary runs interleaved with the new one (old off, new off, old on, new on)
+# so that drift of the machine's load hits both alike.
+if [ -n "${BASELINE_BIN:-}" ]; then
+  VARIANTS=(base:false:false new:false:false base:true:false new:true:false)
+  [ -z "${SKIP_H2:-}" ] && VARIANTS+=(new:false:true)
+fi
+for variant in "${VARIANTS[@]}"; do
+  which=${variant%%:*}; rest=${variant#*:}
+  wrap=${rest%%:*}; h2=${rest##*:}
+  gw_bin=$BIN/gateway; [ "$which" = base ] && gw_bin=$BASELINE_BIN
   gateway_config "$wrap" "$h2" > "$WORK/gateway-$variant.yaml"
   NEXUS_BENCH_JWT_SECRET=$SECRET RUST_LOG=${RUST_LOG:-warn} \
-    "$BIN/gateway" --config "$WORK/gateway-$variant.yaml" ${GW_ARGS[@]+"${GW_ARGS[@]}"} > "$WORK/gateway-$variant.log" 2>&1 &
+    "$gw_bin" --config "$WORK/gateway-$variant.yaml" ${GW_ARGS[@]+"${GW_ARGS[@]}"} > "$WORK/gateway-$variant.log" 2>&1 &
   GW_PID=$!; PIDS+=($GW_PID)
   wait_port "$GW_PORT"
   TOKEN=$(curl -sf -X POST "http://127.0.0.1:$GW_PORT/auth/token" -H 'content-type: application/json' \
     -d "{\"client_id\":\"bench\",\"client_secret\":\"$CLIENT_SECRET\"}" | python3 -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
   curl -sf "http://127.0.0.1:$GW_PORT/api/products" -H "authorization: Bearer $TOKEN" > /dev/null
   name="gateway_wrap_$wrap"; [ "$h2" = true ] && name="gateway_h2"
+  [ "$which" = base ] && name="base_wrap_$wrap"
   run_wrk "$name" "http://127.0.0.1:$GW_PORT/api/products" "authorization: Bearer $TOKEN"
   RSS[$name]=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
   kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
@@ -153,20 +168,35 @@ def ms(v):
         if v.endswith(unit):
             return float(v[: -len(unit)]) * f
     return float(v)
-rps = {"direct": ${RPS[direct]}, "nginx": ${RPS[nginx]}, "off": ${RPS[gateway_wrap_false]}, "on": ${RPS[gateway_wrap_true]}, "h2": ${RPS[gateway_h2]}}
-p50 = {"direct": ms("${P50[direct]}"), "nginx": ms("${P50[nginx]}"), "off": ms("${P50[gateway_wrap_false]}"), "on": ms("${P50[gateway_wrap_true]}"), "h2": ms("${P50[gateway_h2]}")}
-p99 = {"direct": ms("${P99[direct]}"), "nginx": ms("${P99[nginx]}"), "off": ms("${P99[gateway_wrap_false]}"), "on": ms("${P99[gateway_wrap_true]}"), "h2": ms("${P99[gateway_h2]}")}
-rss = {"off": ${RSS[gateway_wrap_false]} / 1024, "on": ${RSS[gateway_wrap_true]} / 1024, "h2": ${RSS[gateway_h2]} / 1024}
+raw = {
+$(for k in "${!RPS[@]}"; do echo "  \"$k\": (${RPS[$k]}, \"${P50[$k]}\", \"${P99[$k]}\", ${RSS[$k]:-None}),"; done)
+}
+alias = {"direct": "direct", "nginx": "nginx", "gateway_wrap_false": "off", "gateway_wrap_true": "on",
+         "gateway_h2": "h2", "base_wrap_false": "base_off", "base_wrap_true": "base_on"}
+rps = {alias[k]: v[0] for k, v in raw.items()}
+p50 = {alias[k]: ms(v[1]) for k, v in raw.items()}
+p99 = {alias[k]: ms(v[2]) for k, v in raw.items()}
+rss = {alias[k]: v[3] / 1024 for k, v in raw.items() if v[3] is not None}
 print(f"| target | req/s | p50 ms | p99 ms | peak RSS MiB |")
 print(f"|---|---:|---:|---:|---:|")
-for k, label in (("direct", "mock upstream direct"), ("nginx", "nginx keep-alive proxy"), ("off", "gateway, wrap off"), ("on", "gateway, wrap on"), ("h2", "gateway, wrap off, HTTP/2 upstream")):
+rows = (("direct", "mock upstream direct"), ("nginx", "nginx keep-alive proxy"),
+        ("base_off", "baseline gateway, wrap off"), ("off", "gateway, wrap off"),
+        ("base_on", "baseline gateway, wrap on"), ("on", "gateway, wrap on"),
+        ("h2", "gateway, wrap off, HTTP/2 upstream"))
+for k, label in rows:
+    if k not in rps:
+        continue
     r = f"{rss[k]:.1f}" if k in rss else "-"
     print(f"| {label} | {rps[k]:.0f} | {p50[k]:.3f} | {p99[k]:.3f} | {r} |")
 print()
+if "base_off" in rps:
+    print(f"baseline wrap off / nginx req/s: {rps['base_off']/rps['nginx']:.2f}x")
+    print(f"baseline wrap on  / nginx req/s: {rps['base_on']/rps['nginx']:.2f}x")
 print(f"gateway wrap off / nginx req/s: {rps['off']/rps['nginx']:.2f}x (target >= 1.0x)")
 print(f"gateway wrap on  / nginx req/s: {rps['on']/rps['nginx']:.2f}x (target >= 0.7x)")
-print(f"gateway wrap off, HTTP/2 upstream / nginx req/s: {rps['h2']/rps['nginx']:.2f}x")
+if "h2" in rps:
+    print(f"gateway wrap off, HTTP/2 upstream / nginx req/s: {rps['h2']/rps['nginx']:.2f}x")
 print(f"added p99 over direct, wrap off: {p99['off']-p99['direct']:.3f} ms (target <= 1 ms at 50 connections)")
 print(f"added p99 over direct, nginx:    {p99['nginx']-p99['direct']:.3f} ms")
-print(f"gateway peak RSS: {max(rss.values()):.1f} MiB (target < 50 MiB)")
+print(f"gateway peak RSS: {max(v for k, v in rss.items() if not k.startswith('base')):.1f} MiB (target < 50 MiB)")
 EOF

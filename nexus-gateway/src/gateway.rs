@@ -18,14 +18,15 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
-use tower::util::BoxCloneSyncService;
+use tower::util::{BoxCloneSyncService, Either};
 use tower_layer::Layer as _;
+use tower_service::Service;
 
-use crate::auth::{JwtAuthLayer, JwtKeys};
+use crate::auth::{JwtAuth, JwtAuthLayer, JwtKeys};
 use crate::blocklist::Blocklist;
 use crate::config::{ConfigError, Settings};
 use crate::events::{EventSink, LogSink};
-use crate::layers::{BlocklistLayer, EntryLayer};
+use crate::layers::{BlockGuard, BlocklistLayer, Entry, EntryLayer};
 use crate::metrics::{CircuitGauge, Metrics};
 use crate::proxy::{
     Breakers, CircuitListener, CircuitTransition, LbUpstreams, NexusBreakers, Proxy, Upstreams,
@@ -39,8 +40,19 @@ pub const MAX_CONNECTIONS: usize = 16_384;
 /// Time a client has to send request headers (slowloris bound).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The type-erased request service (what each connection calls).
+/// The type-erased request service (for embedding; see [`Gateway::service`]).
 pub type GatewayService = BoxCloneSyncService<Request<Incoming>, GatewayResponse, Infallible>;
+
+/// JWT verification in front of the router.
+type Authed = JwtAuth<Router>;
+/// The rate limit, when configured.
+type Limited = Either<crate::ratelimit::Limited<Authed>, Authed>;
+/// The blocklist check, when configured.
+type Checked = Either<BlockGuard<Limited>, Limited>;
+/// What each connection calls: the concrete stack (no boxed service or future
+/// per layer), or, with `tracing.enabled`, the boxed stack under the `SERVER`
+/// span layer.
+type Stack = Either<GatewayService, Entry<Checked>>;
 
 /// Error building or running a gateway.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +128,7 @@ impl std::fmt::Debug for GatewayBuilder {
 
 /// A built gateway: the service stack plus its background tasks.
 pub struct Gateway {
-    service: GatewayService,
+    service: Stack,
     shared: Arc<Shared>,
     _housekeeper: Option<crate::ratelimit::Housekeeper>,
     _emitter_task: Option<nexus_events::EmitterTask>,
@@ -210,28 +222,27 @@ impl GatewayBuilder {
             dashboard,
         });
 
-        let authed = JwtAuthLayer::new(keys).layer(Router::new(shared.clone()));
-        let authed: GatewayService = BoxCloneSyncService::new(authed);
-        let (limited, housekeeper) = match &shared.settings.rate_limit {
+        let authed: Authed = JwtAuthLayer::new(keys).layer(Router::new(shared.clone()));
+        let (limited, housekeeper): (Limited, _) = match &shared.settings.rate_limit {
             Some(rl) => {
                 let (svc, hk) =
                     crate::ratelimit::layer(authed, rl, metrics.clone(), events.clone())?;
-                (svc, Some(hk))
+                (Either::Left(svc), Some(hk))
             }
-            None => (authed, None),
+            None => (Either::Right(authed), None),
         };
-        let entry = EntryLayer::new(metrics, telemetry, events);
-        let service = match blocklist {
-            Some(list) => {
-                BoxCloneSyncService::new(entry.layer(BlocklistLayer::new(list).layer(limited)))
-            }
-            None => BoxCloneSyncService::new(entry.layer(limited)),
+        let checked: Checked = match blocklist {
+            Some(list) => Either::Left(BlocklistLayer::new(list).layer(limited)),
+            None => Either::Right(limited),
         };
+        let entry = EntryLayer::new(metrics, telemetry, events).layer(checked);
         // Outermost when enabled; when disabled the stack is exactly the above.
         let service = if shared.settings.tracing {
-            BoxCloneSyncService::new(server_trace_layer().layer(service))
+            Either::Left(BoxCloneSyncService::new(
+                server_trace_layer().layer(BoxCloneSyncService::new(entry)),
+            ))
         } else {
-            service
+            Either::Right(entry)
         };
         Ok(Gateway {
             service,
@@ -254,7 +265,10 @@ impl Gateway {
 
     /// The request service (for embedding in another server or calling directly).
     pub fn service(&self) -> GatewayService {
-        self.service.clone()
+        match &self.service {
+            Either::Left(boxed) => boxed.clone(),
+            Either::Right(entry) => BoxCloneSyncService::new(entry.clone()),
+        }
     }
 
     /// The metrics registry.
@@ -412,7 +426,7 @@ fn reuseport_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> 
 /// The accept loop shared by [`Gateway::serve`] and each worker of
 /// [`Gateway::run_per_core`]: serves until `shutdown`, then drains up to `drain`.
 async fn serve_connections(
-    service: GatewayService,
+    service: Stack,
     listener: TcpListener,
     slots: Arc<Semaphore>,
     drain: Duration,
@@ -444,10 +458,10 @@ async fn serve_connections(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let svc = service.clone();
+        let svc = ConnService::new(service.clone());
         let hyper_svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert::<SocketAddr>(peer);
-            svc.clone().oneshot(req)
+            svc.call(req)
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), hyper_svc)
@@ -465,6 +479,49 @@ async fn serve_connections(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("drained"),
         () = tokio::time::sleep(drain) => tracing::warn!("drain deadline reached; closing remaining connections"),
+    }
+}
+
+/// One connection's copy of the stack. hyper calls a connection's service
+/// through `&self`, one request at a time; tower's `call` needs `&mut self`
+/// after `poll_ready`. Instead of cloning the stack for every request (what
+/// `oneshot` on a clone would do), the connection keeps one copy in a
+/// `RefCell`, borrowed only for the synchronous `poll_ready` + `call`.
+struct ConnService {
+    ready: std::cell::RefCell<Stack>,
+    /// Cloned only if `ready` were ever found borrowed.
+    spare: Stack,
+}
+
+impl ConnService {
+    fn new(service: Stack) -> Self {
+        Self {
+            ready: std::cell::RefCell::new(service.clone()),
+            spare: service,
+        }
+    }
+
+    fn call(
+        &self,
+        req: Request<Incoming>,
+    ) -> futures_util::future::Either<
+        <Stack as Service<Request<Incoming>>>::Future,
+        tower::util::Oneshot<Stack, Request<Incoming>>,
+    > {
+        use futures_util::future::Either;
+        // Never held across an await, and hyper does not re-enter `call`; the
+        // fallback keeps this panic-free all the same.
+        let Ok(mut svc) = self.ready.try_borrow_mut() else {
+            return Either::Right(self.spare.clone().oneshot(req));
+        };
+        // Every layer of the stack is always ready (none applies backpressure
+        // through `poll_ready`); should one ever not be, the request waits on a
+        // clone through `oneshot` with a real waker.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match svc.poll_ready(&mut cx) {
+            std::task::Poll::Ready(Ok(())) => Either::Left(svc.call(req)),
+            _ => Either::Right(svc.clone().oneshot(req)),
+        }
     }
 }
 

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nexus_ratelimit::{
-    FromHeader, KeyExtractor, KeyedLimiter, LimiterConfig, PeerIp, Quota, RateLimitLayer, Rejection,
+    FromHeader, KeyExtractor, KeyedLimiter, LimiterConfig, PeerIp, Quota, RateLimit,
+    RateLimitLayer, Rejection,
 };
-use tower::util::BoxCloneSyncService;
+use tower::util::Either;
 use tower_layer::Layer as _;
 
 use crate::config::{ConfigError, RateLimitKey, RateLimitSettings};
 use crate::events::{EventSink, GatewayEvent};
-use crate::gateway::GatewayService;
 use crate::layers::RequestId;
 use crate::metrics::Metrics;
 
@@ -44,13 +44,17 @@ fn hook<K>(
     }
 }
 
-fn wrap<E: KeyExtractor>(
-    inner: GatewayService,
+/// The limiter around `S`, keyed by peer IP or by a header (a concrete type,
+/// so that no request pays for a boxed service or future here).
+pub(crate) type Limited<S> = Either<RateLimit<S, PeerIp>, RateLimit<S, FromHeader>>;
+
+fn wrap<S, E: KeyExtractor>(
+    inner: S,
     cfg: LimiterConfig,
     extractor: E,
     metrics: Arc<Metrics>,
     events: Arc<dyn EventSink>,
-) -> Result<(GatewayService, Housekeeper), ConfigError> {
+) -> Result<(RateLimit<S, E>, Housekeeper), ConfigError> {
     let limiter = KeyedLimiter::new(cfg);
     let housekeeper = limiter.spawn_housekeeper(HOUSEKEEPING);
     let layer = RateLimitLayer::builder(limiter, extractor)
@@ -58,24 +62,28 @@ fn wrap<E: KeyExtractor>(
         .policy_name("gateway")
         .build()
         .map_err(|e| ConfigError::invalid("rate_limit", e.to_string()))?;
-    Ok((BoxCloneSyncService::new(layer.layer(inner)), housekeeper))
+    Ok((layer.layer(inner), housekeeper))
 }
 
 /// Wraps `inner` in the configured limiter (must run inside a tokio runtime).
-pub(crate) fn layer(
-    inner: GatewayService,
+pub(crate) fn layer<S>(
+    inner: S,
     rl: &RateLimitSettings,
     metrics: Arc<Metrics>,
     events: Arc<dyn EventSink>,
-) -> Result<(GatewayService, Housekeeper), ConfigError> {
+) -> Result<(Limited<S>, Housekeeper), ConfigError> {
     let cfg = LimiterConfig::new(Quota::per_second(rl.capacity, rl.refill_per_sec))
         .with_max_keys(rl.max_keys);
     match &rl.key {
-        RateLimitKey::Ip => wrap(inner, cfg, PeerIp::new(), metrics, events),
+        RateLimitKey::Ip => {
+            let (svc, hk) = wrap(inner, cfg, PeerIp::new(), metrics, events)?;
+            Ok((Either::Left(svc), hk))
+        }
         RateLimitKey::Header(name) => {
             let name = http::HeaderName::try_from(name.as_str())
                 .map_err(|_| ConfigError::invalid("rate_limit.key.header", "not a header name"))?;
-            wrap(inner, cfg, FromHeader::new(name), metrics, events)
+            let (svc, hk) = wrap(inner, cfg, FromHeader::new(name), metrics, events)?;
+            Ok((Either::Right(svc), hk))
         }
     }
 }

@@ -10,7 +10,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct TelemetryEntry {
     /// Method.
-    pub method: String,
+    #[serde(serialize_with = "ser_method")]
+    pub method: http::Method,
     /// Normalised path (no query).
     pub path: String,
     /// Status code.
@@ -29,6 +30,10 @@ pub struct TelemetryEntry {
 
 fn ser_time<S: serde::Serializer>(t: &std::time::SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::util::rfc3339_millis(*t))
+}
+
+fn ser_method<S: serde::Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
 }
 
 fn ser_arc_str<S: serde::Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
@@ -81,7 +86,7 @@ mod tests {
         let t = Telemetry::new(3);
         for i in 0..10u16 {
             t.push(TelemetryEntry {
-                method: "GET".into(),
+                method: http::Method::GET,
                 path: "/x".into(),
                 status: 200 + i,
                 latency_ms: 1.0,

@@ -1,6 +1,6 @@
 //! Small helpers: request ids and timestamps without extra dependencies.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -42,36 +42,103 @@ pub(crate) fn fast_random() -> u64 {
 }
 
 /// Generates `nexus-<unix ms>-<10 base36 chars>` (the seed's shape).
+///
+/// Formatted on the stack: the only allocation is the header value's own copy.
 pub(crate) fn new_request_id() -> HeaderValue {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+    let ms = unix_millis(SystemTime::now());
     let mut r = fast_random();
-    let mut tail = [0u8; 10];
-    for c in tail.iter_mut() {
+    // "nexus-" + at most 20 digits + "-" + 10 chars.
+    let mut buf = [0u8; 37];
+    buf[..6].copy_from_slice(b"nexus-");
+    let mut n = 6 + write_decimal(&mut buf[6..26], ms);
+    buf[n] = b'-';
+    n += 1;
+    for c in &mut buf[n..n + 10] {
         *c = b"0123456789abcdefghijklmnopqrstuvwxyz"[(r % 36) as usize];
         r /= 36;
     }
-    let mut s = format!("nexus-{ms}-");
-    s.extend(tail.iter().map(|&c| c as char));
-    HeaderValue::try_from(s).unwrap_or(HeaderValue::from_static("nexus-0"))
+    n += 10;
+    HeaderValue::from_bytes(&buf[..n]).unwrap_or(HeaderValue::from_static("nexus-0"))
 }
+
+/// Milliseconds since the Unix epoch (0 before it).
+fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Writes `v` in decimal at the start of `out` (at least 20 bytes); returns the length.
+fn write_decimal(out: &mut [u8], mut v: u64) -> usize {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let len = tmp.len() - i;
+    out[..len].copy_from_slice(&tmp[i..]);
+    len
+}
+
+/// Length of [`rfc3339_millis`]'s output for years 0..=9999.
+const RFC3339_MILLIS_LEN: usize = 24;
 
 /// Formats a time as RFC 3339 UTC with milliseconds, e.g. `2026-04-27T20:35:08.090Z`.
 pub(crate) fn rfc3339_millis(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
+    let buf = rfc3339_millis_bytes(unix_millis(t));
+    // Only ASCII digits and separators are written.
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// [`rfc3339_millis`] of `ms` since the epoch into a fixed buffer (years past
+/// 9999 wrap their digits; the gateway's clock will not get there).
+fn rfc3339_millis_bytes(ms: u64) -> [u8; RFC3339_MILLIS_LEN] {
+    let secs = ms / 1000;
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, dd) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y.max(0) as u64);
+    put(5, 2, u64::from(m));
+    put(8, 2, u64::from(dd));
+    put(11, 2, rem / 3600);
+    put(14, 2, (rem / 60) % 60);
+    put(17, 2, rem % 60);
+    put(20, 3, ms % 1000);
+    out
+}
+
+thread_local! {
+    /// The last `X-Gateway-Timestamp` value built on this thread, by millisecond.
+    static TIMESTAMP: RefCell<(u64, HeaderValue)> =
+        const { RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
+}
+
+/// The current time as an RFC 3339 header value (see [`rfc3339_millis`]),
+/// built at most once per millisecond per thread: within a millisecond every
+/// request shares one value (a reference-count increment, no formatting).
+pub(crate) fn timestamp_header(now: SystemTime) -> HeaderValue {
+    let ms = unix_millis(now);
+    TIMESTAMP.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != ms {
+            let text = rfc3339_millis_bytes(ms);
+            let v = HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(&text))
+                .unwrap_or(HeaderValue::from_static(""));
+            *cached = (ms, v);
+        }
+        cached.1.clone()
+    })
 }
 
 /// Howard Hinnant's days-to-civil algorithm.
@@ -90,6 +157,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use std::time::Duration;
 
@@ -98,6 +166,46 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_millis(1_777_322_108_090);
         assert_eq!(rfc3339_millis(t), "2026-04-27T20:35:08.090Z");
         assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(951_782_400_007); // 2000-02-29 leap day
+        assert_eq!(rfc3339_millis(t), "2000-02-29T00:00:00.007Z");
+    }
+
+    #[test]
+    fn timestamp_header_is_cached_per_millisecond() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_777_322_108_090);
+        let a = timestamp_header(t);
+        assert_eq!(a, "2026-04-27T20:35:08.090Z");
+        let b = timestamp_header(t + Duration::from_micros(500));
+        assert_eq!(
+            a.as_bytes().as_ptr(),
+            b.as_bytes().as_ptr(),
+            "same ms: shared bytes"
+        );
+        assert_eq!(
+            timestamp_header(t + Duration::from_millis(1)),
+            "2026-04-27T20:35:08.091Z"
+        );
+    }
+
+    #[test]
+    fn request_id_shape() {
+        let id = new_request_id();
+        let s = id.to_str().unwrap();
+        let mut parts = s.splitn(3, '-');
+        assert_eq!(parts.next(), Some("nexus"));
+        let ms: u64 = parts.next().unwrap().parse().unwrap();
+        assert!(ms > 1_700_000_000_000);
+        let tail = parts.next().unwrap();
+        assert_eq!(tail.len(), 10);
+        assert!(
+            tail.bytes()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+        );
+        let mut buf = [0u8; 20];
+        let n = write_decimal(&mut buf, 0);
+        assert_eq!(&buf[..n], b"0");
+        let n = write_decimal(&mut buf, u64::MAX);
+        assert_eq!(&buf[..n], b"18446744073709551615");
     }
 
     #[test]

@@ -17,7 +17,6 @@ use http::{HeaderValue, Request, StatusCode, Uri};
 use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::Instrument as _;
 
 use crate::auth::Principal;
 use crate::events::{EventSink, GatewayEvent};
@@ -34,8 +33,15 @@ use crate::util::{new_request_id, valid_request_id};
 pub struct RequestId(pub HeaderValue);
 
 /// What the entry layer records into.
+///
+/// One `Arc` inside: cloning the layer or its service is one reference-count
+/// increment.
 #[derive(Clone)]
 pub struct EntryLayer {
+    shared: Arc<EntryShared>,
+}
+
+struct EntryShared {
     /// Shared so that unauthenticated requests do not allocate a client name.
     anonymous: Arc<str>,
     metrics: Arc<Metrics>,
@@ -57,10 +63,12 @@ impl EntryLayer {
         events: Arc<dyn EventSink>,
     ) -> Self {
         Self {
-            anonymous: Arc::from("anonymous"),
-            metrics,
-            telemetry,
-            events,
+            shared: Arc::new(EntryShared {
+                anonymous: Arc::from("anonymous"),
+                metrics,
+                telemetry,
+                events,
+            }),
         }
     }
 }
@@ -70,7 +78,7 @@ impl<S> Layer<S> for EntryLayer {
     fn layer(&self, inner: S) -> Entry<S> {
         Entry {
             inner,
-            layer: self.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -79,7 +87,14 @@ impl<S> Layer<S> for EntryLayer {
 #[derive(Clone)]
 pub struct Entry<S> {
     inner: S,
-    layer: EntryLayer,
+    shared: Arc<EntryShared>,
+}
+
+impl<S> Entry<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Entry<S> {
@@ -90,6 +105,7 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Entry<S> {
     }
 }
 
+/// What the entry layer remembers of a request until its response.
 struct Done {
     start: Instant,
     method: http::Method,
@@ -99,7 +115,7 @@ struct Done {
     request_id: HeaderValue,
 }
 
-impl EntryLayer {
+impl EntryShared {
     fn emit_completed(&self, d: &Done, status: u16, millis: f64, client: &Arc<str>) {
         self.events.emit(GatewayEvent::RequestCompleted {
             method: d.method.to_string(),
@@ -112,7 +128,6 @@ impl EntryLayer {
     }
 
     fn finish(&self, d: Done, res: &mut GatewayResponse) {
-        res.headers_mut().insert(X_REQUEST_ID, d.request_id.clone());
         let millis = d.start.elapsed().as_secs_f64() * 1000.0;
         let status = res.status().as_u16();
         self.metrics
@@ -129,8 +144,9 @@ impl EntryLayer {
         if d.route == Route::Api && self.events.wants_completed() {
             self.emit_completed(&d, status, millis, &client);
         }
+        res.headers_mut().insert(X_REQUEST_ID, d.request_id);
         self.telemetry.push(TelemetryEntry {
-            method: d.method.to_string(),
+            method: d.method,
             path: d.path,
             status,
             latency_ms: millis,
@@ -141,22 +157,83 @@ impl EntryLayer {
     }
 }
 
-type BoxFut = Pin<Box<dyn Future<Output = Result<GatewayResponse, Infallible>> + Send>>;
+pin_project_lite::pin_project! {
+    /// Response future of [`Entry`]: the inner response with the request id
+    /// returned and the request recorded, or the ready 400 for a bad path.
+    pub struct EntryFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Called {
+            #[pin]
+            fut: F,
+            // Entered around every poll of `fut` and around `finish`, so the
+            // completion log line and event belong to the request span.
+            span: tracing::Span,
+            done: Option<Done>,
+            shared: Arc<EntryShared>,
+        },
+        Ready { res: Option<GatewayResponse> },
+    }
+}
+
+impl<F> std::fmt::Debug for EntryFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntryFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F> Future for EntryFuture<F>
+where
+    F: Future<Output = Result<GatewayResponse, Infallible>>,
+{
+    type Output = Result<GatewayResponse, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Called {
+                fut,
+                span,
+                done,
+                shared,
+            } => {
+                let _entered = span.enter();
+                let mut res = std::task::ready!(fut.poll(cx))?;
+                if let Some(d) = done.take() {
+                    shared.finish(d, &mut res);
+                }
+                Poll::Ready(Ok(res))
+            }
+            // Polled again after completion: an empty 500 rather than a panic.
+            StateProj::Ready { res } => Poll::Ready(Ok(res.take().unwrap_or_else(|| {
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "polled twice",
+                )
+            }))),
+        }
+    }
+}
 
 impl<S, B> Service<Request<B>> for Entry<S>
 where
     S: Service<Request<B>, Response = GatewayResponse, Error = Infallible>,
-    S::Future: Send + 'static,
 {
     type Response = GatewayResponse;
     type Error = Infallible;
-    type Future = BoxFut;
+    type Future = EntryFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> BoxFut {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let start = Instant::now();
         let request_id = match req.headers().get(X_REQUEST_ID) {
             Some(v) if valid_request_id(v) => v.clone(),
@@ -181,8 +258,10 @@ where
                     peer,
                     request_id,
                 };
-                self.layer.finish(done, &mut res);
-                return Box::pin(std::future::ready(Ok(res)));
+                self.shared.finish(done, &mut res);
+                return EntryFuture {
+                    state: State::Ready { res: Some(res) },
+                };
             }
         };
         if path != req.uri().path() {
@@ -198,27 +277,25 @@ where
         req.extensions_mut().insert(RequestId(request_id.clone()));
         let span = tracing::info_span!(
             "request",
-            method = %method,
+            method = method.as_str(),
             route = route.template(),
-            request_id = %request_id.to_str().unwrap_or_default(),
+            request_id = request_id.to_str().unwrap_or_default(),
         );
         let fut = self.inner.call(req);
-        let layer = self.layer.clone();
-        let done = Done {
-            start,
-            method,
-            route,
-            path,
-            peer,
-            request_id,
-        };
-        Box::pin(
-            async move {
-                let mut res = fut.await?;
-                layer.finish(done, &mut res);
-                Ok(res)
-            }
-            .instrument(span),
-        )
+        EntryFuture {
+            state: State::Called {
+                fut,
+                span,
+                done: Some(Done {
+                    start,
+                    method,
+                    route,
+                    path,
+                    peer,
+                    request_id,
+                }),
+                shared: self.shared.clone(),
+            },
+        }
     }
 }

@@ -116,14 +116,15 @@ impl Proxy {
         peer: Option<IpAddr>,
     ) -> GatewayResponse {
         let (mut parts, body) = req.into_parts();
-        let client_path = parts.uri.path().to_owned();
-        let upstream_path = match client_path.strip_prefix("/api") {
-            Some("") | None => "/",
-            Some(rest) => rest,
-        };
-        let path_and_query = match parts.uri.query() {
-            Some(q) => format!("{upstream_path}?{q}"),
-            None => upstream_path.to_owned(),
+        // A reference-counted copy of the client's URI (for events and the response).
+        let client_uri = parts.uri.clone();
+        let client_path = client_uri.path();
+        let Some(path_and_query) = transform::upstream_path_and_query(&client_uri) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "request target cannot be forwarded",
+            );
         };
         transform::request_headers(&mut parts.headers, &self.transform, &request_id, peer);
         let replayable = idempotent(&parts.method) && body.is_end_stream();
@@ -133,6 +134,7 @@ impl Proxy {
             1
         };
         let mut body = Some(body);
+        // Endpoints already tried (only needed when a retry can follow).
         let mut tried: Vec<u64> = Vec::new();
         let mut last = Failure::NoEndpoint;
 
@@ -155,7 +157,9 @@ impl Proxy {
                 }
                 break;
             };
-            tried.push(picked.id);
+            if attempts > 1 {
+                tried.push(picked.id);
+            }
             let permit = match &self.breakers {
                 Some(b) => match b.admit(&picked.url) {
                     Ok(p) => Some(p),
@@ -172,7 +176,7 @@ impl Proxy {
             let uri = Uri::builder()
                 .scheme(picked.scheme.clone())
                 .authority(picked.authority.clone())
-                .path_and_query(path_and_query.as_str())
+                .path_and_query(path_and_query.clone())
                 .build();
             let Ok(uri) = uri else {
                 return error(
@@ -193,6 +197,11 @@ impl Proxy {
             } else {
                 parts.headers.clone()
             };
+            if !self.settings.http2 {
+                // What the pooled client would otherwise format per request.
+                let host = transform::host_header(up.uri());
+                up.headers_mut().insert(header::HOST, host);
+            }
             let started = Instant::now();
             let result = if self.trace {
                 up.extensions_mut()
@@ -233,14 +242,14 @@ impl Proxy {
                 self.events.emit(GatewayEvent::CircuitOpened {
                     upstream: picked.url.clone(),
                     method: parts.method.to_string(),
-                    url: client_path.clone(),
+                    url: client_path.to_owned(),
                     correlation_id: request_id.to_str().unwrap_or_default().to_owned(),
                 });
             }
             if let Some(res) = response {
                 let retry_status = matches!(res.status().as_u16(), 502..=504);
                 if outcome == AttemptOutcome::Success || !retry_status || attempt + 1 == attempts {
-                    return self.respond(res, &client_path, &request_id).await;
+                    return self.respond(res, client_path, &request_id).await;
                 }
             }
         }

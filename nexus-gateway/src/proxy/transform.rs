@@ -1,15 +1,18 @@
 //! Request and response transforms applied around every upstream call.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use http::Uri;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
 use http_body_util::{BodyExt as _, Limited};
 
 use crate::body::GatewayBody;
 use crate::config::TransformSettings;
-use crate::util::rfc3339_millis;
+use crate::util::timestamp_header;
 
 /// `x-request-id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -70,16 +73,92 @@ pub fn request_headers(
     headers.insert(X_GATEWAY_VERSION, t.gateway_version.clone());
     if let Some(ip) = peer {
         let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
-            _ => ip.to_string(),
+            Some(prev) if !prev.is_empty() => HeaderValue::try_from(format!("{prev}, {ip}")).ok(),
+            _ => Some(peer_header(ip)),
         };
-        if let Ok(v) = HeaderValue::try_from(xff) {
+        if let Some(v) = xff {
             headers.insert(X_FORWARDED_FOR, v);
         }
     }
-    if let Ok(v) = HeaderValue::try_from(rfc3339_millis(SystemTime::now())) {
-        headers.insert(X_GATEWAY_TIMESTAMP, v);
+    headers.insert(X_GATEWAY_TIMESTAMP, timestamp_header(SystemTime::now()));
+}
+
+/// Most entries of the per-thread header caches below (cleared when full).
+const HEADER_CACHE: usize = 64;
+
+thread_local! {
+    /// `X-Forwarded-For` values of recent peers (a keep-alive connection sends
+    /// many requests from one address).
+    static PEERS: RefCell<Vec<(IpAddr, HeaderValue)>> = const { RefCell::new(Vec::new()) };
+    /// `Host` values by upstream authority (the endpoints of `services.json`).
+    static HOSTS: RefCell<Vec<(Authority, HeaderValue)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Looks `key` up in a small per-thread cache, building and remembering the
+/// value on a miss. A miss costs a linear scan of at most [`HEADER_CACHE`].
+fn cached<K: PartialEq + Clone>(
+    cache: &'static std::thread::LocalKey<RefCell<Vec<(K, HeaderValue)>>>,
+    key: &K,
+    build: impl FnOnce() -> HeaderValue,
+) -> HeaderValue {
+    cache.with(|c| {
+        let Ok(mut c) = c.try_borrow_mut() else {
+            return build();
+        };
+        if let Some((_, v)) = c.iter().find(|(k, _)| k == key) {
+            return v.clone();
+        }
+        let v = build();
+        if c.len() == HEADER_CACHE {
+            c.clear();
+        }
+        c.push((key.clone(), v.clone()));
+        v
+    })
+}
+
+/// The `X-Forwarded-For` value for a peer without a previous hop.
+fn peer_header(ip: IpAddr) -> HeaderValue {
+    cached(&PEERS, &ip, || {
+        HeaderValue::try_from(ip.to_string()).unwrap_or(HeaderValue::from_static(""))
+    })
+}
+
+/// The `Host` header for an upstream URI: its host, plus the port when it is
+/// not the scheme's default (what hyper's pooled client would send).
+pub fn host_header(uri: &Uri) -> HeaderValue {
+    let Some(authority) = uri.authority() else {
+        return HeaderValue::from_static("");
+    };
+    cached(&HOSTS, authority, || {
+        let default_port = match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        };
+        let text = match authority.port_u16() {
+            Some(p) if Some(p) != default_port => format!("{}:{p}", authority.host()),
+            _ => authority.host().to_owned(),
+        };
+        HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static(""))
+    })
+}
+
+/// The upstream request target for a client URI: `/api` stripped (`/api` alone
+/// becomes `/`), the query kept. One allocation; `None` if it does not parse.
+pub fn upstream_path_and_query(client: &Uri) -> Option<PathAndQuery> {
+    let upstream_path = match client.path().strip_prefix("/api") {
+        Some("") | None => "/",
+        Some(rest) => rest,
+    };
+    let query = client.query();
+    let mut buf = BytesMut::with_capacity(upstream_path.len() + query.map_or(0, |q| q.len() + 1));
+    buf.put_slice(upstream_path.as_bytes());
+    if let Some(q) = query {
+        buf.put_u8(b'?');
+        buf.put_slice(q.as_bytes());
     }
+    PathAndQuery::from_maybe_shared(buf.freeze()).ok()
 }
 
 /// Whether a response is `application/json` (parameters such as charset allowed).
@@ -137,7 +216,7 @@ pub async fn wrap_json(
     if serde_json::from_slice::<&serde_json::value::RawValue>(&raw).is_err() {
         return Ok(Wrapped::NotJson(raw));
     }
-    let ts = rfc3339_millis(SystemTime::now());
+    let ts = timestamp_header(SystemTime::now());
     let mut out = BytesMut::with_capacity(raw.len() + 96 + request_id.len());
     out.put_slice(b"{\"data\":");
     out.put_slice(&raw);
@@ -168,6 +247,26 @@ mod tests {
         assert!(h.get("x-secret-hop").is_none() && h.get("keep-alive").is_none());
         assert!(h.get(header::CONNECTION).is_none());
         assert_eq!(h.get("x-keep").unwrap(), "1");
+    }
+
+    #[test]
+    fn host_and_target() {
+        let u: Uri = "http://127.0.0.1:3001/x".parse().unwrap();
+        assert_eq!(host_header(&u), "127.0.0.1:3001");
+        assert_eq!(host_header(&u), "127.0.0.1:3001"); // cached
+        let u: Uri = "http://svc.local:80/x".parse().unwrap();
+        assert_eq!(host_header(&u), "svc.local");
+        let u: Uri = "https://svc.local:8443/x".parse().unwrap();
+        assert_eq!(host_header(&u), "svc.local:8443");
+        let pq = |s: &str| upstream_path_and_query(&s.parse().unwrap()).unwrap();
+        assert_eq!(pq("/api/products?x=1&y"), "/products?x=1&y");
+        assert_eq!(pq("/api"), "/");
+        assert_eq!(pq("/api?q"), "/?q");
+        assert_eq!(pq("/api/a/b"), "/a/b");
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(peer_header(v4), "10.0.0.1");
+        assert_eq!(peer_header("::1".parse().unwrap()), "::1");
+        assert_eq!(peer_header(v4), "10.0.0.1");
     }
 
     #[test]
