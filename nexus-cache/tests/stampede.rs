@@ -601,6 +601,16 @@ const WRITE_KINDS: &[WriteKind] = &[
         ],
     },
     WriteKind {
+        name: "bitop",
+        prepare: &[&["SET", "{o}", "new"]],
+        writes: &[&["BITOP", "OR", "{k}", "{o}"]],
+    },
+    WriteKind {
+        name: "swapdb",
+        prepare: &[],
+        writes: &[&["SWAPDB", "0", "1"]],
+    },
+    WriteKind {
         name: "flushdb",
         prepare: &[],
         writes: &[&["FLUSHDB"]],

@@ -113,13 +113,15 @@ const WRITE_KEYS: &[&[u8]] = &[
     b"PFMERGE",
     b"LMPOP",
     b"ZMPOP",
+    b"BITOP",
 ];
 
 /// Scripts and functions: they declare keys, but may write others.
 const SCRIPTS: &[&[u8]] = &[b"EVAL", b"EVALSHA", b"FCALL"];
 
-/// Writes of every key of the database (the pool's, for unpinned clients).
-const FLUSHES: &[&[u8]] = &[b"FLUSHALL", b"FLUSHDB"];
+/// Writes of every key of the database (the pool's, for unpinned clients;
+/// `SWAPDB` replaces all of them).
+const FLUSHES: &[&[u8]] = &[b"FLUSHALL", b"FLUSHDB", b"SWAPDB"];
 
 /// Writes whose only key is the first argument.
 const WRITE_KEY1: &[&[u8]] = &[
@@ -240,6 +242,11 @@ pub(crate) fn kind(cmd: &Command<'_>) -> Kind {
 /// Calls `f` with every key a [`Kind::WriteKey`], [`Kind::WriteKeys`] or
 /// [`Kind::Script`] command writes (a script: the keys it declares).
 pub(crate) fn for_each_written<'a>(cmd: &Command<'a>, f: impl FnMut(&'a [u8])) {
+    if cmd.is(b"BITOP") {
+        // `BITOP op destination source ...`: not in nexus-resp's table.
+        cmd.args().skip(1).for_each(f);
+        return;
+    }
     // `COPY source destination [DB n] [REPLACE]` writes the destination only.
     let skip = usize::from(cmd.is(b"COPY"));
     cmd.keys().skip(skip).for_each(f);
@@ -275,7 +282,8 @@ mod tests {
         assert_eq!(k("fcall f 1 a"), Kind::Script);
         assert_eq!(k("FLUSHDB"), Kind::Flush);
         assert_eq!(k("flushall async"), Kind::Flush);
-        assert_eq!(k("SWAPDB 0 1"), Kind::WriteUnknown);
+        assert_eq!(k("SWAPDB 0 1"), Kind::Flush);
+        assert_eq!(k("SORT l STORE d"), Kind::WriteUnknown);
         assert_eq!(k("PING"), Kind::Neutral);
     }
 
@@ -298,8 +306,31 @@ mod tests {
         assert_eq!(written("EVALSHA s 0 x"), Vec::<String>::new());
         assert_eq!(written("FCALL f 1 a x"), ["a"]);
         assert_eq!(written("SET a 1"), ["a"]);
+        assert_eq!(written("BITOP AND d a b"), ["d", "a", "b"]);
         let set = Command::parse(b"SET a 1 NX px 5\r\n").unwrap();
         assert!(set_has_expiry(&set));
         assert!(!set_has_expiry(&Command::parse(b"SET a EX\r\n").unwrap()));
+    }
+
+    /// Every listed write names its key through nexus-resp's key table (a
+    /// command missing there would write without invalidating anything).
+    #[test]
+    fn every_listed_write_has_its_keys() {
+        for name in WRITE_KEY1 {
+            let line = format!("{} k a b", String::from_utf8_lossy(name));
+            assert_eq!(written(&line).first().map(String::as_str), Some("k"), "{line}");
+        }
+        for name in WRITE_KEYS {
+            let name = String::from_utf8_lossy(name);
+            // numkeys-style commands: `LMPOP 1 k ...`; others take keys first.
+            let line = match &*name {
+                "LMPOP" | "ZMPOP" => format!("{name} 1 k LEFT"),
+                "ZUNIONSTORE" | "ZINTERSTORE" | "ZDIFFSTORE" => format!("{name} k 1 a"),
+                "BITOP" => format!("{name} AND k a"),
+                "COPY" => format!("{name} a k"),
+                _ => format!("{name} k a"),
+            };
+            assert!(written(&line).contains(&"k".to_owned()), "{line}");
+        }
     }
 }
