@@ -17,7 +17,9 @@
 //! lines carry `trace_id`/`span_id` inside a traced request), `--otlp-endpoint
 //! URL` exports spans over OTLP/HTTP (e.g. `http://localhost:4318`) and turns
 //! the config's `tracing` section on, `--trace-sampling RATIO` (0..=1, default
-//! 1.0) samples new traces.
+//! 1.0) samples new traces. Without an exporter, `tracing` in the config or
+//! Kafka events, nothing reads OpenTelemetry span data, so the OpenTelemetry
+//! layer is filtered off and request spans cost only what `RUST_LOG` asks for.
 //!
 //! Live dashboard: open <http://localhost:3000/dashboard> and sign in with a
 //! client id and secret (the dev config's demo client works); its cache and
@@ -26,11 +28,10 @@
 
 use std::process::ExitCode;
 
-#[path = "support/telemetry.rs"]
-mod telemetry;
+use std::io::IsTerminal as _;
 
-use nexus_gateway::{Gateway, GatewayConfig, shutdown_signal};
-use nexus_telemetry::LogFormat;
+use nexus_gateway::{Gateway, GatewayConfig, Settings, shutdown_signal};
+use nexus_telemetry::{LogFormat, TelemetryConfig, TelemetryGuard};
 
 const USAGE: &str = "Usage: gateway [--config FILE] [--workers N] [--log-format human|json] \
 [--otlp-endpoint URL] [--trace-sampling RATIO]   (default: config/gateway.dev.yaml; \
@@ -107,32 +108,55 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> ExitCode {
     let exporting = args.otlp_endpoint.is_some();
-    let guard = match telemetry::init(
-        "nexus-gateway",
-        args.log_format,
-        args.otlp_endpoint,
-        args.sampling,
-    ) {
+    let mut settings = match GatewayConfig::from_file(&args.path)
+        .and_then(|c| c.validate(|k| std::env::var(k).ok()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if exporting {
+        settings.tracing = true;
+    }
+    let guard = match init_telemetry(&args, needs_otel(&settings)) {
         Ok(g) => g,
         Err(code) => return code,
     };
-    let code = serve(&args.path, args.workers, exporting).await;
+    let code = serve(settings, args.workers).await;
     guard.shutdown().await;
     code
 }
 
-async fn serve(path: &str, workers: Option<std::num::NonZeroUsize>, exporting: bool) -> ExitCode {
-    let mut settings =
-        match GatewayConfig::from_file(path).and_then(|c| c.validate(|k| std::env::var(k).ok())) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-    if exporting {
-        settings.tracing = true;
-    }
+/// Whether anything reads the OpenTelemetry data of the gateway's spans: an
+/// exporter or upstream `traceparent` (`tracing`), or the `traceparent`
+/// header of Kafka event records. When nothing does, the OpenTelemetry layer
+/// is filtered off, so each request span costs only what the log filter asks
+/// for (with `RUST_LOG=warn`, nothing: a disabled span).
+fn needs_otel(settings: &Settings) -> bool {
+    settings.tracing || settings.kafka_bootstrap.is_some()
+}
+
+/// Logs and traces (`nexus_telemetry::init`, once): `RUST_LOG` as the log
+/// filter (default `info`), colours only on a terminal, OTLP export when
+/// `--otlp-endpoint` is given. On error it prints the reason and returns exit
+/// code 2.
+fn init_telemetry(args: &Args, otel: bool) -> Result<TelemetryGuard, ExitCode> {
+    let config = TelemetryConfig::new("nexus-gateway")
+        .log_format(args.log_format)
+        .ansi(std::io::stderr().is_terminal())
+        .filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()))
+        .trace_filter(if otel { "info" } else { "off" })
+        .otlp_endpoint(args.otlp_endpoint.clone())
+        .sampling_ratio(args.sampling);
+    nexus_telemetry::init(config).map_err(|e| {
+        eprintln!("error: telemetry: {e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn serve(settings: Settings, workers: Option<std::num::NonZeroUsize>) -> ExitCode {
     if settings.dev_mode {
         eprintln!(
             "\n  *** DEVELOPMENT MODE: insecure secrets accepted. Do not expose this gateway. ***\n"

@@ -12,6 +12,47 @@ use http_body_util::combinators::UnsyncBoxBody;
 /// Boxed error used across the gateway's service stack.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Reads a whole body of at most `limit` bytes (trailers are dropped).
+///
+/// Unlike `BodyExt::collect`, a body that arrives in one frame (the common
+/// case for small upstream answers) is returned as that frame's `Bytes`, with
+/// no buffer list and no copy; only a body in several frames is concatenated.
+/// `Err(None)` means the limit was exceeded, `Err(Some(e))` that the body failed.
+pub(crate) async fn read_bounded<B>(body: B, limit: usize) -> Result<Bytes, Option<BoxError>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<bytes::BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|e| Some(e.into()))?.into_data() else {
+            continue; // trailers
+        };
+        len += data.len();
+        if len > limit {
+            return Err(None);
+        }
+        match (&mut first, &mut more) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => {
+                let mut buf = bytes::BytesMut::with_capacity(len.max(f.len() * 2).min(limit));
+                buf.extend_from_slice(f);
+                buf.extend_from_slice(&data);
+                more = Some(buf);
+            }
+            (Some(_), Some(buf)) => buf.extend_from_slice(&data),
+        }
+    }
+    Ok(match (more, first) {
+        (Some(buf), _) => buf.freeze(),
+        (None, Some(f)) => f,
+        (None, None) => Bytes::new(),
+    })
+}
+
 /// Body of every response the gateway produces.
 ///
 /// Upstream bodies are streamed frame by frame (never buffered) through
@@ -100,5 +141,37 @@ impl Body for GatewayBody {
             Self::Stream(inc) => inc.size_hint(),
             Self::Boxed(b) => b.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn frames(parts: &[&'static str]) -> impl Body<Data = Bytes, Error = BoxError> {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = parts
+            .iter()
+            .map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes()))))
+            .collect();
+        http_body_util::StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn read_bounded_one_frame_several_frames_and_the_limit() {
+        let one = read_bounded(frames(&["[1,2]"]), 5).await.unwrap();
+        assert_eq!(one, "[1,2]");
+        let several = read_bounded(frames(&["[1", ",", "2]"]), 5).await.unwrap();
+        assert_eq!(several, "[1,2]");
+        assert_eq!(read_bounded(frames(&[]), 5).await.unwrap(), "");
+        assert!(matches!(
+            read_bounded(frames(&["[1,", "2,3]"]), 5).await,
+            Err(None)
+        ));
+        let failing = http_body_util::StreamBody::new(futures_util::stream::iter(vec![
+            Ok(Frame::data(Bytes::from_static(b"x"))),
+            Err::<Frame<Bytes>, BoxError>("broken".into()),
+        ]));
+        assert!(matches!(read_bounded(failing, 5).await, Err(Some(_))));
     }
 }

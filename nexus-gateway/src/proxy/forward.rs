@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body::Body as _;
-use http_body_util::BodyExt as _;
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use tokio::time::Instant;
@@ -119,7 +118,8 @@ impl Proxy {
         // A reference-counted copy of the client's URI (for events and the response).
         let client_uri = parts.uri.clone();
         let client_path = client_uri.path();
-        let Some(path_and_query) = transform::upstream_path_and_query(&client_uri) else {
+        // Moved into the first attempt's URI; a retry builds it again.
+        let Some(first_target) = transform::upstream_path_and_query(&client_uri) else {
             return error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -133,9 +133,12 @@ impl Proxy {
         } else {
             1
         };
+        let mut target = Some(first_target);
         let mut body = Some(body);
-        // Endpoints already tried (only needed when a retry can follow).
+        // Endpoints already tried: filled only when a retry follows, so a
+        // request answered by its first attempt allocates nothing here.
         let mut tried: Vec<u64> = Vec::new();
+        let mut previous: Option<u64> = None;
         let mut last = Failure::NoEndpoint;
 
         if replayable {
@@ -151,15 +154,16 @@ impl Proxy {
                     tokio::time::sleep(self.settings.retry_backoff).await;
                 }
             }
+            if let Some(id) = previous.take() {
+                tried.push(id);
+            }
             let Some(picked) = self.upstreams.pick(&tried) else {
                 if attempt == 0 || last == Failure::CircuitOpen {
                     last = Failure::NoEndpoint;
                 }
                 break;
             };
-            if attempts > 1 {
-                tried.push(picked.id);
-            }
+            previous = Some(picked.id);
             let permit = match &self.breakers {
                 Some(b) => match b.admit(&picked.url) {
                     Ok(p) => Some(p),
@@ -176,7 +180,12 @@ impl Proxy {
             let uri = Uri::builder()
                 .scheme(picked.scheme.clone())
                 .authority(picked.authority.clone())
-                .path_and_query(path_and_query.clone())
+                .path_and_query(match target.take() {
+                    Some(t) => t,
+                    // Parsed once already, so this succeeds.
+                    None => transform::upstream_path_and_query(&client_uri)
+                        .unwrap_or(http::uri::PathAndQuery::from_static("/")),
+                })
                 .build();
             let Ok(uri) = uri else {
                 return error(
@@ -282,9 +291,9 @@ impl Proxy {
         if declared.is_none_or(|n| n > SMALL_BODY as u64) {
             return GatewayBody::Stream(body);
         }
-        let collect = http_body_util::Limited::new(body, SMALL_BODY).collect();
-        match tokio::time::timeout(self.settings.timeout, collect).await {
-            Ok(Ok(c)) => GatewayBody::from(c.to_bytes()),
+        let read = crate::body::read_bounded(body, SMALL_BODY);
+        match tokio::time::timeout(self.settings.timeout, read).await {
+            Ok(Ok(b)) => GatewayBody::from(b),
             // The upstream broke off mid-body: end the response with an error.
             _ => GatewayBody::boxed(http_body_util::StreamBody::new(futures_util::stream::once(
                 async {

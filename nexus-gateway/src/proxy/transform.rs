@@ -8,7 +8,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::Uri;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
-use http_body_util::{BodyExt as _, Limited};
 
 use crate::body::GatewayBody;
 use crate::config::TransformSettings;
@@ -205,14 +204,12 @@ pub async fn wrap_json(
     cap: usize,
     request_id: &HeaderValue,
 ) -> Result<Wrapped, WrapError> {
-    let collected = Limited::new(body, cap).collect().await.map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            WrapError::TooLarge(cap)
-        } else {
-            WrapError::Body(e.to_string())
-        }
-    })?;
-    let raw = collected.to_bytes();
+    let raw = crate::body::read_bounded(body, cap)
+        .await
+        .map_err(|e| match e {
+            None => WrapError::TooLarge(cap),
+            Some(e) => WrapError::Body(e.to_string()),
+        })?;
     if serde_json::from_slice::<&serde_json::value::RawValue>(&raw).is_err() {
         return Ok(Wrapped::NotJson(raw));
     }
