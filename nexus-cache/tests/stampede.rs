@@ -818,3 +818,91 @@ async fn a_fill_after_its_lease_expired_is_written_unless_a_write_ran_since() ->
     ensure!(stat(proxy.addr, "late_fills_dropped").await? == 1);
     proxy.stop().await
 }
+
+/// The members of a key's fresh set, whatever its Redis type.
+async fn fresh_members(direct: &mut Conn, key: &str) -> Result<i64> {
+    let script = b"local t = redis.call('TYPE', KEYS[1]).ok \
+        if t == 'set' then return redis.call('SCARD', KEYS[1]) end \
+        if t == 'zset' then return redis.call('ZCARD', KEYS[1]) end \
+        return 0";
+    let fresh = format!("nexus:fresh:{key}");
+    let got = direct
+        .call(&[b"EVAL", script, b"1", fresh.as_bytes()])
+        .await?;
+    let s = String::from_utf8_lossy(&got);
+    s.trim_start_matches(':')
+        .trim_end()
+        .parse()
+        .with_context(|| format!("fresh set size: {}", show(&got)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fresh_set_stays_bounded_when_fillers_never_fill() -> Result<()> {
+    // A key the database does not have: every filler finds nothing and
+    // never SETs. Each lease expires and goes to the next reader, for as
+    // long as the key is read; the fresh set must not keep every token.
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 40ms, wait_timeout: 2s, max_waiters: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    let rounds = 30;
+    for _ in 0..rounds {
+        // Held until the previous filler's lease expires, then the filler.
+        ensure!(c.call(&[b"GET", b"s:absent"]).await? == NIL);
+    }
+    let taken = stat(proxy.addr, "leases_taken").await?;
+    ensure!(taken >= rounds / 2, "only {taken} leases taken");
+    let n = fresh_members(&mut direct, "s:absent").await?;
+    // Tokens of leases granted within the fresh set's window (3 × lock_ttl)
+    // at most, not one per lease ever granted.
+    ensure!(
+        n <= 5,
+        "{n} tokens kept in the fresh set after {taken} leases"
+    );
+    // The set still expires.
+    let pttl = direct.call(&[b"PTTL", b"nexus:fresh:s:absent"]).await?;
+    ensure!(pttl != b":-1\r\n", "the fresh set has no TTL");
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_script_error_is_not_a_readers_answer() -> Result<()> {
+    // Redis refuses the lease script (here: out of memory, so the lease's
+    // SET is denied; likewise READONLY, NOPERM, ...). A GET of a missing
+    // key still answers nil there: the held reader must get the nil (at
+    // the latest after wait_timeout), never the script's error.
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 2s, wait_timeout: 300ms, max_waiters: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    ensure!(direct.call(&[b"SET", b"ballast", b"x"]).await? == b"+OK\r\n");
+    ensure!(
+        direct
+            .call(&[b"CONFIG", b"SET", b"maxmemory", b"1"])
+            .await?
+            == b"+OK\r\n"
+    );
+    let mut c = Conn::connect(proxy.addr).await?;
+    let t = Instant::now();
+    let got = c.call(&[b"GET", b"s:oom"]).await;
+    let waited = t.elapsed();
+    ensure!(
+        direct
+            .call(&[b"CONFIG", b"SET", b"maxmemory", b"0"])
+            .await?
+            == b"+OK\r\n"
+    );
+    let got = got?;
+    ensure!(got == NIL, "a GET of a missing key answered {}", show(&got));
+    ensure!(waited < Duration::from_secs(2), "held for {waited:?}");
+    // A GET's own error still reaches the reader as it is.
+    ensure!(direct.call(&[b"HSET", b"s:hash", b"f", b"v"]).await? == b":1\r\n");
+    let got = c.call(&[b"GET", b"s:hash"]).await?;
+    ensure!(
+        got.starts_with(b"-WRONGTYPE"),
+        "GET of a hash: {}",
+        show(&got)
+    );
+    proxy.stop().await
+}

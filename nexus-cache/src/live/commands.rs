@@ -318,7 +318,11 @@ mod tests {
     fn every_listed_write_has_its_keys() {
         for name in WRITE_KEY1 {
             let line = format!("{} k a b", String::from_utf8_lossy(name));
-            assert_eq!(written(&line).first().map(String::as_str), Some("k"), "{line}");
+            assert_eq!(
+                written(&line).first().map(String::as_str),
+                Some("k"),
+                "{line}"
+            );
         }
         for name in WRITE_KEYS {
             let name = String::from_utf8_lossy(name);

@@ -76,8 +76,17 @@ pub(super) async fn drive(
                 contended = true;
             }
             Some(b':') => contended = true,
-            Some(b'$' | b'-') if !is_connection_error(&reply) => {
-                // Filled (or an error Redis would give every reader).
+            Some(b'$' | b'*') => {
+                // Filled, or the `GET`'s own error (`*1` around it, see
+                // `ACQUIRE`), which Redis would give every reader.
+                let reply = match reply.strip_prefix(b"*1\r\n") {
+                    Some(err) if err.starts_with(b"-") => reply.slice(4..),
+                    Some(_) => {
+                        tracing::debug!(reply = %String::from_utf8_lossy(&reply), "unexpected lease script reply");
+                        Bytes::from_static(super::NIL)
+                    }
+                    None => reply,
+                };
                 let keep = reply.starts_with(b"$") && policy.serve_stale_for.is_some();
                 let (answered, more) = guard
                     .table
@@ -94,8 +103,14 @@ pub(super) async fn drive(
                 // `wait_timeout`).
                 continue;
             }
-            // The proxy's upstream link failed: try again at the next poll.
-            _ => {}
+            // The script failed (Redis refused it: out of memory for the
+            // lease's `SET`, `READONLY`, `BUSY`, `NOPERM`...; or the proxy's
+            // upstream link failed): not an answer about the key. Try again
+            // at the next poll; readers get the nil after `wait_timeout` at
+            // the latest, as without the guard.
+            _ => {
+                tracing::debug!(reply = %String::from_utf8_lossy(&reply), "lease script failed");
+            }
         }
         let done = guard
             .table
@@ -141,14 +156,6 @@ fn settle(
         e.driver = None;
     }
     (answered, more)
-}
-
-/// Errors produced by the proxy's own upstream handling, as opposed to
-/// Redis's answer about the key.
-fn is_connection_error(reply: &[u8]) -> bool {
-    reply.starts_with(b"-ERR upstream")
-        || reply.starts_with(b"-ERR nexus")
-        || reply.starts_with(b"-ERR proxy shutting down")
 }
 
 #[cfg(test)]

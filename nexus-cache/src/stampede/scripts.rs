@@ -11,7 +11,13 @@ macro_rules! lease_prefix {
 pub(crate) use lease_prefix;
 
 /// Prefix of the set of a key's unfilled lease tokens granted since the
-/// key was last invalidated through a proxy: `nexus:fresh:k`.
+/// key was last invalidated through a proxy: `nexus:fresh:k`. A sorted set
+/// scored by grant time (Redis's clock, ms): every grant first drops the
+/// tokens older than the set's lifetime (`3 × lock_ttl`, longer than a
+/// proxy sends a holder's fill under its token), so the set holds the
+/// tokens of at most about 4 unfilled leases (leases are exclusive and
+/// live `lock_ttl`) however long a key stays missing and unfilled, and it
+/// expires `3 × lock_ttl` after the last grant.
 macro_rules! fresh_prefix {
     () => {
         "nexus:fresh:"
@@ -21,14 +27,21 @@ pub(crate) use fresh_prefix;
 
 /// `KEYS[1]` the key, `KEYS[2]` its lease, `KEYS[3]` its fresh set;
 /// `ARGV[1]` a new token, `ARGV[2]` the lease lifetime in ms, `ARGV[3]` the
-/// fresh set's lifetime in ms. The key's value (or Redis's error reply for
-/// `GET`) when it exists; otherwise takes the lease if it is free (`:1`,
-/// and the token joins the fresh set) or reports it held (`:0`).
+/// fresh set's lifetime in ms. The key's value when it exists, or the
+/// `GET`'s own error wrapped in a one-element array (`*1`, so that it is
+/// told apart from an error of the script itself: out of memory for the
+/// lease's `SET`, `READONLY`, `BUSY`, ...); otherwise takes the lease if it
+/// is free (`:1`, and the token joins the fresh set) or reports it held
+/// (`:0`).
 pub(crate) const ACQUIRE: &str = r"
 local v = redis.pcall('GET', KEYS[1])
+if type(v) == 'table' and v.err then return {v} end
 if v then return v end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('SADD', KEYS[3], ARGV[1])
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. tostring(now - ARGV[3]))
+  redis.call('ZADD', KEYS[3], tostring(now), ARGV[1])
   redis.call('PEXPIRE', KEYS[3], ARGV[3])
   return 1
 end
@@ -39,7 +52,10 @@ return 0
 /// `ARGV` as for [`ACQUIRE`]. `:1` if taken, `:0` if held.
 pub(crate) const GRANT: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('SADD', KEYS[2], ARGV[1])
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. tostring(now - ARGV[3]))
+  redis.call('ZADD', KEYS[2], tostring(now), ARGV[1])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
   return 1
 end
@@ -61,10 +77,10 @@ return 0
 pub(crate) const FILL: &str = r"
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
-elseif redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 then
+elseif not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
   return false
 end
-redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
 local reply = redis.pcall(unpack(ARGV, 2))
 if type(reply) == 'table' and reply.err then return reply end
 if reply then
@@ -76,7 +92,7 @@ return reply
 /// `KEYS[1]` a lease, `KEYS[2]` its fresh set, `ARGV[1]` a token: deletes
 /// the lease if it still holds the token (a lease nobody was left to use).
 pub(crate) const RELEASE: &str = r"
-redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
