@@ -103,14 +103,22 @@ pub(super) async fn drive(
                 // `wait_timeout`).
                 continue;
             }
-            // The script failed (Redis refused it: out of memory for the
-            // lease's `SET`, `READONLY`, `BUSY`, `NOPERM`...; or the proxy's
-            // upstream link failed): not an answer about the key. Try again
-            // at the next poll; readers get the nil after `wait_timeout` at
-            // the latest, as without the guard.
-            _ => {
-                tracing::debug!(reply = %String::from_utf8_lossy(&reply), "lease script failed");
+            Some(b'-') if !is_connection_error(&reply) => {
+                // Redis refused the script itself (out of memory for the
+                // lease's `SET`, `READONLY`, `NOPERM`, `BUSY`...): not an
+                // answer about the key, and no lease can be taken. The
+                // readers get the nil now, as without the guard (a `GET`
+                // of the missing key answers nil there).
+                tracing::debug!(reply = %String::from_utf8_lossy(&reply), "lease script refused");
+                guard.table.with(&key, |e| {
+                    e.waiters.clear();
+                    e.driver = None;
+                });
+                return;
             }
+            // The proxy's upstream link failed: try again at the next poll
+            // (readers get the nil after `wait_timeout` at the latest).
+            _ => {}
         }
         let done = guard
             .table
@@ -156,6 +164,14 @@ fn settle(
         e.driver = None;
     }
     (answered, more)
+}
+
+/// Errors produced by the proxy's own upstream handling, as opposed to
+/// Redis's answer.
+fn is_connection_error(reply: &[u8]) -> bool {
+    reply.starts_with(b"-ERR upstream")
+        || reply.starts_with(b"-ERR nexus")
+        || reply.starts_with(b"-ERR proxy shutting down")
 }
 
 #[cfg(test)]
