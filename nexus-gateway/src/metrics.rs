@@ -4,8 +4,10 @@
 //! is one of the standard methods or `OTHER`, `upstream` comes from `services.json`,
 //! and the rate-limit counter has no per-IP label.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -53,6 +55,8 @@ pub enum CircuitGauge {
 /// All gateway metrics.
 #[derive(Debug)]
 pub struct Metrics {
+    /// Tells this registry's entries apart in the per-thread handle caches.
+    id: u64,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     rate_limit_hits: Counter,
@@ -130,6 +134,7 @@ impl Metrics {
             upstream_duration.clone(),
         );
         Self {
+            id: NEXT_METRICS_ID.fetch_add(1, Ordering::Relaxed),
             registry,
             requests,
             rate_limit_hits,
@@ -151,26 +156,77 @@ impl Metrics {
         millis: f64,
     ) {
         let method = method_label(method);
-        self.requests
-            .get_or_create(&RequestLabels {
-                method,
-                route,
-                status_code: status,
-            })
-            .inc();
-        self.request_duration
-            .get_or_create(&RouteLabel { method, route })
-            .observe(millis);
+        let found = REQUEST_HANDLES.with(|cache| {
+            let cache = cache.try_borrow().ok()?;
+            cache
+                .iter()
+                .find(|h| {
+                    h.metrics == self.id
+                        && h.status == status
+                        && h.route == route
+                        && h.method == method
+                })
+                .map(|h| {
+                    h.count.inc();
+                    h.duration.observe(millis);
+                })
+        });
+        if found.is_none() {
+            let count = self
+                .requests
+                .get_or_create(&RequestLabels {
+                    method,
+                    route,
+                    status_code: status,
+                })
+                .clone();
+            let duration = self
+                .request_duration
+                .get_or_create(&RouteLabel { method, route })
+                .clone();
+            count.inc();
+            duration.observe(millis);
+            remember(
+                &REQUEST_HANDLES,
+                RequestHandles {
+                    metrics: self.id,
+                    method,
+                    route,
+                    status,
+                    count,
+                    duration,
+                },
+            );
+        }
         self.recent.record(status, millis);
     }
 
     /// Records one upstream attempt.
     pub fn record_upstream(&self, upstream: &Arc<str>, millis: f64) {
-        self.upstream_duration
-            .get_or_create(&UpstreamLabels {
-                upstream: upstream.clone(),
-            })
-            .observe(millis);
+        let found = UPSTREAM_HANDLES.with(|cache| {
+            let cache = cache.try_borrow().ok()?;
+            cache
+                .iter()
+                .find(|h| h.metrics == self.id && *h.upstream == **upstream)
+                .map(|h| h.duration.observe(millis))
+        });
+        if found.is_none() {
+            let duration = self
+                .upstream_duration
+                .get_or_create(&UpstreamLabels {
+                    upstream: upstream.clone(),
+                })
+                .clone();
+            duration.observe(millis);
+            remember(
+                &UPSTREAM_HANDLES,
+                UpstreamHandle {
+                    metrics: self.id,
+                    upstream: upstream.clone(),
+                    duration,
+                },
+            );
+        }
     }
 
     /// Counts a rate-limit rejection.
@@ -310,6 +366,47 @@ pub fn openmetrics_to_text(om: &str) -> String {
     out
 }
 
+static NEXT_METRICS_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Most cached handles per thread and cache (cleared when full: label sets are
+/// bounded, see the module docs, so a full cache means many registries).
+const HANDLE_CACHE: usize = 128;
+
+/// Pre-resolved series of one request label set: recording a request is then
+/// an increment and an observation, without hashing labels or taking the
+/// family's lock.
+struct RequestHandles {
+    metrics: u64,
+    method: &'static str,
+    route: &'static str,
+    status: u16,
+    count: Counter,
+    duration: Histogram,
+}
+
+/// Pre-resolved upstream latency series.
+struct UpstreamHandle {
+    metrics: u64,
+    upstream: Arc<str>,
+    duration: Histogram,
+}
+
+thread_local! {
+    static REQUEST_HANDLES: RefCell<Vec<RequestHandles>> = const { RefCell::new(Vec::new()) };
+    static UPSTREAM_HANDLES: RefCell<Vec<UpstreamHandle>> = const { RefCell::new(Vec::new()) };
+}
+
+fn remember<T: 'static>(cache: &'static std::thread::LocalKey<RefCell<Vec<T>>>, entry: T) {
+    cache.with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            if c.len() == HANDLE_CACHE {
+                c.clear();
+            }
+            c.push(entry);
+        }
+    });
+}
+
 /// Maps a method to a bounded label.
 pub fn method_label(m: &http::Method) -> &'static str {
     match *m {
@@ -327,6 +424,35 @@ pub fn method_label(m: &http::Method) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_handles_count_per_registry_and_label_set() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        let up: Arc<str> = Arc::from("http://127.0.0.1:3001");
+        for _ in 0..3 {
+            a.record_request(&http::Method::GET, "/api/*", 200, 3.0);
+            a.record_upstream(&up, 1.0);
+        }
+        a.record_request(&http::Method::GET, "/api/*", 503, 3.0);
+        b.record_request(&http::Method::GET, "/api/*", 200, 3.0);
+        let (ta, tb) = (a.encode(), b.encode());
+        let line = |s: u16| {
+            format!(r#"nexus_http_requests_total{{method="GET",route="/api/*",status_code="{s}"}}"#)
+        };
+        assert!(ta.contains(&format!("{} 3", line(200))), "{ta}");
+        assert!(ta.contains(&format!("{} 1", line(503))), "{ta}");
+        assert!(tb.contains(&format!("{} 1", line(200))), "{tb}");
+        assert!(
+            ta.contains(
+                r#"nexus_upstream_request_duration_ms_count{upstream="http://127.0.0.1:3001"} 3"#
+            ),
+            "{ta}"
+        );
+        assert!(
+            !tb.contains("nexus_upstream_request_duration_ms_count{"),
+            "{tb}"
+        );
+    }
 
     #[test]
     fn exposes_seed_names() {

@@ -80,6 +80,8 @@ fn build(p: &ProxySettings) -> UpstreamClient {
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(p.pool_max_idle_per_host)
-        .http2_only(p.http2);
+        .http2_only(p.http2)
+        // The proxy sets `Host` itself (HTTP/1.1 only; HTTP/2 sends `:authority`).
+        .set_host(!p.http2);
     b.build(connector)
 }
