@@ -906,3 +906,39 @@ async fn a_guard_script_error_is_not_a_readers_answer() -> Result<()> {
     );
     proxy.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holders_later_writes_after_its_fill_are_ordinary_writes() -> Result<()> {
+    // F's lease expires and goes to R; F's slow fill is written (no write
+    // since its grant). F's next SETs are new writes of the key, not fills:
+    // they must be written, not checked again against F's used token.
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 300ms, wait_timeout: 3s, max_waiters: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let key: &[u8] = b"s:41";
+    let mut f = Conn::connect(proxy.addr).await?;
+    ensure!(f.call(&[b"GET", key]).await? == NIL);
+    let mut r = Conn::connect(proxy.addr).await?;
+    r.send(&common::cmd(&[b"GET", key])).await?;
+    ensure!(r.read_frames(1).await? == NIL, "R was not handed the lease");
+    ensure!(f.call(&[b"SET", key, b"slow"]).await? == b"+OK\r\n");
+    for v in [&b"update-1"[..], b"update-2"] {
+        let got = f.call(&[b"SET", key, v]).await?;
+        ensure!(got == b"+OK\r\n", "F's later SET answered {}", show(&got));
+        let now = direct.call(&[b"GET", key]).await?;
+        ensure!(
+            now == bulk(std::str::from_utf8(v)?),
+            "Redis holds {}",
+            show(&now)
+        );
+    }
+    ensure!(stat(proxy.addr, "late_fills_dropped").await? == 0);
+    // The same after a fill of the current lease.
+    let key: &[u8] = b"s:42";
+    ensure!(f.call(&[b"GET", key]).await? == NIL);
+    ensure!(f.call(&[b"SET", key, b"filled"]).await? == b"+OK\r\n");
+    ensure!(f.call(&[b"SET", key, b"again"]).await? == b"+OK\r\n");
+    ensure!(direct.call(&[b"GET", key]).await? == bulk("again"));
+    proxy.stop().await
+}

@@ -404,7 +404,12 @@ impl Guard {
     }
 
     /// After a fill ran ([`scripts::FILL`]) with `reply`: measures the refill
-    /// time, wakes the held readers, counts a dropped fill.
+    /// time, wakes the held readers, counts a dropped fill. A fill that was
+    /// written (or failed) used its token up (the script removed it from
+    /// the fresh set): the token is forgotten, current or former, so the
+    /// holder's later `SET`s are ordinary writes, not fills checked again
+    /// against a spent token (and dropped). After a dropped fill, a former
+    /// lease is kept: the holder's repeated late fill is dropped too.
     pub(crate) fn filled(&self, key: &[u8], token: &[u8], granted: Instant, reply: &[u8]) {
         let now = Instant::now();
         let dropped = reply == NIL;
@@ -414,6 +419,9 @@ impl Guard {
         self.table.invalidate(key, |e| {
             if e.lease.as_ref().is_some_and(|l| l.token[..] == *token) {
                 e.lease = None;
+            }
+            if !dropped {
+                e.former.retain(|l| l.token[..] != *token);
             }
             if !dropped && !reply.starts_with(b"-") {
                 e.refill = Some(now.saturating_duration_since(granted));
