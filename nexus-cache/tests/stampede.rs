@@ -942,3 +942,34 @@ async fn a_holders_later_writes_after_its_fill_are_ordinary_writes() -> Result<(
     ensure!(direct.call(&[b"GET", key]).await? == bulk("again"));
     proxy.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_whose_own_set_answers_nil_is_not_a_dropped_fill() -> Result<()> {
+    // The filler's `SET ... NX` finds the key written meanwhile (directly
+    // on Redis): Redis answers nil, the fill ran under its lease. That is
+    // `SET NX`'s own answer, not a fill the guard dropped; likewise a
+    // `SET ... GET` of a missing key.
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 2s, wait_timeout: 2s, max_waiters: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut f = Conn::connect(proxy.addr).await?;
+    ensure!(f.call(&[b"GET", b"s:51"]).await? == NIL);
+    ensure!(direct.call(&[b"SET", b"s:51", b"direct"]).await? == b"+OK\r\n");
+    ensure!(f.call(&[b"SET", b"s:51", b"mine", b"NX"]).await? == NIL);
+    ensure!(direct.call(&[b"GET", b"s:51"]).await? == bulk("direct"));
+    ensure!(direct.call(&[b"EXISTS", b"nexus:lease:s:51"]).await? == b":0\r\n");
+    ensure!(f.call(&[b"GET", b"s:52"]).await? == NIL);
+    ensure!(f.call(&[b"SET", b"s:52", b"v", b"GET"]).await? == NIL);
+    ensure!(direct.call(&[b"GET", b"s:52"]).await? == bulk("v"));
+    let dropped = stat(proxy.addr, "late_fills_dropped").await?;
+    ensure!(dropped == 0, "{dropped} fills counted as dropped");
+    // A fill the guard does drop still answers the client a plain nil.
+    ensure!(f.call(&[b"GET", b"s:53"]).await? == NIL);
+    let mut admin = Conn::connect(proxy.addr).await?;
+    ensure!(admin.call(&[b"DEL", b"s:53"]).await? == b":0\r\n");
+    let got = f.call(&[b"SET", b"s:53", b"stale"]).await?;
+    ensure!(got == NIL, "the dropped fill answered {}", show(&got));
+    ensure!(stat(proxy.addr, "late_fills_dropped").await? == 1);
+    proxy.stop().await
+}

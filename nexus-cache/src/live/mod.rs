@@ -458,8 +458,7 @@ impl Live {
                 granted,
             } => {
                 let reply = FILL_SCRIPT.call(lane, &refs(&keys), &refs(&argv)).await;
-                self.guard.filled(&keys[0], &argv[0], granted, &reply);
-                reply
+                self.guard.filled(&keys[0], &argv[0], granted, reply)
             }
             Call::Invalidating {
                 leases,

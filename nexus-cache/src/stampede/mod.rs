@@ -410,9 +410,12 @@ impl Guard {
     /// holder's later `SET`s are ordinary writes, not fills checked again
     /// against a spent token (and dropped). After a dropped fill, a former
     /// lease is kept: the holder's repeated late fill is dropped too.
-    pub(crate) fn filled(&self, key: &[u8], token: &[u8], granted: Instant, reply: &[u8]) {
+    ///
+    /// Returns the client's reply: a plain nil for a dropped fill
+    /// ([`scripts::FILL_DROPPED`]), otherwise the write's own reply.
+    pub(crate) fn filled(&self, key: &[u8], token: &[u8], granted: Instant, reply: Bytes) -> Bytes {
         let now = Instant::now();
-        let dropped = reply == NIL;
+        let dropped = reply[..] == *scripts::FILL_DROPPED;
         if dropped {
             self.metrics.late_fills_dropped.fetch_add(1, Relaxed);
         }
@@ -430,6 +433,11 @@ impl Guard {
                 wake.notify_one();
             }
         });
+        if dropped {
+            Bytes::from_static(NIL)
+        } else {
+            reply
+        }
     }
 
     /// A write of `key` through this proxy, other than its fill, is about

@@ -72,13 +72,16 @@ return 0
 /// a proxy since the lease was granted: the write runs as an ordinary write
 /// (the next filler's lease, if any, is left alone). Otherwise a write,
 /// deletion, tag invalidation or flush ran since: the fill may carry a
-/// value older than that write, so it is not written and answered nil
-/// (what `SET ... NX` answers when it does not write).
+/// value older than that write, so it is not written and the script
+/// answers [`FILL_DROPPED`] (a nil in a one-element array, told apart
+/// from the write's own nil, e.g. `SET ... NX` that did not write); the
+/// client is answered a plain nil (what `SET ... NX` answers when it does
+/// not write).
 pub(crate) const FILL: &str = r"
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
 elseif not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
-  return false
+  return {false}
 end
 redis.call('ZREM', KEYS[3], ARGV[1])
 local reply = redis.pcall(unpack(ARGV, 2))
@@ -88,6 +91,9 @@ if reply then
 end
 return reply
 ";
+
+/// [`FILL`]'s answer when it dropped the fill.
+pub(crate) const FILL_DROPPED: &[u8] = b"*1\r\n$-1\r\n";
 
 /// `KEYS[1]` a lease, `KEYS[2]` its fresh set, `ARGV[1]` a token: deletes
 /// the lease if it still holds the token (a lease nobody was left to use).
