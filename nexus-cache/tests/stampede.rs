@@ -973,3 +973,60 @@ async fn a_fill_whose_own_set_answers_nil_is_not_a_dropped_fill() -> Result<()> 
     ensure!(stat(proxy.addr, "late_fills_dropped").await? == 1);
     proxy.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guards_scripts_are_loaded_again_after_script_flush() -> Result<()> {
+    // Every guard script (lease, fill, early-refresh grant) meets NOSCRIPT
+    // after `SCRIPT FLUSH` and is loaded again; nothing is lost or doubled.
+    let redis = RedisServer::start().await?;
+    let policy =
+        guarded("{ lock_ttl: 2s, wait_timeout: 2s, max_waiters: 100, early_refresh: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    async fn flush(d: &mut Conn) -> Result<()> {
+        ensure!(d.call(&[b"SCRIPT", b"FLUSH"]).await? == b"+OK\r\n");
+        Ok(())
+    }
+    for round in 0..2 {
+        let key = format!("s:noscript:{round}");
+        let k = key.as_bytes();
+        let mut f = Conn::connect(proxy.addr).await?;
+        ensure!(f.call(&[b"GET", k]).await? == NIL);
+        flush(&mut direct).await?;
+        let mut held = Conn::connect(proxy.addr).await?;
+        held.send(&common::cmd(&[b"GET", k])).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        flush(&mut direct).await?;
+        let got = f.call(&[b"SET", k, b"filled", b"PX", b"1000"]).await?;
+        ensure!(
+            got == b"+OK\r\n",
+            "round {round}: the fill answered {}",
+            show(&got)
+        );
+        ensure!(held.read_frames(1).await? == bulk("filled"));
+        let lease = format!("nexus:lease:{key}");
+        ensure!(direct.call(&[b"EXISTS", lease.as_bytes()]).await? == b":0\r\n");
+        // An early refresh (beta 100, a refill of about 100 ms, 1 s left:
+        // about 9 hits in 10 refresh) takes its lease through a reloaded
+        // script too.
+        flush(&mut direct).await?;
+        let mut r = Conn::connect(proxy.addr).await?;
+        let mut refreshed = false;
+        for _ in 0..30 {
+            let got = r.call(&[b"GET", k]).await?;
+            if got == NIL {
+                refreshed = true;
+                break;
+            }
+            ensure!(got == bulk("filled"), "GET answered {}", show(&got));
+        }
+        ensure!(refreshed, "no early refresh");
+        ensure!(direct.call(&[b"EXISTS", lease.as_bytes()]).await? == b":1\r\n");
+        flush(&mut direct).await?;
+        ensure!(r.call(&[b"SET", k, b"refreshed"]).await? == b"+OK\r\n");
+        ensure!(direct.call(&[b"GET", k]).await? == bulk("refreshed"));
+    }
+    ensure!(stat(proxy.addr, "early_refreshes").await? == 2);
+    ensure!(stat(proxy.addr, "late_fills_dropped").await? == 0);
+    proxy.stop().await
+}
