@@ -1030,3 +1030,54 @@ async fn the_guards_scripts_are_loaded_again_after_script_flush() -> Result<()> 
     ensure!(stat(proxy.addr, "late_fills_dropped").await? == 0);
     proxy.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_write_of_many_guarded_keys_cancels_every_lease() -> Result<()> {
+    // A pinned session (a RESP3 client, a transaction...) deletes more
+    // guarded keys in one go than the proxy remembers per write (256): the
+    // lease of the last one, held by a filler, must be cancelled in Redis
+    // as well, so that filler's late fill (read before the deletion) is
+    // not written back over it.
+    let redis = RedisServer::start().await?;
+    let policy = guarded("{ lock_ttl: 5s, wait_timeout: 2s, max_waiters: 100 }");
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let keys: Vec<String> = (0..300).map(|i| format!("s:many:{i}")).collect();
+    let last = keys[299].as_bytes();
+    let mut pinned = Conn::connect(proxy.addr).await?;
+    ensure!(pinned.call(&[b"CLIENT", b"SETNAME", b"bulk"]).await? == b"+OK\r\n");
+    let del: Vec<&[u8]> = std::iter::once(&b"DEL"[..])
+        .chain(keys.iter().map(|k| k.as_bytes()))
+        .collect();
+    // One command of 300 keys; then the same inside MULTI (one DEL per
+    // key, cancelled when EXEC is forwarded).
+    for multi in [false, true] {
+        let mut f = Conn::connect(proxy.addr).await?;
+        ensure!(f.call(&[b"GET", last]).await? == NIL);
+        if multi {
+            ensure!(pinned.call(&[b"MULTI"]).await? == b"+OK\r\n");
+            for k in &keys {
+                ensure!(pinned.call(&[b"DEL", k.as_bytes()]).await? == b"+QUEUED\r\n");
+            }
+            let exec = pinned.call(&[b"EXEC"]).await?;
+            ensure!(
+                exec.starts_with(b"*300\r\n"),
+                "EXEC answered {}",
+                show(&exec)
+            );
+        } else {
+            ensure!(pinned.call(&del).await? == b":0\r\n");
+        }
+        let lease = format!("nexus:lease:{}", keys[299]);
+        let left = direct.call(&[b"EXISTS", lease.as_bytes()]).await?;
+        let got = f.call(&[b"SET", last, b"stale"]).await?;
+        ensure!(
+            got == NIL,
+            "multi: {multi}: the late fill answered {} (lease left: {})",
+            show(&got),
+            show(&left)
+        );
+        ensure!(direct.call(&[b"EXISTS", last]).await? == b":0\r\n");
+    }
+    proxy.stop().await
+}

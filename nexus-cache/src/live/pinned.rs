@@ -66,13 +66,21 @@ impl Live {
     }
 
     /// A write queued in `MULTI`: recorded in `queued`, nothing marked.
-    pub(crate) fn pinned_queue(&self, cmd: &Command<'_>, queued: &mut Queued) {
+    /// Returns the keys to delete in Redis before it is forwarded: the
+    /// leases of guarded keys beyond what a transaction remembers
+    /// ([`GuardWrites::take_overflow`]), usually none.
+    pub(crate) fn pinned_queue(&self, cmd: &Command<'_>, queued: &mut Queued) -> Vec<Bytes> {
         match commands::kind(cmd) {
             Kind::WriteKey | Kind::WriteKeys => commands::for_each_written(cmd, |k| queued.add(k)),
             Kind::Script | Kind::Flush | Kind::WriteUnknown => queued.all = true,
             Kind::Neutral | Kind::ReadKey | Kind::ReadMany => {}
         }
         self.guard_writes(cmd, &mut queued.guard);
+        queued
+            .guard
+            .as_mut()
+            .map(|g| g.take_overflow())
+            .unwrap_or_default()
     }
 
     /// `EXEC` of a transaction that queued `queued` is about to be

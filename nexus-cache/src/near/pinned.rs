@@ -158,8 +158,7 @@ impl PinnedWrites {
             return Vec::new();
         }
         if let Some(queued) = &mut st.multi {
-            live.pinned_queue(cmd, queued);
-            return Vec::new();
+            return live.pinned_queue(cmd, queued);
         }
         let mut marks = WriteMarks::new();
         let cancel = live.pinned_write(cmd, &mut marks);

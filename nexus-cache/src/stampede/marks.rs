@@ -4,10 +4,14 @@
 //! and is released with them, once Redis answered the writes and before
 //! the client sees the answer.
 //!
-//! Bounds: at most [`MAX_KEYS`] keys and [`MAX_KEY_BYTES`] bytes of keys;
-//! beyond, the writes count as writes of every key (every stale copy is
-//! dropped, every lease of this proxy cancelled; leases of keys not listed
-//! are not deleted in Redis).
+//! Bounds: at most [`MAX_KEYS`] keys and [`MAX_KEY_BYTES`] bytes of keys are
+//! remembered until the release; beyond, the writes count as writes of
+//! every key on release (every stale copy is dropped, every lease of this
+//! proxy cancelled). The keys beyond the bound still have their leases
+//! deleted in Redis: they are kept only until the next
+//! [`GuardWrites::begin`] or [`GuardWrites::take_overflow`], i.e. one
+//! command's keys at most (bounded by the client's frame, which the proxy
+//! holds anyway).
 
 use std::sync::Arc;
 
@@ -31,6 +35,8 @@ pub(crate) struct GuardWrites {
     /// Every key is written (a flush, or more keys than the bound).
     all: bool,
     all_begun: bool,
+    /// Keys beyond the bound whose leases are not deleted in Redis yet.
+    overflow: Vec<Bytes>,
 }
 
 impl GuardWrites {
@@ -42,6 +48,7 @@ impl GuardWrites {
             begun: 0,
             all: false,
             all_begun: false,
+            overflow: Vec::new(),
         }
     }
 
@@ -56,11 +63,15 @@ impl GuardWrites {
 
     /// Records a write of `key` (a guarded key).
     pub(crate) fn add(&mut self, key: &[u8]) {
-        if self.all || self.keys.iter().any(|k| k[..] == *key) {
+        if self.keys.iter().any(|k| k[..] == *key) {
             return;
         }
-        if self.keys.len() >= MAX_KEYS || self.bytes + key.len() > MAX_KEY_BYTES {
+        if self.all || self.keys.len() >= MAX_KEYS || self.bytes + key.len() > MAX_KEY_BYTES {
+            // Not remembered for the release (which then covers every
+            // key), but its lease is still deleted in Redis before the
+            // write runs.
             self.all = true;
+            self.overflow.push(Bytes::copy_from_slice(key));
             return;
         }
         self.bytes += key.len();
@@ -80,13 +91,33 @@ impl GuardWrites {
         for k in fresh {
             self.guard.cancel(k, false);
         }
-        let leases = fresh.iter().flat_map(|k| Guard::cancel_keys(k)).collect();
+        let mut leases: Vec<Bytes> = fresh.iter().flat_map(|k| Guard::cancel_keys(k)).collect();
+        leases.extend(self.overflow.drain(..).flat_map(|k| Guard::cancel_keys(&k)));
         self.begun = self.keys.len();
         if self.all && !self.all_begun {
             self.guard.cancel_all();
             self.all_begun = true;
         }
         leases
+    }
+
+    /// Writes queued in a transaction: the keys recorded beyond the bound
+    /// since the last call are cancelled now, in this proxy and (the
+    /// returned keys, [`Guard::cancel_keys`]) in Redis before the queued
+    /// command is forwarded, since they will not be known any more when
+    /// `EXEC` is ([`GuardWrites::begin`] then covers every key in this
+    /// proxy only). A filler granted a lease between this and `EXEC` read
+    /// the database after the write was sent, as for a write whose lease
+    /// deletion Redis reads separately.
+    pub(crate) fn take_overflow(&mut self) -> Vec<Bytes> {
+        let overflow = std::mem::take(&mut self.overflow);
+        for k in &overflow {
+            self.guard.cancel(k, false);
+        }
+        overflow
+            .iter()
+            .flat_map(|k| Guard::cancel_keys(k))
+            .collect()
     }
 
     /// Drops the stale copies of the written keys again, while the writes
@@ -162,14 +193,20 @@ mod tests {
             w.add(format!("k{i}").as_bytes());
         }
         assert!(w.all && w.keys.len() <= MAX_KEYS);
-        // Beyond the bound: every lease of this proxy is cancelled, once.
+        // Beyond the bound: every lease of this proxy is cancelled, once,
+        // and every key's lease is deleted in Redis, remembered or not.
         let cancel = w.begin();
-        assert_eq!(cancel.len(), 2 * (w.keys.len() - 2));
-        assert!(w.all_begun);
+        assert_eq!(cancel.len(), 2 * (MAX_KEYS + 10));
+        assert!(w.all_begun && w.overflow.is_empty());
+        assert!(w.begin().is_empty(), "overflow begun twice");
+        // Queued in a transaction: the overflow is cancelled at once.
+        w.add(b"late");
+        assert_eq!(w.take_overflow().len(), 2);
+        assert!(w.take_overflow().is_empty());
         let mut big = GuardWrites::new(g);
         big.add(&vec![b'x'; MAX_KEY_BYTES + 1]);
         assert!(big.all && big.keys.is_empty());
-        big.begin();
+        assert_eq!(big.begin().len(), 2);
         // Absorbed writes were begun: nothing more to cancel.
         let mut held = GuardWrites::new(Arc::clone(&w.guard));
         held.absorb(big);
