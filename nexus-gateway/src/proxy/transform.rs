@@ -65,6 +65,8 @@ pub fn request_headers(
 ) {
     strip_hop_by_hop(headers);
     headers.remove(header::HOST);
+    // Room for what is inserted below and the proxy's `Host`: one growth at most.
+    headers.reserve(5);
     for h in &t.strip_headers {
         headers.remove(h);
     }
