@@ -63,19 +63,27 @@ impl GuardWrites {
 
     /// Records a write of `key` (a guarded key).
     pub(crate) fn add(&mut self, key: &[u8]) {
-        if self.keys.iter().any(|k| k[..] == *key) {
-            return;
-        }
-        if self.all || self.keys.len() >= MAX_KEYS || self.bytes + key.len() > MAX_KEY_BYTES {
+        if !self.remember(key) {
             // Not remembered for the release (which then covers every
             // key), but its lease is still deleted in Redis before the
             // write runs.
-            self.all = true;
             self.overflow.push(Bytes::copy_from_slice(key));
-            return;
+        }
+    }
+
+    /// Remembers `key` for the release; `false` when it is beyond the
+    /// bound (the release then covers every key).
+    fn remember(&mut self, key: &[u8]) -> bool {
+        if self.keys.iter().any(|k| k[..] == *key) {
+            return true;
+        }
+        if self.all || self.keys.len() >= MAX_KEYS || self.bytes + key.len() > MAX_KEY_BYTES {
+            self.all = true;
+            return false;
         }
         self.bytes += key.len();
         self.keys.push(Bytes::copy_from_slice(key));
+        true
     }
 
     /// Records a write of every key.
@@ -136,9 +144,12 @@ impl GuardWrites {
         if other.all {
             self.all = true;
         }
+        // Begun already (their leases deleted in Redis): only remembered
+        // for the release, never queued for deletion again.
         for k in std::mem::take(&mut other.keys) {
-            self.add(&k);
+            self.remember(&k);
         }
+        other.overflow.clear();
         // Everything here was begun: keys beyond the bound were cancelled
         // already, so `all` only widens what is dropped on release.
         self.begun = self.keys.len();
@@ -207,9 +218,18 @@ mod tests {
         big.add(&vec![b'x'; MAX_KEY_BYTES + 1]);
         assert!(big.all && big.keys.is_empty());
         assert_eq!(big.begin().len(), 2);
-        // Absorbed writes were begun: nothing more to cancel.
+        // Absorbed writes were begun: nothing more to cancel, and nothing
+        // kept beyond the bound however many are absorbed.
         let mut held = GuardWrites::new(Arc::clone(&w.guard));
         held.absorb(big);
         assert!(held.all && held.all_begun && held.begin().is_empty());
+        for i in 0..(2 * MAX_KEYS) {
+            let mut one = GuardWrites::new(Arc::clone(&w.guard));
+            one.add(format!("h{i}").as_bytes());
+            one.begin();
+            held.absorb(one);
+        }
+        assert!(held.keys.len() <= MAX_KEYS && held.overflow.is_empty());
+        assert!(held.begin().is_empty());
     }
 }
