@@ -91,6 +91,9 @@ pub(crate) struct Live {
     pool: Pool,
     /// The near cache ([`Live::with_near`]); `None` until started.
     near: Option<crate::near::Near>,
+    /// The pool's database (the upstream URL's), set by [`Live::with_near`]:
+    /// pinned sessions' writes in another database cancel no lease here.
+    pub(crate) pool_db: u32,
     _reloader: Option<Reloader>,
     _ticker: Ticker,
 }
@@ -216,6 +219,7 @@ impl Live {
             clients: AtomicU64::new(1),
             pool,
             near: None,
+            pool_db: 0,
             _reloader: reloader,
             _ticker: ticker,
         })

@@ -17,8 +17,10 @@ use crate::stampede::marks::GuardWrites;
 use crate::upstream::{Lane, Reply};
 
 impl Live {
-    /// Starts the near cache (idle until a policy names one).
+    /// Starts the near cache (idle until a policy names one), and records
+    /// the pool's database ([`Live::pool_db`]).
     pub(crate) fn with_near(mut self, config: &ProxyConfig) -> Self {
+        self.pool_db = config.upstream.db;
         self.near = Some(Near::start(
             config,
             self.policy.clone(),

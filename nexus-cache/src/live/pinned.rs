@@ -59,9 +59,19 @@ impl Live {
     /// in `marks` and cancels the leases of the guarded keys it writes in
     /// this proxy. Returns the keys to delete in Redis before it is
     /// forwarded ([`cancel_leases`](Self::cancel_leases)).
-    pub(crate) fn pinned_write(&self, cmd: &Command<'_>, marks: &mut WriteMarks) -> Vec<Bytes> {
+    ///
+    /// `pool_db`: whether the session is (or may be) in the pool's
+    /// database; when it is known to be in another one, its writes cancel
+    /// no lease (they still drop near-cache entries: tracking does not
+    /// tell databases apart).
+    pub(crate) fn pinned_write(
+        &self,
+        cmd: &Command<'_>,
+        marks: &mut WriteMarks,
+        pool_db: bool,
+    ) -> Vec<Bytes> {
         self.near_write(cmd, marks);
-        self.guard_writes(cmd, &mut marks.guard);
+        self.guard_writes(cmd, &mut marks.guard, pool_db);
         marks.guard.as_mut().map(|g| g.begin()).unwrap_or_default()
     }
 
@@ -69,13 +79,19 @@ impl Live {
     /// Returns the keys to delete in Redis before it is forwarded: the
     /// leases of guarded keys beyond what a transaction remembers
     /// ([`GuardWrites::take_overflow`]), usually none.
-    pub(crate) fn pinned_queue(&self, cmd: &Command<'_>, queued: &mut Queued) -> Vec<Bytes> {
+    /// `pool_db` as for [`pinned_write`](Self::pinned_write).
+    pub(crate) fn pinned_queue(
+        &self,
+        cmd: &Command<'_>,
+        queued: &mut Queued,
+        pool_db: bool,
+    ) -> Vec<Bytes> {
         match commands::kind(cmd) {
             Kind::WriteKey | Kind::WriteKeys => commands::for_each_written(cmd, |k| queued.add(k)),
             Kind::Script | Kind::Flush | Kind::WriteUnknown => queued.all = true,
             Kind::Neutral | Kind::ReadKey | Kind::ReadMany => {}
         }
-        self.guard_writes(cmd, &mut queued.guard);
+        self.guard_writes(cmd, &mut queued.guard, pool_db);
         queued
             .guard
             .as_mut()
@@ -104,14 +120,17 @@ impl Live {
     }
 
     /// Records in `guard` the guarded keys `cmd` writes (not begun).
-    fn guard_writes(&self, cmd: &Command<'_>, guard: &mut Option<Box<GuardWrites>>) {
+    /// `pool_db`: false when the session is known to be in another
+    /// database, whose keys are not the guarded ones; flushes count either
+    /// way (`FLUSHALL` and `SWAPDB` reach the pool's database too).
+    fn guard_writes(&self, cmd: &Command<'_>, guard: &mut Option<Box<GuardWrites>>, pool_db: bool) {
         let policy = self.policy.load();
         if !policy.has_stampede() {
             return;
         }
         let new = || Box::new(GuardWrites::new(Arc::clone(&self.guard)));
         match commands::kind(cmd) {
-            Kind::WriteKey | Kind::WriteKeys | Kind::Script => {
+            Kind::WriteKey | Kind::WriteKeys | Kind::Script if pool_db => {
                 commands::for_each_written(cmd, |k| {
                     if policy.stampede_for(k).is_some() {
                         guard.get_or_insert_with(new).add(k);
@@ -119,7 +138,13 @@ impl Live {
                 });
             }
             Kind::Flush => guard.get_or_insert_with(new).add_all(),
-            Kind::WriteUnknown | Kind::Neutral | Kind::ReadKey | Kind::ReadMany => {}
+            Kind::WriteKey
+            | Kind::WriteKeys
+            | Kind::Script
+            | Kind::WriteUnknown
+            | Kind::Neutral
+            | Kind::ReadKey
+            | Kind::ReadMany => {}
         }
     }
 

@@ -43,6 +43,22 @@ use crate::resp::{Command, Limits, Scanner};
 /// session.
 pub(crate) const MAX_QUEUED: usize = 1024;
 
+/// `SELECT`s (and `RESET`s) waiting for their replies that a session
+/// tracks; beyond, its database is unknown until it ends.
+const MAX_SELECTS: usize = 16;
+
+/// The database a session's writes run in, as far as the stampede guard
+/// is concerned (see [`PinnedWrites::command`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Db {
+    /// The pool's (the upstream URL's): its writes cancel leases.
+    Pool,
+    /// Known to be another one: its writes cancel no lease.
+    Other,
+    /// Not known: treated as the pool's.
+    Unknown,
+}
+
 /// Commands after which replies cannot be counted (see the module docs).
 const UNCOUNTABLE: &[&[u8]] = &[
     b"SUBSCRIBE",
@@ -76,6 +92,11 @@ struct State {
     held: Option<HeldMarks>,
     /// The reply stream could not be framed: counting stopped.
     broken: bool,
+    /// The session's database once every tracked `SELECT` was answered.
+    db: Db,
+    /// `SELECT`/`RESET`s sent, not answered yet: `(reply index, database
+    /// if it succeeds)`; at most [`MAX_SELECTS`].
+    selects: VecDeque<(u64, Db)>,
 }
 
 impl std::fmt::Debug for PinnedWrites {
@@ -101,6 +122,46 @@ impl State {
     }
 }
 
+impl State {
+    /// Whether the session's writes may run in the pool's database.
+    fn pool_db(&self) -> bool {
+        !self.selects.is_empty() || self.db != Db::Other
+    }
+
+    /// A `SELECT` or `RESET` (to database `target`) is about to be
+    /// forwarded (not inside `MULTI`): the database is learned from its
+    /// reply, if replies can be matched to commands.
+    fn select(&mut self, index: u64, target: Db) {
+        if self.db == Db::Unknown
+            || self.held.is_some()
+            || self.broken
+            || self.selects.len() >= MAX_SELECTS
+        {
+            // Its reply cannot be told apart (or tracked): unknown for good.
+            self.db = Db::Unknown;
+            self.selects.clear();
+            return;
+        }
+        self.selects.push_back((index, target));
+    }
+}
+
+/// The database `SELECT n` moves to, compared with the pool's; a number
+/// not written as Redis would accept it is [`Db::Unknown`].
+fn select_target(cmd: &Command<'_>, pool_db: u32) -> Db {
+    let Some(arg) = cmd.arg(1).filter(|_| cmd.len() == 2) else {
+        return Db::Unknown;
+    };
+    let Some(n) = std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+        .filter(|n| n.to_string().as_bytes() == arg)
+    else {
+        return Db::Unknown;
+    };
+    if n == pool_db { Db::Pool } else { Db::Other }
+}
+
 fn uncountable(cmd: &Command<'_>) -> bool {
     UNCOUNTABLE.iter().any(|n| cmd.is(n))
         || (cmd.is(b"CLIENT") && cmd.arg(1).is_some_and(|a| a.eq_ignore_ascii_case(b"REPLY")))
@@ -123,6 +184,8 @@ impl PinnedWrites {
                 scanner: Scanner::new(limits).inline(false),
                 held: None,
                 broken: false,
+                db: Db::Pool,
+                selects: VecDeque::new(),
             }),
         }
     }
@@ -152,16 +215,39 @@ impl PinnedWrites {
             st.push(index, marks);
             return cancel;
         }
-        if cmd.is(b"DISCARD") || cmd.is(b"RESET") {
+        if cmd.is(b"RESET") {
+            // The queued writes never run; the session is back in database 0.
+            st.multi = None;
+            let target = if live.pool_db == 0 {
+                Db::Pool
+            } else {
+                Db::Other
+            };
+            st.select(index, target);
+            return Vec::new();
+        }
+        if cmd.is(b"DISCARD") {
             // The queued writes never run.
             st.multi = None;
             return Vec::new();
         }
+        if cmd.is(b"SELECT") {
+            if st.multi.is_some() {
+                // Runs at `EXEC`, if at all: unknown for good.
+                st.db = Db::Unknown;
+                st.selects.clear();
+            } else {
+                let target = select_target(cmd, live.pool_db);
+                st.select(index, target);
+            }
+            return Vec::new();
+        }
+        let pool_db = st.pool_db();
         if let Some(queued) = &mut st.multi {
-            return live.pinned_queue(cmd, queued);
+            return live.pinned_queue(cmd, queued, pool_db);
         }
         let mut marks = WriteMarks::new();
-        let cancel = live.pinned_write(cmd, &mut marks);
+        let cancel = live.pinned_write(cmd, &mut marks, pool_db);
         st.push(index, marks);
         cancel
     }
@@ -189,10 +275,17 @@ impl PinnedWrites {
                 let State { tail, scanner, .. } = &mut *st;
                 match scanner.scan(tail) {
                     Ok(Some(n)) => {
-                        let push = tail.first() == Some(&b'>');
+                        let first = tail.first().copied();
                         tail.advance(n);
-                        if !push {
+                        if first != Some(b'>') {
+                            let index = st.answered;
                             st.answered += 1;
+                            if st.selects.front().is_some_and(|(i, _)| *i == index)
+                                && let Some((_, target)) = st.selects.pop_front()
+                                && first == Some(b'+')
+                            {
+                                st.db = target;
+                            }
                         }
                     }
                     Ok(None) => break,
@@ -202,6 +295,10 @@ impl PinnedWrites {
                         // connection anyway).
                         st.broken = true;
                         st.tail = BytesMut::new();
+                        if !st.selects.is_empty() {
+                            st.db = Db::Unknown;
+                            st.selects.clear();
+                        }
                         let mut held = st.held.take().unwrap_or_default();
                         for (_, m) in st.queue.drain(..) {
                             held.absorb(m);
