@@ -23,6 +23,14 @@
 //! released by count (their replies come first). Held marks are bounded
 //! by [`HeldMarks`] (256 stripes, then one global pending mark).
 //!
+//! **The session's database.** Writes of keys cancel the stampede guard's
+//! leases only while the session may be in the pool's database: the
+//! database is learned from the replies to its `SELECT`s and `RESET`s
+//! (matched by count, at most [`MAX_SELECTS`] in flight); while one is
+//! unanswered, after a `SELECT` inside `MULTI`, or once replies cannot be
+//! counted, it is unknown and taken to be the pool's. Near-cache marks are
+//! taken in any database (tracking does not tell databases apart).
+//!
 //! Bounds: at most [`MAX_QUEUED`] queued entries per session (a further
 //! write joins the last entry, which is then released with the later
 //! reply), and one incomplete reply buffered for counting. Marks merged
