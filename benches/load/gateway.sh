@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Load comparison: mock upstream direct vs nginx (keep-alive reverse proxy) vs the
 # Nexus gateway (full layer stack, valid token, quota high enough not to interfere),
-# JSON wrap off and on. Prints req/s, p50/p99 and the ratios; everything runs on
+# JSON wrap off and on. Prints req/s, p50/p99, the proxy's CPU time per request
+# (user + system of nginx's or the gateway's processes during the wrk run, from
+# /proc; steadier than req/s on a shared machine) and the ratios; everything runs on
 # 127.0.0.1 and every run is bounded (DURATION seconds each).
 #
 #   bash benches/load/gateway.sh                  # defaults: 10 s per run, 50 connections
@@ -84,7 +86,7 @@ http {
   }
 }
 EOF
-nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" & PIDS+=($!)
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" & NGINX_PID=$!; PIDS+=($NGINX_PID)
 wait_port "$NGINX_PORT"
 
 SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
@@ -111,15 +113,31 @@ transform:
 EOF
 }
 
-declare -A RPS P50 P99 RSS
+declare -A RPS P50 P99 RSS CPU
+# CPU ticks (user + system, all threads) of the given processes, from /proc.
+cpu_ticks() {
+  local t=0 f
+  for p in "$@"; do
+    for f in /proc/"$p"/task/*/stat; do
+      t=$((t + $(awk '{print $14 + $15}' "$f" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$t"
+}
+CPU_PIDS=() # processes whose CPU per request run_wrk reports (empty: none)
 run_wrk() { # name url [header]
   local name=$1 url=$2 out="$WORK/wrk-$1.txt"
+  local before=0; [ ${#CPU_PIDS[@]} -gt 0 ] && before=$(cpu_ticks "${CPU_PIDS[@]}")
   if [ $# -ge 3 ]; then
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$3" "$url" > "$out"
   else
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url" > "$out"
   fi
   RPS[$name]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  if [ ${#CPU_PIDS[@]} -gt 0 ]; then # microseconds of proxy CPU per request
+    local n; n=$(awk '/requests in/ {print $1}' "$out")
+    CPU[$name]=$(( ($(cpu_ticks "${CPU_PIDS[@]}") - before) * 1000000 / $(getconf CLK_TCK) * 10 / n ))
+  fi
   P50[$name]=$(awk '$1=="50%" {print $2}' "$out")
   P99[$name]=$(awk '$1=="99%" {print $2}' "$out")
   if grep -q "Non-2xx" "$out"; then echo "WARNING: $name had non-2xx responses: $(grep Non-2xx "$out")" >&2; fi
@@ -130,6 +148,7 @@ echo "before: $(uptime)" >&2
 curl -sf "http://127.0.0.1:$UP_PORT/products" > /dev/null
 run_wrk direct "http://127.0.0.1:$UP_PORT/products"
 curl -sf "http://127.0.0.1:$NGINX_PORT/api/products" > /dev/null
+CPU_PIDS=($NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' '))
 run_wrk nginx "http://127.0.0.1:$NGINX_PORT/api/products"
 
 VARIANTS=(new:false:false new:true:false)
@@ -154,6 +173,7 @@ for variant in "${VARIANTS[@]}"; do
   curl -sf "http://127.0.0.1:$GW_PORT/api/products" -H "authorization: Bearer $TOKEN" > /dev/null
   name="gateway_wrap_$wrap"; [ "$h2" = true ] && name="gateway_h2"
   [ "$which" = base ] && name="base_wrap_$wrap"
+  CPU_PIDS=($GW_PID)
   run_wrk "$name" "http://127.0.0.1:$GW_PORT/api/products" "authorization: Bearer $TOKEN"
   RSS[$name]=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
   kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
@@ -169,7 +189,7 @@ def ms(v):
             return float(v[: -len(unit)]) * f
     return float(v)
 raw = {
-$(for k in "${!RPS[@]}"; do echo "  \"$k\": (${RPS[$k]}, \"${P50[$k]}\", \"${P99[$k]}\", ${RSS[$k]:-None}),"; done)
+$(for k in "${!RPS[@]}"; do echo "  \"$k\": (${RPS[$k]}, \"${P50[$k]}\", \"${P99[$k]}\", ${RSS[$k]:-None}, ${CPU[$k]:-None}),"; done)
 }
 alias = {"direct": "direct", "nginx": "nginx", "gateway_wrap_false": "off", "gateway_wrap_true": "on",
          "gateway_h2": "h2", "base_wrap_false": "base_off", "base_wrap_true": "base_on"}
@@ -177,8 +197,9 @@ rps = {alias[k]: v[0] for k, v in raw.items()}
 p50 = {alias[k]: ms(v[1]) for k, v in raw.items()}
 p99 = {alias[k]: ms(v[2]) for k, v in raw.items()}
 rss = {alias[k]: v[3] / 1024 for k, v in raw.items() if v[3] is not None}
-print(f"| target | req/s | p50 ms | p99 ms | peak RSS MiB |")
-print(f"|---|---:|---:|---:|---:|")
+cpu = {alias[k]: v[4] / 10 for k, v in raw.items() if v[4] is not None}
+print(f"| target | req/s | p50 ms | p99 ms | proxy CPU us/req | peak RSS MiB |")
+print(f"|---|---:|---:|---:|---:|---:|")
 rows = (("direct", "mock upstream direct"), ("nginx", "nginx keep-alive proxy"),
         ("base_off", "baseline gateway, wrap off"), ("off", "gateway, wrap off"),
         ("base_on", "baseline gateway, wrap on"), ("on", "gateway, wrap on"),
@@ -187,7 +208,8 @@ for k, label in rows:
     if k not in rps:
         continue
     r = f"{rss[k]:.1f}" if k in rss else "-"
-    print(f"| {label} | {rps[k]:.0f} | {p50[k]:.3f} | {p99[k]:.3f} | {r} |")
+    c = f"{cpu[k]:.1f}" if k in cpu else "-"
+    print(f"| {label} | {rps[k]:.0f} | {p50[k]:.3f} | {p99[k]:.3f} | {c} | {r} |")
 print()
 if "base_off" in rps:
     print(f"baseline wrap off / nginx req/s: {rps['base_off']/rps['nginx']:.2f}x")
@@ -196,6 +218,9 @@ print(f"gateway wrap off / nginx req/s: {rps['off']/rps['nginx']:.2f}x (target >
 print(f"gateway wrap on  / nginx req/s: {rps['on']/rps['nginx']:.2f}x (target >= 0.7x)")
 if "h2" in rps:
     print(f"gateway wrap off, HTTP/2 upstream / nginx req/s: {rps['h2']/rps['nginx']:.2f}x")
+for k in ("base_off", "off", "on"):
+    if k in cpu and "nginx" in cpu:
+        print(f"proxy CPU per request, {k} / nginx: {cpu[k]:.1f} / {cpu['nginx']:.1f} us = {cpu[k]/cpu['nginx']:.2f}x")
 print(f"added p99 over direct, wrap off: {p99['off']-p99['direct']:.3f} ms (target <= 1 ms at 50 connections)")
 print(f"added p99 over direct, nginx:    {p99['nginx']-p99['direct']:.3f} ms")
 print(f"gateway peak RSS: {max(v for k, v in rss.items() if not k.startswith('base')):.1f} MiB (target < 50 MiB)")
