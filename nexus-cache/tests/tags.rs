@@ -332,3 +332,51 @@ async fn extend_ttl_script_respects_the_ceiling_and_persistent_keys() {
     let t: i64 = extend("missing").query_async(&mut con).await.unwrap();
     assert_eq!(t, -2);
 }
+
+/// Keys that expire or are deleted leave their names in a tag set; every
+/// tagging sweeps up to three of them, so a tag written to keeps its live
+/// keys, not every key it ever held. A missing key whose stampede lease is
+/// out is kept (invalidating the tag must still cancel that fill).
+#[tokio::test]
+async fn tagging_sweeps_members_whose_key_is_gone() {
+    let server = RedisServer::start().await.unwrap();
+    let mut con = connect(&server).await;
+    let tagger = Tagger::new();
+    let set = tagger.set_name("products");
+
+    let dead: Vec<String> = (0..100).map(|i| format!("product:dead:{i}")).collect();
+    assert_eq!(tagger.tag(&mut con, "products", &dead).await.unwrap(), 100);
+    // A missing key with a fill lease out, and a live key.
+    let _: () = con
+        .set("nexus:lease:product:filling", "token")
+        .await
+        .unwrap();
+    tagger
+        .tag(&mut con, "products", &["product:filling"])
+        .await
+        .unwrap();
+    // That second tagging already swept three of the hundred dead members.
+    let scard: usize = con.scard(&set).await.unwrap();
+    assert_eq!(scard, 98);
+
+    // Each tagged write of the live key samples three members: at least two
+    // of them dead until at most two are left, so 60 writes sweep all 100.
+    for _ in 0..60 {
+        tagger
+            .set_tagged(&mut con, "product:live", "v", None, &["products"])
+            .await
+            .unwrap();
+    }
+    let mut members: Vec<String> = con.smembers(&set).await.unwrap();
+    members.sort();
+    assert_eq!(members, ["product:filling", "product:live"]);
+
+    // The swept set still invalidates what exists.
+    let _: () = con.set("product:filling", "v").await.unwrap();
+    assert_eq!(tagger.invalidate(&mut con, "products").await.unwrap(), 2);
+    let left: usize = con
+        .exists(&["product:filling", "product:live"])
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
