@@ -483,7 +483,8 @@ async fn serve_connections(
 }
 
 /// One connection's copy of the stack. hyper calls a connection's service
-/// through `&self`, one request at a time; tower's `call` needs `&mut self`
+/// through `&self`, synchronously from the connection's task (also for the
+/// concurrent streams of an HTTP/2 connection); tower's `call` needs `&mut self`
 /// after `poll_ready`. Instead of cloning the stack for every request (what
 /// `oneshot` on a clone would do), the connection keeps one copy in a
 /// `RefCell`, borrowed only for the synchronous `poll_ready` + `call`.

@@ -209,7 +209,7 @@ where
                 }
                 Poll::Ready(Ok(res))
             }
-            // Polled again after completion: an empty 500 rather than a panic.
+            // Polled again after completion: a 500 rather than a panic.
             StateProj::Ready { res } => Poll::Ready(Ok(res.take().unwrap_or_else(|| {
                 error(
                     StatusCode::INTERNAL_SERVER_ERROR,
