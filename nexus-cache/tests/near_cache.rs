@@ -703,3 +703,110 @@ async fn an_open_transaction_holds_no_near_cache_marks() -> Result<()> {
     ensure!(warm(&mut reader, &mut admin, b"n:tx3").await? == bulk("new"));
     proxy.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_a_pinned_session_cannot_parse_is_refused_not_forwarded() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy =
+        ProxyHandle::start(&redis.url(), |b| b.policy(policy(NEAR)).max_elements(8)).await?;
+    let mut admin = Conn::connect(proxy.addr).await?;
+    wait_stat(&mut admin, "near_cache_tracking_now", |v| v == 1).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut reader = Conn::connect(proxy.addr).await?;
+    direct.call(&[b"SET", b"n:raw", b"old"]).await?;
+    ensure!(warm(&mut reader, &mut admin, b"n:raw").await? == bulk("old"));
+    // A pinned session writes the key, then sends an inline write Redis
+    // would run but the proxy cannot parse (an escaped quote), then more.
+    // Were it forwarded, it would take no near-cache mark: a reader could
+    // be served "old" after it was acknowledged.
+    let mut session = Conn::connect(proxy.addr).await?;
+    ensure!(session.call(&[b"CLIENT", b"SETNAME", b"s"]).await? == b"+OK\r\n");
+    let mut script = cmd(&[b"SET", b"n:raw", b"mid"]);
+    script.extend_from_slice(b"SET n:raw \"new\\\"er\"\r\n");
+    script.extend(cmd(&[b"SET", b"n:raw", b"after"]));
+    session.send(&script).await?;
+    let rest = text(&session.read_to_eof().await?);
+    ensure!(
+        rest.starts_with("+OK\r\n-ERR Protocol error: ")
+            && rest.ends_with("\r\n")
+            && rest.matches("\r\n").count() == 2,
+        "{rest:?}"
+    );
+    // Neither it nor what followed reached Redis.
+    ensure!(direct.call(&[b"GET", b"n:raw"]).await? == bulk("mid"));
+    ensure!(reader.call(&[b"GET", b"n:raw"]).await? == bulk("mid"));
+    // More arguments than the proxy's `max_elements` (Redis takes up to
+    // 2^31), inside a transaction: refused the same way; the `EXEC` after
+    // it is never sent, so the queued write never runs.
+    let mut tx = Conn::connect(proxy.addr).await?;
+    ensure!(tx.call(&[b"MULTI"]).await? == b"+OK\r\n");
+    let mut del: Vec<&[u8]> = vec![b"DEL", b"n:raw"];
+    del.extend([&b"n:x"[..]; 9]);
+    let mut script = cmd(&[b"SET", b"n:raw", b"queued"]);
+    script.extend(cmd(&del));
+    script.extend(cmd(&[b"EXEC"]));
+    tx.send(&script).await?;
+    let rest = text(&tx.read_to_eof().await?);
+    ensure!(
+        rest.starts_with("+QUEUED\r\n-ERR Protocol error: ") && rest.matches("\r\n").count() == 2,
+        "{rest:?}"
+    );
+    ensure!(direct.call(&[b"GET", b"n:raw"]).await? == bulk("mid"));
+    // Nothing is left held: the near cache fills again.
+    ensure!(warm(&mut reader, &mut admin, b"n:raw").await? == bulk("mid"));
+    ensure!(stat(&mut admin, "proxy_errors").await? >= 2);
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pinned_session_gets_every_reply_before_the_error() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b).await?;
+    let bad = b"GET \"a\\\"b\"\r\n";
+    let error = "-ERR Protocol error: invalid inline command: backslash escapes in quotes are not supported\r\n";
+    // Replies larger than Redis writes in one go: all of them arrive
+    // whole, then the error (shutting the upstream write side at once
+    // would have made Redis drop the rest).
+    let mut session = Conn::connect(proxy.addr).await?;
+    ensure!(session.call(&[b"CLIENT", b"SETNAME", b"s"]).await? == b"+OK\r\n");
+    let big = vec![b'x'; 4 << 20];
+    ensure!(session.call(&[b"SET", b"big", &big]).await? == b"+OK\r\n");
+    let mut script = cmd(&[b"GET", b"big"]);
+    script.extend(cmd(&[b"GET", b"big"]));
+    script.extend_from_slice(bad);
+    session.send(&script).await?;
+    let mut want = Vec::new();
+    for _ in 0..2 {
+        want.extend(format!("${}\r\n", big.len()).into_bytes());
+        want.extend(&big);
+        want.extend(b"\r\n");
+    }
+    want.extend(error.as_bytes());
+    ensure!(
+        session.read_to_eof().await? == want,
+        "replies cut or reordered"
+    );
+    // In RESP2 subscribe mode, with replies off, and in RESP3 alike: the
+    // replies due, then the error (the proxy's farewell to Redis unseen).
+    let subscribed = "*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n";
+    let cases: [(&[&[u8]], &str); 3] = [
+        (&[b"SUBSCRIBE", b"c1"], subscribed),
+        (&[b"CLIENT", b"REPLY", b"OFF"], ""),
+        (&[b"HELLO", b"3"], "+PONG\r\n"),
+    ];
+    for (first, tail) in cases {
+        let mut c = Conn::connect(proxy.addr).await?;
+        let mut script = cmd(first);
+        script.extend(cmd(&[b"PING"]));
+        script.extend_from_slice(bad);
+        c.send(&script).await?;
+        let rest = text(&c.read_to_eof().await?);
+        let want = format!("{tail}{error}");
+        ensure!(
+            rest.ends_with(&want) && (first[0] == b"HELLO" || rest == want),
+            "{}: {rest:?}",
+            text(first[0])
+        );
+    }
+    proxy.stop().await
+}

@@ -11,7 +11,15 @@
 //!
 //! `NEXUS.*` admin commands are still the proxy's: their reply is computed
 //! here and delivered by Redis in order ([`echo`](super::echo)).
+//!
+//! Input the proxy cannot frame or parse is never forwarded, even where
+//! Redis would accept it (an inline command with escapes inside quotes,
+//! more arguments than `max_elements`): its writes could take no near-cache
+//! mark and cancel no lease. The frames before it are forwarded; once Redis
+//! has answered them and closed, the client gets `-ERR Protocol error: ...`
+//! and the session ends, as on an unpinned connection.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use bytes::{Buf, BytesMut};
@@ -27,7 +35,7 @@ use super::trace::{self, Class, Sampler};
 use super::{Shared, count_local, echo};
 use crate::error::UpstreamError;
 use crate::near::pinned::PinnedWrites;
-use crate::resp::{Command, Scanner, encode};
+use crate::resp::{Command, Error, Scanner, encode};
 use crate::route::{Local, REFUSED};
 use crate::upstream::connect;
 
@@ -68,6 +76,8 @@ pub(super) async fn run(
     shared.metrics.upstream_connects.fetch_add(1, Relaxed);
     let (mut urd, uwr) = upstream.into_split();
     let closing = AtomicBool::new(false);
+    // The proxy's last reply, written after Redis's (see `refuse`).
+    let last = OnceLock::<Bytes>::new();
     // Near-cache marks of this session's writes, released by their replies.
     let near = PinnedWrites::new();
     let down = async {
@@ -76,6 +86,8 @@ pub(super) async fn run(
             if buf.capacity() < 4096 {
                 buf.reserve(16 * 1024);
             }
+            // Bytes kept back from the last chunk (see below).
+            let kept = buf.len();
             match urd.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
@@ -83,27 +95,67 @@ pub(super) async fn run(
                     // path, invalidate flights before the client sees them.
                     if let Some(live) = &shared.live {
                         live.invalidate_all();
-                        near.replies(live, &buf);
+                        near.replies(live, &buf[kept..]);
                     }
-                    if wr.write_all(&buf).await.is_err() {
+                    // Refusing: Redis's last bytes answer the proxy's
+                    // farewell, which the client must not see.
+                    let hold = if last.get().is_some() {
+                        buf.len().min(FAREWELL_REPLIES.len())
+                    } else {
+                        0
+                    };
+                    let n = buf.len() - hold;
+                    if wr.write_all(&buf[..n]).await.is_err() {
                         return;
                     }
-                    buf.clear();
+                    buf.advance(n);
                 }
             }
         }
-        if !closing.load(Relaxed) {
-            let _ = wr.write_all(&UpstreamError::ConnectionLost.to_resp()).await;
+        match last.get() {
+            Some(reply) if buf[..] == *FAREWELL_REPLIES => {
+                let _ = wr.write_all(reply).await;
+            }
+            _ => {
+                let _ = wr.write_all(&buf).await;
+                if !closing.load(Relaxed) || last.get().is_some() {
+                    let _ = wr.write_all(&UpstreamError::ConnectionLost.to_resp()).await;
+                }
+            }
         }
         let _ = wr.shutdown().await;
     };
-    let up = forward_commands(rd, uwr, pending, sampler, shared, shutdown, &closing, &near);
+    let ends = Ends {
+        closing: &closing,
+        last: &last,
+    };
+    let up = forward_commands(rd, uwr, pending, sampler, shared, shutdown, ends, &near);
     tokio::pin!(down);
     tokio::select! {
         () = &mut down => {}
-        () = up => down.await,
+        kept = up => {
+            // After a refusal, Redis closes once it has answered everything:
+            // shutting the write side before would make it drop replies
+            // still unsent. Shutdown still closes it.
+            tokio::select! {
+                () = &mut down => {}
+                () = shutdown.cancelled() => {
+                    drop(kept);
+                    down.await;
+                }
+            }
+        }
     }
 }
+
+/// What the proxy sends Redis to end a session it refuses input on:
+/// `RESET` leaves any transaction, subscription, `MONITOR` or
+/// `CLIENT REPLY OFF` (so `QUIT` is answered), and Redis closes the
+/// connection once `QUIT`'s reply, after every earlier one, is written.
+const FAREWELL: &[u8] = b"*1\r\n$5\r\nRESET\r\n*1\r\n$4\r\nQUIT\r\n";
+
+/// Redis's replies to [`FAREWELL`] (RESP2 after `RESET`), its last bytes.
+const FAREWELL_REPLIES: &[u8] = b"+RESET\r\n+OK\r\n";
 
 fn is_nexus(cmd: &Command<'_>) -> bool {
     let name = cmd.name();
@@ -129,8 +181,43 @@ fn nexus_reply(cmd: &Command<'_>, shared: &Shared) -> Bytes {
     }
 }
 
-/// Client -> Redis. Returns when the client closes, sends garbage Redis will reject
-/// (forwarded raw so Redis answers it in order), or shutdown begins.
+/// Input the proxy cannot frame or parse: not forwarded, even where Redis
+/// would take it, since its writes could not be marked (see the module
+/// docs). The frames `before` it are, then [`FAREWELL`]: Redis answers
+/// them all and closes, and the reply side writes the error in place of
+/// the farewell's replies and closes the client.
+async fn refuse(
+    err: &Error,
+    before: &[u8],
+    uwr: &mut OwnedWriteHalf,
+    shared: &Shared,
+    ends: Ends<'_>,
+) {
+    shared.metrics.proxy_errors.fetch_add(1, Relaxed);
+    tracing::debug!(error = %err, "client protocol error on a pinned connection");
+    let reply = format!(
+        "-ERR Protocol error: {}\r\n",
+        crate::error::single_line(&err.to_string())
+    );
+    let _ = ends.last.set(Bytes::from(reply));
+    ends.closing.store(true, Relaxed);
+    if uwr.write_all(before).await.is_ok() {
+        let _ = uwr.write_all(FAREWELL).await;
+    }
+}
+
+/// How the session ends, as the reply side must know it.
+#[derive(Clone, Copy)]
+struct Ends<'a> {
+    /// The session is ending on purpose: no "connection lost" error.
+    closing: &'a AtomicBool,
+    /// The proxy's reply after Redis's last one (set at most once).
+    last: &'a OnceLock<Bytes>,
+}
+
+/// Client -> Redis. Returns when the client closes, sends input the proxy
+/// cannot frame or parse ([`refuse`]: then with the write half, to be
+/// kept open until Redis closes), or shutdown begins.
 // The session's halves and the state its two directions share.
 #[allow(clippy::too_many_arguments)]
 async fn forward_commands(
@@ -140,21 +227,26 @@ async fn forward_commands(
     mut sampler: Sampler,
     shared: &Shared,
     shutdown: &CancellationToken,
-    closing: &AtomicBool,
+    ends: Ends<'_>,
     near: &PinnedWrites,
-) {
+) -> Option<OwnedWriteHalf> {
+    let closing = ends.closing;
     let mut scanner = Scanner::new(shared.limits);
-    // After input Redis will reject, framing is lost: forward the rest raw.
-    let mut raw = false;
     // `buf` starts with the command that pinned the client, already counted
     // (and sampled) by the reader.
     let mut counted = true;
     loop {
-        let mut off = if raw { buf.len() } else { 0 };
-        while !raw {
+        let mut off = 0;
+        loop {
             match scanner.scan(&buf[off..]) {
                 Ok(Some(n)) => {
                     let parsed = Command::parse(&buf[off..off + n]);
+                    if let Err(e) = &parsed
+                        && !super::is_empty_command(&buf[off..off + n])
+                    {
+                        refuse(e, &buf[..off], &mut uwr, shared, ends).await;
+                        return Some(uwr);
+                    }
                     if !std::mem::take(&mut counted) {
                         shared.metrics.commands.fetch_add(1, Relaxed);
                         shared.metrics.pinned_commands.fetch_add(1, Relaxed);
@@ -209,7 +301,7 @@ async fn forward_commands(
                         if uwr.write_all(&buf[..off]).await.is_err()
                             || uwr.write_all(&rep).await.is_err()
                         {
-                            return;
+                            return None;
                         }
                         buf.advance(off + n);
                         off = 0;
@@ -218,16 +310,15 @@ async fn forward_commands(
                     }
                 }
                 Ok(None) => break,
-                Err(_) => {
-                    // Let Redis answer the malformed input itself (in order), then it closes.
-                    raw = true;
-                    off = buf.len();
+                Err(e) => {
+                    refuse(&e, &buf[..off], &mut uwr, shared, ends).await;
+                    return Some(uwr);
                 }
             }
         }
         if off > 0 {
             if uwr.write_all(&buf[..off]).await.is_err() {
-                return;
+                return None;
             }
             buf.advance(off);
         }
@@ -241,12 +332,12 @@ async fn forward_commands(
                 // the reply side drains that and closes the client.
                 closing.store(true, Relaxed);
                 let _ = uwr.shutdown().await;
-                return;
+                return None;
             }
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) | Err(_) => {
                     let _ = uwr.shutdown().await;
-                    return;
+                    return None;
                 }
                 Ok(_) => {}
             },

@@ -261,7 +261,8 @@ impl PinnedWrites {
     }
 
     /// A frame forwarded that Redis answers without being a command the
-    /// proxy classified (a replacement, an unparsable frame).
+    /// proxy classified (a replacement of `QUIT`, a refused or a `NEXUS.*`
+    /// command). Frames the proxy cannot parse are never forwarded.
     pub(crate) fn other(&self) {
         self.state().sent += 1;
     }
