@@ -60,8 +60,10 @@ impl PolicyHeaders {
 
     /// `RateLimit-Policy` and `RateLimit` values for a state.
     pub(crate) fn values(&self, remaining: u32, reset: Duration) -> QuotaHeaders {
-        let mut text = String::with_capacity(self.name.len() + 24);
-        // Writing into a String cannot fail.
+        // One allocation: the value is written into a buffer the header
+        // value then shares (no copy into a second one).
+        let mut text = BytesMut::with_capacity(self.name.len() + 24);
+        // Writing into a BytesMut cannot fail.
         let _ = write!(
             text,
             "\"{}\";r={remaining};t={}",
@@ -71,7 +73,7 @@ impl PolicyHeaders {
         QuotaHeaders {
             policy: self.policy.clone(),
             // The name was validated as a token and the rest is digits.
-            state: HeaderValue::from_str(&text).ok(),
+            state: HeaderValue::from_maybe_shared(text.freeze()).ok(),
         }
     }
 
