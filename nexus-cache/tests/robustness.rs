@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use common::{Conn, ProxyHandle, WAIT, cmd, show};
 use nexus_testkit::RedisServer;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_clients_never_see_each_others_replies() -> Result<()> {
@@ -278,6 +278,111 @@ async fn shutdown_closes_pinned_sessions_promptly() -> Result<()> {
     );
     assert_eq!(sub.read_to_eof().await?, b"");
     assert_eq!(tx.read_to_eof().await?, b"");
+    Ok(())
+}
+
+/// `blocked_clients:N` from Redis's `INFO clients`.
+async fn blocked_clients(redis: &mut Conn) -> Result<u64> {
+    let info = String::from_utf8(redis.call(&[b"INFO", b"clients"]).await?)?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .context("no blocked_clients in INFO")?
+        .trim()
+        .parse()
+        .context("blocked_clients")
+}
+
+/// Polls Redis (bounded by `WAIT`) until `blocked_clients` is `n`.
+async fn wait_blocked_clients(redis: &mut Conn, n: u64) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = blocked_clients(redis).await?;
+        if now == n {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "blocked_clients stayed {now}, expected {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_pinned_session_finish_a_large_reply_in_flight() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    // Far longer than the transfer needs: the grace is not what ends it.
+    let proxy =
+        ProxyHandle::start(&redis.url(), |b| b.shutdown_grace(Duration::from_secs(30))).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    // SELECT to a non-zero database pins the session.
+    assert_eq!(c.call(&[b"SELECT", b"1"]).await?, b"+OK\r\n");
+    let value: Vec<u8> = (0..16u32 << 20)
+        .map(|i| b"ab\r\n\0xyz"[(i % 8) as usize])
+        .collect();
+    assert_eq!(c.call(&[b"SET", b"big", &value]).await?, b"+OK\r\n");
+    let mut expected = format!("${}\r\n", value.len()).into_bytes();
+    expected.extend_from_slice(&value);
+    expected.extend_from_slice(b"\r\n");
+    c.send(&cmd(&[b"GET", b"big"])).await?;
+    // The reply has started; the client stops reading, so most of it is
+    // still in Redis's output buffer when shutdown begins.
+    let mut got = vec![0u8; 64];
+    let n = tokio::time::timeout(WAIT, c.stream.read(&mut got))
+        .await
+        .context("no reply")??;
+    ensure!(n > 0, "closed before the reply");
+    got.truncate(n);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.shutdown.cancel();
+    // Time for Redis to act on whatever the proxy sends it at shutdown.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    got.extend(c.read_to_eof().await?);
+    ensure!(
+        got == expected,
+        "got {} of {} bytes before the close (equal prefix: {}); tail: {}",
+        got.len(),
+        expected.len(),
+        got.iter()
+            .zip(&expected)
+            .take_while(|(a, b)| a == b)
+            .count(),
+        show(&got[got.len().saturating_sub(40)..])
+    );
+    tokio::time::timeout(WAIT, proxy.task)
+        .await
+        .context("proxy did not stop")??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drops_a_pinned_session_blocked_forever_after_the_grace() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let grace = Duration::from_secs(1);
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.shutdown_grace(grace)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut blocked = Conn::connect(proxy.addr).await?;
+    blocked.send(&cmd(&[b"BLPOP", b"never", b"0"])).await?;
+    wait_blocked_clients(&mut direct, 1).await?;
+    // A second pinned session, idle in a transaction, ends at once.
+    let mut tx = Conn::connect(proxy.addr).await?;
+    assert_eq!(tx.call(&[b"MULTI"]).await?, b"+OK\r\n");
+    let started = tokio::time::Instant::now();
+    proxy.shutdown.cancel();
+    assert_eq!(tx.read_to_eof().await?, b"");
+    tokio::time::timeout(WAIT, proxy.task)
+        .await
+        .context("a blocked pinned session held shutdown")??;
+    // Bounded by the grace (plus slack for a loaded machine), not by BLPOP.
+    assert!(
+        started.elapsed() < grace + Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(blocked.read_to_eof().await?, b"");
+    // The session's upstream connection went with it.
+    wait_blocked_clients(&mut direct, 0).await?;
+    assert_eq!(direct.call(&[b"LLEN", b"never"]).await?, b":0\r\n");
     Ok(())
 }
 

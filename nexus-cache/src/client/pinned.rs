@@ -18,6 +18,13 @@
 //! mark and cancel no lease. The frames before it are forwarded; once Redis
 //! has answered them and closed, the client gets `-ERR Protocol error: ...`
 //! and the session ends, as on an unpinned connection.
+//!
+//! Both that and shutdown end the session the same way ([`farewell`]): the
+//! proxy sends `RESET` and `QUIT` and keeps its write half open until Redis
+//! closes, rather than shutting it: Redis frees a client on reading EOF and
+//! drops the replies it has not written yet (a 16 MiB reply in flight was
+//! cut to 4 to 8 MiB). A session whose command is still blocked
+//! (`BLPOP k 0`) is dropped when the server's `shutdown_grace` elapses.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -76,7 +83,8 @@ pub(super) async fn run(
     shared.metrics.upstream_connects.fetch_add(1, Relaxed);
     let (mut urd, uwr) = upstream.into_split();
     let closing = AtomicBool::new(false);
-    // The proxy's last reply, written after Redis's (see `refuse`).
+    // The proxy's last reply, written after Redis's in place of the
+    // farewell's (see `farewell`): empty on shutdown.
     let last = OnceLock::<Bytes>::new();
     // Near-cache marks of this session's writes, released by their replies.
     let near = PinnedWrites::new();
@@ -118,7 +126,9 @@ pub(super) async fn run(
             }
             _ => {
                 let _ = wr.write_all(&buf).await;
-                if !closing.load(Relaxed) || last.get().is_some() {
+                // Closed before its time: say so, unless the session was
+                // ending with nothing more to say (QUIT, shutdown).
+                if !closing.load(Relaxed) || last.get().is_some_and(|r| !r.is_empty()) {
                     let _ = wr.write_all(&UpstreamError::ConnectionLost.to_resp()).await;
                 }
             }
@@ -134,21 +144,18 @@ pub(super) async fn run(
     tokio::select! {
         () = &mut down => {}
         kept = up => {
-            // After a refusal, Redis closes once it has answered everything:
-            // shutting the write side before would make it drop replies
-            // still unsent. Shutdown still closes it.
-            tokio::select! {
-                () = &mut down => {}
-                () = shutdown.cancelled() => {
-                    drop(kept);
-                    down.await;
-                }
-            }
+            // After a farewell (refused input, shutdown), Redis closes once
+            // it has answered everything: the write half stays open until
+            // then, since shutting it would make Redis drop replies still
+            // unsent. Bounded on shutdown: the server drops the session
+            // when `shutdown_grace` elapses (a blocked `BLPOP k 0`).
+            let _kept = kept;
+            down.await;
         }
     }
 }
 
-/// What the proxy sends Redis to end a session it refuses input on:
+/// What the proxy sends Redis to end a session (refused input, shutdown):
 /// `RESET` leaves any transaction, subscription, `MONITOR` or
 /// `CLIENT REPLY OFF` (so `QUIT` is answered), and Redis closes the
 /// connection once `QUIT`'s reply, after every earlier one, is written.
@@ -199,7 +206,17 @@ async fn refuse(
         "-ERR Protocol error: {}\r\n",
         crate::error::single_line(&err.to_string())
     );
-    let _ = ends.last.set(Bytes::from(reply));
+    farewell(before, Bytes::from(reply), uwr, ends).await;
+}
+
+/// Ends the session without cutting Redis short: forwards the frames
+/// `before` it, then [`FAREWELL`]. Redis answers them all and closes; the
+/// reply side writes `last` in place of the farewell's replies and closes
+/// the client. The caller keeps `uwr` open until Redis has closed.
+async fn farewell(before: &[u8], last: Bytes, uwr: &mut OwnedWriteHalf, ends: Ends<'_>) {
+    // Set before the farewell is sent: the reply side holds back its
+    // replies from then on.
+    let _ = ends.last.set(last);
     ends.closing.store(true, Relaxed);
     if uwr.write_all(before).await.is_ok() {
         let _ = uwr.write_all(FAREWELL).await;
@@ -211,13 +228,15 @@ async fn refuse(
 struct Ends<'a> {
     /// The session is ending on purpose: no "connection lost" error.
     closing: &'a AtomicBool,
-    /// The proxy's reply after Redis's last one (set at most once).
+    /// The proxy's reply after Redis's last one (set at most once; empty
+    /// on shutdown).
     last: &'a OnceLock<Bytes>,
 }
 
 /// Client -> Redis. Returns when the client closes, sends input the proxy
-/// cannot frame or parse ([`refuse`]: then with the write half, to be
-/// kept open until Redis closes), or shutdown begins.
+/// cannot frame or parse ([`refuse`]), or shutdown begins ([`farewell`]);
+/// in those last two cases with the write half, to be kept open until
+/// Redis closes.
 // The session's halves and the state its two directions share.
 #[allow(clippy::too_many_arguments)]
 async fn forward_commands(
@@ -328,11 +347,12 @@ async fn forward_commands(
         tokio::select! {
             biased;
             () = shutdown.cancelled() => {
-                // Redis answers what it has already read, then closes on EOF;
-                // the reply side drains that and closes the client.
-                closing.store(true, Relaxed);
-                let _ = uwr.shutdown().await;
-                return None;
+                // Complete frames are all forwarded; a partial one never is.
+                // After the client's QUIT, Redis closes by itself.
+                if !closing.load(Relaxed) {
+                    farewell(&[], Bytes::new(), &mut uwr, ends).await;
+                }
+                return Some(uwr);
             }
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) | Err(_) => {
