@@ -204,7 +204,13 @@ async fn write_loop(
     loop {
         let batch = match next.take() {
             Some(b) => b,
-            None => rx.recv().await?,
+            None => {
+                let b = rx.recv().await?;
+                // Let the other clients that are ready in this turn of the
+                // scheduler queue their batches first, so they share the write.
+                tokio::task::yield_now().await;
+                b
+            }
         };
         let Ok(permit) = window.acquire().await else {
             return Some(UpstreamError::ConnectionLost);
