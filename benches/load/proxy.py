@@ -9,6 +9,9 @@ each target in one run, then prints ops/s, ratios, p99 and the proxy's peak RSS.
 `SET ... PX` sent by the clients to Redis and to the policy-off proxy measures the
 policy-on proxy against the same work in Redis (the policy appends that TTL itself).
 Usage: benches/load/proxy.sh [--requests N] [--pipelined-requests N] [--proxy-bin PATH]
+                             [--baseline-bin PATH]
+--baseline-bin adds a second Nexus build (policy off and on: "base", "base-on") to the
+same interleaved rounds, for before/after comparisons that share the machine's load.
 All servers listen on 127.0.0.1 on free ports and are stopped at exit.
 """
 
@@ -93,11 +96,19 @@ def rss_kib(pid, field):
     return 0
 
 
+def cpu_seconds(pid):
+    """User + system CPU time the process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=100_000, help="requests per non-pipelined test")
     ap.add_argument("--pipelined-requests", type=int, default=1_000_000, help="requests per -P 16 test")
     ap.add_argument("--proxy-bin", required=True)
+    ap.add_argument("--baseline-bin", help="an older cache_proxy build, measured in the same rounds")
     ap.add_argument("--pool-size", default="2")
     ap.add_argument("--threads", default="1", help="proxy runtime worker threads")
     ap.add_argument("--on-singleflight", action="store_true",
@@ -184,13 +195,28 @@ def main():
 
         targets = [("redis", redis_port), ("twemproxy", tw_port), ("nexus", nexus_port),
                    ("nexus-on", on_port)]
+        base_pid = None
+        pids = {"nexus": nexus.pid, "nexus-on": nexus_on.pid}
+        if args.baseline_bin:
+            for name, extra in (("base", []), ("base-on", ["--policy", policy])):
+                port = free_port()
+                proc = subprocess.Popen([args.baseline_bin, "--listen", f"127.0.0.1:{port}",
+                                         "--upstream", f"redis://127.0.0.1:{redis_port}",
+                                         "--pool-size", args.pool_size, "--threads", args.threads,
+                                         *extra],
+                                        stderr=open(os.path.join(tmp, f"{name}.log"), "w"))
+                procs.append(proc)
+                wait_port(port, proc)
+                targets.append((name, port))
+                pids[name] = proc.pid
+                base_pid = base_pid or proc.pid
         runs = {}
         for _ in range(args.rounds):
             for pipeline, n in ((1, args.requests), (16, args.pipelined_requests)):
                 for name, port in targets:
                     for test, row in bench(port, pipeline, n).items():
                         runs.setdefault((name, pipeline, test), []).append(row)
-                    if name in ("redis", "nexus"):
+                    if name in ("redis", "nexus", "base"):
                         row = bench_cmd(port, pipeline, n, SET_PX)
                         runs.setdefault((name, pipeline, "SET PX"), []).append(row)
         # Median run by ops/s, per target, pipeline and test.
@@ -227,6 +253,24 @@ def main():
         for test in ("SET", "GET"):
             added = results[("nexus", 1)][test][2] - results[("redis", 1)][test][2]
             print(f"p99 added by nexus over direct, {test} P1: {added:.3f} ms")
+        if args.baseline_bin:
+            for test in ("SET", "GET"):
+                added = results[("base", 1)][test][2] - results[("redis", 1)][test][2]
+                print(f"p99 added by base over direct, {test} P1: {added:.3f} ms")
+            for pipeline in (1, 16):
+                for test in ("SET", "GET"):
+                    new = results[("nexus", pipeline)][test][0] / results[("base", pipeline)][test][0]
+                    new_on = (results[("nexus-on", pipeline)][test][0]
+                              / results[("base-on", pipeline)][test][0])
+                    base_onoff = (results[("base-on", pipeline)][test][0]
+                                  / results[("base", pipeline)][test][0])
+                    print(f"nexus / base, {test} P{pipeline}: {new:.2f}x (policy on: {new_on:.2f}x); "
+                          f"base policy on/off {base_onoff:.2f}x")
+            print(f"base RSS: peak {rss_kib(base_pid, 'VmHWM') / 1024:.1f} MiB")
+        # Every proxy served the same requests, so CPU totals compare directly
+        # (and, unlike ops/s, hardly depend on what else the machine runs).
+        print("proxy CPU over all rounds (user + system): " + ", ".join(
+            f"{name} {cpu_seconds(pid):.2f} s" for name, pid in pids.items()))
         print(f"nexus RSS: peak {peak / 1024:.1f} MiB, now {now / 1024:.1f} MiB")
         print("\nprotocol behaviour (first reply line):")
         for label, payload in BEHAVIOUR_INPUTS:

@@ -203,6 +203,16 @@ async fn counts_decay_over_time() {
     assert_eq!(metrics.snapshot().hot_keys, 1);
     let rate = hot.top(1)[0].1;
     assert!((500.0..=1000.0).contains(&rate), "rate {rate}");
+    // Half a window in, the same count reads as a lower rate, whichever
+    // way the time is given.
+    tokio::time::advance(Duration::from_millis(500)).await;
+    let (count, now) = (1000, Instant::now());
+    assert_eq!(hot.rate_of_count(count), hot.rate_of_count_at(count, now));
+    assert!(
+        hot.rate_of_count_at(count, now) < f64::from(count),
+        "{}",
+        hot.rate_of_count_at(count, now)
+    );
 
     tokio::time::advance(Duration::from_secs(10)).await;
     // What the ticker task does; without it observations count in the last

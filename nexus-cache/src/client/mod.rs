@@ -139,6 +139,11 @@ struct PendingBatch {
     gets: Gets,
     /// The spans of its sampled commands (at most [`MAX_BATCH_SPANS`]).
     spans: Vec<tracing::Span>,
+    /// Commands read (`commands`) and routed to the pool (`routed_to_pool`)
+    /// since the counters were last published: added to the shared metrics
+    /// once per batch rather than once per command (see [`Self::publish`]).
+    read: u64,
+    routed: u64,
 }
 
 impl PendingBatch {
@@ -152,6 +157,25 @@ impl PendingBatch {
             near: WriteMarks::new(),
             gets: Gets::new(),
             spans: Vec::new(),
+            read: 0,
+            routed: 0,
+        }
+    }
+
+    /// Adds the commands counted since the last call to the shared
+    /// counters. Called before a batch is sent and before any command is
+    /// answered otherwise, so the metrics count a command before its
+    /// reply can reach anyone.
+    fn publish(&mut self, metrics: &Metrics) {
+        if self.read > 0 {
+            metrics
+                .commands
+                .fetch_add(std::mem::take(&mut self.read), Relaxed);
+        }
+        if self.routed > 0 {
+            metrics
+                .routed_to_pool
+                .fetch_add(std::mem::take(&mut self.routed), Relaxed);
         }
     }
 }
@@ -170,6 +194,10 @@ async fn read_commands(
     let mut authed = shared.client_auth.is_none();
     let max_batch = shared.config.max_batch.get();
     let client = shared.live.as_deref().map_or(0, Live::client_id);
+    // One future for the connection's life: registered with the token once,
+    // not on every read.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let mut batch = PendingBatch::new();
         'commands: loop {
@@ -185,7 +213,7 @@ async fn read_commands(
             // sampled command starts a new one (only with dense sampling).
             if batch.spans.len() >= MAX_BATCH_SPANS
                 && sampler.next_is_sampled()
-                && !flush(&mut buf, &mut batch, &slots, lane, unacked).await
+                && !flush(&mut buf, &mut batch, &slots, lane, unacked, &shared.metrics).await
             {
                 return ReadEnd::Closed;
             }
@@ -194,7 +222,7 @@ async fn read_commands(
                 Ok(c) => c,
                 // An empty line, `*0` or `*-1`: Redis skips these without a reply.
                 Err(_) if is_empty_command(frame) => {
-                    if !flush(&mut buf, &mut batch, &slots, lane, unacked).await {
+                    if !flush(&mut buf, &mut batch, &slots, lane, unacked, &shared.metrics).await {
                         return ReadEnd::Closed;
                     }
                     buf.advance(n);
@@ -205,7 +233,7 @@ async fn read_commands(
                         .await;
                 }
             };
-            shared.metrics.commands.fetch_add(1, Relaxed);
+            batch.read += 1;
             let mut route = route::classify(&cmd, shared.config.upstream.db);
             if !authed
                 && !matches!(
@@ -233,9 +261,10 @@ async fn read_commands(
             // Each class has its own counter (never derived by subtraction).
             // A `Pin` is counted once the permit is taken (or, refused, as local).
             match route {
-                Route::Forward => _ = shared.metrics.routed_to_pool.fetch_add(1, Relaxed),
-                Route::Pin => {}
+                Route::Forward => batch.routed += 1,
+                Route::Pin => batch.publish(&shared.metrics),
                 Route::Local(_) | Route::Refuse => {
+                    batch.publish(&shared.metrics);
                     shared.metrics.local_commands.fetch_add(1, Relaxed);
                 }
             }
@@ -296,7 +325,10 @@ async fn read_commands(
                         batch.bytes += n;
                         batch.count += 1;
                         let full = batch.count >= max_batch || batch.bytes >= MAX_BATCH_BYTES;
-                        if full && !flush(&mut buf, &mut batch, &slots, lane, unacked).await {
+                        if full
+                            && !flush(&mut buf, &mut batch, &slots, lane, unacked, &shared.metrics)
+                                .await
+                        {
                             return ReadEnd::Closed;
                         }
                         continue 'commands;
@@ -310,7 +342,7 @@ async fn read_commands(
             // Consecutive hits share one slot: only a batch before them is sent now.
             let hit = matches!(outcome, Outcome::Hit(_));
             if (!hit || batch.count > 0)
-                && !flush(&mut buf, &mut batch, &slots, lane, unacked).await
+                && !flush(&mut buf, &mut batch, &slots, lane, unacked, &shared.metrics).await
             {
                 return ReadEnd::Closed;
             }
@@ -331,7 +363,8 @@ async fn read_commands(
                     shared.metrics.get_hits.fetch_add(1, Relaxed);
                     batch.hits.extend_from_slice(&b);
                     if batch.hits.len() >= MAX_HIT_BYTES
-                        && !flush(&mut buf, &mut batch, &slots, lane, unacked).await
+                        && !flush(&mut buf, &mut batch, &slots, lane, unacked, &shared.metrics)
+                            .await
                     {
                         return ReadEnd::Closed;
                     }
@@ -441,7 +474,7 @@ async fn read_commands(
                 },
             }
         }
-        if !flush(&mut buf, &mut batch, &slots, lane, unacked).await {
+        if !flush(&mut buf, &mut batch, &slots, lane, unacked, &shared.metrics).await {
             return ReadEnd::Closed;
         }
         if buf.capacity() - buf.len() < 1024 {
@@ -449,7 +482,7 @@ async fn read_commands(
         }
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => return ReadEnd::Closed,
+            () = &mut cancelled => return ReadEnd::Closed,
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) | Err(_) => return ReadEnd::Closed,
                 Ok(_) => {}
@@ -490,7 +523,9 @@ async fn flush(
     slots: &mpsc::Sender<Slot>,
     lane: &Lane,
     unacked: &AtomicUsize,
+    metrics: &Metrics,
 ) -> bool {
+    batch.publish(metrics);
     if !batch.hits.is_empty() {
         let hits = batch.hits.split().freeze();
         if slots.send(Slot::Ready(hits)).await.is_err() {
@@ -586,7 +621,7 @@ async fn protocol_error(
     unacked: &AtomicUsize,
 ) -> ReadEnd {
     // Commands before the bad frame still get their replies, then the error, then close.
-    if flush(buf, &mut batch, slots, lane, unacked).await {
+    if flush(buf, &mut batch, slots, lane, unacked, &shared.metrics).await {
         shared.metrics.proxy_errors.fetch_add(1, Relaxed);
         tracing::debug!(error = %err, "client protocol error");
         let msg = format!(

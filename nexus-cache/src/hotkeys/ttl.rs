@@ -10,6 +10,8 @@
 //! slip between them. [`extended_ttl`] is the same arithmetic in Rust.
 
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -90,19 +92,53 @@ pub struct TtlExtender {
     metrics: Option<Arc<MechanismMetrics>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Recent {
-    /// Key -> the instant it may be extended again.
-    until: HashMap<Box<[u8]>, Instant>,
+    /// Key -> the instant it may be extended again. Looked up on every
+    /// access to a hot key, so hashed with the detector's seeded hash (a few
+    /// ns for a short key) rather than SipHash; the random seed keeps
+    /// clients from aiming keys at one bucket.
+    until: HashMap<Box<[u8]>, Instant, SeededState>,
     /// The earliest instant in `until` (a purge before it frees nothing).
     earliest: Option<Instant>,
+}
+
+/// Builds [`KeyHasher`]s from one random seed per extender.
+#[derive(Debug, Clone)]
+struct SeededState(u64);
+
+impl BuildHasher for SeededState {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(self.0)
+    }
+}
+
+/// Hashes a key's bytes with [`super::hash::hash`]. A `Box<[u8]>` writes its
+/// length, then its bytes, which `hash` mixes in with the length again.
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = super::hash::hash(self.0, bytes);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = self.0.rotate_left(17) ^ n as u64;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl TtlExtender {
     /// An extender remembering at most `capacity` keys.
     pub fn new(capacity: NonZeroUsize) -> Self {
+        let seed = RandomState::new().hash_one(0x7474_6c78_u64);
         Self {
-            inner: Mutex::new(Recent::default()),
+            inner: Mutex::new(Recent {
+                until: HashMap::with_hasher(SeededState(seed)),
+                earliest: None,
+            }),
             capacity: capacity.get(),
             metrics: None,
         }

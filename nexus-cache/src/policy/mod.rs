@@ -31,8 +31,10 @@
 //!
 //! Errors name the YAML line and column and the field path (`rules[1].hot.max_ttl`);
 //! unknown fields are rejected. A file is compiled once into a [`Policy`]:
-//! command lookups hash an upper-cased stack copy of the name and key globs
-//! are precompiled, so [`Policy::match_command`] neither parses nor allocates.
+//! command lookups bisect a table of the listed names ordered by length,
+//! comparing bytes case-insensitively in place, and key globs are
+//! precompiled, so [`Policy::match_command`] neither parses, copies, hashes
+//! nor allocates.
 //! [`Reloader`] watches the file and swaps new policies in atomically.
 //!
 //! ```
@@ -64,14 +66,29 @@ use spec::{FileSpec, MAX_COMMAND_LEN};
 /// An upper-case command and the indices of the rules that may match it.
 type CommandRules = (Box<[u8]>, Box<[usize]>);
 
+/// The order of the command table: by length, then by bytes, with `command`
+/// upper-cased byte by byte as it is compared (`name` is upper-case). Names
+/// are short, so an inline loop beats copying, upper-casing and calling
+/// `memcmp`; most lookups are decided by the length alone.
+#[inline]
+fn command_order(name: &[u8], command: &[u8]) -> std::cmp::Ordering {
+    name.len().cmp(&command.len()).then_with(|| {
+        name.iter()
+            .zip(command)
+            .map(|(n, c)| n.cmp(&c.to_ascii_uppercase()))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    })
+}
+
 /// A compiled policy. Immutable; replaced whole on reload.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     rules: Vec<Rule>,
     /// Upper-case command -> indices of the rules that may match it, in file
     /// order (rules for every command are merged in at their position).
-    /// Sorted by command, searched by bisection (a handful of entries: no
-    /// hashing per lookup).
+    /// Sorted by [`command_order`], searched by bisection (a handful of
+    /// entries: no hashing per lookup).
     by_command: Box<[CommandRules]>,
     /// Indices of the rules for every command, for commands not listed anywhere.
     any_command: Box<[usize]>,
@@ -111,7 +128,7 @@ impl Policy {
             .iter()
             .flat_map(|r| r.commands.iter().flatten().map(String::as_str))
             .collect();
-        names.sort_unstable();
+        names.sort_unstable_by(|a, b| command_order(a.as_bytes(), b.as_bytes()));
         names.dedup();
         let by_command = names
             .into_iter()
@@ -147,20 +164,16 @@ impl Policy {
     /// The first rule matching `command` (any case) and `key`. Keyless
     /// commands pass an empty key. Does not allocate.
     pub fn match_command(&self, command: &[u8], key: &[u8]) -> Option<&Rule> {
-        let mut buf = [0u8; MAX_COMMAND_LEN];
-        let candidates = match buf.get_mut(..command.len()) {
-            Some(upper) => {
-                upper.copy_from_slice(command);
-                upper.make_ascii_uppercase();
-                match self
-                    .by_command
-                    .binary_search_by(|(name, _)| (**name).cmp(&*upper))
-                {
-                    Ok(i) => &self.by_command[i].1,
-                    Err(_) => &self.any_command,
-                }
+        let candidates = if command.len() > MAX_COMMAND_LEN {
+            &self.any_command
+        } else {
+            match self
+                .by_command
+                .binary_search_by(|(name, _)| command_order(name, command))
+            {
+                Ok(i) => &self.by_command[i].1,
+                Err(_) => &self.any_command,
             }
-            None => &self.any_command,
         };
         candidates
             .iter()
@@ -189,5 +202,38 @@ impl Policy {
     /// One line per rule, in match order (what `NEXUS.POLICY` answers).
     pub fn describe(&self) -> Vec<String> {
         self.rules.iter().map(Rule::describe).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn command_table_matches_any_case_and_length() {
+        let names = ["GET", "SET", "DEL", "MGET", "HGETALL", "ZRANGEBYSCORE", "X"];
+        let yaml: String = std::iter::once("rules:\n".to_owned())
+            .chain(
+                names
+                    .iter()
+                    .map(|n| format!("  - name: r-{n}\n    commands: [{n}]\n")),
+            )
+            .collect();
+        let p = Policy::from_yaml_str(&yaml).unwrap();
+        for n in names {
+            let lower = n.to_ascii_lowercase();
+            for candidate in [
+                n.to_owned(),
+                lower.clone(),
+                format!("{}{}", &lower[..1], &n[1..]),
+            ] {
+                let r = p.match_command(candidate.as_bytes(), b"k").unwrap();
+                assert_eq!(r.name, format!("r-{n}"), "{candidate}");
+            }
+        }
+        for other in ["GE", "GETX", "SETT", "HGETAL", "", "Y", "ZRANGEBYSCOR"] {
+            assert!(p.match_command(other.as_bytes(), b"k").is_none(), "{other}");
+        }
     }
 }
