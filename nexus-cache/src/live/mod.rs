@@ -617,16 +617,14 @@ impl Live {
         if bound * hot.window.as_secs_f64() < hot.threshold.get() as f64 {
             return;
         }
-        let rate = self.hot.rate_of_count(count);
+        // One clock read for the rate and the extender's window check.
+        let now = tokio::time::Instant::now();
+        let rate = self.hot.rate_of_count_at(count, now);
         // The TTL is only known inside the script; `ZERO` lets `decide` judge
         // the rate and the window, and the script judges the TTL.
-        let decision = self.extender.decide(
-            key,
-            rate,
-            Ttl::Remaining(Duration::ZERO),
-            hot,
-            tokio::time::Instant::now(),
-        );
+        let decision = self
+            .extender
+            .decide(key, rate, Ttl::Remaining(Duration::ZERO), hot, now);
         if !matches!(decision, TtlDecision::Extend { .. }) {
             return;
         }
