@@ -77,9 +77,7 @@ return 0
 /// from the write's own nil, e.g. `SET ... NX` that did not write); the
 /// client is answered a plain nil (what `SET ... NX` answers when it does
 /// not write).
-pub(crate) const FILL: &str = concat!(
-    crate::tags::script::tag_into_lua!(),
-    r"
+pub(crate) const FILL: &str = r"
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
 elseif not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
@@ -89,11 +87,10 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 local reply = redis.pcall(unpack(ARGV, 2))
 if type(reply) == 'table' and reply.err then return reply end
 if reply then
-  for i = 4, #KEYS do tag_into(KEYS[i], {KEYS[1]}) end
+  for i = 4, #KEYS do redis.call('SADD', KEYS[i], KEYS[1]) end
 end
 return reply
-"
-);
+";
 
 /// [`FILL`]'s answer when it dropped the fill.
 pub(crate) const FILL_DROPPED: &[u8] = b"*1\r\n$-1\r\n";

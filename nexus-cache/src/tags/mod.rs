@@ -21,14 +21,9 @@
 //!
 //! Invalidation reads the whole set and deletes in batches of 1,000 keys
 //! inside one script: Redis is blocked for the duration (about 1 µs per key),
-//! so keep tags to at most tens of thousands of keys. Keys that expire or
-//! are deleted leave their names in the set, but every tagging samples
-//! three members and removes those whose key is gone (and whose stampede
-//! lease is not out), so a tag written to continuously settles at its live
-//! keys plus about a third; a tag that stops being written keeps its last
-//! members until it is invalidated (tag sets get no TTL: a key's TTL can
-//! grow after tagging, and a set expiring before its keys would let an
-//! invalidation miss them).
+//! so keep tags to at most tens of thousands of keys. Expired keys stay in
+//! their tag sets until the tag is invalidated (deleting a missing key is
+//! free); give tag sets their own lifetime if tags are never invalidated.
 //!
 //! # Redis Cluster
 //!
