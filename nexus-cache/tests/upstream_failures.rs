@@ -149,3 +149,44 @@ async fn unresponsive_redis_times_out_instead_of_hanging() -> Result<()> {
     assert_eq!(c.call(&[b"GET", b"k"]).await?, b"$1\r\nv\r\n");
     proxy.stop().await
 }
+
+/// A batch the upstream writer has taken from the queue but not yet written
+/// (waiting for room in a full window) when the connection fails is answered
+/// `-ERR` and counted in `upstream_failed_commands` like every other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_waiting_to_be_written_when_the_connection_fails_is_counted() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.pool_size(1)
+            .upstream_queue(1)
+            .upstream_timeout(Duration::from_millis(300))
+    })
+    .await?;
+    let mut a = Conn::connect(proxy.addr).await?;
+    let mut b = Conn::connect(proxy.addr).await?;
+    assert_eq!(a.call(&[b"SET", b"k", b"v"]).await?, b"+OK\r\n");
+    let mut sleeper = Conn::connect(redis.addr()).await?;
+    sleeper.send(&cmd(&[b"EVAL", BUSY_1500MS, b"0"])).await?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A's GET fills the window of one batch; B's pipelined pair is taken
+    // from the queue and waits for room until the connection times out.
+    a.send(&cmd(&[b"GET", b"k"])).await?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut pair = cmd(&[b"GET", b"k"]);
+    pair.extend(cmd(&[b"GET", b"k"]));
+    b.send(&pair).await?;
+    assert_eq!(a.read_frames(1).await?, b"-ERR upstream timeout\r\n");
+    let replies = b.read_frames(2).await?;
+    ensure!(
+        replies.starts_with(b"-ERR") && replies.iter().filter(|&&c| c == b'-').count() == 2,
+        "{}",
+        common::show(&replies)
+    );
+    assert_eq!(sleeper.read_frames(1).await?, b"$4\r\nslow\r\n");
+    let stats = String::from_utf8(a.call(&[b"NEXUS.STATS"]).await?)?;
+    ensure!(
+        stats.contains("$24\r\nupstream_failed_commands\r\n:3\r\n"),
+        "{stats}"
+    );
+    proxy.stop().await
+}

@@ -147,8 +147,11 @@ async fn run(
         misses: 0,
         scanner: Scanner::new(reply_limits()).inline(false),
     };
+    // The batch the writer has taken from the queue but not yet written:
+    // owned here so a connection that fails meanwhile fails it too (counted).
+    let mut held = Some(first);
     let result = tokio::select! {
-        r = write_loop(wr, first, rx, &inflight, &window, metrics) => r,
+        r = write_loop(wr, &mut held, rx, &inflight, &window, metrics) => r,
         r = read_loop(rd, &mut state, &inflight, &window, metrics, config.upstream_timeout) => Some(r),
     };
     let err = result.clone().unwrap_or(UpstreamError::ConnectionLost);
@@ -178,6 +181,10 @@ async fn run(
             failure: Some((p.count, err.clone())),
         });
     }
+    // Taken from the queue after every batch in flight: failed after them.
+    if let Some(batch) = held {
+        fail(batch, err, metrics);
+    }
     result
 }
 
@@ -193,33 +200,31 @@ fn reply_limits() -> Limits {
 
 async fn write_loop(
     mut wr: OwnedWriteHalf,
-    first: Batch,
+    held: &mut Option<Batch>,
     rx: &mut mpsc::Receiver<Batch>,
     inflight: &Mutex<VecDeque<InFlight>>,
     window: &Semaphore,
     metrics: &Metrics,
 ) -> Option<UpstreamError> {
     let mut out = BytesMut::with_capacity(64 * 1024);
-    let mut next = Some(first);
     loop {
-        let batch = match next.take() {
-            Some(b) => b,
-            None => {
-                let b = rx.recv().await?;
-                // A pipelined batch lets the other clients that are ready in
-                // this turn of the scheduler queue their batches first, so
-                // they share the write (fewer writes under pipelined load). A
-                // single command is written at once: its client waits for it
-                // alone, and measured at 50 non-pipelined clients the extra
-                // turn cost more latency than the coalescing saved.
-                if b.count > 1 {
-                    tokio::task::yield_now().await;
-                }
-                b
+        if held.is_none() {
+            let b = held.insert(rx.recv().await?);
+            // A pipelined batch lets the other clients that are ready in
+            // this turn of the scheduler queue their batches first, so
+            // they share the write (fewer writes under pipelined load). A
+            // single command is written at once: its client waits for it
+            // alone, and measured at 50 non-pipelined clients the extra
+            // turn cost more latency than the coalescing saved.
+            if b.count > 1 {
+                tokio::task::yield_now().await;
             }
-        };
+        }
         let Ok(permit) = window.acquire().await else {
             return Some(UpstreamError::ConnectionLost);
+        };
+        let Some(batch) = held.take() else {
+            continue;
         };
         permit.forget();
         // One clock read per write: the batches coalesced into it leave together.
