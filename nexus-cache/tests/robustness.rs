@@ -386,6 +386,160 @@ async fn shutdown_drops_a_pinned_session_blocked_forever_after_the_grace() -> Re
     Ok(())
 }
 
+/// A frame the proxy cannot frame (a bad bulk length): a pinned session
+/// refuses it.
+const UNFRAMEABLE: &[u8] = b"*1\r\n$x\r\n";
+
+/// Polls the proxy's metrics (bounded by `WAIT`) until no session is pinned.
+async fn wait_unpinned(proxy: &ProxyHandle) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = proxy.metrics.snapshot().pinned_clients;
+        if now == 0 {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "pinned_clients stayed {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pinned_session_ends_when_its_client_leaves_during_a_blocked_command()
+-> Result<()> {
+    let redis = RedisServer::start().await?;
+    // Neither the grace nor the upstream timeout is what ends it.
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.upstream_timeout(Duration::from_secs(60))
+            .shutdown_grace(Duration::from_secs(60))
+    })
+    .await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let blocking: [&[&[u8]]; 2] = [
+        &[b"BLPOP", b"never", b"0"],
+        &[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"never-s", b"$"],
+    ];
+    for (command, half_close) in [
+        (blocking[0], false),
+        (blocking[1], false),
+        (blocking[0], true),
+    ] {
+        let mut c = Conn::connect(proxy.addr).await?;
+        // A blocking command pins the session.
+        assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
+        let mut script = cmd(&[b"SET", b"a", b"1"]);
+        script.extend(cmd(command));
+        script.extend_from_slice(UNFRAMEABLE);
+        c.send(&script).await?;
+        wait_blocked_clients(&mut direct, 1).await?;
+        assert_eq!(proxy.metrics.snapshot().pinned_clients, 1);
+        if half_close {
+            // The client stops writing but still reads: it gets what Redis
+            // answered, then (the blocked command never answered) EOF.
+            c.stream.shutdown().await?;
+            let rest = String::from_utf8(c.read_to_eof().await?)?;
+            assert!(rest.starts_with("+OK\r\n-ERR "), "{rest:?}");
+        } else {
+            drop(c);
+        }
+        // The session and its upstream connection go with the client.
+        wait_blocked_clients(&mut direct, 0).await?;
+        wait_unpinned(&proxy).await?;
+    }
+    // Nothing reached Redis after the refused frame.
+    assert_eq!(
+        direct.call(&[b"EXISTS", b"never", b"never-s"]).await?,
+        b":0\r\n"
+    );
+    tokio::time::timeout(WAIT, proxy.stop())
+        .await
+        .context("proxy did not stop")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pinned_session_waits_at_most_the_upstream_timeout() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let timeout = Duration::from_secs(1);
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.upstream_timeout(timeout)
+            .shutdown_grace(Duration::from_secs(60))
+    })
+    .await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
+    let mut script = cmd(&[b"BLPOP", b"never", b"0"]);
+    script.extend_from_slice(UNFRAMEABLE);
+    c.send(&script).await?;
+    wait_blocked_clients(&mut direct, 1).await?;
+    // The client stays; the session is dropped once the timeout elapses
+    // (bounded here by `read_to_eof`'s own wait).
+    assert_eq!(c.read_to_eof().await?, b"");
+    wait_blocked_clients(&mut direct, 0).await?;
+    wait_unpinned(&proxy).await?;
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pinned_session_delivers_earlier_replies_before_a_blocked_one() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
+    let mut script = cmd(&[b"SET", b"a", b"1"]);
+    script.extend(cmd(&[b"BLPOP", b"k", b"0"]));
+    script.extend_from_slice(UNFRAMEABLE);
+    c.send(&script).await?;
+    wait_blocked_clients(&mut direct, 1).await?;
+    // `+OK` arrives while BLPOP still blocks (it used to be held back
+    // until the next bytes from Redis: here, never).
+    let mut got = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(3), c.stream.read(&mut got))
+        .await
+        .context("SET's reply held back behind the blocked BLPOP")??;
+    assert_eq!(&got[..n], b"+OK\r\n");
+    assert_eq!(direct.call(&[b"RPUSH", b"k", b"v"]).await?, b":1\r\n");
+    let rest = String::from_utf8(c.read_to_eof().await?)?;
+    assert!(
+        rest.starts_with("*2\r\n$1\r\nk\r\n$1\r\nv\r\n-ERR Protocol error: ")
+            && rest.matches("\r\n").count() == 6,
+        "{rest:?}"
+    );
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_session_ending_after_client_reply_skip_shows_no_farewell_reply() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b).await?;
+    // Refused input right after `CLIENT REPLY SKIP`: Redis skips the
+    // farewell's `RESET` reply; the client gets the error alone.
+    let mut c = Conn::connect(proxy.addr).await?;
+    let mut script = cmd(&[b"CLIENT", b"REPLY", b"SKIP"]);
+    script.extend_from_slice(UNFRAMEABLE);
+    c.send(&script).await?;
+    let rest = String::from_utf8(c.read_to_eof().await?)?;
+    assert!(
+        rest.starts_with("-ERR Protocol error: ") && rest.matches("\r\n").count() == 1,
+        "{rest:?}"
+    );
+    // Shutdown right after it: nothing at all.
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(c.call(&[b"CLIENT", b"SETNAME", b"s"]).await?, b"+OK\r\n");
+    c.send(&cmd(&[b"CLIENT", b"REPLY", b"SKIP"])).await?;
+    // Time for the proxy to forward it before shutdown begins.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.shutdown.cancel();
+    assert_eq!(show(&c.read_to_eof().await?), "");
+    tokio::time::timeout(WAIT, proxy.task)
+        .await
+        .context("proxy did not stop")??;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutated_pipelines_never_hang_the_proxy() -> Result<()> {
     let redis = RedisServer::start().await?;

@@ -23,8 +23,12 @@
 //! proxy sends `RESET` and `QUIT` and keeps its write half open until Redis
 //! closes, rather than shutting it: Redis frees a client on reading EOF and
 //! drops the replies it has not written yet (a 16 MiB reply in flight was
-//! cut to 4 to 8 MiB). A session whose command is still blocked
-//! (`BLPOP k 0`) is dropped when the server's `shutdown_grace` elapses.
+//! cut to 4 to 8 MiB). Replies before the farewell's reach the client as
+//! they arrive; only a tail that may begin `+RESET\r\n+OK\r\n` is held
+//! back. Meanwhile the client's input is discarded: if it leaves, the
+//! upstream write half is shut (Redis frees even a connection blocked in
+//! `BLPOP k 0`). A session whose command is still blocked is dropped after
+//! `upstream_timeout` (and on shutdown when `shutdown_grace` elapses).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -83,6 +87,9 @@ pub(super) async fn run(
     shared.metrics.upstream_connects.fetch_add(1, Relaxed);
     let (mut urd, uwr) = upstream.into_split();
     let closing = AtomicBool::new(false);
+    // Set with `last` when the command before the farewell was
+    // `CLIENT REPLY SKIP`: Redis then skips `RESET`'s reply.
+    let skipped = AtomicBool::new(false);
     // The proxy's last reply, written after Redis's in place of the
     // farewell's (see `farewell`): empty on shutdown.
     let last = OnceLock::<Bytes>::new();
@@ -108,7 +115,7 @@ pub(super) async fn run(
                     // Refusing: Redis's last bytes answer the proxy's
                     // farewell, which the client must not see.
                     let hold = if last.get().is_some() {
-                        buf.len().min(FAREWELL_REPLIES.len())
+                        held(&buf, skipped.load(Relaxed))
                     } else {
                         0
                     };
@@ -121,7 +128,10 @@ pub(super) async fn run(
             }
         }
         match last.get() {
-            Some(reply) if buf[..] == *FAREWELL_REPLIES => {
+            Some(reply)
+                if buf[..] == *FAREWELL_REPLIES
+                    || (skipped.load(Relaxed) && buf[..] == *QUIT_REPLY) =>
+            {
                 let _ = wr.write_all(reply).await;
             }
             _ => {
@@ -138,20 +148,75 @@ pub(super) async fn run(
     let ends = Ends {
         closing: &closing,
         last: &last,
+        skipped: &skipped,
     };
     let up = forward_commands(rd, uwr, pending, sampler, shared, shutdown, ends, &near);
     tokio::pin!(down);
     tokio::select! {
         () = &mut down => {}
         kept = up => {
+            let Some((mut uwr, rd)) = kept else {
+                // The client closed: its write half was shut, Redis frees
+                // the connection once it reads that.
+                down.await;
+                return;
+            };
             // After a farewell (refused input, shutdown), Redis closes once
             // it has answered everything: the write half stays open until
             // then, since shutting it would make Redis drop replies still
-            // unsent. Bounded on shutdown: the server drops the session
-            // when `shutdown_grace` elapses (a blocked `BLPOP k 0`).
-            let _kept = kept;
-            down.await;
+            // unsent. Meanwhile the client's input is read and discarded, so
+            // that its leaving is seen: then the upstream write half is shut
+            // as on any client EOF (Redis frees a connection blocked in
+            // `BLPOP k 0` on reading it). Bounded by `upstream_timeout` (on
+            // shutdown, also by `shutdown_grace`): then the session is
+            // dropped, closing both connections.
+            let drain = async {
+                tokio::select! {
+                    () = &mut down => {}
+                    eof = discard(rd) => {
+                        if eof {
+                            let _ = uwr.shutdown().await;
+                            down.await;
+                        }
+                    }
+                }
+            };
+            if tokio::time::timeout(config.upstream_timeout, drain).await.is_err() {
+                tracing::debug!("pinned session dropped: Redis did not close after the farewell");
+            }
         }
+    }
+}
+
+/// Reads and discards the client's input after the farewell. True on EOF
+/// (the client may still read), false on an error (it is gone).
+async fn discard(mut rd: OwnedReadHalf) -> bool {
+    let mut scratch = [0u8; 4096];
+    loop {
+        match rd.read(&mut scratch).await {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// How many bytes at the end of `buf` the reply side holds back after the
+/// farewell: the longest tail that may begin the farewell's replies, so
+/// that replies before them reach the client at once. With `skipped`, the
+/// replies may be `QUIT_REPLY` alone.
+fn held(buf: &[u8], skipped: bool) -> usize {
+    let tail = |replies: &[u8]| {
+        (1..=buf.len().min(replies.len()))
+            .rev()
+            .find(|&k| buf[buf.len() - k..] == replies[..k])
+            .unwrap_or(0)
+    };
+    let all = tail(FAREWELL_REPLIES);
+    if skipped {
+        all.max(tail(QUIT_REPLY))
+    } else {
+        all
     }
 }
 
@@ -163,6 +228,17 @@ const FAREWELL: &[u8] = b"*1\r\n$5\r\nRESET\r\n*1\r\n$4\r\nQUIT\r\n";
 
 /// Redis's replies to [`FAREWELL`] (RESP2 after `RESET`), its last bytes.
 const FAREWELL_REPLIES: &[u8] = b"+RESET\r\n+OK\r\n";
+
+/// Redis's replies to [`FAREWELL`] after `CLIENT REPLY SKIP`, which makes
+/// it skip `RESET`'s reply.
+const QUIT_REPLY: &[u8] = b"+OK\r\n";
+
+fn is_reply_skip(cmd: &Command<'_>) -> bool {
+    cmd.is(b"CLIENT")
+        && cmd.len() == 3
+        && cmd.arg(1).is_some_and(|a| a.eq_ignore_ascii_case(b"REPLY"))
+        && cmd.arg(2).is_some_and(|a| a.eq_ignore_ascii_case(b"SKIP"))
+}
 
 fn is_nexus(cmd: &Command<'_>) -> bool {
     let name = cmd.name();
@@ -196,6 +272,7 @@ fn nexus_reply(cmd: &Command<'_>, shared: &Shared) -> Bytes {
 async fn refuse(
     err: &Error,
     before: &[u8],
+    skip: bool,
     uwr: &mut OwnedWriteHalf,
     shared: &Shared,
     ends: Ends<'_>,
@@ -206,14 +283,22 @@ async fn refuse(
         "-ERR Protocol error: {}\r\n",
         crate::error::single_line(&err.to_string())
     );
-    farewell(before, Bytes::from(reply), uwr, ends).await;
+    farewell(before, Bytes::from(reply), skip, uwr, ends).await;
 }
 
 /// Ends the session without cutting Redis short: forwards the frames
 /// `before` it, then [`FAREWELL`]. Redis answers them all and closes; the
 /// reply side writes `last` in place of the farewell's replies and closes
 /// the client. The caller keeps `uwr` open until Redis has closed.
-async fn farewell(before: &[u8], last: Bytes, uwr: &mut OwnedWriteHalf, ends: Ends<'_>) {
+async fn farewell(
+    before: &[u8],
+    last: Bytes,
+    skip: bool,
+    uwr: &mut OwnedWriteHalf,
+    ends: Ends<'_>,
+) {
+    // `skipped` is stored before `last` is set, which publishes it.
+    ends.skipped.store(skip, Relaxed);
     // Set before the farewell is sent: the reply side holds back its
     // replies from then on.
     let _ = ends.last.set(last);
@@ -231,12 +316,14 @@ struct Ends<'a> {
     /// The proxy's reply after Redis's last one (set at most once; empty
     /// on shutdown).
     last: &'a OnceLock<Bytes>,
+    /// Redis skips `RESET`'s reply (see [`QUIT_REPLY`]).
+    skipped: &'a AtomicBool,
 }
 
 /// Client -> Redis. Returns when the client closes, sends input the proxy
 /// cannot frame or parse ([`refuse`]), or shutdown begins ([`farewell`]);
-/// in those last two cases with the write half, to be kept open until
-/// Redis closes.
+/// in those last two cases with the upstream write half, to be kept open
+/// until Redis closes, and the client's read half, to see it leave.
 // The session's halves and the state its two directions share.
 #[allow(clippy::too_many_arguments)]
 async fn forward_commands(
@@ -248,12 +335,15 @@ async fn forward_commands(
     shutdown: &CancellationToken,
     ends: Ends<'_>,
     near: &PinnedWrites,
-) -> Option<OwnedWriteHalf> {
+) -> Option<(OwnedWriteHalf, OwnedReadHalf)> {
     let closing = ends.closing;
     let mut scanner = Scanner::new(shared.limits);
     // `buf` starts with the command that pinned the client, already counted
     // (and sampled) by the reader.
     let mut counted = true;
+    // The last command forwarded was `CLIENT REPLY SKIP`: Redis will skip
+    // the next reply, the farewell's `RESET`'s if it comes next.
+    let mut skip = false;
     loop {
         let mut off = 0;
         loop {
@@ -263,8 +353,12 @@ async fn forward_commands(
                     if let Err(e) = &parsed
                         && !super::is_empty_command(&buf[off..off + n])
                     {
-                        refuse(e, &buf[..off], &mut uwr, shared, ends).await;
-                        return Some(uwr);
+                        refuse(e, &buf[..off], skip, &mut uwr, shared, ends).await;
+                        return Some((uwr, rd));
+                    }
+                    // (Blank inline lines, the other `Err`s here, run nothing.)
+                    if let Ok(cmd) = &parsed {
+                        skip = is_reply_skip(cmd);
                     }
                     if !std::mem::take(&mut counted) {
                         shared.metrics.commands.fetch_add(1, Relaxed);
@@ -330,8 +424,8 @@ async fn forward_commands(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    refuse(&e, &buf[..off], &mut uwr, shared, ends).await;
-                    return Some(uwr);
+                    refuse(&e, &buf[..off], skip, &mut uwr, shared, ends).await;
+                    return Some((uwr, rd));
                 }
             }
         }
@@ -350,9 +444,9 @@ async fn forward_commands(
                 // Complete frames are all forwarded; a partial one never is.
                 // After the client's QUIT, Redis closes by itself.
                 if !closing.load(Relaxed) {
-                    farewell(&[], Bytes::new(), &mut uwr, ends).await;
+                    farewell(&[], Bytes::new(), skip, &mut uwr, ends).await;
                 }
-                return Some(uwr);
+                return Some((uwr, rd));
             }
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) | Err(_) => {
