@@ -417,13 +417,16 @@ async fn a_refused_pinned_session_ends_when_its_client_leaves_during_a_blocked_c
     })
     .await?;
     let mut direct = Conn::connect(redis.addr()).await?;
-    let blocking: [&[&[u8]]; 2] = [
+    let blocking: [&[&[u8]]; 3] = [
         &[b"BLPOP", b"never", b"0"],
         &[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"never-s", b"$"],
+        // No replica ever acknowledges.
+        &[b"WAIT", b"1", b"0"],
     ];
     for (command, half_close) in [
         (blocking[0], false),
         (blocking[1], false),
+        (blocking[2], false),
         (blocking[0], true),
     ] {
         let mut c = Conn::connect(proxy.addr).await?;
