@@ -56,7 +56,9 @@ pub struct ProxyConfig {
     /// Longest wait for a reply on a shared connection (default 30 s). When the
     /// oldest outstanding batch exceeds it, the connection is considered dead: its
     /// commands are answered `-ERR upstream timeout` and it is reconnected. Pinned
-    /// connections have no such bound (they run blocking commands on purpose).
+    /// connections have no such bound while they serve (they run blocking
+    /// commands on purpose); a pinned session that is ending (refused input)
+    /// waits at most this long for Redis to close it.
     pub upstream_timeout: Duration,
     /// The cache policy (default none: the proxy is fully transparent, and
     /// singleflight, hot-key tracking, default TTLs and auto-tagging are off).
