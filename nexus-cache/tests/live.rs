@@ -456,3 +456,53 @@ async fn writes_in_a_transaction_are_seen_by_later_collapsed_reads() -> Result<(
     }
     proxy.stop().await
 }
+
+const SF_MGET: &str =
+    "rules:\n  - commands: [GET, MGET]\n    keys: 'p:*'\n    singleflight: true\n";
+
+/// Identical concurrent `MGET`s whose keys all have singleflight share one
+/// upstream call; an `MGET` with a key outside the rule is not collapsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_identical_mgets_share_one_upstream_call() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(policy(SF_MGET))).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    direct.call(&[b"SET", b"p:1", b"one"]).await?;
+    direct.call(&[b"SET", b"other", b"x"]).await?;
+    let mut warm = Conn::connect(proxy.addr).await?;
+    warm.call(&[b"PING"]).await?;
+    for (keys, most) in [(&[&b"p:1"[..], b"p:2"], 2), (&[&b"p:1"[..], b"other"], 20)] {
+        let before = calls(&mut direct, "mget").await?;
+        direct.call(&[b"CLIENT", b"PAUSE", b"400", b"ALL"]).await?;
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let addr = proxy.addr;
+            let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+            tasks.push(tokio::spawn(async move {
+                let mut c = Conn::connect(addr).await?;
+                let mut args: Vec<&[u8]> = vec![b"MGET"];
+                args.extend(keys.iter().map(Vec::as_slice));
+                c.call(&args).await
+            }));
+        }
+        let want: &[u8] = if keys[1] == b"p:2" {
+            b"*2\r\n$3\r\none\r\n$-1\r\n"
+        } else {
+            b"*2\r\n$3\r\none\r\n$1\r\nx\r\n"
+        };
+        for t in tasks {
+            let got = t.await??;
+            ensure!(got == want, "{}", show(&got));
+        }
+        let n = calls(&mut direct, "mget").await? - before;
+        if most == 2 {
+            ensure!(n <= 2, "{n} upstream MGETs for 20 clients");
+        } else {
+            ensure!(
+                n == 20,
+                "{n} upstream MGETs: a key outside the rule was collapsed"
+            );
+        }
+    }
+    proxy.stop().await
+}

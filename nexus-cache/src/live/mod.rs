@@ -117,7 +117,9 @@ pub(crate) enum Plan {
     Write,
     /// A `SET`: forward it with `PX <ms>` appended, in the batch.
     AppendPx(u64),
-    /// A read that may share an upstream call with identical concurrent reads.
+    /// A read that may share an upstream call with identical concurrent reads
+    /// planned at the same generations: `stripe` is the key's stripe
+    /// generation (for `MGET`, the sum over its keys), `global` the global one.
     Flight { stripe: u64, global: u64 },
     /// A write run as one script on the client's lane ([`Live::run`]); the
     /// reader waits for it before reading the client's next command.
@@ -237,10 +239,33 @@ impl Live {
         match commands::kind(cmd) {
             Kind::Neutral => Plan::Plain,
             Kind::ReadMany => {
-                cmd.args().for_each(|k| {
+                // `MGET`: collapsed when every key's rule has singleflight.
+                let policy = self.policy.load();
+                let mut collapse = may_join;
+                for k in cmd.args() {
                     self.hot.observe(k);
+                    collapse = collapse
+                        && policy
+                            .match_command(cmd.name(), k)
+                            .is_some_and(|r| r.singleflight);
+                }
+                if !collapse {
+                    return Plan::Plain;
+                }
+                // Before reading the generations: see `flights_used`.
+                if !self.flights_used.load(Ordering::SeqCst) {
+                    self.flights_used.store(true, Ordering::SeqCst);
+                }
+                // A write of any of the keys moves its stripe on, so the
+                // sum moves on (generations only grow): a read after that
+                // write never joins a flight that began before it.
+                let stripes = cmd.args().fold(0u64, |sum, k| {
+                    sum.wrapping_add(self.stripe(k).load(Ordering::Acquire))
                 });
-                Plan::Plain
+                Plan::Flight {
+                    stripe: stripes,
+                    global: self.global.load(Ordering::Acquire),
+                }
             }
             Kind::ReadKey => {
                 let key = cmd.arg(1).unwrap_or_default();
