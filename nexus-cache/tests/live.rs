@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use common::{Conn, ProxyHandle, WAIT, show};
+use common::{Conn, ProxyHandle, WAIT, command_calls, show, stat};
 use nexus_cache::policy::{Policy, ReloaderConfig};
 use nexus_testkit::RedisServer;
 
@@ -22,40 +22,12 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// `cmdstat_<name>:calls=N` from `INFO commandstats` (0 when never called).
-async fn calls(redis: &mut Conn, name: &str) -> Result<u64> {
-    let info = text(&redis.call(&[b"INFO", b"commandstats"]).await?);
-    let needle = format!("cmdstat_{name}:calls=");
-    Ok(info
-        .find(&needle)
-        .map(|i| {
-            info[i + needle.len()..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0))
-}
-
 async fn pttl(redis: &mut Conn, key: &str) -> Result<i64> {
     let r = text(&redis.call(&[b"PTTL", key.as_bytes()]).await?);
     r.trim()
         .trim_start_matches(':')
         .parse()
         .with_context(|| format!("PTTL reply {r:?}"))
-}
-
-/// A `NEXUS.STATS` field.
-async fn stat(c: &mut Conn, name: &str) -> Result<u64> {
-    let s = text(&c.call(&[b"NEXUS.STATS"]).await?);
-    let lines: Vec<&str> = s.split("\r\n").collect();
-    let i = lines
-        .iter()
-        .position(|l| *l == name)
-        .with_context(|| format!("{name} missing in {s}"))?;
-    Ok(lines[i + 1].trim_start_matches(':').parse()?)
 }
 
 const SF: &str = "rules:\n  - commands: [GET]\n    keys: 'p:*'\n    singleflight: true\n";
@@ -69,7 +41,7 @@ async fn concurrent_gets_share_one_upstream_call() -> Result<()> {
     // Warm the pool connections so the pause below only holds the GET.
     let mut warm = Conn::connect(proxy.addr).await?;
     warm.call(&[b"PING"]).await?;
-    let before = calls(&mut direct, "get").await?;
+    let before = command_calls(&mut direct, "get").await?;
     direct.call(&[b"CLIENT", b"PAUSE", b"400", b"ALL"]).await?;
     let mut tasks = Vec::new();
     for _ in 0..20 {
@@ -83,7 +55,7 @@ async fn concurrent_gets_share_one_upstream_call() -> Result<()> {
         let got = t.await??;
         ensure!(got == b"$6\r\nshared\r\n", "{}", show(&got));
     }
-    let after = calls(&mut direct, "get").await?;
+    let after = command_calls(&mut direct, "get").await?;
     ensure!(
         after - before <= 2,
         "{} upstream GETs for 20 clients",
@@ -472,7 +444,7 @@ async fn concurrent_identical_mgets_share_one_upstream_call() -> Result<()> {
     let mut warm = Conn::connect(proxy.addr).await?;
     warm.call(&[b"PING"]).await?;
     for (keys, most) in [(&[&b"p:1"[..], b"p:2"], 2), (&[&b"p:1"[..], b"other"], 20)] {
-        let before = calls(&mut direct, "mget").await?;
+        let before = command_calls(&mut direct, "mget").await?;
         direct.call(&[b"CLIENT", b"PAUSE", b"400", b"ALL"]).await?;
         let mut tasks = Vec::new();
         for _ in 0..20 {
@@ -494,7 +466,7 @@ async fn concurrent_identical_mgets_share_one_upstream_call() -> Result<()> {
             let got = t.await??;
             ensure!(got == want, "{}", show(&got));
         }
-        let n = calls(&mut direct, "mget").await? - before;
+        let n = command_calls(&mut direct, "mget").await? - before;
         if most == 2 {
             ensure!(n <= 2, "{n} upstream MGETs for 20 clients");
         } else {

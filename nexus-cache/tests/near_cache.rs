@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use common::{Conn, ProxyHandle, WAIT, cmd, show};
+use common::{Conn, ProxyHandle, WAIT, cmd, command_calls, show, stat};
 use nexus_cache::policy::Policy;
 use nexus_testkit::RedisServer;
 use tokio::time::Instant;
@@ -30,17 +30,6 @@ fn bulk(v: &str) -> Vec<u8> {
     format!("${}\r\n{v}\r\n", v.len()).into_bytes()
 }
 
-/// A `NEXUS.STATS` field.
-async fn stat(c: &mut Conn, name: &str) -> Result<u64> {
-    let s = text(&c.call(&[b"NEXUS.STATS"]).await?);
-    let lines: Vec<&str> = s.split("\r\n").collect();
-    let i = lines
-        .iter()
-        .position(|l| *l == name)
-        .with_context(|| format!("{name} missing in {s}"))?;
-    Ok(lines[i + 1].trim_start_matches(':').parse()?)
-}
-
 /// Polls `NEXUS.STATS` until `name` satisfies `ok` (bounded by `WAIT`).
 async fn wait_stat(c: &mut Conn, name: &str, ok: impl Fn(u64) -> bool) -> Result<u64> {
     let deadline = Instant::now() + WAIT;
@@ -54,23 +43,6 @@ async fn wait_stat(c: &mut Conn, name: &str, ok: impl Fn(u64) -> bool) -> Result
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// `cmdstat_get:calls` on Redis.
-async fn get_calls(redis: &mut Conn) -> Result<u64> {
-    let info = text(&redis.call(&[b"INFO", b"commandstats"]).await?);
-    let needle = "cmdstat_get:calls=";
-    Ok(info
-        .find(needle)
-        .map(|i| {
-            info[i + needle.len()..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0))
 }
 
 /// Starts Redis and a proxy with `yaml`, and waits for the tracking link.
@@ -104,12 +76,12 @@ async fn hits_are_served_without_redis_and_in_order() -> Result<()> {
     let mut c = Conn::connect(proxy.addr).await?;
     assert_eq!(warm(&mut c, &mut admin, b"n:1").await?, bulk("one"));
 
-    let before = get_calls(&mut direct).await?;
+    let before = command_calls(&mut direct, "get").await?;
     for _ in 0..50 {
         assert_eq!(c.call(&[b"GET", b"n:1"]).await?, bulk("one"));
     }
     assert_eq!(
-        get_calls(&mut direct).await?,
+        command_calls(&mut direct, "get").await?,
         before,
         "hits must not reach Redis"
     );
@@ -377,11 +349,11 @@ async fn the_byte_budget_and_value_limit_hold() -> Result<()> {
     // A value above max_value_bytes is never cached: every read reaches Redis.
     let big = "b".repeat(5000);
     direct.call(&[b"SET", b"n:big", big.as_bytes()]).await?;
-    let before = get_calls(&mut direct).await?;
+    let before = command_calls(&mut direct, "get").await?;
     for _ in 0..5 {
         assert_eq!(c.call(&[b"GET", b"n:big"]).await?, bulk(&big));
     }
-    assert_eq!(get_calls(&mut direct).await? - before, 5);
+    assert_eq!(command_calls(&mut direct, "get").await? - before, 5);
     proxy.stop().await
 }
 
@@ -422,12 +394,12 @@ async fn no_near_cache_without_a_rule_naming_one() -> Result<()> {
         let mut direct = Conn::connect(redis.addr()).await?;
         direct.call(&[b"SET", b"n:1", b"one"]).await?;
         let mut c = Conn::connect(proxy.addr).await?;
-        let before = get_calls(&mut direct).await?;
+        let before = command_calls(&mut direct, "get").await?;
         for _ in 0..20 {
             assert_eq!(c.call(&[b"GET", b"n:1"]).await?, bulk("one"));
         }
         assert_eq!(
-            get_calls(&mut direct).await? - before,
+            command_calls(&mut direct, "get").await? - before,
             20,
             "policy {yaml:?}"
         );
@@ -509,11 +481,11 @@ async fn a_policy_with_new_prefixes_resubscribes_the_link() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     // `n:*` is no longer near-cached: its reads reach Redis.
-    let before = get_calls(&mut direct).await?;
+    let before = command_calls(&mut direct, "get").await?;
     for _ in 0..3 {
         c.call(&[b"GET", b"n:1"]).await?;
     }
-    assert_eq!(get_calls(&mut direct).await? - before, 3);
+    assert_eq!(command_calls(&mut direct, "get").await? - before, 3);
     proxy.stop().await
 }
 
@@ -562,14 +534,14 @@ async fn the_stampede_guard_fills_the_near_cache_of_its_rule() -> Result<()> {
     let mut c = Conn::connect(proxy.addr).await?;
     assert_eq!(warm(&mut c, &mut admin, b"g:k").await?, bulk("v1"));
     let hits = stat(&mut admin, "near_cache_hits").await?;
-    let gets = get_calls(&mut direct).await?;
+    let gets = command_calls(&mut direct, "get").await?;
     for _ in 0..50 {
         assert_eq!(c.call(&[b"GET", b"g:k"]).await?, bulk("v1"));
         assert_eq!(filler.call(&[b"GET", b"g:k"]).await?, bulk("v1"));
     }
     assert!(stat(&mut admin, "near_cache_hits").await? >= hits + 100);
     assert_eq!(
-        get_calls(&mut direct).await?,
+        command_calls(&mut direct, "get").await?,
         gets,
         "hits must not reach Redis"
     );

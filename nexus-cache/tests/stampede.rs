@@ -30,14 +30,7 @@ fn bulk(v: &str) -> Vec<u8> {
 
 /// A `NEXUS.STATS` field.
 async fn stat(addr: SocketAddr, name: &str) -> Result<u64> {
-    let mut c = Conn::connect(addr).await?;
-    let s = String::from_utf8_lossy(&c.call(&[b"NEXUS.STATS"]).await?).into_owned();
-    let lines: Vec<&str> = s.split("\r\n").collect();
-    let i = lines
-        .iter()
-        .position(|l| *l == name)
-        .with_context(|| format!("{name} missing in {s}"))?;
-    Ok(lines[i + 1].trim_start_matches(':').parse()?)
+    common::stat(&mut Conn::connect(addr).await?, name).await
 }
 
 /// `n` clients GET `key` at once; the one that gets nil waits `fill_after`,

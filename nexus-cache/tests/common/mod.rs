@@ -214,3 +214,33 @@ impl Conn {
         Ok(rest)
     }
 }
+
+/// A `NEXUS.STATS` field, read on `c`.
+pub async fn stat(c: &mut Conn, name: &str) -> Result<u64> {
+    let s = String::from_utf8_lossy(&c.call(&[b"NEXUS.STATS"]).await?).into_owned();
+    let lines: Vec<&str> = s.split("\r\n").collect();
+    let i = lines
+        .iter()
+        .position(|l| *l == name)
+        .with_context(|| format!("{name} missing in {s}"))?;
+    Ok(lines[i + 1].trim_start_matches(':').parse()?)
+}
+
+/// How many times Redis ran command `name` (lower case): `cmdstat_<name>:calls`
+/// from `INFO commandstats` on a direct connection (0 when never called).
+pub async fn command_calls(redis: &mut Conn, name: &str) -> Result<u64> {
+    let info =
+        String::from_utf8_lossy(&redis.call(&[b"INFO", b"commandstats"]).await?).into_owned();
+    let needle = format!("cmdstat_{name}:calls=");
+    Ok(info
+        .find(&needle)
+        .map(|i| {
+            info[i + needle.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0))
+}
