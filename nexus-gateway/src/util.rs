@@ -50,7 +50,10 @@ pub(crate) fn new_request_id() -> HeaderValue {
     // "nexus-" + at most 20 digits + "-" + 10 chars.
     let mut buf = [0u8; 37];
     buf[..6].copy_from_slice(b"nexus-");
-    let mut n = 6 + write_decimal(&mut buf[6..26], ms);
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(ms).as_bytes();
+    let mut n = 6 + digits.len();
+    buf[6..n].copy_from_slice(digits);
     buf[n] = b'-';
     n += 1;
     for c in &mut buf[n..n + 10] {
@@ -65,23 +68,6 @@ pub(crate) fn new_request_id() -> HeaderValue {
 fn unix_millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Writes `v` in decimal at the start of `out` (at least 20 bytes); returns the length.
-fn write_decimal(out: &mut [u8], mut v: u64) -> usize {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let len = tmp.len() - i;
-    out[..len].copy_from_slice(&tmp[i..]);
-    len
 }
 
 /// Length of [`rfc3339_millis`]'s output for years 0..=9999.
@@ -201,11 +187,6 @@ mod tests {
             tail.bytes()
                 .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
         );
-        let mut buf = [0u8; 20];
-        let n = write_decimal(&mut buf, 0);
-        assert_eq!(&buf[..n], b"0");
-        let n = write_decimal(&mut buf, u64::MAX);
-        assert_eq!(&buf[..n], b"18446744073709551615");
     }
 
     #[test]

@@ -707,8 +707,8 @@ pub(crate) fn tag_set(tag: &[u8]) -> Bytes {
 /// re-encoding, no allocation beyond `out`'s growth); an inline command is
 /// re-encoded.
 pub(crate) fn append_px(out: &mut BytesMut, frame: &[u8], cmd: &Command<'_>, ms: u64) {
-    let mut digits = [0u8; 20];
-    let ms = fmt_u64(ms, &mut digits);
+    let mut digits = itoa::Buffer::new();
+    let ms = digits.format(ms).as_bytes();
     let header_end = frame.iter().position(|&b| b == b'\n');
     match header_end {
         Some(end) if !cmd.is_inline() && frame.first() == Some(&b'*') => {
@@ -727,18 +727,6 @@ pub(crate) fn append_px(out: &mut BytesMut, frame: &[u8], cmd: &Command<'_>, ms:
     }
     encode::bulk(out, b"PX");
     encode::bulk(out, ms);
-}
-
-fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 #[cfg(test)]
