@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use super::marks::{merge_all, merge_guard};
 use super::{Inner, WriteMarks};
 use crate::stampede::marks::GuardWrites;
 
@@ -55,22 +56,12 @@ impl HeldMarks {
                 }
                 inner.versions.end(usize::from(s));
             }
-            if marks.all {
-                if self.all {
-                    inner.versions.end_all();
-                } else {
-                    self.all = true;
-                }
-            }
+            merge_all(&inner, &mut self.all, marks.all);
             self.inner.get_or_insert(inner);
         }
         marks.len = 0;
         marks.all = false;
-        match (&mut self.guard, marks.guard.take()) {
-            (Some(mine), Some(theirs)) => mine.absorb(*theirs),
-            (mine @ None, theirs) => *mine = theirs,
-            (Some(_), None) => {}
-        }
+        merge_guard(&mut self.guard, marks.guard.take());
     }
 }
 

@@ -73,22 +73,34 @@ impl WriteMarks {
                     inner.versions.end(usize::from(s));
                 }
             }
-            if other.all {
-                if self.all {
-                    inner.versions.end_all();
-                } else {
-                    self.all = true;
-                }
-            }
+            merge_all(&inner, &mut self.all, other.all);
             self.inner.get_or_insert(inner);
         }
         other.len = 0;
         other.all = false;
-        match (&mut self.guard, other.guard.take()) {
-            (Some(mine), Some(theirs)) => mine.absorb(*theirs),
-            (mine @ None, theirs) => *mine = theirs,
-            (Some(_), None) => {}
+        merge_guard(&mut self.guard, other.guard.take());
+    }
+}
+
+/// Takes over another holder's global mark: when `all` is already held,
+/// `theirs` ends (one global mark pending per holder); otherwise it
+/// becomes ours.
+pub(super) fn merge_all(inner: &Inner, all: &mut bool, theirs: bool) {
+    if theirs {
+        if *all {
+            inner.versions.end_all();
+        } else {
+            *all = true;
         }
+    }
+}
+
+/// Takes over another holder's stampede-guard writes.
+pub(super) fn merge_guard(mine: &mut Option<Box<GuardWrites>>, theirs: Option<Box<GuardWrites>>) {
+    match (mine, theirs) {
+        (Some(mine), Some(theirs)) => mine.absorb(*theirs),
+        (mine @ None, theirs) => *mine = theirs,
+        (Some(_), None) => {}
     }
 }
 
