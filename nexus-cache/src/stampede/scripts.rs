@@ -25,6 +25,28 @@ macro_rules! fresh_prefix {
 }
 pub(crate) use fresh_prefix;
 
+/// Lua defining `grant(lease, fresh)`, shared by [`ACQUIRE`] and [`GRANT`]:
+/// takes the lease with `ARGV[1]` (token) for `ARGV[2]` ms if it is free,
+/// and then records the token in the fresh set, first dropping tokens older
+/// than `ARGV[3]` ms (the set's lifetime, renewed). `1` if taken, `0` if held.
+macro_rules! grant_lua {
+    () => {
+        r"
+local function grant(lease, fresh)
+  if redis.call('SET', lease, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    local t = redis.call('TIME')
+    local now = t[1] * 1000 + math.floor(t[2] / 1000)
+    redis.call('ZREMRANGEBYSCORE', fresh, '-inf', '(' .. tostring(now - ARGV[3]))
+    redis.call('ZADD', fresh, tostring(now), ARGV[1])
+    redis.call('PEXPIRE', fresh, ARGV[3])
+    return 1
+  end
+  return 0
+end
+"
+    };
+}
+
 /// `KEYS[1]` the key, `KEYS[2]` its lease, `KEYS[3]` its fresh set;
 /// `ARGV[1]` a new token, `ARGV[2]` the lease lifetime in ms, `ARGV[3]` the
 /// fresh set's lifetime in ms. The key's value when it exists, or the
@@ -33,34 +55,19 @@ pub(crate) use fresh_prefix;
 /// lease's `SET`, `READONLY`, `BUSY`, ...); otherwise takes the lease if it
 /// is free (`:1`, and the token joins the fresh set) or reports it held
 /// (`:0`).
-pub(crate) const ACQUIRE: &str = r"
+pub(crate) const ACQUIRE: &str = concat!(
+    grant_lua!(),
+    r"
 local v = redis.pcall('GET', KEYS[1])
 if type(v) == 'table' and v.err then return {v} end
 if v then return v end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local t = redis.call('TIME')
-  local now = t[1] * 1000 + math.floor(t[2] / 1000)
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. tostring(now - ARGV[3]))
-  redis.call('ZADD', KEYS[3], tostring(now), ARGV[1])
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
-  return 1
-end
-return 0
-";
+return grant(KEYS[2], KEYS[3])
+"
+);
 
 /// An early refresh's lease: `KEYS[1]` the lease, `KEYS[2]` the fresh set;
 /// `ARGV` as for [`ACQUIRE`]. `:1` if taken, `:0` if held.
-pub(crate) const GRANT: &str = r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local t = redis.call('TIME')
-  local now = t[1] * 1000 + math.floor(t[2] / 1000)
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. tostring(now - ARGV[3]))
-  redis.call('ZADD', KEYS[2], tostring(now), ARGV[1])
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-  return 1
-end
-return 0
-";
+pub(crate) const GRANT: &str = concat!(grant_lua!(), "return grant(KEYS[1], KEYS[2])\n");
 
 /// A filler's write. `KEYS[1]` the key, `KEYS[2]` its lease, `KEYS[3]` its
 /// fresh set, `KEYS[4..]` tag sets; `ARGV[1]` the filler's token, `ARGV[2..]`
