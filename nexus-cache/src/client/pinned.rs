@@ -33,13 +33,11 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
-
-use bytes::Bytes;
 
 use super::local::{self, Outcome};
 use super::trace::{self, Class, Sampler};
@@ -112,8 +110,9 @@ pub(super) async fn run(
                         live.invalidate_all();
                         near.replies(live, &buf[kept..]);
                     }
-                    // Refusing: Redis's last bytes answer the proxy's
-                    // farewell, which the client must not see.
+                    // Ending (refused input, shutdown): Redis's last bytes
+                    // answer the proxy's farewell, which the client must
+                    // not see.
                     let hold = if last.get().is_some() {
                         held(&buf, skipped.load(Relaxed))
                     } else {
