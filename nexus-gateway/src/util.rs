@@ -1,4 +1,4 @@
-//! Small helpers: request ids and timestamps without extra dependencies.
+//! Small helpers: request ids and timestamps, formatted on the stack.
 
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
