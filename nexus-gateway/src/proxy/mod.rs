@@ -11,7 +11,9 @@
 mod breaker;
 mod client;
 mod forward;
+mod h1;
 mod lb;
+mod pool;
 mod seams;
 pub mod transform;
 

@@ -122,3 +122,46 @@ async fn large_json_is_not_buffered_past_the_cap() -> Result<()> {
     );
     Ok(())
 }
+
+/// Bodies larger than the proxy's small-body limit (16 KiB) stream in both
+/// directions through the HTTP/1.1 upstream client, and the upstream connection
+/// stays usable afterwards.
+#[tokio::test]
+async fn large_bodies_stream_both_ways() -> Result<()> {
+    let numbers: Vec<String> = (0..30_000).map(|i| i.to_string()).collect();
+    let big_json = format!("[{}]", numbers.join(","));
+    assert!(big_json.len() > 100_000);
+    let up = HttpUpstream::builder()
+        .json(200, big_json.clone())
+        .start()
+        .await?;
+    let extra = format!("{PROXY}transform:\n  wrap_json: false\n");
+    let gw = TestGateway::start(&[up.url()], 1000, &extra).await?;
+    let token = gw.token().await?;
+    let upload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    for round in 0..2 {
+        let req = Request::post("/api/upload")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/octet-stream")
+            .body(Bytes::from(upload.clone()))?;
+        let r = send(gw.addr, req).await?;
+        assert_eq!(r.status, StatusCode::OK, "round {round}");
+        assert_eq!(
+            r.body,
+            big_json.as_bytes(),
+            "round {round}: the whole answer"
+        );
+        let seen = up.last_request().unwrap();
+        assert_eq!(
+            seen.body.len(),
+            upload.len(),
+            "round {round}: the whole upload"
+        );
+        assert_eq!(&seen.body[..], &upload[..]);
+    }
+    // A small answer on the same gateway afterwards.
+    up.set_json(200, "[1]");
+    let r = gw.get("/api/small", Some(&token)).await?;
+    assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"[1]"[..]));
+    Ok(())
+}
