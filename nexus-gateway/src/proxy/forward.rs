@@ -216,12 +216,13 @@ impl Proxy {
                 up.extensions_mut()
                     .insert(nexus_telemetry::layer::ResendCount(attempt));
                 let span = nexus_telemetry::layer::client_span("upstream.proxy", &mut up);
-                let call = tokio::time::timeout(self.settings.timeout, self.clients.request(up));
+                let call =
+                    tokio::time::timeout(self.settings.timeout, self.clients.get().request(up));
                 let result = tracing::Instrument::instrument(call, span.clone()).await;
                 record_attempt(&span, &result);
                 result
             } else {
-                tokio::time::timeout(self.settings.timeout, self.clients.request(up)).await
+                tokio::time::timeout(self.settings.timeout, self.clients.get().request(up)).await
             };
             let elapsed = started.elapsed();
             self.metrics
@@ -282,12 +283,8 @@ impl Proxy {
 
     /// Like nginx's proxy buffers: a body with a declared length of at most
     /// [`SMALL_BODY`] bytes is read whole (bounded by the call timeout) and sent
-    /// with the headers in one write; anything else streams frame by frame. The
-    /// HTTP/1.1 client has read such bodies already ([`GatewayBody::Full`]).
-    async fn small_or_stream(&self, headers: &http::HeaderMap, body: GatewayBody) -> GatewayBody {
-        let GatewayBody::Stream(body) = body else {
-            return body;
-        };
+    /// with the headers in one write; anything else streams frame by frame.
+    async fn small_or_stream(&self, headers: &http::HeaderMap, body: Incoming) -> GatewayBody {
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -310,7 +307,7 @@ impl Proxy {
 
     async fn respond(
         &self,
-        res: http::Response<GatewayBody>,
+        res: http::Response<Incoming>,
         client_path: &str,
         request_id: &HeaderValue,
     ) -> GatewayResponse {
@@ -320,6 +317,7 @@ impl Proxy {
             let body = self.small_or_stream(&parts.headers, body).await;
             return http::Response::from_parts(parts, body);
         }
+        let body = GatewayBody::Stream(body);
         let cap = self.transform.max_wrap_body_bytes;
         let declared = parts
             .headers

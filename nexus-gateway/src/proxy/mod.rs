@@ -11,9 +11,7 @@
 mod breaker;
 mod client;
 mod forward;
-mod h1;
 mod lb;
-mod pool;
 mod seams;
 pub mod transform;
 
