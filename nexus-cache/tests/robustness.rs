@@ -355,10 +355,14 @@ async fn shutdown_lets_a_pinned_session_finish_a_large_reply_in_flight() -> Resu
     Ok(())
 }
 
+/// Redis's reply to a command unblocked by `CLIENT UNBLOCK id ERROR`.
+const UNBLOCKED: &str = "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_drops_a_pinned_session_blocked_forever_after_the_grace() -> Result<()> {
+async fn shutdown_unblocks_a_pinned_session_blocked_forever() -> Result<()> {
     let redis = RedisServer::start().await?;
-    let grace = Duration::from_secs(1);
+    // Far longer than the bound asserted below: the grace is not what ends it.
+    let grace = Duration::from_secs(30);
     let proxy = ProxyHandle::start(&redis.url(), |b| b.shutdown_grace(grace)).await?;
     let mut direct = Conn::connect(redis.addr()).await?;
     let mut blocked = Conn::connect(proxy.addr).await?;
@@ -370,19 +374,82 @@ async fn shutdown_drops_a_pinned_session_blocked_forever_after_the_grace() -> Re
     let started = tokio::time::Instant::now();
     proxy.shutdown.cancel();
     assert_eq!(tx.read_to_eof().await?, b"");
+    // BLPOP gets Redis's error, then the connection closes.
+    assert_eq!(
+        show(&blocked.read_to_eof().await?),
+        show(UNBLOCKED.as_bytes())
+    );
     tokio::time::timeout(WAIT, proxy.task)
         .await
         .context("a blocked pinned session held shutdown")??;
-    // Bounded by the grace (plus slack for a loaded machine), not by BLPOP.
     assert!(
-        started.elapsed() < grace + Duration::from_secs(4),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(blocked.read_to_eof().await?, b"");
     // The session's upstream connection went with it.
     wait_blocked_clients(&mut direct, 0).await?;
     assert_eq!(direct.call(&[b"LLEN", b"never"]).await?, b":0\r\n");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_unblocks_xread_wait_pipelined_blocking_commands_and_one_before_quit() -> Result<()>
+{
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.shutdown_grace(Duration::from_secs(30))
+            .upstream_timeout(Duration::from_secs(30))
+    })
+    .await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let xread = cmd(&[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"never-s", b"$"]);
+    // No replica ever acknowledges.
+    let wait = cmd(&[b"WAIT", b"1", b"0"]);
+    // Two blocking commands in one write: the second blocks once the first
+    // is unblocked.
+    let mut two = cmd(&[b"SET", b"a", b"1"]);
+    two.extend(cmd(&[b"BLPOP", b"never", b"0"]));
+    two.extend(cmd(&[b"BZPOPMIN", b"never-z", b"0"]));
+    // A client that already sent QUIT is left to Redis, which can only
+    // answer it once BLPOP returns.
+    let mut quit = cmd(&[b"BLPOP", b"never", b"0"]);
+    quit.extend(cmd(&[b"QUIT"]));
+    let cases: [(&[u8], String); 4] = [
+        (&xread, UNBLOCKED.to_owned()),
+        (&wait, UNBLOCKED.to_owned()),
+        (&two, format!("+OK\r\n{UNBLOCKED}{UNBLOCKED}")),
+        (&quit, format!("{UNBLOCKED}+OK\r\n")),
+    ];
+    let mut clients = Vec::new();
+    for (n, (script, _)) in cases.iter().enumerate() {
+        let mut c = Conn::connect(proxy.addr).await?;
+        c.send(script).await?;
+        wait_blocked_clients(&mut direct, n as u64 + 1).await?;
+        clients.push(c);
+    }
+    let started = tokio::time::Instant::now();
+    proxy.shutdown.cancel();
+    for (c, (_, expected)) in clients.iter_mut().zip(&cases) {
+        assert_eq!(show(&c.read_to_eof().await?), show(expected.as_bytes()));
+    }
+    tokio::time::timeout(WAIT, proxy.task)
+        .await
+        .context("a blocked pinned session held shutdown")??;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_blocked_clients(&mut direct, 0).await?;
+    // Only the commands before the blocked ones ran.
+    assert_eq!(direct.call(&[b"GET", b"a"]).await?, b"$1\r\n1\r\n");
+    assert_eq!(
+        direct
+            .call(&[b"EXISTS", b"never", b"never-s", b"never-z"])
+            .await?,
+        b":0\r\n"
+    );
     Ok(())
 }
 
@@ -406,9 +473,40 @@ async fn wait_unpinned(proxy: &ProxyHandle) -> Result<()> {
     }
 }
 
+/// Starts a proxy whose upstream user may run everything but `CLIENT`
+/// (an ACL set up on `direct`): it cannot learn its pinned connections'
+/// ids, so it cannot unblock them, and an ending session whose command is
+/// blocked waits for Redis as it did before `CLIENT UNBLOCK` was used.
+async fn proxy_without_client_command(
+    redis: &RedisServer,
+    direct: &mut Conn,
+    tune: impl FnOnce(nexus_cache::ProxyConfigBuilder) -> nexus_cache::ProxyConfigBuilder,
+) -> Result<ProxyHandle> {
+    let acl: &[&[u8]] = &[
+        b"ACL",
+        b"SETUSER",
+        b"noclient",
+        b"on",
+        b">pw",
+        b"~*",
+        b"&*",
+        b"+@all",
+        b"-client",
+    ];
+    assert_eq!(direct.call(acl).await?, b"+OK\r\n");
+    ProxyHandle::start(&format!("redis://noclient:pw@{}", redis.addr()), tune).await
+}
+
+/// A client of [`proxy_without_client_command`], authenticated (the proxy
+/// checks the upstream credentials).
+async fn noclient_conn(proxy: &ProxyHandle) -> Result<Conn> {
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(c.call(&[b"AUTH", b"noclient", b"pw"]).await?, b"+OK\r\n");
+    Ok(c)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_pinned_session_ends_when_its_client_leaves_during_a_blocked_command()
--> Result<()> {
+async fn a_refused_pinned_session_unblocks_its_blocked_command() -> Result<()> {
     let redis = RedisServer::start().await?;
     // Neither the grace nor the upstream timeout is what ends it.
     let proxy = ProxyHandle::start(&redis.url(), |b| {
@@ -423,13 +521,66 @@ async fn a_refused_pinned_session_ends_when_its_client_leaves_during_a_blocked_c
         // No replica ever acknowledges.
         &[b"WAIT", b"1", b"0"],
     ];
+    for command in blocking {
+        let mut c = Conn::connect(proxy.addr).await?;
+        // A blocking command pins the session.
+        assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
+        let mut script = cmd(&[b"SET", b"a", b"1"]);
+        script.extend(cmd(command));
+        script.extend_from_slice(UNFRAMEABLE);
+        let started = tokio::time::Instant::now();
+        c.send(&script).await?;
+        // Every reply, the blocked command's being Redis's error, then the
+        // proxy's, then EOF.
+        let rest = String::from_utf8(c.read_to_eof().await?)?;
+        let expected = format!("+OK\r\n{UNBLOCKED}-ERR Protocol error: ");
+        assert!(
+            rest.starts_with(&expected) && rest.matches("\r\n").count() == 3,
+            "{rest:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        wait_blocked_clients(&mut direct, 0).await?;
+        wait_unpinned(&proxy).await?;
+    }
+    // Nothing reached Redis after the refused frame.
+    assert_eq!(
+        direct.call(&[b"EXISTS", b"never", b"never-s"]).await?,
+        b":0\r\n"
+    );
+    tokio::time::timeout(WAIT, proxy.stop())
+        .await
+        .context("proxy did not stop")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pinned_session_ends_when_its_client_leaves_during_a_blocked_command()
+-> Result<()> {
+    let redis = RedisServer::start().await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    // Neither the grace nor the upstream timeout is what ends it, and the
+    // proxy cannot unblock the command.
+    let proxy = proxy_without_client_command(&redis, &mut direct, |b| {
+        b.upstream_timeout(Duration::from_secs(60))
+            .shutdown_grace(Duration::from_secs(60))
+    })
+    .await?;
+    let blocking: [&[&[u8]]; 3] = [
+        &[b"BLPOP", b"never", b"0"],
+        &[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"never-s", b"$"],
+        // No replica ever acknowledges.
+        &[b"WAIT", b"1", b"0"],
+    ];
     for (command, half_close) in [
         (blocking[0], false),
         (blocking[1], false),
         (blocking[2], false),
         (blocking[0], true),
     ] {
-        let mut c = Conn::connect(proxy.addr).await?;
+        let mut c = noclient_conn(&proxy).await?;
         // A blocking command pins the session.
         assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
         let mut script = cmd(&[b"SET", b"a", b"1"]);
@@ -465,21 +616,27 @@ async fn a_refused_pinned_session_ends_when_its_client_leaves_during_a_blocked_c
 async fn a_refused_pinned_session_waits_at_most_the_upstream_timeout() -> Result<()> {
     let redis = RedisServer::start().await?;
     let timeout = Duration::from_secs(1);
-    let proxy = ProxyHandle::start(&redis.url(), |b| {
+    let mut direct = Conn::connect(redis.addr()).await?;
+    // The proxy cannot unblock the command.
+    let proxy = proxy_without_client_command(&redis, &mut direct, |b| {
         b.upstream_timeout(timeout)
             .shutdown_grace(Duration::from_secs(60))
     })
     .await?;
-    let mut direct = Conn::connect(redis.addr()).await?;
-    let mut c = Conn::connect(proxy.addr).await?;
+    let mut c = noclient_conn(&proxy).await?;
     assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
     let mut script = cmd(&[b"BLPOP", b"never", b"0"]);
     script.extend_from_slice(UNFRAMEABLE);
     c.send(&script).await?;
     wait_blocked_clients(&mut direct, 1).await?;
     // The client stays; the session is dropped once the timeout elapses
-    // (bounded here by `read_to_eof`'s own wait).
-    assert_eq!(c.read_to_eof().await?, b"");
+    // (bounded here by `read_to_eof`'s own wait), and the client gets the
+    // proxy's error in place of the reply Redis never sent.
+    let rest = String::from_utf8(c.read_to_eof().await?)?;
+    assert!(
+        rest.starts_with("-ERR Protocol error: ") && rest.matches("\r\n").count() == 1,
+        "{rest:?}"
+    );
     wait_blocked_clients(&mut direct, 0).await?;
     wait_unpinned(&proxy).await?;
     proxy.stop().await
@@ -488,9 +645,10 @@ async fn a_refused_pinned_session_waits_at_most_the_upstream_timeout() -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_pinned_session_delivers_earlier_replies_before_a_blocked_one() -> Result<()> {
     let redis = RedisServer::start().await?;
-    let proxy = ProxyHandle::start(&redis.url(), |b| b).await?;
     let mut direct = Conn::connect(redis.addr()).await?;
-    let mut c = Conn::connect(proxy.addr).await?;
+    // BLPOP stays blocked until the test wakes it: the proxy cannot unblock it.
+    let proxy = proxy_without_client_command(&redis, &mut direct, |b| b).await?;
+    let mut c = noclient_conn(&proxy).await?;
     assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
     let mut script = cmd(&[b"SET", b"a", b"1"]);
     script.extend(cmd(&[b"BLPOP", b"k", b"0"]));

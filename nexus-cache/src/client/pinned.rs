@@ -25,13 +25,15 @@
 //! drops the replies it has not written yet (a 16 MiB reply in flight was
 //! cut to 4 to 8 MiB). Replies before the farewell's reach the client as
 //! they arrive; only a tail that may begin `+RESET\r\n+OK\r\n` is held
-//! back. Meanwhile the client's input is discarded: if it leaves, the
-//! upstream write half is shut (Redis frees even a connection blocked in
-//! `BLPOP k 0`). A session whose command is still blocked is dropped after
-//! `upstream_timeout` (and on shutdown when `shutdown_grace` elapses).
+//! back. A command still blocked (`BLPOP k 0`) is unblocked from a shared
+//! connection ([`unblock`](super::unblock)). Meanwhile the client's input
+//! is discarded: if it leaves, the upstream write half is shut (Redis frees
+//! even a connection blocked in `BLPOP k 0`). A session still not over is
+//! dropped after `upstream_timeout` (and on shutdown when `shutdown_grace`
+//! elapses).
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::local::{self, Outcome};
 use super::trace::{self, Class, Sampler};
+use super::unblock::{CLIENT_ID, IdReply, take_id, unblock};
 use super::{Shared, count_local, echo};
 use crate::error::UpstreamError;
 use crate::near::pinned::PinnedWrites;
@@ -83,7 +86,13 @@ pub(super) async fn run(
         }
     };
     shared.metrics.upstream_connects.fetch_add(1, Relaxed);
-    let (mut urd, uwr) = upstream.into_split();
+    let (mut urd, mut uwr) = upstream.into_split();
+    // Ahead of the client's first command: the connection's id, to unblock
+    // it when the session ends (see `unblock`). A failed write shows as
+    // the connection lost.
+    let _ = uwr.write_all(CLIENT_ID).await;
+    // Set by the reply side from the reply to `CLIENT_ID` (0: unknown).
+    let id = AtomicU64::new(0);
     let closing = AtomicBool::new(false);
     // Set with `last` when the command before the farewell was
     // `CLIENT REPLY SKIP`: Redis then skips `RESET`'s reply.
@@ -95,15 +104,36 @@ pub(super) async fn run(
     let near = PinnedWrites::new();
     let down = async {
         let mut buf = BytesMut::with_capacity(16 * 1024);
+        // Until the reply to `CLIENT_ID` has been taken off the front.
+        let mut id_pending = true;
         loop {
             if buf.capacity() < 4096 {
                 buf.reserve(16 * 1024);
             }
             // Bytes kept back from the last chunk (see below).
-            let kept = buf.len();
+            let mut kept = buf.len();
             match urd.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
+                Ok(0) | Err(_) => {
+                    if id_pending {
+                        // Part of the id's reply: not the client's.
+                        buf.clear();
+                    }
+                    break;
+                }
                 Ok(_) => {
+                    if id_pending {
+                        match take_id(&buf) {
+                            IdReply::Partial => continue,
+                            IdReply::Line { len, id: got } => {
+                                buf.advance(len);
+                                id.store(got.unwrap_or(0), Relaxed);
+                            }
+                            IdReply::Other => {}
+                        }
+                        id_pending = false;
+                        // Nothing was the client's before.
+                        kept = 0;
+                    }
                     // These replies may acknowledge writes: like the shared
                     // path, invalidate flights before the client sees them.
                     if let Some(live) = &shared.live {
@@ -150,39 +180,50 @@ pub(super) async fn run(
         skipped: &skipped,
     };
     let up = forward_commands(rd, uwr, pending, sampler, shared, shutdown, ends, &near);
-    tokio::pin!(down);
-    tokio::select! {
-        () = &mut down => {}
-        kept = up => {
-            let Some((mut uwr, rd)) = kept else {
-                // The client closed: its write half was shut, Redis frees
-                // the connection once it reads that.
-                down.await;
-                return;
-            };
-            // After a farewell (refused input, shutdown), Redis closes once
-            // it has answered everything: the write half stays open until
-            // then, since shutting it would make Redis drop replies still
-            // unsent. Meanwhile the client's input is read and discarded, so
-            // that its leaving is seen: then the upstream write half is shut
-            // as on any client EOF (Redis frees a connection blocked in
-            // `BLPOP k 0` on reading it). Bounded by `upstream_timeout` (on
-            // shutdown, also by `shutdown_grace`): then the session is
-            // dropped, closing both connections.
-            let drain = async {
-                tokio::select! {
-                    () = &mut down => {}
-                    eof = discard(rd) => {
-                        if eof {
-                            let _ = uwr.shutdown().await;
-                            down.await;
+    let timed_out = {
+        tokio::pin!(down);
+        tokio::select! {
+            () = &mut down => false,
+            kept = up => {
+                let Some((mut uwr, rd)) = kept else {
+                    // The client closed: its write half was shut, Redis frees
+                    // the connection once it reads that.
+                    down.await;
+                    return;
+                };
+                // After a farewell (refused input, shutdown), Redis closes once
+                // it has answered everything: the write half stays open until
+                // then, since shutting it would make Redis drop replies still
+                // unsent. A command still blocked is unblocked from a shared
+                // connection (`unblock`), so that Redis gets to the farewell.
+                // Meanwhile the client's input is read and discarded, so
+                // that its leaving is seen: then the upstream write half is
+                // shut as on any client EOF (Redis frees a connection blocked
+                // in `BLPOP k 0` on reading it). Bounded by `upstream_timeout`
+                // (on shutdown, also by `shutdown_grace`): then the session is
+                // dropped, closing both connections.
+                let drain = async {
+                    tokio::select! {
+                        () = &mut down => {}
+                        () = unblock(&id, shared) => {}
+                        eof = discard(rd) => {
+                            if eof {
+                                let _ = uwr.shutdown().await;
+                                down.await;
+                            }
                         }
                     }
-                }
-            };
-            if tokio::time::timeout(config.upstream_timeout, drain).await.is_err() {
-                tracing::debug!("pinned session dropped: Redis did not close after the farewell");
+                };
+                tokio::time::timeout(config.upstream_timeout, drain).await.is_err()
             }
+        }
+    };
+    if timed_out {
+        tracing::debug!("pinned session dropped: Redis did not close after the farewell");
+        // Refused input: the client still learns why it is closed (in
+        // place of the reply Redis never sent). Best effort, never waits.
+        if let Some(reply) = last.get().filter(|r| !r.is_empty()) {
+            let _ = wr.try_write(reply);
         }
     }
 }
