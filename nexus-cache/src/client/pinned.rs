@@ -34,6 +34,7 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,11 +44,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::local::{self, Outcome};
 use super::trace::{self, Class, Sampler};
-use super::unblock::{CLIENT_ID, IdReply, take_id, unblock};
+use super::unblock::track::Blocked;
+use super::unblock::{CLIENT_ID, IdReply, Plan, take_id, unblock};
 use super::{Shared, count_local, echo};
 use crate::error::UpstreamError;
 use crate::near::pinned::PinnedWrites;
-use crate::resp::{Command, Error, Scanner, encode};
+use crate::resp::{Command, Error, Limits, Scanner, encode};
 use crate::route::{Local, REFUSED};
 use crate::upstream::connect;
 
@@ -102,10 +104,20 @@ pub(super) async fn run(
     let last = OnceLock::<Bytes>::new();
     // Near-cache marks of this session's writes, released by their replies.
     let near = PinnedWrites::new();
+    // The blocking commands in flight, for `unblock`.
+    let blocked = Blocked::default();
+    // The reply side is inside a write to the client: a reply of the
+    // proxy's must not be appended if it is dropped then.
+    let writing = AtomicBool::new(false);
     let down = async {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         // Until the reply to `CLIENT_ID` has been taken off the front.
         let mut id_pending = true;
+        let mut id_scanner = Scanner::new(Limits::default()).inline(false);
+        // That reply was an error and nothing followed yet: if Redis then
+        // closes, it is the client's answer (`-ERR max number of clients
+        // reached`).
+        let mut id_error: Option<Bytes> = None;
         loop {
             if buf.capacity() < 4096 {
                 buf.reserve(16 * 1024);
@@ -122,18 +134,30 @@ pub(super) async fn run(
                 }
                 Ok(_) => {
                     if id_pending {
-                        match take_id(&buf) {
+                        match take_id(&mut id_scanner, &buf) {
                             IdReply::Partial => continue,
-                            IdReply::Line { len, id: got } => {
+                            IdReply::Reply {
+                                len,
+                                id: got,
+                                error,
+                            } => {
+                                if error {
+                                    id_error = Some(Bytes::copy_from_slice(&buf[..len]));
+                                }
                                 buf.advance(len);
                                 id.store(got.unwrap_or(0), Relaxed);
                             }
-                            IdReply::Other => {}
+                            // Where the client's replies start is unknown.
+                            IdReply::Unframed => blocked.lose(),
                         }
                         id_pending = false;
                         // Nothing was the client's before.
                         kept = 0;
                     }
+                    if buf.len() > kept {
+                        id_error = None;
+                    }
+                    blocked.replies(&buf[kept..]);
                     // These replies may acknowledge writes: like the shared
                     // path, invalidate flights before the client sees them.
                     if let Some(live) = &shared.live {
@@ -149,13 +173,18 @@ pub(super) async fn run(
                         0
                     };
                     let n = buf.len() - hold;
+                    writing.store(true, Relaxed);
                     if wr.write_all(&buf[..n]).await.is_err() {
                         return;
                     }
+                    writing.store(false, Relaxed);
                     buf.advance(n);
                 }
             }
         }
+        // From here on every write is the session's last: the timeout
+        // path must not repeat it.
+        writing.store(true, Relaxed);
         match last.get() {
             Some(reply)
                 if buf[..] == *FAREWELL_REPLIES
@@ -166,9 +195,11 @@ pub(super) async fn run(
             _ => {
                 let _ = wr.write_all(&buf).await;
                 // Closed before its time: say so, unless the session was
-                // ending with nothing more to say (QUIT, shutdown).
+                // ending with nothing more to say (QUIT, shutdown). Redis's
+                // own error if that is all it sent.
                 if !closing.load(Relaxed) || last.get().is_some_and(|r| !r.is_empty()) {
-                    let _ = wr.write_all(&UpstreamError::ConnectionLost.to_resp()).await;
+                    let why = id_error.unwrap_or_else(|| UpstreamError::ConnectionLost.to_resp());
+                    let _ = wr.write_all(&why).await;
                 }
             }
         }
@@ -179,7 +210,9 @@ pub(super) async fn run(
         last: &last,
         skipped: &skipped,
     };
-    let up = forward_commands(rd, uwr, pending, sampler, shared, shutdown, ends, &near);
+    let up = forward_commands(
+        rd, uwr, pending, sampler, shared, shutdown, ends, &near, &blocked,
+    );
     let timed_out = {
         tokio::pin!(down);
         tokio::select! {
@@ -195,17 +228,31 @@ pub(super) async fn run(
                 // it has answered everything: the write half stays open until
                 // then, since shutting it would make Redis drop replies still
                 // unsent. A command still blocked is unblocked from a shared
-                // connection (`unblock`), so that Redis gets to the farewell.
+                // connection (`unblock`), so that Redis gets to the farewell:
+                // for refused input at once, on shutdown near the end of the
+                // time the session may take (so that the command may still
+                // complete).
                 // Meanwhile the client's input is read and discarded, so
                 // that its leaving is seen: then the upstream write half is
                 // shut as on any client EOF (Redis frees a connection blocked
                 // in `BLPOP k 0` on reading it). Bounded by `upstream_timeout`
                 // (on shutdown, also by `shutdown_grace`): then the session is
                 // dropped, closing both connections.
+                let refused = last.get().is_some_and(|r| !r.is_empty());
+                let limit = if refused {
+                    config.upstream_timeout
+                } else {
+                    config.upstream_timeout.min(config.shutdown_grace)
+                };
+                let plan = if refused {
+                    Plan::REFUSED
+                } else {
+                    Plan::shutdown(limit)
+                };
                 let drain = async {
                     tokio::select! {
                         () = &mut down => {}
-                        () = unblock(&id, shared) => {}
+                        () = unblock(&id, &blocked, plan, shared) => {}
                         eof = discard(rd) => {
                             if eof {
                                 let _ = uwr.shutdown().await;
@@ -221,10 +268,31 @@ pub(super) async fn run(
     if timed_out {
         tracing::debug!("pinned session dropped: Redis did not close after the farewell");
         // Refused input: the client still learns why it is closed (in
-        // place of the reply Redis never sent). Best effort, never waits.
-        if let Some(reply) = last.get().filter(|r| !r.is_empty()) {
-            let _ = wr.try_write(reply);
+        // place of the reply Redis never sent), unless the reply side was
+        // cut in the middle of a reply (the error would be read as part
+        // of it).
+        if let Some(reply) = last.get().filter(|r| !r.is_empty())
+            && !writing.load(Relaxed)
+        {
+            write_last(&mut wr, reply).await;
         }
+    }
+}
+
+/// How long the proxy's last reply may take to finish once part of it is
+/// written.
+const LAST_WRITE: Duration = Duration::from_millis(100);
+
+/// Writes `reply` whole or not at all, unless the client stops reading
+/// in the middle of it: a socket that has no room for it right away gets
+/// none of it; one that takes part of it gets the rest within
+/// [`LAST_WRITE`].
+async fn write_last(wr: &mut OwnedWriteHalf, reply: &[u8]) {
+    match wr.try_write(reply) {
+        Ok(n) if n < reply.len() => {
+            let _ = tokio::time::timeout(LAST_WRITE, wr.write_all(&reply[n..])).await;
+        }
+        _ => {}
     }
 }
 
@@ -375,6 +443,7 @@ async fn forward_commands(
     shutdown: &CancellationToken,
     ends: Ends<'_>,
     near: &PinnedWrites,
+    blocked: &Blocked,
 ) -> Option<(OwnedWriteHalf, OwnedReadHalf)> {
     let closing = ends.closing;
     let mut scanner = Scanner::new(shared.limits);
@@ -422,6 +491,14 @@ async fn forward_commands(
                             Err(_) if super::is_empty_command(&buf[off..off + n]) => {}
                             _ => near.other(),
                         }
+                    }
+                    match &parsed {
+                        Ok(cmd) if REFUSED.iter().any(|r| cmd.is(r)) || is_nexus(cmd) => {
+                            blocked.other();
+                        }
+                        Ok(cmd) => blocked.command(cmd),
+                        // Blank lines: no reply.
+                        Err(_) => {}
                     }
                     let replacement = match parsed {
                         Ok(cmd) if cmd.is(b"QUIT") => {
