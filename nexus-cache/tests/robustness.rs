@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use common::{Conn, ProxyHandle, WAIT, cmd, show};
+use common::{Conn, ProxyHandle, WAIT, cmd, command_calls, show};
 use nexus_testkit::RedisServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -358,12 +358,19 @@ async fn shutdown_lets_a_pinned_session_finish_a_large_reply_in_flight() -> Resu
 /// Redis's reply to a command unblocked by `CLIENT UNBLOCK id ERROR`.
 const UNBLOCKED: &str = "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n";
 
+/// With this `shutdown_grace` (and a longer `upstream_timeout`), a pinned
+/// session blocked at shutdown is unblocked [`UNBLOCK_AT`] after it began.
+const GRACE: Duration = Duration::from_secs(2);
+const UNBLOCK_AT: Duration = Duration::from_millis(1500);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_unblocks_a_pinned_session_blocked_forever() -> Result<()> {
     let redis = RedisServer::start().await?;
-    // Far longer than the bound asserted below: the grace is not what ends it.
-    let grace = Duration::from_secs(30);
-    let proxy = ProxyHandle::start(&redis.url(), |b| b.shutdown_grace(grace)).await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.shutdown_grace(GRACE)
+            .upstream_timeout(Duration::from_secs(30))
+    })
+    .await?;
     let mut direct = Conn::connect(redis.addr()).await?;
     let mut blocked = Conn::connect(proxy.addr).await?;
     blocked.send(&cmd(&[b"BLPOP", b"never", b"0"])).await?;
@@ -374,19 +381,15 @@ async fn shutdown_unblocks_a_pinned_session_blocked_forever() -> Result<()> {
     let started = tokio::time::Instant::now();
     proxy.shutdown.cancel();
     assert_eq!(tx.read_to_eof().await?, b"");
-    // BLPOP gets Redis's error, then the connection closes.
-    assert_eq!(
-        show(&blocked.read_to_eof().await?),
-        show(UNBLOCKED.as_bytes())
-    );
+    // Near the end of the grace, BLPOP ends as if its timeout had passed
+    // (`CLIENT UNBLOCK id TIMEOUT`), then the connection closes (a
+    // session dropped at the end of the grace would get nothing).
+    assert_eq!(show(&blocked.read_to_eof().await?), show(b"*-1\r\n"));
+    assert!(started.elapsed() >= UNBLOCK_AT, "{:?}", started.elapsed());
     tokio::time::timeout(WAIT, proxy.task)
         .await
         .context("a blocked pinned session held shutdown")??;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_eq!(command_calls(&mut direct, "client|unblock").await?, 1);
     // The session's upstream connection went with it.
     wait_blocked_clients(&mut direct, 0).await?;
     assert_eq!(direct.call(&[b"LLEN", b"never"]).await?, b":0\r\n");
@@ -398,7 +401,7 @@ async fn shutdown_unblocks_xread_wait_pipelined_blocking_commands_and_one_before
 {
     let redis = RedisServer::start().await?;
     let proxy = ProxyHandle::start(&redis.url(), |b| {
-        b.shutdown_grace(Duration::from_secs(30))
+        b.shutdown_grace(GRACE)
             .upstream_timeout(Duration::from_secs(30))
     })
     .await?;
@@ -415,11 +418,12 @@ async fn shutdown_unblocks_xread_wait_pipelined_blocking_commands_and_one_before
     // answer it once BLPOP returns.
     let mut quit = cmd(&[b"BLPOP", b"never", b"0"]);
     quit.extend(cmd(&[b"QUIT"]));
-    let cases: [(&[u8], String); 4] = [
-        (&xread, UNBLOCKED.to_owned()),
-        (&wait, UNBLOCKED.to_owned()),
-        (&two, format!("+OK\r\n{UNBLOCKED}{UNBLOCKED}")),
-        (&quit, format!("{UNBLOCKED}+OK\r\n")),
+    // Each gets its timeout reply: nil, or WAIT's count of replicas.
+    let cases: [(&[u8], &str); 4] = [
+        (&xread, "*-1\r\n"),
+        (&wait, ":0\r\n"),
+        (&two, "+OK\r\n*-1\r\n*-1\r\n"),
+        (&quit, "*-1\r\n+OK\r\n"),
     ];
     let mut clients = Vec::new();
     for (n, (script, _)) in cases.iter().enumerate() {
@@ -433,15 +437,13 @@ async fn shutdown_unblocks_xread_wait_pipelined_blocking_commands_and_one_before
     for (c, (_, expected)) in clients.iter_mut().zip(&cases) {
         assert_eq!(show(&c.read_to_eof().await?), show(expected.as_bytes()));
     }
+    assert!(started.elapsed() >= UNBLOCK_AT, "{:?}", started.elapsed());
     tokio::time::timeout(WAIT, proxy.task)
         .await
         .context("a blocked pinned session held shutdown")??;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
     wait_blocked_clients(&mut direct, 0).await?;
+    // Once per blocking command.
+    assert_eq!(command_calls(&mut direct, "client|unblock").await?, 5);
     // Only the commands before the blocked ones ran.
     assert_eq!(direct.call(&[b"GET", b"a"]).await?, b"$1\r\n1\r\n");
     assert_eq!(
@@ -753,5 +755,164 @@ async fn mutated_pipelines_never_hang_the_proxy() -> Result<()> {
         ensure!(tokio::time::Instant::now() < deadline, "connections leaked");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_blocking_command_with_a_timeout_complete() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy =
+        ProxyHandle::start(&redis.url(), |b| b.shutdown_grace(Duration::from_secs(30))).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    c.send(&cmd(&[b"BLPOP", b"jobs", b"5"])).await?;
+    wait_blocked_clients(&mut direct, 1).await?;
+    proxy.shutdown.cancel();
+    // A producer pushes within the BLPOP's timeout, well inside the grace:
+    // the job is delivered, not cut short by an unblock.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(direct.call(&[b"RPUSH", b"jobs", b"job1"]).await?, b":1\r\n");
+    assert_eq!(
+        show(&c.read_to_eof().await?),
+        show(b"*2\r\n$4\r\njobs\r\n$4\r\njob1\r\n")
+    );
+    tokio::time::timeout(WAIT, proxy.task)
+        .await
+        .context("proxy did not stop")??;
+    assert_eq!(command_calls(&mut direct, "client|unblock").await?, 0);
+    Ok(())
+}
+
+/// Like `FAILOVER`, `SHUTDOWN` with replicas, or a cluster failover do.
+const PAUSE_WRITES: &[&[u8]] = &[b"CLIENT", b"PAUSE", b"1000", b"WRITE"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_held_by_client_pause_is_never_unblocked() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.upstream_timeout(Duration::from_secs(60))
+            .shutdown_grace(Duration::from_secs(60))
+    })
+    .await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
+    assert_eq!(direct.call(PAUSE_WRITES).await?, b"+OK\r\n");
+    // Refused input unblocks at once, but INCR is held by the pause, not
+    // blocking: it must run (once) and get its one reply. Then BLPOP
+    // blocks: it is unblocked, once.
+    let mut script = cmd(&[b"INCR", b"ctr"]);
+    script.extend(cmd(&[b"BLPOP", b"never", b"0"]));
+    script.extend_from_slice(UNFRAMEABLE);
+    c.send(&script).await?;
+    let rest = String::from_utf8(c.read_to_eof().await?)?;
+    let expected = format!(":1\r\n{UNBLOCKED}-ERR Protocol error: ");
+    assert!(
+        rest.starts_with(&expected) && rest.matches("\r\n").count() == 3,
+        "{rest:?}"
+    );
+    assert_eq!(direct.call(&[b"GET", b"ctr"]).await?, b"$1\r\n1\r\n");
+    assert_eq!(command_calls(&mut direct, "client|unblock").await?, 1);
+    wait_unpinned(&proxy).await?;
+    tokio::time::timeout(WAIT, proxy.stop())
+        .await
+        .context("proxy did not stop")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_write_at_shutdown_gets_one_reply() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy =
+        ProxyHandle::start(&redis.url(), |b| b.shutdown_grace(Duration::from_secs(30))).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
+    assert_eq!(direct.call(PAUSE_WRITES).await?, b"+OK\r\n");
+    c.send(&cmd(&[b"INCR", b"ctr"])).await?;
+    // Forwarded and held by the pause (Redis counts it as blocked).
+    wait_blocked_clients(&mut direct, 1).await?;
+    proxy.shutdown.cancel();
+    assert_eq!(show(&c.read_to_eof().await?), show(b":1\r\n"));
+    assert_eq!(direct.call(&[b"GET", b"ctr"]).await?, b"$1\r\n1\r\n");
+    assert_eq!(command_calls(&mut direct, "client|unblock").await?, 0);
+    tokio::time::timeout(WAIT, proxy.task)
+        .await
+        .context("proxy did not stop")??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unblocking_retries_while_redis_is_busy_with_a_script() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.upstream_timeout(Duration::from_secs(60))
+            .shutdown_grace(Duration::from_secs(60))
+    })
+    .await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let threshold: &[&[u8]] = &[b"CONFIG", b"SET", b"busy-reply-threshold", b"20"];
+    assert_eq!(direct.call(threshold).await?, b"+OK\r\n");
+    let mut c = Conn::connect(proxy.addr).await?;
+    c.send(&cmd(&[b"BLPOP", b"never", b"0"])).await?;
+    wait_blocked_clients(&mut direct, 1).await?;
+    // A script busy for 500 ms: meanwhile Redis answers `-BUSY` to
+    // `CLIENT UNBLOCK`.
+    let busy = b"local t=redis.call('TIME') local t0=t[1]*1000000+t[2] \
+        while true do local n=redis.call('TIME') \
+        if n[1]*1000000+n[2]-t0 > 500000 then break end end return 1";
+    let mut script = Conn::connect(redis.addr()).await?;
+    script.send(&cmd(&[b"EVAL", busy, b"0"])).await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !direct.call(&[b"PING"]).await?.starts_with(b"-BUSY") {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the script never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    c.send(UNFRAMEABLE).await?;
+    let rest = String::from_utf8(c.read_to_eof().await?)?;
+    assert!(
+        rest.starts_with(&format!("{UNBLOCKED}-ERR Protocol error: "))
+            && rest.matches("\r\n").count() == 2,
+        "{rest:?}"
+    );
+    assert_eq!(script.read_frames(1).await?, b":1\r\n");
+    // It was tried while the script ran, and again after.
+    let info = String::from_utf8(direct.call(&[b"INFO", b"commandstats"]).await?)?;
+    let stats = info
+        .lines()
+        .find(|l| l.starts_with("cmdstat_client|unblock:"))
+        .context("no CLIENT UNBLOCK ran")?;
+    assert!(stats.contains("calls=1,"), "{stats}");
+    assert!(!stats.contains("rejected_calls=0,"), "{stats}");
+    wait_unpinned(&proxy).await?;
+    tokio::time::timeout(WAIT, proxy.stop())
+        .await
+        .context("proxy did not stop")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_refusing_a_pinned_connection_at_maxclients_is_reported() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(c.call(&[b"PING"]).await?, b"+PONG\r\n");
+    let info = String::from_utf8(direct.call(&[b"INFO", b"clients"]).await?)?;
+    let connected = info
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .context("no connected_clients")?
+        .trim()
+        .to_owned();
+    let limit: &[&[u8]] = &[b"CONFIG", b"SET", b"maxclients", connected.as_bytes()];
+    assert_eq!(direct.call(limit).await?, b"+OK\r\n");
+    // Pinning opens one more connection: Redis says why it closes it.
+    c.send(&cmd(&[b"BLPOP", b"x", b"0"])).await?;
+    assert_eq!(
+        show(&c.read_to_eof().await?),
+        show(b"-ERR max number of clients reached\r\n")
+    );
     proxy.stop().await
 }
