@@ -22,6 +22,7 @@
 //! blocks after it): it is repeated for the same command with a growing
 //! pause. Nothing is sent while no blocking command is due.
 
+mod count;
 pub(super) mod track;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -19,15 +19,14 @@
 //! never unblocks again (it ends when Redis answers, or when its time is
 //! up).
 //!
-//! Bounds: at most [`MAX_BLOCKING`] indexes, and one incomplete reply
-//! buffered for counting.
+//! Bounds: at most [`MAX_BLOCKING`] indexes; replies are counted without
+//! being buffered ([`Counter`]).
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use bytes::{Buf, BytesMut};
-
-use crate::resp::{Command, Limits, Scanner};
+use super::count::Counter;
+use crate::resp::Command;
 use crate::route::is_blocking;
 
 /// Most blocking commands awaiting their replies that a session tracks;
@@ -63,9 +62,7 @@ struct State {
     unblocked: Option<u64>,
     /// Replies no longer match commands: never unblock.
     lost: bool,
-    /// The start of an incomplete reply.
-    tail: BytesMut,
-    scanner: Scanner,
+    counter: Counter,
 }
 
 impl std::fmt::Debug for Blocked {
@@ -76,12 +73,6 @@ impl std::fmt::Debug for Blocked {
 
 impl Default for Blocked {
     fn default() -> Self {
-        // Replies come from the Redis the proxy trusts (as for the pool).
-        let limits = Limits {
-            max_bulk_len: 1 << 30,
-            max_elements: usize::MAX >> 8,
-            ..Limits::default()
-        };
         Self {
             state: Mutex::new(State {
                 sent: 0,
@@ -90,8 +81,7 @@ impl Default for Blocked {
                 multi: false,
                 unblocked: None,
                 lost: false,
-                tail: BytesMut::new(),
-                scanner: Scanner::new(limits).inline(false),
+                counter: Counter::default(),
             }),
         }
     }
@@ -101,18 +91,7 @@ impl State {
     fn lose(&mut self) {
         self.lost = true;
         self.blocking = VecDeque::new();
-        self.tail = BytesMut::new();
-    }
-
-    /// One reply received (`first`: its type byte).
-    fn reply(&mut self, first: u8) {
-        if first == b'>' {
-            return;
-        }
-        self.answered += 1;
-        while self.blocking.front().is_some_and(|&i| i < self.answered) {
-            self.blocking.pop_front();
-        }
+        self.counter = Counter::default();
     }
 }
 
@@ -159,40 +138,24 @@ impl Blocked {
     }
 
     /// Bytes Redis sent, after the reply to `CLIENT ID`.
-    pub(in crate::client) fn replies(&self, mut bytes: &[u8]) {
+    pub(in crate::client) fn replies(&self, bytes: &[u8]) {
         let mut st = self.state();
         let st = &mut *st;
         if st.lost {
             return;
         }
-        // Whole replies are counted in place; only an incomplete one is
-        // copied, to be completed by the next bytes.
-        if st.tail.is_empty() {
-            loop {
-                match st.scanner.scan(bytes) {
-                    Ok(Some(n)) => {
-                        st.reply(bytes[0]);
-                        bytes = &bytes[n..];
-                    }
-                    Ok(None) => break,
-                    Err(_) => return st.lose(),
+        let (answered, blocking) = (&mut st.answered, &mut st.blocking);
+        let fed = st.counter.feed(bytes, |first| {
+            // RESP3 pushes are not replies.
+            if first != b'>' {
+                *answered += 1;
+                while blocking.front().is_some_and(|&i| i < *answered) {
+                    blocking.pop_front();
                 }
             }
-            // The scanner's progress is kept: the same bytes start `tail`.
-            st.tail.extend_from_slice(bytes);
-            return;
-        }
-        st.tail.extend_from_slice(bytes);
-        loop {
-            match st.scanner.scan(&st.tail) {
-                Ok(Some(n)) => {
-                    let first = st.tail[0];
-                    st.tail.advance(n);
-                    st.reply(first);
-                }
-                Ok(None) => break,
-                Err(_) => return st.lose(),
-            }
+        });
+        if fed.is_err() {
+            st.lose();
         }
     }
 
