@@ -916,3 +916,35 @@ async fn redis_refusing_a_pinned_connection_at_maxclients_is_reported() -> Resul
     );
     proxy.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_client_reply_skip_a_blocked_command_waits_for_the_upstream_timeout() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let timeout = Duration::from_secs(1);
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.upstream_timeout(timeout)
+            .shutdown_grace(Duration::from_secs(60))
+    })
+    .await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    // Replies no longer match commands: the session cannot tell which one
+    // Redis is running, so it unblocks nothing and waits.
+    let mut script = cmd(&[b"CLIENT", b"REPLY", b"SKIP"]);
+    script.extend(cmd(&[b"BLPOP", b"never", b"0"]));
+    script.extend_from_slice(UNFRAMEABLE);
+    let started = tokio::time::Instant::now();
+    c.send(&script).await?;
+    let rest = String::from_utf8(c.read_to_eof().await?)?;
+    assert!(
+        rest.starts_with("-ERR Protocol error: ") && rest.matches("\r\n").count() == 1,
+        "{rest:?}"
+    );
+    assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+    assert_eq!(command_calls(&mut direct, "client|unblock").await?, 0);
+    wait_blocked_clients(&mut direct, 0).await?;
+    wait_unpinned(&proxy).await?;
+    tokio::time::timeout(WAIT, proxy.stop())
+        .await
+        .context("proxy did not stop")?
+}
