@@ -25,8 +25,10 @@
 //! drops the replies it has not written yet (a 16 MiB reply in flight was
 //! cut to 4 to 8 MiB). Replies before the farewell's reach the client as
 //! they arrive; only a tail that may begin `+RESET\r\n+OK\r\n` is held
-//! back. A command still blocked (`BLPOP k 0`) is unblocked from a shared
-//! connection ([`unblock`](super::unblock)). Meanwhile the client's input
+//! back. A blocking command the client sent that is still blocked
+//! (`BLPOP k 0`) is unblocked from a shared connection, at once for
+//! refused input, near the end of the grace on shutdown
+//! ([`unblock`](super::unblock)). Meanwhile the client's input
 //! is discarded: if it leaves, the upstream write half is shut (Redis frees
 //! even a connection blocked in `BLPOP k 0`). A session still not over is
 //! dropped after `upstream_timeout` (and on shutdown when `shutdown_grace`
@@ -238,16 +240,11 @@ pub(super) async fn run(
                 // in `BLPOP k 0` on reading it). Bounded by `upstream_timeout`
                 // (on shutdown, also by `shutdown_grace`): then the session is
                 // dropped, closing both connections.
-                let refused = last.get().is_some_and(|r| !r.is_empty());
-                let limit = if refused {
-                    config.upstream_timeout
-                } else {
-                    config.upstream_timeout.min(config.shutdown_grace)
-                };
-                let plan = if refused {
+                let plan = if last.get().is_some_and(|r| !r.is_empty()) {
                     Plan::REFUSED
                 } else {
-                    Plan::shutdown(limit)
+                    // The server drops the session when the grace ends.
+                    Plan::shutdown(config.upstream_timeout.min(config.shutdown_grace))
                 };
                 let drain = async {
                     tokio::select! {
