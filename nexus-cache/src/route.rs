@@ -99,11 +99,33 @@ pub(crate) fn classify(cmd: &Command<'_>, pool_db: u32) -> Route {
 
 /// `XREAD [COUNT n] [BLOCK ms] STREAMS ...`: pinned only with `BLOCK`.
 fn xread(cmd: &Command<'_>, first_option: usize) -> Route {
-    let blocking = (first_option..cmd.len())
+    if xread_blocks(cmd, first_option) {
+        Route::Pin
+    } else {
+        Route::Forward
+    }
+}
+
+fn xread_blocks(cmd: &Command<'_>, first_option: usize) -> bool {
+    (first_option..cmd.len())
         .map_while(|i| cmd.arg(i))
         .take_while(|a| !a.eq_ignore_ascii_case(b"STREAMS"))
-        .any(|a| a.eq_ignore_ascii_case(b"BLOCK"));
-    if blocking { Route::Pin } else { Route::Forward }
+        .any(|a| a.eq_ignore_ascii_case(b"BLOCK"))
+}
+
+/// Whether `cmd`, run outside a transaction, may block the connection
+/// until data arrives or a timeout passes: [`BLOCKING`], and `XREAD` /
+/// `XREADGROUP` with `BLOCK`.
+pub(crate) fn is_blocking(cmd: &Command<'_>) -> bool {
+    let name = cmd.name();
+    if BLOCKING.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+        return true;
+    }
+    match name.len() {
+        5 if cmd.is(b"XREAD") => xread_blocks(cmd, 1),
+        10 if cmd.is(b"XREADGROUP") => xread_blocks(cmd, 4),
+        _ => false,
+    }
 }
 
 /// `SELECT db`: the pool's own database is stateless; any other pins. Arguments
@@ -140,6 +162,33 @@ mod tests {
     fn route(line: &str) -> Route {
         let frame = format!("{line}\r\n");
         classify(&Command::parse(frame.as_bytes()).unwrap(), 0)
+    }
+
+    #[test]
+    fn blocking_commands_are_told_apart() {
+        let blocks = |line: &str| {
+            let frame = format!("{line}\r\n");
+            is_blocking(&Command::parse(frame.as_bytes()).unwrap())
+        };
+        for c in [
+            "BLPOP l 0",
+            "bzpopmax z 1",
+            "WAIT 1 0",
+            "WAITAOF 1 0 0",
+            "XREAD BLOCK 0 STREAMS s $",
+            "XREADGROUP GROUP g c BLOCK 10 STREAMS s >",
+        ] {
+            assert!(blocks(c), "{c}");
+        }
+        for c in [
+            "LPOP l",
+            "XREAD STREAMS s 0",
+            "XREAD STREAMS BLOCK 0",
+            "MULTI",
+            "EXEC",
+        ] {
+            assert!(!blocks(c), "{c}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use common::{Conn, ProxyHandle, WAIT, cmd, show};
+use common::{Conn, ProxyHandle, WAIT, cmd, command_calls, show};
 use nexus_testkit::RedisServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -355,11 +355,22 @@ async fn shutdown_lets_a_pinned_session_finish_a_large_reply_in_flight() -> Resu
     Ok(())
 }
 
+/// Redis's reply to a command unblocked by `CLIENT UNBLOCK id ERROR`.
+const UNBLOCKED: &str = "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n";
+
+/// With this `shutdown_grace` (and a longer `upstream_timeout`), a pinned
+/// session blocked at shutdown is unblocked [`UNBLOCK_AT`] after it began.
+const GRACE: Duration = Duration::from_secs(2);
+const UNBLOCK_AT: Duration = Duration::from_millis(1500);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_drops_a_pinned_session_blocked_forever_after_the_grace() -> Result<()> {
+async fn shutdown_unblocks_a_pinned_session_blocked_forever() -> Result<()> {
     let redis = RedisServer::start().await?;
-    let grace = Duration::from_secs(1);
-    let proxy = ProxyHandle::start(&redis.url(), |b| b.shutdown_grace(grace)).await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.shutdown_grace(GRACE)
+            .upstream_timeout(Duration::from_secs(30))
+    })
+    .await?;
     let mut direct = Conn::connect(redis.addr()).await?;
     let mut blocked = Conn::connect(proxy.addr).await?;
     blocked.send(&cmd(&[b"BLPOP", b"never", b"0"])).await?;
@@ -370,19 +381,77 @@ async fn shutdown_drops_a_pinned_session_blocked_forever_after_the_grace() -> Re
     let started = tokio::time::Instant::now();
     proxy.shutdown.cancel();
     assert_eq!(tx.read_to_eof().await?, b"");
+    // Near the end of the grace, BLPOP ends as if its timeout had passed
+    // (`CLIENT UNBLOCK id TIMEOUT`), then the connection closes (a
+    // session dropped at the end of the grace would get nothing).
+    assert_eq!(show(&blocked.read_to_eof().await?), show(b"*-1\r\n"));
+    assert!(started.elapsed() >= UNBLOCK_AT, "{:?}", started.elapsed());
     tokio::time::timeout(WAIT, proxy.task)
         .await
         .context("a blocked pinned session held shutdown")??;
-    // Bounded by the grace (plus slack for a loaded machine), not by BLPOP.
-    assert!(
-        started.elapsed() < grace + Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(blocked.read_to_eof().await?, b"");
+    assert_eq!(command_calls(&mut direct, "client|unblock").await?, 1);
     // The session's upstream connection went with it.
     wait_blocked_clients(&mut direct, 0).await?;
     assert_eq!(direct.call(&[b"LLEN", b"never"]).await?, b":0\r\n");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_unblocks_xread_wait_pipelined_blocking_commands_and_one_before_quit() -> Result<()>
+{
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.shutdown_grace(GRACE)
+            .upstream_timeout(Duration::from_secs(30))
+    })
+    .await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let xread = cmd(&[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"never-s", b"$"]);
+    // No replica ever acknowledges.
+    let wait = cmd(&[b"WAIT", b"1", b"0"]);
+    // Two blocking commands in one write: the second blocks once the first
+    // is unblocked.
+    let mut two = cmd(&[b"SET", b"a", b"1"]);
+    two.extend(cmd(&[b"BLPOP", b"never", b"0"]));
+    two.extend(cmd(&[b"BZPOPMIN", b"never-z", b"0"]));
+    // A client that already sent QUIT is left to Redis, which can only
+    // answer it once BLPOP returns.
+    let mut quit = cmd(&[b"BLPOP", b"never", b"0"]);
+    quit.extend(cmd(&[b"QUIT"]));
+    // Each gets its timeout reply: nil, or WAIT's count of replicas.
+    let cases: [(&[u8], &str); 4] = [
+        (&xread, "*-1\r\n"),
+        (&wait, ":0\r\n"),
+        (&two, "+OK\r\n*-1\r\n*-1\r\n"),
+        (&quit, "*-1\r\n+OK\r\n"),
+    ];
+    let mut clients = Vec::new();
+    for (n, (script, _)) in cases.iter().enumerate() {
+        let mut c = Conn::connect(proxy.addr).await?;
+        c.send(script).await?;
+        wait_blocked_clients(&mut direct, n as u64 + 1).await?;
+        clients.push(c);
+    }
+    let started = tokio::time::Instant::now();
+    proxy.shutdown.cancel();
+    for (c, (_, expected)) in clients.iter_mut().zip(&cases) {
+        assert_eq!(show(&c.read_to_eof().await?), show(expected.as_bytes()));
+    }
+    assert!(started.elapsed() >= UNBLOCK_AT, "{:?}", started.elapsed());
+    tokio::time::timeout(WAIT, proxy.task)
+        .await
+        .context("a blocked pinned session held shutdown")??;
+    wait_blocked_clients(&mut direct, 0).await?;
+    // Once per blocking command.
+    assert_eq!(command_calls(&mut direct, "client|unblock").await?, 5);
+    // Only the commands before the blocked ones ran.
+    assert_eq!(direct.call(&[b"GET", b"a"]).await?, b"$1\r\n1\r\n");
+    assert_eq!(
+        direct
+            .call(&[b"EXISTS", b"never", b"never-s", b"never-z"])
+            .await?,
+        b":0\r\n"
+    );
     Ok(())
 }
 
@@ -406,9 +475,40 @@ async fn wait_unpinned(proxy: &ProxyHandle) -> Result<()> {
     }
 }
 
+/// Starts a proxy whose upstream user may run everything but `CLIENT`
+/// (an ACL set up on `direct`): it cannot learn its pinned connections'
+/// ids, so it cannot unblock them, and an ending session whose command is
+/// blocked waits for Redis as it did before `CLIENT UNBLOCK` was used.
+async fn proxy_without_client_command(
+    redis: &RedisServer,
+    direct: &mut Conn,
+    tune: impl FnOnce(nexus_cache::ProxyConfigBuilder) -> nexus_cache::ProxyConfigBuilder,
+) -> Result<ProxyHandle> {
+    let acl: &[&[u8]] = &[
+        b"ACL",
+        b"SETUSER",
+        b"noclient",
+        b"on",
+        b">pw",
+        b"~*",
+        b"&*",
+        b"+@all",
+        b"-client",
+    ];
+    assert_eq!(direct.call(acl).await?, b"+OK\r\n");
+    ProxyHandle::start(&format!("redis://noclient:pw@{}", redis.addr()), tune).await
+}
+
+/// A client of [`proxy_without_client_command`], authenticated (the proxy
+/// checks the upstream credentials).
+async fn noclient_conn(proxy: &ProxyHandle) -> Result<Conn> {
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(c.call(&[b"AUTH", b"noclient", b"pw"]).await?, b"+OK\r\n");
+    Ok(c)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_pinned_session_ends_when_its_client_leaves_during_a_blocked_command()
--> Result<()> {
+async fn a_refused_pinned_session_unblocks_its_blocked_command() -> Result<()> {
     let redis = RedisServer::start().await?;
     // Neither the grace nor the upstream timeout is what ends it.
     let proxy = ProxyHandle::start(&redis.url(), |b| {
@@ -423,13 +523,66 @@ async fn a_refused_pinned_session_ends_when_its_client_leaves_during_a_blocked_c
         // No replica ever acknowledges.
         &[b"WAIT", b"1", b"0"],
     ];
+    for command in blocking {
+        let mut c = Conn::connect(proxy.addr).await?;
+        // A blocking command pins the session.
+        assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
+        let mut script = cmd(&[b"SET", b"a", b"1"]);
+        script.extend(cmd(command));
+        script.extend_from_slice(UNFRAMEABLE);
+        let started = tokio::time::Instant::now();
+        c.send(&script).await?;
+        // Every reply, the blocked command's being Redis's error, then the
+        // proxy's, then EOF.
+        let rest = String::from_utf8(c.read_to_eof().await?)?;
+        let expected = format!("+OK\r\n{UNBLOCKED}-ERR Protocol error: ");
+        assert!(
+            rest.starts_with(&expected) && rest.matches("\r\n").count() == 3,
+            "{rest:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        wait_blocked_clients(&mut direct, 0).await?;
+        wait_unpinned(&proxy).await?;
+    }
+    // Nothing reached Redis after the refused frame.
+    assert_eq!(
+        direct.call(&[b"EXISTS", b"never", b"never-s"]).await?,
+        b":0\r\n"
+    );
+    tokio::time::timeout(WAIT, proxy.stop())
+        .await
+        .context("proxy did not stop")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pinned_session_ends_when_its_client_leaves_during_a_blocked_command()
+-> Result<()> {
+    let redis = RedisServer::start().await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    // Neither the grace nor the upstream timeout is what ends it, and the
+    // proxy cannot unblock the command.
+    let proxy = proxy_without_client_command(&redis, &mut direct, |b| {
+        b.upstream_timeout(Duration::from_secs(60))
+            .shutdown_grace(Duration::from_secs(60))
+    })
+    .await?;
+    let blocking: [&[&[u8]]; 3] = [
+        &[b"BLPOP", b"never", b"0"],
+        &[b"XREAD", b"BLOCK", b"0", b"STREAMS", b"never-s", b"$"],
+        // No replica ever acknowledges.
+        &[b"WAIT", b"1", b"0"],
+    ];
     for (command, half_close) in [
         (blocking[0], false),
         (blocking[1], false),
         (blocking[2], false),
         (blocking[0], true),
     ] {
-        let mut c = Conn::connect(proxy.addr).await?;
+        let mut c = noclient_conn(&proxy).await?;
         // A blocking command pins the session.
         assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
         let mut script = cmd(&[b"SET", b"a", b"1"]);
@@ -465,21 +618,27 @@ async fn a_refused_pinned_session_ends_when_its_client_leaves_during_a_blocked_c
 async fn a_refused_pinned_session_waits_at_most_the_upstream_timeout() -> Result<()> {
     let redis = RedisServer::start().await?;
     let timeout = Duration::from_secs(1);
-    let proxy = ProxyHandle::start(&redis.url(), |b| {
+    let mut direct = Conn::connect(redis.addr()).await?;
+    // The proxy cannot unblock the command.
+    let proxy = proxy_without_client_command(&redis, &mut direct, |b| {
         b.upstream_timeout(timeout)
             .shutdown_grace(Duration::from_secs(60))
     })
     .await?;
-    let mut direct = Conn::connect(redis.addr()).await?;
-    let mut c = Conn::connect(proxy.addr).await?;
+    let mut c = noclient_conn(&proxy).await?;
     assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
     let mut script = cmd(&[b"BLPOP", b"never", b"0"]);
     script.extend_from_slice(UNFRAMEABLE);
     c.send(&script).await?;
     wait_blocked_clients(&mut direct, 1).await?;
     // The client stays; the session is dropped once the timeout elapses
-    // (bounded here by `read_to_eof`'s own wait).
-    assert_eq!(c.read_to_eof().await?, b"");
+    // (bounded here by `read_to_eof`'s own wait), and the client gets the
+    // proxy's error in place of the reply Redis never sent.
+    let rest = String::from_utf8(c.read_to_eof().await?)?;
+    assert!(
+        rest.starts_with("-ERR Protocol error: ") && rest.matches("\r\n").count() == 1,
+        "{rest:?}"
+    );
     wait_blocked_clients(&mut direct, 0).await?;
     wait_unpinned(&proxy).await?;
     proxy.stop().await
@@ -488,9 +647,10 @@ async fn a_refused_pinned_session_waits_at_most_the_upstream_timeout() -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_pinned_session_delivers_earlier_replies_before_a_blocked_one() -> Result<()> {
     let redis = RedisServer::start().await?;
-    let proxy = ProxyHandle::start(&redis.url(), |b| b).await?;
     let mut direct = Conn::connect(redis.addr()).await?;
-    let mut c = Conn::connect(proxy.addr).await?;
+    // BLPOP stays blocked until the test wakes it: the proxy cannot unblock it.
+    let proxy = proxy_without_client_command(&redis, &mut direct, |b| b).await?;
+    let mut c = noclient_conn(&proxy).await?;
     assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
     let mut script = cmd(&[b"SET", b"a", b"1"]);
     script.extend(cmd(&[b"BLPOP", b"k", b"0"]));
@@ -596,4 +756,195 @@ async fn mutated_pipelines_never_hang_the_proxy() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_blocking_command_with_a_timeout_complete() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy =
+        ProxyHandle::start(&redis.url(), |b| b.shutdown_grace(Duration::from_secs(30))).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    c.send(&cmd(&[b"BLPOP", b"jobs", b"5"])).await?;
+    wait_blocked_clients(&mut direct, 1).await?;
+    proxy.shutdown.cancel();
+    // A producer pushes within the BLPOP's timeout, well inside the grace:
+    // the job is delivered, not cut short by an unblock.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(direct.call(&[b"RPUSH", b"jobs", b"job1"]).await?, b":1\r\n");
+    assert_eq!(
+        show(&c.read_to_eof().await?),
+        show(b"*2\r\n$4\r\njobs\r\n$4\r\njob1\r\n")
+    );
+    tokio::time::timeout(WAIT, proxy.task)
+        .await
+        .context("proxy did not stop")??;
+    assert_eq!(command_calls(&mut direct, "client|unblock").await?, 0);
+    Ok(())
+}
+
+/// Like `FAILOVER`, `SHUTDOWN` with replicas, or a cluster failover do.
+const PAUSE_WRITES: &[&[u8]] = &[b"CLIENT", b"PAUSE", b"1000", b"WRITE"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_held_by_client_pause_is_never_unblocked() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.upstream_timeout(Duration::from_secs(60))
+            .shutdown_grace(Duration::from_secs(60))
+    })
+    .await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
+    assert_eq!(direct.call(PAUSE_WRITES).await?, b"+OK\r\n");
+    // Refused input unblocks at once, but INCR is held by the pause, not
+    // blocking: it must run (once) and get its one reply. Then BLPOP
+    // blocks: it is unblocked, once.
+    let mut script = cmd(&[b"INCR", b"ctr"]);
+    script.extend(cmd(&[b"BLPOP", b"never", b"0"]));
+    script.extend_from_slice(UNFRAMEABLE);
+    c.send(&script).await?;
+    let rest = String::from_utf8(c.read_to_eof().await?)?;
+    let expected = format!(":1\r\n{UNBLOCKED}-ERR Protocol error: ");
+    assert!(
+        rest.starts_with(&expected) && rest.matches("\r\n").count() == 3,
+        "{rest:?}"
+    );
+    assert_eq!(direct.call(&[b"GET", b"ctr"]).await?, b"$1\r\n1\r\n");
+    assert_eq!(command_calls(&mut direct, "client|unblock").await?, 1);
+    wait_unpinned(&proxy).await?;
+    tokio::time::timeout(WAIT, proxy.stop())
+        .await
+        .context("proxy did not stop")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_write_at_shutdown_gets_one_reply() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy =
+        ProxyHandle::start(&redis.url(), |b| b.shutdown_grace(Duration::from_secs(30))).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(c.call(&[b"BLPOP", b"x", b"0.01"]).await?, b"*-1\r\n");
+    assert_eq!(direct.call(PAUSE_WRITES).await?, b"+OK\r\n");
+    c.send(&cmd(&[b"INCR", b"ctr"])).await?;
+    // Forwarded and held by the pause (Redis counts it as blocked).
+    wait_blocked_clients(&mut direct, 1).await?;
+    proxy.shutdown.cancel();
+    assert_eq!(show(&c.read_to_eof().await?), show(b":1\r\n"));
+    assert_eq!(direct.call(&[b"GET", b"ctr"]).await?, b"$1\r\n1\r\n");
+    assert_eq!(command_calls(&mut direct, "client|unblock").await?, 0);
+    tokio::time::timeout(WAIT, proxy.task)
+        .await
+        .context("proxy did not stop")??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unblocking_retries_while_redis_is_busy_with_a_script() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.upstream_timeout(Duration::from_secs(60))
+            .shutdown_grace(Duration::from_secs(60))
+    })
+    .await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let threshold: &[&[u8]] = &[b"CONFIG", b"SET", b"busy-reply-threshold", b"20"];
+    assert_eq!(direct.call(threshold).await?, b"+OK\r\n");
+    let mut c = Conn::connect(proxy.addr).await?;
+    c.send(&cmd(&[b"BLPOP", b"never", b"0"])).await?;
+    wait_blocked_clients(&mut direct, 1).await?;
+    // A script busy for 500 ms: meanwhile Redis answers `-BUSY` to
+    // `CLIENT UNBLOCK`.
+    let busy = b"local t=redis.call('TIME') local t0=t[1]*1000000+t[2] \
+        while true do local n=redis.call('TIME') \
+        if n[1]*1000000+n[2]-t0 > 500000 then break end end return 1";
+    let mut script = Conn::connect(redis.addr()).await?;
+    script.send(&cmd(&[b"EVAL", busy, b"0"])).await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !direct.call(&[b"PING"]).await?.starts_with(b"-BUSY") {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the script never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    c.send(UNFRAMEABLE).await?;
+    let rest = String::from_utf8(c.read_to_eof().await?)?;
+    assert!(
+        rest.starts_with(&format!("{UNBLOCKED}-ERR Protocol error: "))
+            && rest.matches("\r\n").count() == 2,
+        "{rest:?}"
+    );
+    assert_eq!(script.read_frames(1).await?, b":1\r\n");
+    // It was tried while the script ran, and again after.
+    let info = String::from_utf8(direct.call(&[b"INFO", b"commandstats"]).await?)?;
+    let stats = info
+        .lines()
+        .find(|l| l.starts_with("cmdstat_client|unblock:"))
+        .context("no CLIENT UNBLOCK ran")?;
+    assert!(stats.contains("calls=1,"), "{stats}");
+    assert!(!stats.contains("rejected_calls=0,"), "{stats}");
+    wait_unpinned(&proxy).await?;
+    tokio::time::timeout(WAIT, proxy.stop())
+        .await
+        .context("proxy did not stop")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_refusing_a_pinned_connection_at_maxclients_is_reported() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy = ProxyHandle::start(&redis.url(), |b| b).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    assert_eq!(c.call(&[b"PING"]).await?, b"+PONG\r\n");
+    let info = String::from_utf8(direct.call(&[b"INFO", b"clients"]).await?)?;
+    let connected = info
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .context("no connected_clients")?
+        .trim()
+        .to_owned();
+    let limit: &[&[u8]] = &[b"CONFIG", b"SET", b"maxclients", connected.as_bytes()];
+    assert_eq!(direct.call(limit).await?, b"+OK\r\n");
+    // Pinning opens one more connection: Redis says why it closes it.
+    c.send(&cmd(&[b"BLPOP", b"x", b"0"])).await?;
+    assert_eq!(
+        show(&c.read_to_eof().await?),
+        show(b"-ERR max number of clients reached\r\n")
+    );
+    proxy.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_client_reply_skip_a_blocked_command_waits_for_the_upstream_timeout() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let timeout = Duration::from_secs(1);
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.upstream_timeout(timeout)
+            .shutdown_grace(Duration::from_secs(60))
+    })
+    .await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut c = Conn::connect(proxy.addr).await?;
+    // Replies no longer match commands: the session cannot tell which one
+    // Redis is running, so it unblocks nothing and waits.
+    let mut script = cmd(&[b"CLIENT", b"REPLY", b"SKIP"]);
+    script.extend(cmd(&[b"BLPOP", b"never", b"0"]));
+    script.extend_from_slice(UNFRAMEABLE);
+    let started = tokio::time::Instant::now();
+    c.send(&script).await?;
+    let rest = String::from_utf8(c.read_to_eof().await?)?;
+    assert!(
+        rest.starts_with("-ERR Protocol error: ") && rest.matches("\r\n").count() == 1,
+        "{rest:?}"
+    );
+    assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+    assert_eq!(command_calls(&mut direct, "client|unblock").await?, 0);
+    wait_blocked_clients(&mut direct, 0).await?;
+    wait_unpinned(&proxy).await?;
+    tokio::time::timeout(WAIT, proxy.stop())
+        .await
+        .context("proxy did not stop")?
 }

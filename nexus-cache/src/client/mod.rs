@@ -14,6 +14,7 @@ pub(crate) mod gets;
 mod local;
 mod pinned;
 mod trace;
+mod unblock;
 mod writer;
 
 use std::sync::Arc;

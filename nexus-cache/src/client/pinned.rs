@@ -25,13 +25,18 @@
 //! drops the replies it has not written yet (a 16 MiB reply in flight was
 //! cut to 4 to 8 MiB). Replies before the farewell's reach the client as
 //! they arrive; only a tail that may begin `+RESET\r\n+OK\r\n` is held
-//! back. Meanwhile the client's input is discarded: if it leaves, the
-//! upstream write half is shut (Redis frees even a connection blocked in
-//! `BLPOP k 0`). A session whose command is still blocked is dropped after
-//! `upstream_timeout` (and on shutdown when `shutdown_grace` elapses).
+//! back. A blocking command the client sent that is still blocked
+//! (`BLPOP k 0`) is unblocked from a shared connection, at once for
+//! refused input, near the end of the grace on shutdown
+//! ([`unblock`](super::unblock)). Meanwhile the client's input
+//! is discarded: if it leaves, the upstream write half is shut (Redis frees
+//! even a connection blocked in `BLPOP k 0`). A session still not over is
+//! dropped after `upstream_timeout` (and on shutdown when `shutdown_grace`
+//! elapses).
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,10 +46,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::local::{self, Outcome};
 use super::trace::{self, Class, Sampler};
+use super::unblock::track::Blocked;
+use super::unblock::{CLIENT_ID, IdReply, Plan, take_id, unblock};
 use super::{Shared, count_local, echo};
 use crate::error::UpstreamError;
 use crate::near::pinned::PinnedWrites;
-use crate::resp::{Command, Error, Scanner, encode};
+use crate::resp::{Command, Error, Limits, Scanner, encode};
 use crate::route::{Local, REFUSED};
 use crate::upstream::connect;
 
@@ -83,7 +90,13 @@ pub(super) async fn run(
         }
     };
     shared.metrics.upstream_connects.fetch_add(1, Relaxed);
-    let (mut urd, uwr) = upstream.into_split();
+    let (mut urd, mut uwr) = upstream.into_split();
+    // Ahead of the client's first command: the connection's id, to unblock
+    // it when the session ends (see `unblock`). A failed write shows as
+    // the connection lost.
+    let _ = uwr.write_all(CLIENT_ID).await;
+    // Set by the reply side from the reply to `CLIENT_ID` (0: unknown).
+    let id = AtomicU64::new(0);
     let closing = AtomicBool::new(false);
     // Set with `last` when the command before the farewell was
     // `CLIENT REPLY SKIP`: Redis then skips `RESET`'s reply.
@@ -93,17 +106,60 @@ pub(super) async fn run(
     let last = OnceLock::<Bytes>::new();
     // Near-cache marks of this session's writes, released by their replies.
     let near = PinnedWrites::new();
+    // The blocking commands in flight, for `unblock`.
+    let blocked = Blocked::default();
+    // The reply side is inside a write to the client: a reply of the
+    // proxy's must not be appended if it is dropped then.
+    let writing = AtomicBool::new(false);
     let down = async {
         let mut buf = BytesMut::with_capacity(16 * 1024);
+        // Until the reply to `CLIENT_ID` has been taken off the front.
+        let mut id_pending = true;
+        let mut id_scanner = Scanner::new(Limits::default()).inline(false);
+        // That reply was an error and nothing followed yet: if Redis then
+        // closes, it is the client's answer (`-ERR max number of clients
+        // reached`).
+        let mut id_error: Option<Bytes> = None;
         loop {
             if buf.capacity() < 4096 {
                 buf.reserve(16 * 1024);
             }
             // Bytes kept back from the last chunk (see below).
-            let kept = buf.len();
+            let mut kept = buf.len();
             match urd.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
+                Ok(0) | Err(_) => {
+                    if id_pending {
+                        // Part of the id's reply: not the client's.
+                        buf.clear();
+                    }
+                    break;
+                }
                 Ok(_) => {
+                    if id_pending {
+                        match take_id(&mut id_scanner, &buf) {
+                            IdReply::Partial => continue,
+                            IdReply::Reply {
+                                len,
+                                id: got,
+                                error,
+                            } => {
+                                if error {
+                                    id_error = Some(Bytes::copy_from_slice(&buf[..len]));
+                                }
+                                buf.advance(len);
+                                id.store(got.unwrap_or(0), Relaxed);
+                            }
+                            // Where the client's replies start is unknown.
+                            IdReply::Unframed => blocked.lose(),
+                        }
+                        id_pending = false;
+                        // Nothing was the client's before.
+                        kept = 0;
+                    }
+                    if buf.len() > kept {
+                        id_error = None;
+                    }
+                    blocked.replies(&buf[kept..]);
                     // These replies may acknowledge writes: like the shared
                     // path, invalidate flights before the client sees them.
                     if let Some(live) = &shared.live {
@@ -119,13 +175,18 @@ pub(super) async fn run(
                         0
                     };
                     let n = buf.len() - hold;
+                    writing.store(true, Relaxed);
                     if wr.write_all(&buf[..n]).await.is_err() {
                         return;
                     }
+                    writing.store(false, Relaxed);
                     buf.advance(n);
                 }
             }
         }
+        // From here on every write is the session's last: the timeout
+        // path must not repeat it.
+        writing.store(true, Relaxed);
         match last.get() {
             Some(reply)
                 if buf[..] == *FAREWELL_REPLIES
@@ -136,9 +197,11 @@ pub(super) async fn run(
             _ => {
                 let _ = wr.write_all(&buf).await;
                 // Closed before its time: say so, unless the session was
-                // ending with nothing more to say (QUIT, shutdown).
+                // ending with nothing more to say (QUIT, shutdown). Redis's
+                // own error if that is all it sent.
                 if !closing.load(Relaxed) || last.get().is_some_and(|r| !r.is_empty()) {
-                    let _ = wr.write_all(&UpstreamError::ConnectionLost.to_resp()).await;
+                    let why = id_error.unwrap_or_else(|| UpstreamError::ConnectionLost.to_resp());
+                    let _ = wr.write_all(&why).await;
                 }
             }
         }
@@ -149,41 +212,84 @@ pub(super) async fn run(
         last: &last,
         skipped: &skipped,
     };
-    let up = forward_commands(rd, uwr, pending, sampler, shared, shutdown, ends, &near);
-    tokio::pin!(down);
-    tokio::select! {
-        () = &mut down => {}
-        kept = up => {
-            let Some((mut uwr, rd)) = kept else {
-                // The client closed: its write half was shut, Redis frees
-                // the connection once it reads that.
-                down.await;
-                return;
-            };
-            // After a farewell (refused input, shutdown), Redis closes once
-            // it has answered everything: the write half stays open until
-            // then, since shutting it would make Redis drop replies still
-            // unsent. Meanwhile the client's input is read and discarded, so
-            // that its leaving is seen: then the upstream write half is shut
-            // as on any client EOF (Redis frees a connection blocked in
-            // `BLPOP k 0` on reading it). Bounded by `upstream_timeout` (on
-            // shutdown, also by `shutdown_grace`): then the session is
-            // dropped, closing both connections.
-            let drain = async {
-                tokio::select! {
-                    () = &mut down => {}
-                    eof = discard(rd) => {
-                        if eof {
-                            let _ = uwr.shutdown().await;
-                            down.await;
+    let up = forward_commands(
+        rd, uwr, pending, sampler, shared, shutdown, ends, &near, &blocked,
+    );
+    let timed_out = {
+        tokio::pin!(down);
+        tokio::select! {
+            () = &mut down => false,
+            kept = up => {
+                let Some((mut uwr, rd)) = kept else {
+                    // The client closed: its write half was shut, Redis frees
+                    // the connection once it reads that.
+                    down.await;
+                    return;
+                };
+                // After a farewell (refused input, shutdown), Redis closes once
+                // it has answered everything: the write half stays open until
+                // then, since shutting it would make Redis drop replies still
+                // unsent. A command still blocked is unblocked from a shared
+                // connection (`unblock`), so that Redis gets to the farewell:
+                // for refused input at once, on shutdown near the end of the
+                // time the session may take (so that the command may still
+                // complete).
+                // Meanwhile the client's input is read and discarded, so
+                // that its leaving is seen: then the upstream write half is
+                // shut as on any client EOF (Redis frees a connection blocked
+                // in `BLPOP k 0` on reading it). Bounded by `upstream_timeout`
+                // (on shutdown, also by `shutdown_grace`): then the session is
+                // dropped, closing both connections.
+                let plan = if last.get().is_some_and(|r| !r.is_empty()) {
+                    Plan::REFUSED
+                } else {
+                    // The server drops the session when the grace ends.
+                    Plan::shutdown(config.upstream_timeout.min(config.shutdown_grace))
+                };
+                let drain = async {
+                    tokio::select! {
+                        () = &mut down => {}
+                        () = unblock(&id, &blocked, plan, shared) => {}
+                        eof = discard(rd) => {
+                            if eof {
+                                let _ = uwr.shutdown().await;
+                                down.await;
+                            }
                         }
                     }
-                }
-            };
-            if tokio::time::timeout(config.upstream_timeout, drain).await.is_err() {
-                tracing::debug!("pinned session dropped: Redis did not close after the farewell");
+                };
+                tokio::time::timeout(config.upstream_timeout, drain).await.is_err()
             }
         }
+    };
+    if timed_out {
+        tracing::debug!("pinned session dropped: Redis did not close after the farewell");
+        // Refused input: the client still learns why it is closed (in
+        // place of the reply Redis never sent), unless the reply side was
+        // cut in the middle of a reply (the error would be read as part
+        // of it).
+        if let Some(reply) = last.get().filter(|r| !r.is_empty())
+            && !writing.load(Relaxed)
+        {
+            write_last(&mut wr, reply).await;
+        }
+    }
+}
+
+/// How long the proxy's last reply may take to finish once part of it is
+/// written.
+const LAST_WRITE: Duration = Duration::from_millis(100);
+
+/// Writes `reply` whole or not at all, unless the client stops reading
+/// in the middle of it: a socket that has no room for it right away gets
+/// none of it; one that takes part of it gets the rest within
+/// [`LAST_WRITE`].
+async fn write_last(wr: &mut OwnedWriteHalf, reply: &[u8]) {
+    match wr.try_write(reply) {
+        Ok(n) if n < reply.len() => {
+            let _ = tokio::time::timeout(LAST_WRITE, wr.write_all(&reply[n..])).await;
+        }
+        _ => {}
     }
 }
 
@@ -334,6 +440,7 @@ async fn forward_commands(
     shutdown: &CancellationToken,
     ends: Ends<'_>,
     near: &PinnedWrites,
+    blocked: &Blocked,
 ) -> Option<(OwnedWriteHalf, OwnedReadHalf)> {
     let closing = ends.closing;
     let mut scanner = Scanner::new(shared.limits);
@@ -381,6 +488,14 @@ async fn forward_commands(
                             Err(_) if super::is_empty_command(&buf[off..off + n]) => {}
                             _ => near.other(),
                         }
+                    }
+                    match &parsed {
+                        Ok(cmd) if REFUSED.iter().any(|r| cmd.is(r)) || is_nexus(cmd) => {
+                            blocked.other();
+                        }
+                        Ok(cmd) => blocked.command(cmd),
+                        // Blank lines: no reply.
+                        Err(_) => {}
                     }
                     let replacement = match parsed {
                         Ok(cmd) if cmd.is(b"QUIT") => {
