@@ -381,10 +381,13 @@ async fn shutdown_unblocks_a_pinned_session_blocked_forever() -> Result<()> {
     let started = tokio::time::Instant::now();
     proxy.shutdown.cancel();
     assert_eq!(tx.read_to_eof().await?, b"");
-    // Near the end of the grace, BLPOP ends as if its timeout had passed
-    // (`CLIENT UNBLOCK id TIMEOUT`), then the connection closes (a
-    // session dropped at the end of the grace would get nothing).
-    assert_eq!(show(&blocked.read_to_eof().await?), show(b"*-1\r\n"));
+    // Near the end of the grace, BLPOP is unblocked with an error
+    // (`CLIENT UNBLOCK id ERROR`), then the connection closes (a session
+    // dropped at the end of the grace would get nothing).
+    assert_eq!(
+        show(&blocked.read_to_eof().await?),
+        show(UNBLOCKED.as_bytes())
+    );
     assert!(started.elapsed() >= UNBLOCK_AT, "{:?}", started.elapsed());
     tokio::time::timeout(WAIT, proxy.task)
         .await
@@ -418,12 +421,14 @@ async fn shutdown_unblocks_xread_wait_pipelined_blocking_commands_and_one_before
     // answer it once BLPOP returns.
     let mut quit = cmd(&[b"BLPOP", b"never", b"0"]);
     quit.extend(cmd(&[b"QUIT"]));
-    // Each gets its timeout reply: nil, or WAIT's count of replicas.
+    // Each blocked command gets Redis's `-UNBLOCKED` error.
+    let two_replies = format!("+OK\r\n{UNBLOCKED}{UNBLOCKED}");
+    let quit_replies = format!("{UNBLOCKED}+OK\r\n");
     let cases: [(&[u8], &str); 4] = [
-        (&xread, "*-1\r\n"),
-        (&wait, ":0\r\n"),
-        (&two, "+OK\r\n*-1\r\n*-1\r\n"),
-        (&quit, "*-1\r\n+OK\r\n"),
+        (&xread, UNBLOCKED),
+        (&wait, UNBLOCKED),
+        (&two, &two_replies),
+        (&quit, &quit_replies),
     ];
     let mut clients = Vec::new();
     for (n, (script, _)) in cases.iter().enumerate() {
@@ -838,6 +843,64 @@ async fn a_paused_write_at_shutdown_gets_one_reply() -> Result<()> {
     tokio::time::timeout(WAIT, proxy.task)
         .await
         .context("proxy did not stop")??;
+    Ok(())
+}
+
+/// Resumes clients paused by the test, also when it fails.
+struct Unpause(std::net::SocketAddr);
+
+impl Drop for Unpause {
+    fn drop(&mut self) {
+        use std::io::{Read, Write};
+        if let Ok(mut s) = std::net::TcpStream::connect(self.0) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(&cmd(&[b"CLIENT", b"UNPAUSE"]));
+            let _ = s.read(&mut [0u8; 64]);
+        }
+    }
+}
+
+/// `CLIENT UNBLOCK id TIMEOUT` on a command held by `CLIENT PAUSE`
+/// crashes redis-server 7.x: the proxy must use `ERROR`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_unblocks_a_paused_blpop_without_crashing_redis() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let grace = Duration::from_secs(1);
+    let proxy = ProxyHandle::start(&redis.url(), |b| {
+        b.shutdown_grace(grace)
+            .upstream_timeout(Duration::from_secs(30))
+    })
+    .await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let pause: &[&[u8]] = &[b"CLIENT", b"PAUSE", b"60000", b"WRITE"];
+    assert_eq!(direct.call(pause).await?, b"+OK\r\n");
+    let _unpause = Unpause(redis.addr());
+    let mut c = Conn::connect(proxy.addr).await?;
+    // Held by the pause (Redis counts it as blocked), not blocked on the
+    // list.
+    c.send(&cmd(&[b"BLPOP", b"jobs", b"0"])).await?;
+    wait_blocked_clients(&mut direct, 1).await?;
+    proxy.shutdown.cancel();
+    // An error reply, or nothing, then EOF, within the grace.
+    let got = tokio::time::timeout(grace + Duration::from_secs(2), c.read_to_eof())
+        .await
+        .context("the client was not closed within the grace")??;
+    ensure!(
+        got.is_empty() || (got.starts_with(b"-") && got.ends_with(b"\r\n")),
+        "{}",
+        show(&got)
+    );
+    tokio::time::timeout(WAIT, proxy.task)
+        .await
+        .context("proxy did not stop")??;
+    // Redis survived the unblock.
+    let mut after = Conn::connect(redis.addr())
+        .await
+        .context("Redis is gone (crashed by the unblock?)")?;
+    let pong = tokio::time::timeout(Duration::from_secs(2), after.call(&[b"PING"]))
+        .await
+        .context("Redis does not answer")??;
+    assert_eq!(show(&pong), show(b"+PONG\r\n"));
     Ok(())
 }
 

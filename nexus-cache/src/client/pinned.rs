@@ -26,9 +26,9 @@
 //! cut to 4 to 8 MiB). Replies before the farewell's reach the client as
 //! they arrive; only a tail that may begin `+RESET\r\n+OK\r\n` is held
 //! back. A blocking command the client sent that is still blocked
-//! (`BLPOP k 0`) is unblocked from a shared connection, at once for
-//! refused input, near the end of the grace on shutdown
-//! ([`unblock`](super::unblock)). Meanwhile the client's input
+//! (`BLPOP k 0`) gets `-UNBLOCKED` (`CLIENT UNBLOCK <id> ERROR` from a
+//! shared connection), at once for refused input, near the end of the
+//! grace on shutdown ([`unblock`](super::unblock)). Meanwhile the client's input
 //! is discarded: if it leaves, the upstream write half is shut (Redis frees
 //! even a connection blocked in `BLPOP k 0`). A session still not over is
 //! dropped after `upstream_timeout` (and on shutdown when `shutdown_grace`
@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 use super::local::{self, Outcome};
 use super::trace::{self, Class, Sampler};
 use super::unblock::track::Blocked;
-use super::unblock::{CLIENT_ID, IdReply, Plan, take_id, unblock};
+use super::unblock::{CLIENT_ID, IdReply, shutdown_delay, take_id, unblock};
 use super::{Shared, count_local, echo};
 use crate::error::UpstreamError;
 use crate::near::pinned::PinnedWrites;
@@ -108,8 +108,10 @@ pub(super) async fn run(
     let near = PinnedWrites::new();
     // The blocking commands in flight, for `unblock`.
     let blocked = Blocked::default();
-    // The reply side is inside a write to the client: a reply of the
-    // proxy's must not be appended if it is dropped then.
+    // The reply side is inside a write to the client (or done): a reply of
+    // the proxy's must not be appended if it is dropped then, and no
+    // command is unblocked (the replies Redis sent meanwhile are not
+    // counted yet). False only while it waits for Redis.
     let writing = AtomicBool::new(false);
     let down = async {
         let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -233,23 +235,23 @@ pub(super) async fn run(
                 // connection (`unblock`), so that Redis gets to the farewell:
                 // for refused input at once, on shutdown near the end of the
                 // time the session may take (so that the command may still
-                // complete).
+                // complete), and only while the reply side is idle.
                 // Meanwhile the client's input is read and discarded, so
                 // that its leaving is seen: then the upstream write half is
                 // shut as on any client EOF (Redis frees a connection blocked
                 // in `BLPOP k 0` on reading it). Bounded by `upstream_timeout`
                 // (on shutdown, also by `shutdown_grace`): then the session is
                 // dropped, closing both connections.
-                let plan = if last.get().is_some_and(|r| !r.is_empty()) {
-                    Plan::REFUSED
+                let after = if last.get().is_some_and(|r| !r.is_empty()) {
+                    Duration::ZERO
                 } else {
                     // The server drops the session when the grace ends.
-                    Plan::shutdown(config.upstream_timeout.min(config.shutdown_grace))
+                    shutdown_delay(config.upstream_timeout.min(config.shutdown_grace))
                 };
                 let drain = async {
                     tokio::select! {
                         () = &mut down => {}
-                        () = unblock(&id, &blocked, plan, shared) => {}
+                        () = unblock(&id, &blocked, &writing, after, shared) => {}
                         eof = discard(rd) => {
                             if eof {
                                 let _ = uwr.shutdown().await;

@@ -8,24 +8,37 @@
 //! fresh: RESP2, replies on, no transaction, already authenticated, so its
 //! reply is the first one Redis sends and the reply side drops it,
 //! [`take_id`]). When the session ends, [`unblock`] sends
-//! `CLIENT UNBLOCK <id> TIMEOUT|ERROR` on a shared connection, but only
-//! while the oldest command Redis has not answered is a blocking command
-//! the client sent, once per such command ([`track`]).
+//! `CLIENT UNBLOCK <id> ERROR` on a shared connection (the client gets
+//! Redis's `-UNBLOCKED` error), but only while the oldest command Redis has
+//! not answered is a blocking command the client sent, once per such
+//! command ([`track`]), and only while the session's reply side is idle:
+//! waiting for Redis with every byte Redis sent counted, not stuck writing
+//! to a client that stopped reading (replies then go uncounted, so the
+//! oldest command unanswered may already be answered).
 //!
-//! When ([`Plan`]): on shutdown, near the end of the time the session may
-//! take, with `TIMEOUT` (the client gets its command's ordinary timeout
-//! reply: a job pushed meanwhile is still delivered); on refused input, at
-//! once, with `ERROR`.
+//! When ([`shutdown_delay`]): on shutdown, near the end of the time the
+//! session may take (a job pushed meanwhile is still delivered); on
+//! refused input, at once.
+//!
+//! Never `TIMEOUT`: on a command held by `CLIENT PAUSE` (which Redis counts
+//! as blocked, `BLPOP` included), `CLIENT UNBLOCK <id> TIMEOUT` crashes
+//! Redis 7.x ("Unknown btype in replyToBlockedClientTimedOut", fixed in
+//! redis#14164, valkey#2117). With `ERROR` such a command gets
+//! `-UNBLOCKED` and stays queued: if the pause ends while the connection
+//! lives, it still runs and its reply follows the error (a known
+//! limitation).
 //!
 //! Sent from another connection, `CLIENT UNBLOCK` can overtake a blocking
 //! command still on its way to Redis (then it answers `:0` and the command
 //! blocks after it): it is repeated for the same command with a growing
-//! pause. Nothing is sent while no blocking command is due.
+//! pause. Nothing is sent while no blocking command is due. Blocking
+//! commands pipelined one after another are unblocked one at a time, one
+//! every [`CHECK`] plus a round trip.
 
 mod count;
 pub(super) mod track;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -90,34 +103,12 @@ pub(super) fn take_id(scanner: &mut Scanner, buf: &[u8]) -> IdReply {
     }
 }
 
-/// How an ending session unblocks: when it starts, and how the client's
-/// command ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Plan {
-    /// Time from the start of the ending until unblocking starts.
-    pub(super) after: Duration,
-    /// `TIMEOUT` or `ERROR`.
-    pub(super) reason: &'static [u8],
-}
-
-impl Plan {
-    /// Refused input: the session ends at once, its blocked command with
-    /// Redis's `-UNBLOCKED` error (the session failed; the client gets the
-    /// protocol error and is closed right after).
-    pub(super) const REFUSED: Plan = Plan {
-        after: Duration::ZERO,
-        reason: b"ERROR",
-    };
-
-    /// Shutdown, when the session may take `limit` (`shutdown_grace`, or
-    /// `upstream_timeout` if shorter): the blocked command keeps most of
-    /// it to complete, then ends as if its own timeout had passed.
-    pub(super) fn shutdown(limit: Duration) -> Plan {
-        Plan {
-            after: limit.saturating_sub(MARGIN).max(limit / 2),
-            reason: b"TIMEOUT",
-        }
-    }
+/// On shutdown, when the session may take `limit` (`shutdown_grace`, or
+/// `upstream_timeout` if shorter): how long after it starts to end the
+/// unblocking starts. The blocked command keeps most of that time to
+/// complete. (Refused input unblocks at once.)
+pub(super) fn shutdown_delay(limit: Duration) -> Duration {
+    limit.saturating_sub(MARGIN).max(limit / 2)
 }
 
 /// Whether Redis will never accept `CLIENT UNBLOCK` from the pool: the
@@ -128,11 +119,19 @@ fn refused(reply: &[u8]) -> bool {
 }
 
 /// Unblocks the ending session's connection, Redis client `id` (0 while
-/// unknown), following `plan`, until the caller stops polling it (the
-/// session is over). Never returns; gives up (waits forever) when Redis
+/// unknown), starting `after` this is first polled, until the caller stops
+/// polling it (the session is over). `writing`: the session's reply side
+/// is in a write to the client (or done); nothing is sent then, the check
+/// is repeated later. Never returns; gives up (waits forever) when Redis
 /// refuses the command.
-pub(super) async fn unblock(id: &AtomicU64, blocked: &Blocked, plan: Plan, shared: &Shared) {
-    tokio::time::sleep(plan.after).await;
+pub(super) async fn unblock(
+    id: &AtomicU64,
+    blocked: &Blocked,
+    writing: &AtomicBool,
+    after: Duration,
+    shared: &Shared,
+) {
+    tokio::time::sleep(after).await;
     // The command being unblocked, the pause before its next try, when.
     let mut retry: Option<(u64, Duration, tokio::time::Instant)> = None;
     loop {
@@ -142,7 +141,9 @@ pub(super) async fn unblock(id: &AtomicU64, blocked: &Blocked, plan: Plan, share
             _ => true,
         });
         let client = id.load(Relaxed);
-        if let (Some(index), true) = (due, client != 0) {
+        // Idle: waiting for Redis, every reply so far counted.
+        let idle = !writing.load(Relaxed);
+        if let (Some(index), true, true) = (due, client != 0, idle) {
             let mut req = BytesMut::with_capacity(64);
             let mut digits = itoa::Buffer::new();
             encode::command(
@@ -151,7 +152,7 @@ pub(super) async fn unblock(id: &AtomicU64, blocked: &Blocked, plan: Plan, share
                     b"CLIENT",
                     b"UNBLOCK",
                     digits.format(client).as_bytes(),
-                    plan.reason,
+                    b"ERROR",
                 ],
             );
             let reply = shared.pool.call(req.freeze(), 1).await;
@@ -279,11 +280,9 @@ mod tests {
 
     #[test]
     fn shutdown_unblocks_near_the_end_of_its_time() {
-        let at = |ms| Plan::shutdown(Duration::from_millis(ms)).after;
+        let at = |ms| shutdown_delay(Duration::from_millis(ms));
         assert_eq!(at(5_000), Duration::from_millis(4_500));
         assert_eq!(at(600), Duration::from_millis(300));
         assert_eq!(at(0), Duration::ZERO);
-        assert_eq!(Plan::shutdown(Duration::from_secs(1)).reason, b"TIMEOUT");
-        assert_eq!(Plan::REFUSED.after, Duration::ZERO);
     }
 }

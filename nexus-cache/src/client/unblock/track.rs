@@ -3,16 +3,28 @@
 //! `CLIENT UNBLOCK` ends whatever Redis holds the connection in, and Redis
 //! 7.0 also counts a command postponed by `CLIENT PAUSE` (as `FAILOVER` and
 //! `SHUTDOWN` with replicas pause) as blocked: that command gets
-//! `-UNBLOCKED`, then runs anyway and gets a second reply. So a session
-//! unblocks only while the oldest command still unanswered is one the
-//! client sent that blocks by design ([`is_blocking`]), and at most once
-//! per such command. That takes the order of the commands forwarded
-//! ([`Blocked::command`]) and a count of the replies received, from
-//! scanning the reply stream ([`Blocked::replies`]; RESP3 pushes are not
-//! replies).
+//! `-UNBLOCKED`, then runs anyway once the pause ends and gets a second
+//! reply. So a session unblocks only while the oldest command still
+//! unanswered is one the client sent that blocks by design
+//! ([`is_blocking`]), and at most once per such command. That takes the
+//! order of the commands forwarded ([`Blocked::command`]) and a count of
+//! the replies received, from scanning the reply stream
+//! ([`Blocked::replies`]; RESP3 pushes are not replies). The count is only
+//! current while the reply side waits for Redis; the caller checks that
+//! ([`unblock`](super::unblock)).
+//!
+//! A blocking command that is itself held by the pause (`BLPOP` under
+//! `CLIENT PAUSE ... WRITE`) cannot be told apart: it is unblocked too
+//! (with `ERROR`, never `TIMEOUT`, which crashes Redis 7.x on such a
+//! command). The client gets `-UNBLOCKED`; if the pause ends before the
+//! session's connection is closed, the command still runs and its reply
+//! follows the error (a known limitation).
 //!
 //! Commands queued inside `MULTI` do not block (`EXEC` runs them without
-//! blocking). After `CLIENT REPLY` (`OFF`/`SKIP` send no reply), a
+//! blocking). A `MULTI` that Redis refuses (an ACL, a nested `MULTI`) is
+//! still taken as opening a transaction: the blocking commands after it,
+//! which Redis then runs and blocks on, are not unblocked, and the ending
+//! session waits for its time to be up, as without unblocking. After `CLIENT REPLY` (`OFF`/`SKIP` send no reply), a
 //! (un)subscription (RESP2 answers each channel), `MONITOR`, more than
 //! [`MAX_BLOCKING`] blocking commands unanswered, or replies that cannot
 //! be framed, replies no longer match commands: the session is *lost* and
