@@ -211,16 +211,19 @@ async fn read_commands(
                 return ReadEnd::Closed;
             }
             // A complete command array is framed and parsed in one pass;
-            // anything else (a partial frame, inline, invalid input) takes
-            // the scanner, then `Command::parse`.
-            let (n, parsed) = match Command::parse_prefix(&buf[batch.bytes..], &shared.limits) {
-                Some((cmd, n)) => {
-                    if scanner.is_partial() {
-                        // It had seen the start of this frame.
-                        scanner.reset();
-                    }
-                    (n, Ok(cmd))
-                }
+            // anything else (inline, invalid input, a frame not complete
+            // yet) takes the scanner, then `Command::parse`. A frame the
+            // scanner has started on stays with it: it resumes where it
+            // stopped, where another one-pass attempt would walk the frame
+            // from its start again on every read (quadratic in a large
+            // frame's arguments).
+            let prefix = if scanner.is_partial() {
+                None
+            } else {
+                Command::parse_prefix(&buf[batch.bytes..], &shared.limits)
+            };
+            let (n, parsed) = match prefix {
+                Some((cmd, n)) => (n, Ok(cmd)),
                 None => {
                     let n = match scanner.scan(&buf[batch.bytes..]) {
                         Ok(Some(n)) => n,
