@@ -74,6 +74,11 @@ pub(crate) const REFUSED: &[&[u8]] = &[b"SYNC", b"PSYNC", b"REPLCONF", b"SHUTDOW
 /// Classifies `cmd`; `pool_db` is the database the shared connections use.
 pub(crate) fn classify(cmd: &Command<'_>, pool_db: u32) -> Route {
     let name = cmd.name();
+    // No command the lists below name has fewer than 4 bytes: `GET`,
+    // `SET`, `DEL`, `TTL` are forwarded without comparing them to each.
+    if name.len() < 4 {
+        return Route::Forward;
+    }
     let any = |list: &[&[u8]]| list.iter().any(|n| name.eq_ignore_ascii_case(n));
     if name.len() > 6 && name[..6].eq_ignore_ascii_case(b"NEXUS.") {
         return Route::Local(Local::Nexus);
@@ -202,6 +207,9 @@ mod tests {
             "SELECT x",
             "PING",
             "XREAD STREAMS s 0",
+            "del k",
+            "TTL k",
+            "x",
         ] {
             assert_eq!(route(c), Route::Forward, "{c}");
         }
@@ -224,6 +232,28 @@ mod tests {
             "WAIT 1 0",
         ] {
             assert_eq!(route(c), Route::Pin, "{c}");
+        }
+    }
+
+    #[test]
+    fn no_special_name_is_short_enough_for_the_fast_path() {
+        let matched: &[&[u8]] = &[
+            b"AUTH",
+            b"QUIT",
+            b"HELLO",
+            b"RESET",
+            b"XREAD",
+            b"XREADGROUP",
+            b"SELECT",
+            b"CLIENT",
+        ];
+        for name in BLOCKING
+            .iter()
+            .chain(STATEFUL)
+            .chain(REFUSED)
+            .chain(matched)
+        {
+            assert!(name.len() >= 4, "{}", String::from_utf8_lossy(name));
         }
     }
 

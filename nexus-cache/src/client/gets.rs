@@ -38,11 +38,18 @@ impl Gets {
     }
 
     /// Marks position `i` as a `GET`.
+    #[inline]
     pub(crate) fn set(&mut self, i: usize) {
         if i < 64 {
             self.low |= 1 << i;
-            return;
+        } else {
+            self.set_more(i);
         }
+    }
+
+    /// [`set`](Self::set) past the first word: batches of over 64 commands.
+    #[cold]
+    fn set_more(&mut self, i: usize) {
         let (w, b) = (i / 64 - 1, i % 64);
         if self.more.len() <= w {
             self.more.resize(w + 1, 0);
@@ -51,6 +58,7 @@ impl Gets {
     }
 
     /// Whether position `i` is a `GET`.
+    #[inline]
     pub(crate) fn has(&self, i: usize) -> bool {
         if i < 64 {
             return self.low & (1 << i) != 0;

@@ -36,8 +36,9 @@ pub(crate) enum Outcome {
     Flight { stripe: u64, global: u64 },
     /// Run this write as one script (tagged write, fill, lease-cancelling
     /// deletion); the reader waits for it before reading the client's next
-    /// command.
-    Script(crate::live::Call),
+    /// command. The marks are its near-cache side, acknowledged with its
+    /// reply.
+    Script(crate::live::Call, crate::near::WriteMarks),
     /// A `GET` of a key with a stampede guard: its own reply slot.
     Guarded(crate::live::Guarded),
     /// Fetch this `GET` (the frame is the command) and offer the reply to

@@ -202,14 +202,6 @@ async fn read_commands(
     loop {
         let mut batch = PendingBatch::new();
         'commands: loop {
-            let n = match scanner.scan(&buf[batch.bytes..]) {
-                Ok(Some(n)) => n,
-                Ok(None) => break,
-                Err(e) => {
-                    return protocol_error(&mut buf, batch, &e, &slots, lane, shared, unacked)
-                        .await;
-                }
-            };
             // A batch carries at most MAX_BATCH_SPANS spans: a further
             // sampled command starts a new one (only with dense sampling).
             if batch.spans.len() >= MAX_BATCH_SPANS
@@ -218,8 +210,36 @@ async fn read_commands(
             {
                 return ReadEnd::Closed;
             }
+            // A complete command array is framed and parsed in one pass;
+            // anything else (inline, invalid input, a frame not complete
+            // yet) takes the scanner, then `Command::parse`. A frame the
+            // scanner has started on stays with it: it resumes where it
+            // stopped, where another one-pass attempt would walk the frame
+            // from its start again on every read (quadratic in a large
+            // frame's arguments).
+            let prefix = if scanner.is_partial() {
+                None
+            } else {
+                Command::parse_prefix(&buf[batch.bytes..], &shared.limits)
+            };
+            let (n, parsed) = match prefix {
+                Some((cmd, n)) => (n, Ok(cmd)),
+                None => {
+                    let n = match scanner.scan(&buf[batch.bytes..]) {
+                        Ok(Some(n)) => n,
+                        Ok(None) => break,
+                        Err(e) => {
+                            return protocol_error(
+                                &mut buf, batch, &e, &slots, lane, shared, unacked,
+                            )
+                            .await;
+                        }
+                    };
+                    (n, Command::parse(&buf[batch.bytes..batch.bytes + n]))
+                }
+            };
             let frame = &buf[batch.bytes..batch.bytes + n];
-            let cmd = match Command::parse(frame) {
+            let cmd = match parsed {
                 Ok(c) => c,
                 // An empty line, `*0` or `*-1`: Redis skips these without a reply.
                 Err(_) if is_empty_command(frame) => {
@@ -271,8 +291,6 @@ async fn read_commands(
             }
             // Only forwarded `GET`s are counted as hits or misses.
             let mut get = false;
-            // The near-cache side of a write run as a script (`Plan::Script`).
-            let mut script_near = WriteMarks::new();
             // Decide while `cmd` borrows the buffer; act after.
             let outcome = 'decide: {
                 match route {
@@ -310,8 +328,10 @@ async fn read_commands(
                                 break 'decide Outcome::Flight { stripe, global };
                             }
                             Plan::Script(call) => {
-                                live_near_write(shared, &cmd, &mut script_near);
-                                break 'decide Outcome::Script(call);
+                                // Its near-cache side, acknowledged with its reply.
+                                let mut marks = WriteMarks::new();
+                                live_near_write(shared, &cmd, &mut marks);
+                                break 'decide Outcome::Script(call, marks);
                             }
                             Plan::Guarded(g) => break 'decide Outcome::Guarded(g),
                             Plan::Ready(reply) => break 'decide Outcome::Hit(reply),
@@ -415,12 +435,12 @@ async fn read_commands(
                     let rx = live.near_fill(frame, fill, lane);
                     permit.send(single(rx, get, span));
                 }
-                Outcome::Script(call) => {
+                Outcome::Script(call, marks) => {
                     let Some(live) = &shared.live else {
                         return ReadEnd::Closed;
                     };
                     let reply = live.run(lane, call).await;
-                    live.near_acknowledge(std::mem::take(&mut script_near));
+                    live.near_acknowledge(marks);
                     if slots.send(ready(reply, span)).await.is_err() {
                         return ReadEnd::Closed;
                     }
