@@ -234,10 +234,25 @@ async fn invalid_policy_file_fails_serve() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_keys_get_their_ttl_extended_up_to_the_ceiling() -> Result<()> {
+    // Every access of a listed key is checked for an extension.
+    ttl_extension_through_the_proxy(10, 200).await
+}
+
+/// The same with a threshold of 320: one access in 20 of a listed key is
+/// checked (`threshold / 16`), which must not keep hot keys from being
+/// extended once per window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_keys_checked_one_access_in_n_are_still_extended() -> Result<()> {
+    ttl_extension_through_the_proxy(320, 1000).await
+}
+
+/// Reads `h:ttl` and `h:forever` `burst` times each per round under a `hot`
+/// rule with `threshold` per 500 ms, and checks the extensions.
+async fn ttl_extension_through_the_proxy(threshold: u32, burst: usize) -> Result<()> {
     let redis = RedisServer::start().await?;
-    let p = policy(
-        "rules:\n  - commands: [GET]\n    keys: 'h:*'\n    hot: { threshold: 10, window: 500ms, extend_by: 10s, max_ttl: 20s }\n",
-    );
+    let p = policy(&format!(
+        "rules:\n  - commands: [GET]\n    keys: 'h:*'\n    hot: {{ threshold: {threshold}, window: 500ms, extend_by: 10s, max_ttl: 20s }}\n",
+    ));
     let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(p)).await?;
     let mut c = Conn::connect(proxy.addr).await?;
     let mut direct = Conn::connect(redis.addr()).await?;
@@ -249,15 +264,15 @@ async fn hot_keys_get_their_ttl_extended_up_to_the_ceiling() -> Result<()> {
         .call(&[b"SET", b"h:cold", b"v", b"PX", b"5000"])
         .await?;
     c.call(&[b"GET", b"h:cold"]).await?;
-    let mut burst = Vec::new();
-    for _ in 0..200 {
-        burst.extend(common::cmd(&[b"GET", b"h:ttl"]));
-        burst.extend(common::cmd(&[b"GET", b"h:forever"]));
+    let mut frames = Vec::new();
+    for _ in 0..burst {
+        frames.extend(common::cmd(&[b"GET", b"h:ttl"]));
+        frames.extend(common::cmd(&[b"GET", b"h:forever"]));
     }
     let mut last = 0;
     for round in 0..4 {
-        c.send(&burst).await?;
-        c.read_frames(400).await?;
+        c.send(&frames).await?;
+        c.read_frames(2 * burst).await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let t = pttl(&mut direct, "h:ttl").await?;
         ensure!(t <= 20_000, "round {round}: beyond the ceiling: {t}");

@@ -23,6 +23,9 @@ pub(crate) fn decay_table() -> Box<[u32]> {
 pub(crate) struct TopEntry {
     pub(crate) hash: u64,
     pub(crate) count: u32,
+    /// Accesses left before the key's next one that is due
+    /// ([`super::HotKeys::observe_due`]); 0 when the entry is (re)filled.
+    pub(crate) countdown: u16,
     pub(crate) hot: bool,
     /// Reused when the entry is replaced (capacity at most `max_key_len`).
     pub(crate) key: Vec<u8>,
@@ -137,6 +140,7 @@ impl Shard {
             self.top.push(TopEntry {
                 hash: h,
                 count: est,
+                countdown: 0,
                 hot: false,
                 key: key.into(),
             });
@@ -158,6 +162,7 @@ impl Shard {
             let e = &mut self.top[pos];
             e.hash = h;
             e.count = est;
+            e.countdown = 0;
             e.hot = false;
             e.key.clear();
             // Exact, so a buffer never grows past `max_key_len`.
