@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Proxy CPU time per pipelined GET, policy off and on, for two builds.
 
-Usage: policy_get_ab.py NEW_BIN BASE_BIN [--rounds 10] [--requests 2000000]
+Usage: policy_get_ab.py NEW_BIN BASE_BIN [--rounds 10] [--requests 2000000] [--pipeline 16]
 
 Starts one redis-server and four cache_proxy processes on free loopback
 ports (NEW_BIN and BASE_BIN, each without a policy and with the policy of
 benches/load/proxy.py: a `hot` rule on every benchmark key), then runs
-`redis-benchmark -c 50 -P 16 -t get -n REQUESTS` against each, interleaved
+`redis-benchmark -c 50 -P PIPELINE -t get -n REQUESTS` against each, interleaved
 (the order reversed every other round), and prints per target the median
 ops/s and the median proxy CPU time (utime + stime from /proc) per GET.
 The benchmark reads one key, so every GET takes the hot-key path to its end.
@@ -54,6 +54,7 @@ def main():
     ap.add_argument("base_bin")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--requests", type=int, default=2_000_000)
+    ap.add_argument("--pipeline", type=int, default=16)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="nexus-policy-ab-")
     policy = os.path.join(tmp, "policy.yaml")
@@ -88,7 +89,7 @@ def main():
             for name, port, pid in (targets if i % 2 == 0 else targets[::-1]):
                 before = cpu_seconds(pid)
                 out = subprocess.run(
-                    ["redis-benchmark", "-p", str(port), "-c", "50", "-P", "16", "-t", "get",
+                    ["redis-benchmark", "-p", str(port), "-c", "50", "-P", str(args.pipeline), "-t", "get",
                      "-n", str(args.requests), "--csv"],
                     check=True, capture_output=True, text=True, timeout=300).stdout
                 rps = float(out.strip().splitlines()[-1].split(",")[1].strip('"'))
@@ -96,7 +97,8 @@ def main():
                 runs[name].append((rps, ns))
         med = {name: (statistics.median(r for r, _ in rows), statistics.median(c for _, c in rows))
                for name, rows in runs.items()}
-        print(f"redis-benchmark -c 50 -P 16 -t get -n {args.requests}; {args.rounds} interleaved rounds")
+        print(f"redis-benchmark -c 50 -P {args.pipeline} -t get -n {args.requests}; "
+              f"{args.rounds} interleaved rounds")
         for name, rows in runs.items():
             print(f"{name:<8} ops/s median {med[name][0]:>10,.0f}  CPU ns/GET median {med[name][1]:5.0f}"
                   f"  (runs: {', '.join(f'{c:.0f}' for _, c in rows)})")
