@@ -68,11 +68,17 @@ impl Shard {
         (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
     }
 
-    /// Halves every count once per elapsed epoch.
+    /// Halves every count once per elapsed epoch. Checked on every
+    /// observation, so the check is inlined and the halving is not.
+    #[inline]
     pub(crate) fn decay_to(&mut self, epoch: u64) {
-        if epoch <= self.epoch {
-            return;
+        if epoch > self.epoch {
+            self.decay(epoch);
         }
+    }
+
+    #[cold]
+    fn decay(&mut self, epoch: u64) {
         let shift = (epoch - self.epoch).min(32) as u32;
         self.epoch = epoch;
         for b in self.buckets.iter_mut() {
