@@ -20,6 +20,10 @@
 //! enters a top list. It does not read the clock: time advances through
 //! [`HotKeys::advance`], called by the task from [`HotKeys::spawn_ticker`] (or
 //! by a test with a paused tokio clock), and lazily applied by each shard.
+//! [`HotKeys::observe_due`] is the same observation for a caller that acts
+//! on hot keys (the proxy's TTL extension): it also says whether this is one
+//! of the accesses to act on, one in `every` of a listed key, from a
+//! countdown kept in the key's top-list entry.
 //!
 //! Rates: with halving every `W`, a key read at a steady `r` per second has a
 //! count of `r * (W + t)` at time `t` into a window, so the estimated rate is
