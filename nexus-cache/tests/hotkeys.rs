@@ -185,8 +185,8 @@ fn long_keys_are_counted_but_never_listed() {
 }
 
 /// `observe_due` counts like `observe`, and says "due" for one access in
-/// `every` of a listed key, for every access of a key that is not listed,
-/// and for every access when `every` is 0 or 1.
+/// `every` of a listed key, and for every access of a key that is not
+/// listed; `observe` (an `every` of 0) leaves the countdown alone.
 #[test]
 fn observe_due_is_one_access_in_every_of_a_listed_key() {
     let hot = HotKeys::new(HotKeysConfig {
@@ -207,16 +207,21 @@ fn observe_due_is_one_access_in_every_of_a_listed_key() {
     assert_eq!(due, every_fourth);
     // Not listed (longer than `max_key_len`): always due.
     assert!((0..10).all(|_| hot.observe_due(b"a-very-long-key", 4).due));
-    // `every` of 0 or 1: always due, and the countdown restarts from there.
+    // No countdown running: `every` of 1 or 0 is always due.
     assert!((0..5).all(|_| hot.observe_due(b"listed", 1).due));
     assert!(hot.observe_due(b"listed", 0).due);
     assert!(hot.observe_due(b"listed", 3).due);
     assert!(!hot.observe_due(b"listed", 3).due);
     assert!(!hot.observe_due(b"listed", 3).due);
     assert!(hot.observe_due(b"listed", 3).due);
-    // Plain observations leave the countdown alone.
-    hot.observe(b"listed");
+    // Plain observations leave the countdown alone (2 accesses to go).
+    for _ in 0..5 {
+        hot.observe(b"listed");
+    }
+    assert!(hot.observe_due(b"listed", 0).due);
     assert!(!hot.observe_due(b"listed", 3).due);
+    assert!(!hot.observe_due(b"listed", 3).due);
+    assert!(hot.observe_due(b"listed", 3).due);
 }
 
 #[tokio::test(start_paused = true)]

@@ -199,12 +199,14 @@ impl HotKeys {
     /// answer is [`Observed::due`] for one access in `every` of a listed
     /// key, kept in the key's top-list entry (already locked to count the
     /// access, so this costs a decrement). Every access of a key that is
-    /// not listed is due, and every access when `every` is 0 or 1, so a
-    /// caller that filters by count first sees no difference for cold keys.
+    /// not listed is due, so a caller that filters by count first sees no
+    /// difference for cold keys. `every` of 0 is [`HotKeys::observe`]: due,
+    /// and the countdown left alone.
     ///
     /// The countdown is per key, shared by all callers: with callers that
-    /// pass different `every`, a key is due at most `max(every)` accesses
-    /// after its last due one. A key that enters the list is due at once.
+    /// pass different `every` (at least 1), a key is due at most
+    /// `max(every)` of their accesses after its last due one. A key that
+    /// enters the list is due at once.
     #[inline]
     pub fn observe_due(&self, key: &[u8], every: u16) -> Observed {
         let h = hash::hash(self.seed, key);
@@ -217,12 +219,10 @@ impl HotKeys {
             };
         };
         let e = &mut shard.top[pos];
-        let due = e.countdown == 0;
-        e.countdown = if due {
-            every.saturating_sub(1)
-        } else {
-            e.countdown - 1
-        };
+        let due = every == 0 || e.countdown == 0;
+        if every > 0 {
+            e.countdown = if due { every - 1 } else { e.countdown - 1 };
+        }
         if est >= self.hot_count && !e.hot {
             e.hot = true;
             if let Some(m) = &self.metrics {
