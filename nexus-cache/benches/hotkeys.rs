@@ -94,6 +94,24 @@ fn observe(c: &mut Criterion<cpu::ThreadCpu>) {
         })
     });
 
+    // The same with `observe_due` as the proxy calls it for a `hot` rule
+    // with threshold 1,000 (one access in 62 of a listed key is due).
+    let due = detector();
+    let mut j = 0usize;
+    g.bench_function("zipf_1.1_100k_keys_from_buffer_due_every_62", |b| {
+        b.iter(|| {
+            let at = j & (stream.len() - 1);
+            j = j.wrapping_add(1);
+            due.observe_due(black_box(&flat[offsets[at]..offsets[at + 1]]), 62)
+        })
+    });
+
+    // One key, again and again: `benches/load/proxy.py`'s `GET` workload.
+    let one = detector();
+    g.bench_function("one_key_due_every_62", |b| {
+        b.iter(|| one.observe_due(black_box(b"key:__rand_int__"), 62))
+    });
+
     // The same keys fetched from 100,000 separate heap allocations: adds
     // the cache misses of reaching each key's bytes.
     let mut i = 0usize;

@@ -184,6 +184,46 @@ fn long_keys_are_counted_but_never_listed() {
     assert!(hot.rate(b"a-very-long-key") > 0.0);
 }
 
+/// `observe_due` counts like `observe`, and says "due" for one access in
+/// `every` of a listed key, and for every access of a key that is not
+/// listed; `observe` (an `every` of 0) leaves the countdown alone.
+#[test]
+fn observe_due_is_one_access_in_every_of_a_listed_key() {
+    let hot = HotKeys::new(HotKeysConfig {
+        max_key_len: 8,
+        ..config(5)
+    });
+    let plain = HotKeys::new(HotKeysConfig {
+        max_key_len: 8,
+        ..config(5)
+    });
+    let mut due = Vec::new();
+    for _ in 0..12 {
+        let seen = hot.observe_due(b"listed", 4);
+        assert_eq!(seen.count, plain.observe(b"listed"));
+        due.push(seen.due);
+    }
+    let every_fourth: Vec<bool> = (0..12).map(|i| i % 4 == 0).collect();
+    assert_eq!(due, every_fourth);
+    // Not listed (longer than `max_key_len`): always due.
+    assert!((0..10).all(|_| hot.observe_due(b"a-very-long-key", 4).due));
+    // No countdown running: `every` of 1 or 0 is always due.
+    assert!((0..5).all(|_| hot.observe_due(b"listed", 1).due));
+    assert!(hot.observe_due(b"listed", 0).due);
+    assert!(hot.observe_due(b"listed", 3).due);
+    assert!(!hot.observe_due(b"listed", 3).due);
+    assert!(!hot.observe_due(b"listed", 3).due);
+    assert!(hot.observe_due(b"listed", 3).due);
+    // Plain observations leave the countdown alone (2 accesses to go).
+    for _ in 0..5 {
+        hot.observe(b"listed");
+    }
+    assert!(hot.observe_due(b"listed", 0).due);
+    assert!(!hot.observe_due(b"listed", 3).due);
+    assert!(!hot.observe_due(b"listed", 3).due);
+    assert!(hot.observe_due(b"listed", 3).due);
+}
+
 #[tokio::test(start_paused = true)]
 async fn counts_decay_over_time() {
     let metrics = Arc::new(MechanismMetrics::default());

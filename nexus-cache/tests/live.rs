@@ -234,10 +234,25 @@ async fn invalid_policy_file_fails_serve() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_keys_get_their_ttl_extended_up_to_the_ceiling() -> Result<()> {
+    // Every access of a listed key is checked for an extension.
+    ttl_extension_through_the_proxy(10, 200).await
+}
+
+/// The same with a threshold of 320: one access in 20 of a listed key is
+/// checked (`threshold / 16`), which must not keep hot keys from being
+/// extended once per window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_keys_checked_one_access_in_n_are_still_extended() -> Result<()> {
+    ttl_extension_through_the_proxy(320, 1000).await
+}
+
+/// Reads `h:ttl` and `h:forever` `burst` times each per round under a `hot`
+/// rule with `threshold` per 500 ms, and checks the extensions.
+async fn ttl_extension_through_the_proxy(threshold: u32, burst: usize) -> Result<()> {
     let redis = RedisServer::start().await?;
-    let p = policy(
-        "rules:\n  - commands: [GET]\n    keys: 'h:*'\n    hot: { threshold: 10, window: 500ms, extend_by: 10s, max_ttl: 20s }\n",
-    );
+    let p = policy(&format!(
+        "rules:\n  - commands: [GET]\n    keys: 'h:*'\n    hot: {{ threshold: {threshold}, window: 500ms, extend_by: 10s, max_ttl: 20s }}\n",
+    ));
     let proxy = ProxyHandle::start(&redis.url(), |b| b.policy(p)).await?;
     let mut c = Conn::connect(proxy.addr).await?;
     let mut direct = Conn::connect(redis.addr()).await?;
@@ -249,15 +264,15 @@ async fn hot_keys_get_their_ttl_extended_up_to_the_ceiling() -> Result<()> {
         .call(&[b"SET", b"h:cold", b"v", b"PX", b"5000"])
         .await?;
     c.call(&[b"GET", b"h:cold"]).await?;
-    let mut burst = Vec::new();
-    for _ in 0..200 {
-        burst.extend(common::cmd(&[b"GET", b"h:ttl"]));
-        burst.extend(common::cmd(&[b"GET", b"h:forever"]));
+    let mut frames = Vec::new();
+    for _ in 0..burst {
+        frames.extend(common::cmd(&[b"GET", b"h:ttl"]));
+        frames.extend(common::cmd(&[b"GET", b"h:forever"]));
     }
     let mut last = 0;
     for round in 0..4 {
-        c.send(&burst).await?;
-        c.read_frames(400).await?;
+        c.send(&frames).await?;
+        c.read_frames(2 * burst).await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let t = pttl(&mut direct, "h:ttl").await?;
         ensure!(t <= 20_000, "round {round}: beyond the ceiling: {t}");
@@ -475,6 +490,70 @@ async fn concurrent_identical_mgets_share_one_upstream_call() -> Result<()> {
                 "{n} upstream MGETs: a key outside the rule was collapsed"
             );
         }
+    }
+    proxy.stop().await
+}
+
+/// A command, and two replies to it.
+type Read<'a> = (&'a [&'a [u8]], &'a [u8], &'a [u8]);
+
+/// A read sent after a write of its key, on another connection, never joins
+/// a flight that began before the write, for `GET` and `MGET` alike.
+///
+/// Deterministic: with one pool connection, Redis runs commands in the order
+/// the proxy sends them. Redis is paused, so the leader's flight is held
+/// (its `GET` sent, no reply); then a write of the key is sent on a second
+/// connection, then the same read on a third. Had the read joined the held
+/// flight, it would get the value from before the write; started as its own
+/// flight behind the write, it gets the written value. (Without the pause
+/// the race this guards against is a window of microseconds, which a test
+/// of many concurrent reads rarely hits.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_sent_after_a_write_never_joins_an_earlier_flight() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let proxy =
+        ProxyHandle::start(&redis.url(), |b| b.policy(policy(SF_MGET)).pool_size(1)).await?;
+    let mut direct = Conn::connect(redis.addr()).await?;
+    let mut warm = Conn::connect(proxy.addr).await?;
+    warm.call(&[b"PING"]).await?;
+    // Long enough for the proxy to have read a command sent on a fresh
+    // connection, on a loaded machine; well inside the pause.
+    let settle = Duration::from_millis(150);
+    // (the read, its reply before the write, after it)
+    let reads: [Read<'_>; 2] = [
+        (&[b"GET", b"p:ryw"], b"$3\r\nold\r\n", b"$3\r\nnew\r\n"),
+        (
+            &[b"MGET", b"p:other", b"p:ryw"],
+            b"*2\r\n$1\r\nx\r\n$3\r\nold\r\n",
+            b"*2\r\n$1\r\nx\r\n$3\r\nnew\r\n",
+        ),
+    ];
+    for (read, before, after) in reads {
+        direct.call(&[b"SET", b"p:other", b"x"]).await?;
+        direct.call(&[b"SET", b"p:ryw", b"old"]).await?;
+        let collapsed = stat(&mut warm, "collapsed_calls").await?;
+        direct.call(&[b"CLIENT", b"PAUSE", b"1500", b"ALL"]).await?;
+        let mut leader = Conn::connect(proxy.addr).await?;
+        leader.send(&common::cmd(read)).await?;
+        tokio::time::sleep(settle).await;
+        let mut writer = Conn::connect(proxy.addr).await?;
+        writer
+            .send(&common::cmd(&[b"SET", b"p:ryw", b"new"]))
+            .await?;
+        tokio::time::sleep(settle).await;
+        let mut reader = Conn::connect(proxy.addr).await?;
+        reader.send(&common::cmd(read)).await?;
+        let got = leader.read_frames(1).await?;
+        ensure!(got == before, "leader, {}: {}", text(read[0]), show(&got));
+        ensure!(writer.read_frames(1).await? == b"+OK\r\n");
+        let got = reader.read_frames(1).await?;
+        ensure!(
+            got == after,
+            "{} sent after the write joined an earlier flight: {}",
+            text(read[0]),
+            show(&got)
+        );
+        ensure!(stat(&mut warm, "collapsed_calls").await? == collapsed);
     }
     proxy.stop().await
 }

@@ -20,6 +20,10 @@
 //! enters a top list. It does not read the clock: time advances through
 //! [`HotKeys::advance`], called by the task from [`HotKeys::spawn_ticker`] (or
 //! by a test with a paused tokio clock), and lazily applied by each shard.
+//! [`HotKeys::observe_due`] is the same observation for a caller that acts
+//! on hot keys (the proxy's TTL extension): it also says whether this is one
+//! of the accesses to act on, one in `every` of a listed key, from a
+//! countdown kept in the key's top-list entry.
 //!
 //! Rates: with halving every `W`, a key read at a steady `r` per second has a
 //! count of `r * (W + t)` at time `t` into a window, so the estimated rate is
@@ -88,6 +92,16 @@ impl Default for HotKeysConfig {
             seed: None,
         }
     }
+}
+
+/// One access counted by [`HotKeys::observe_due`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    /// The key's estimated count in the current window, after this access.
+    pub count: u32,
+    /// Whether the caller should act on this access (see
+    /// [`HotKeys::observe_due`]).
+    pub due: bool,
 }
 
 /// A thread-safe, bounded-memory detector of the most accessed keys.
@@ -177,19 +191,45 @@ impl HotKeys {
     /// [`HotKeys::rate_of_count`] without hashing and locking again).
     #[inline]
     pub fn observe(&self, key: &[u8]) -> u32 {
+        self.observe_due(key, 0).count
+    }
+
+    /// [`HotKeys::observe`] for a caller that acts on hot keys (a TTL
+    /// extension, say) but need not look at every access of one: the
+    /// answer is [`Observed::due`] for one access in `every` of a listed
+    /// key, kept in the key's top-list entry (already locked to count the
+    /// access, so this costs a decrement). Every access of a key that is
+    /// not listed is due, so a caller that filters by count first sees no
+    /// difference for cold keys. `every` of 0 is [`HotKeys::observe`]: due,
+    /// and the countdown left alone.
+    ///
+    /// The countdown is per key, shared by all callers: with callers that
+    /// pass different `every` (at least 1), a key is due at most
+    /// `max(every)` of their accesses after its last due one. A key that
+    /// enters the list is due at once.
+    #[inline]
+    pub fn observe_due(&self, key: &[u8], every: u16) -> Observed {
         let h = hash::hash(self.seed, key);
         let mut shard = self.shard(h);
         let (est, pos) = shard.observe(h, key, &self.table, self.max_key_len);
-        if let Some(pos) = pos
-            && est >= self.hot_count
-            && !shard.top[pos].hot
-        {
-            shard.top[pos].hot = true;
+        let Some(pos) = pos else {
+            return Observed {
+                count: est,
+                due: true,
+            };
+        };
+        let e = &mut shard.top[pos];
+        let due = every == 0 || e.countdown == 0;
+        if every > 0 {
+            e.countdown = if due { every - 1 } else { e.countdown - 1 };
+        }
+        if est >= self.hot_count && !e.hot {
+            e.hot = true;
             if let Some(m) = &self.metrics {
                 m.hot_keys.fetch_add(1, Relaxed);
             }
         }
-        est
+        Observed { count: est, due }
     }
 
     /// The rate (accesses per second) of a key whose estimated count is

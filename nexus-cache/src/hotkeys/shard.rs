@@ -23,6 +23,9 @@ pub(crate) fn decay_table() -> Box<[u32]> {
 pub(crate) struct TopEntry {
     pub(crate) hash: u64,
     pub(crate) count: u32,
+    /// Accesses left before the key's next one that is due
+    /// ([`super::HotKeys::observe_due`]); 0 when the entry is (re)filled.
+    pub(crate) countdown: u16,
     pub(crate) hot: bool,
     /// Reused when the entry is replaced (capacity at most `max_key_len`).
     pub(crate) key: Vec<u8>,
@@ -65,11 +68,17 @@ impl Shard {
         (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
     }
 
-    /// Halves every count once per elapsed epoch.
+    /// Halves every count once per elapsed epoch. Checked on every
+    /// observation, so the check is inlined and the halving is not.
+    #[inline]
     pub(crate) fn decay_to(&mut self, epoch: u64) {
-        if epoch <= self.epoch {
-            return;
+        if epoch > self.epoch {
+            self.decay(epoch);
         }
+    }
+
+    #[cold]
+    fn decay(&mut self, epoch: u64) {
         let shift = (epoch - self.epoch).min(32) as u32;
         self.epoch = epoch;
         for b in self.buckets.iter_mut() {
@@ -137,6 +146,7 @@ impl Shard {
             self.top.push(TopEntry {
                 hash: h,
                 count: est,
+                countdown: 0,
                 hot: false,
                 key: key.into(),
             });
@@ -158,6 +168,7 @@ impl Shard {
             let e = &mut self.top[pos];
             e.hash = h;
             e.count = est;
+            e.countdown = 0;
             e.hot = false;
             e.key.clear();
             // Exact, so a buffer never grows past `max_key_len`.

@@ -269,12 +269,17 @@ impl Live {
             }
             Kind::ReadKey => {
                 let key = cmd.arg(1).unwrap_or_default();
-                let count = self.hot.observe(key);
                 let policy = self.policy.load();
-                let Some(rule) = policy.match_command(cmd.name(), key) else {
+                let rule = policy.match_command(cmd.name(), key);
+                let hot = rule.and_then(|r| r.hot.as_ref());
+                let seen = self.hot.observe_due(key, hot.map_or(0, check_every));
+                let count = seen.count;
+                let Some(rule) = rule else {
                     return Plan::Plain;
                 };
-                if let Some(h) = &rule.hot {
+                if let Some(h) = hot
+                    && seen.due
+                {
                     self.maybe_extend(key, count, h);
                 }
                 // A near-cache hit first; its misses go to the stampede
@@ -673,6 +678,20 @@ impl Live {
     }
 }
 
+/// One access in how many of a listed key under `hot` is checked for a TTL
+/// extension ([`HotKeys::observe_due`]): `threshold / 16`. A key is hot when
+/// it is read at least `threshold` times per `window`, so while it is hot
+/// these accesses take at most `window / 16`, which bounds how much later
+/// than at each access its extension can come. A hot key is extended at
+/// most once per window anyway, so checking all of its accesses (a clock
+/// read and a lookup in the extender's table, each time) buys nothing.
+fn check_every(hot: &HotPolicy) -> u16 {
+    u16::try_from(hot.threshold.get() / CHECK_DIVISOR).map_or(u16::MAX, |n| n.max(1))
+}
+
+/// See [`check_every`].
+const CHECK_DIVISOR: u64 = 16;
+
 /// The command's name and arguments, with `PX <ms>` appended if given.
 fn argv_with_px(cmd: &Command<'_>, ms: Option<u64>) -> Vec<Bytes> {
     let mut argv: Vec<Bytes> = Vec::with_capacity(cmd.len() + 2);
@@ -733,6 +752,21 @@ pub(crate) fn append_px(out: &mut BytesMut, frame: &[u8], cmd: &Command<'_>, ms:
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn hot_keys_are_checked_in_proportion_to_the_threshold() {
+        let hot = |threshold| HotPolicy {
+            threshold: std::num::NonZeroU64::new(threshold).unwrap(),
+            window: Duration::from_secs(1),
+            extend_by: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(600),
+        };
+        assert_eq!(check_every(&hot(1)), 1);
+        assert_eq!(check_every(&hot(31)), 1);
+        assert_eq!(check_every(&hot(32)), 2);
+        assert_eq!(check_every(&hot(1000)), 62);
+        assert_eq!(check_every(&hot(u64::MAX)), u16::MAX);
+    }
 
     #[test]
     fn px_is_appended_to_resp_and_inline_sets() {

@@ -100,6 +100,7 @@ impl Glob {
     }
 
     /// Whether `key` matches. Never allocates.
+    #[inline]
     pub fn matches(&self, key: &[u8]) -> bool {
         match &self.kind {
             Kind::Any => true,
