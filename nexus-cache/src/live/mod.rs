@@ -647,6 +647,12 @@ impl Live {
         if bound * hot.window.as_secs_f64() < hot.threshold.get() as f64 {
             return;
         }
+        // The permit first: `decide` records an `Extend` for the whole
+        // window, so an extension it grants must be able to run (with every
+        // permit taken, the key is left for a later read to extend).
+        let Ok(permit) = Arc::clone(&self.extensions).try_acquire_owned() else {
+            return;
+        };
         // One clock read for the rate and the extender's window check.
         let now = tokio::time::Instant::now();
         let rate = self.hot.rate_of_count_at(count, now);
@@ -658,9 +664,6 @@ impl Live {
         if !matches!(decision, TtlDecision::Extend { .. }) {
             return;
         }
-        let Ok(permit) = Arc::clone(&self.extensions).try_acquire_owned() else {
-            return;
-        };
         let lane = self.pool.assign();
         let metrics = Arc::clone(&self.metrics);
         let key = Bytes::copy_from_slice(key);
