@@ -118,6 +118,26 @@ fn xread_blocks(cmd: &Command<'_>, first_option: usize) -> bool {
         .any(|a| a.eq_ignore_ascii_case(b"BLOCK"))
 }
 
+/// Commands after which a pinned connection's replies no longer match its
+/// commands one to one: subscriptions and `MONITOR` (pushes and unsolicited
+/// messages) and `CLIENT REPLY` (skipped or suppressed replies).
+const UNCOUNTABLE: &[&[u8]] = &[
+    b"SUBSCRIBE",
+    b"PSUBSCRIBE",
+    b"SSUBSCRIBE",
+    b"UNSUBSCRIBE",
+    b"PUNSUBSCRIBE",
+    b"SUNSUBSCRIBE",
+    b"MONITOR",
+];
+
+/// Whether the replies after `cmd` on a pinned connection can no longer be
+/// counted against its commands ([`UNCOUNTABLE`], `CLIENT REPLY`).
+pub(crate) fn ends_reply_counting(cmd: &Command<'_>) -> bool {
+    UNCOUNTABLE.iter().any(|n| cmd.is(n))
+        || (cmd.is(b"CLIENT") && cmd.arg(1).is_some_and(|a| a.eq_ignore_ascii_case(b"REPLY")))
+}
+
 /// Whether `cmd`, run outside a transaction, may block the connection
 /// until data arrives or a timeout passes: [`BLOCKING`], and `XREAD` /
 /// `XREADGROUP` with `BLOCK`.

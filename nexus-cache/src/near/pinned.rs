@@ -67,17 +67,6 @@ enum Db {
     Unknown,
 }
 
-/// Commands after which replies cannot be counted (see the module docs).
-const UNCOUNTABLE: &[&[u8]] = &[
-    b"SUBSCRIBE",
-    b"PSUBSCRIBE",
-    b"SSUBSCRIBE",
-    b"UNSUBSCRIBE",
-    b"PUNSUBSCRIBE",
-    b"SUNSUBSCRIBE",
-    b"MONITOR",
-];
-
 /// The marked writes of one pinned session.
 pub(crate) struct PinnedWrites {
     state: Mutex<State>,
@@ -170,11 +159,6 @@ fn select_target(cmd: &Command<'_>, pool_db: u32) -> Db {
     if n == pool_db { Db::Pool } else { Db::Other }
 }
 
-fn uncountable(cmd: &Command<'_>) -> bool {
-    UNCOUNTABLE.iter().any(|n| cmd.is(n))
-        || (cmd.is(b"CLIENT") && cmd.arg(1).is_some_and(|a| a.eq_ignore_ascii_case(b"REPLY")))
-}
-
 impl PinnedWrites {
     pub(crate) fn new() -> Self {
         let limits = Limits {
@@ -208,7 +192,7 @@ impl PinnedWrites {
         let mut st = self.state();
         let index = st.sent;
         st.sent += 1;
-        if st.held.is_none() && uncountable(cmd) {
+        if st.held.is_none() && crate::route::ends_reply_counting(cmd) {
             st.held = Some(HeldMarks::default());
         }
         if cmd.is(b"MULTI") {

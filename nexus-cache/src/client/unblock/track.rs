@@ -39,22 +39,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::count::Counter;
 use crate::resp::Command;
-use crate::route::is_blocking;
+use crate::route::{ends_reply_counting, is_blocking};
 
 /// Most blocking commands awaiting their replies that a session tracks;
 /// beyond, it is lost.
 pub(in crate::client) const MAX_BLOCKING: usize = 1024;
-
-/// Commands after which replies cannot be matched to commands.
-const UNCOUNTABLE: &[&[u8]] = &[
-    b"SUBSCRIBE",
-    b"PSUBSCRIBE",
-    b"SSUBSCRIBE",
-    b"UNSUBSCRIBE",
-    b"PUNSUBSCRIBE",
-    b"SUNSUBSCRIBE",
-    b"MONITOR",
-];
 
 /// The blocking commands of one pinned session and its reply count.
 pub(in crate::client) struct Blocked {
@@ -120,9 +109,7 @@ impl Blocked {
         if st.lost {
             return;
         }
-        let reply_mode =
-            cmd.is(b"CLIENT") && cmd.arg(1).is_some_and(|a| a.eq_ignore_ascii_case(b"REPLY"));
-        if reply_mode || UNCOUNTABLE.iter().any(|n| cmd.is(n)) {
+        if ends_reply_counting(cmd) {
             st.lose();
         } else if cmd.is(b"MULTI") {
             st.multi = true;
