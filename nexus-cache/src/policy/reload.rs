@@ -75,8 +75,10 @@ impl ReloaderConfig {
 /// A background task that reloads the policy when its file changes.
 ///
 /// Every `interval` it compares the file's modification time and size with
-/// the last seen ones; when they differ it reads the file and compares a hash
-/// of its content, so a touch without an edit does nothing. A changed file is
+/// the last seen ones; when they differ, and have held still for one more
+/// interval (a file being written, e.g. truncated and then filled by a
+/// non-atomic save, is never read half-written), it reads the file and
+/// compares a hash of its content, so a touch without an edit does nothing. A changed file is
 /// compiled and swapped in; an invalid one is logged with `tracing::warn!`
 /// (once per distinct content), counted, and the old policy stays.
 ///
@@ -156,6 +158,9 @@ struct Stamp {
 struct Watch {
     path: PathBuf,
     stamp: Option<Stamp>,
+    /// A changed stamp seen at the last check, not yet acted on: a change
+    /// is read once the stamp is the same at two checks in a row.
+    settling: Option<Stamp>,
     hash: Option<u64>,
     missing_reported: bool,
 }
@@ -165,6 +170,7 @@ impl Watch {
         Self {
             path,
             stamp: None,
+            settling: None,
             hash: None,
             missing_reported: false,
         }
@@ -190,9 +196,13 @@ impl Watch {
         self.missing_reported = false;
         let now = stamp(&meta);
         if self.stamp == Some(now) {
+            self.settling = None;
             return None;
         }
-        self.stamp = Some(now);
+        // Still being written (or just written): look again next time.
+        if self.settling.replace(now) != Some(now) {
+            return None;
+        }
         let (bytes, result) = match read_checked(&self.path, meta.len()).await {
             Ok(bytes) => {
                 let result = std::str::from_utf8(&bytes)
@@ -202,6 +212,8 @@ impl Watch {
             }
             Err(e) => (None, Err(e)),
         };
+        self.settling = None;
+        self.stamp = Some(now);
         if let Some(bytes) = bytes {
             let h = hash(&bytes);
             if self.hash == Some(h) {
@@ -253,4 +265,30 @@ async fn read_policy(path: &Path) -> Result<(Policy, u64), PolicyError> {
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| PolicyError::invalid("(file)", format!("not UTF-8: {e}")))?;
     Ok((Policy::from_yaml_str(text)?, hash(&bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_change_is_read_only_once_the_file_held_still() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, "rules: []\n").unwrap();
+        let mut watch = Watch::new(path.clone());
+        assert!(watch.check().await.is_none(), "first look: settling");
+        assert!(matches!(watch.check().await, Some(Ok(_))));
+        assert!(watch.check().await.is_none(), "unchanged");
+        // A non-atomic save: one check sees the file truncated, the next
+        // one filled. The empty file is never read as a policy.
+        std::fs::write(&path, "").unwrap();
+        assert!(watch.check().await.is_none(), "truncated: settling");
+        std::fs::write(&path, "rules:\n  - commands: [SET]\n    ttl: 30\n").unwrap();
+        assert!(watch.check().await.is_none(), "changed again: settling");
+        let policy = watch.check().await.unwrap().unwrap();
+        assert_eq!(policy.rules().len(), 1);
+        assert!(watch.check().await.is_none(), "unchanged");
+    }
 }
