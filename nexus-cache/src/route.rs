@@ -112,8 +112,10 @@ fn xread(cmd: &Command<'_>, first_option: usize) -> Route {
 }
 
 fn xread_blocks(cmd: &Command<'_>, first_option: usize) -> bool {
-    (first_option..cmd.len())
-        .map_while(|i| cmd.arg(i))
+    // One walk over the arguments (`arg(i)` past the cached ones walks
+    // from the start each time: quadratic on a long command).
+    cmd.args()
+        .skip(first_option.saturating_sub(1))
         .take_while(|a| !a.eq_ignore_ascii_case(b"STREAMS"))
         .any(|a| a.eq_ignore_ascii_case(b"BLOCK"))
 }
@@ -202,12 +204,15 @@ mod tests {
             "WAITAOF 1 0 0",
             "XREAD BLOCK 0 STREAMS s $",
             "XREADGROUP GROUP g c BLOCK 10 STREAMS s >",
+            // Past the arguments a `Command` indexes (found by walking).
+            "XREADGROUP GROUP g c COUNT 1 NOACK BLOCK 10 STREAMS s >",
         ] {
             assert!(blocks(c), "{c}");
         }
         for c in [
             "LPOP l",
             "XREAD STREAMS s 0",
+            "XREADGROUP GROUP g c COUNT 1 NOACK STREAMS BLOCK s > >",
             "XREAD STREAMS BLOCK 0",
             "MULTI",
             "EXEC",
@@ -227,6 +232,7 @@ mod tests {
             "SELECT x",
             "PING",
             "XREAD STREAMS s 0",
+            "XREADGROUP GROUP g c COUNT 1 NOACK STREAMS BLOCK s > >",
             "del k",
             "TTL k",
             "x",
@@ -249,6 +255,8 @@ mod tests {
             "client reply off",
             "XREAD COUNT 2 BLOCK 0 STREAMS s $",
             "XREADGROUP GROUP g c BLOCK 10 STREAMS s >",
+            // Past the arguments a `Command` indexes (found by walking).
+            "XREADGROUP GROUP g c COUNT 1 NOACK BLOCK 10 STREAMS s >",
             "WAIT 1 0",
         ] {
             assert_eq!(route(c), Route::Pin, "{c}");

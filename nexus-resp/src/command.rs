@@ -239,6 +239,10 @@ impl<'a> Command<'a> {
     }
 
     /// Argument `i`; `0` is the name.
+    ///
+    /// The first few arguments are indexed; past them this walks the frame,
+    /// O(`i`). To visit many arguments use [`Command::args`] (one walk), not
+    /// `arg` in a loop.
     #[inline]
     pub fn arg(&self, i: usize) -> Option<&'a [u8]> {
         if i >= self.argc {

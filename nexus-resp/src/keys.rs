@@ -66,10 +66,11 @@ pub(crate) fn spec(cmd: &Command<'_>) -> KeySpec {
         }
         b"BLMPOP" | b"BZMPOP" => numkeys(2),
         b"XREAD" | b"XREADGROUP" => {
-            let streams = (1..argc).find(|&i| {
-                cmd.arg(i)
-                    .is_some_and(|a| a.eq_ignore_ascii_case(b"STREAMS"))
-            });
+            // One walk (`arg(i)` in a loop would be quadratic).
+            let streams = cmd
+                .args()
+                .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))
+                .map(|p| p + 1);
             match streams {
                 Some(s) => {
                     let n = (argc - s - 1) / 2;

@@ -131,16 +131,19 @@ fn hello(cmd: &Command<'_>, authed: &mut bool, expected: Option<&Credentials>) -
         }
     }
     let (mut credentials, mut setname) = (None, None);
+    // `i`: the index of `opt`. One walk over the options (`arg(i)` in a
+    // loop would be quadratic on a long command, and HELLO is answered
+    // before authentication).
     let mut i = 2;
-    while let Some(opt) = cmd.arg(i) {
+    let mut opts = cmd.args().skip(1);
+    while let Some(opt) = opts.next() {
         if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < cmd.len() {
-            credentials = Some((
-                cmd.arg(i + 1).unwrap_or_default(),
-                cmd.arg(i + 2).unwrap_or_default(),
-            ));
+            let user = opts.next().unwrap_or_default();
+            let pass = opts.next().unwrap_or_default();
+            credentials = Some((user, pass));
             i += 3;
         } else if opt.eq_ignore_ascii_case(b"SETNAME") && i + 1 < cmd.len() {
-            setname = cmd.arg(i + 1);
+            setname = opts.next();
             i += 2;
         } else {
             let opt = single_line(&String::from_utf8_lossy(opt));
