@@ -104,6 +104,7 @@ mod error;
 mod live;
 mod metrics;
 mod near;
+mod replies;
 mod resp;
 mod route;
 mod server;

@@ -35,7 +35,6 @@
 //! commands pipelined one after another are unblocked one at a time, one
 //! every [`CHECK`] plus a round trip.
 
-mod count;
 pub(super) mod track;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};

@@ -33,19 +33,20 @@
 //!
 //! Bounds: at most [`MAX_QUEUED`] queued entries per session (a further
 //! write joins the last entry, which is then released with the later
-//! reply), and one incomplete reply buffered for counting. Marks merged
+//! reply); replies are counted without being buffered ([`Counter`]). Marks merged
 //! into one queued entry beyond 8 stripes become one global pending mark
 //! ([`WriteMarks::absorb`]).
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::WriteMarks;
 use super::held::HeldMarks;
 use crate::live::{Live, Queued};
-use crate::resp::{Command, Limits, Scanner};
+use crate::replies::Counter;
+use crate::resp::Command;
 
 /// Most queued entries of marked writes waiting for their replies in one
 /// session.
@@ -81,9 +82,7 @@ struct State {
     queue: VecDeque<(u64, WriteMarks)>,
     /// Inside `MULTI`: the queued writes (marked at `EXEC`).
     multi: Option<Queued>,
-    /// The start of an incomplete reply.
-    tail: BytesMut,
-    scanner: Scanner,
+    counter: Counter,
     /// Replies cannot be counted any more: the marks of every later write,
     /// held until the session ends.
     held: Option<HeldMarks>,
@@ -161,19 +160,13 @@ fn select_target(cmd: &Command<'_>, pool_db: u32) -> Db {
 
 impl PinnedWrites {
     pub(crate) fn new() -> Self {
-        let limits = Limits {
-            max_bulk_len: 1 << 30,
-            max_elements: usize::MAX >> 8,
-            ..Limits::default()
-        };
         Self {
             state: Mutex::new(State {
                 sent: 0,
                 answered: 0,
                 queue: VecDeque::new(),
                 multi: None,
-                tail: BytesMut::new(),
-                scanner: Scanner::new(limits).inline(false),
+                counter: Counter::default(),
                 held: None,
                 broken: false,
                 db: Db::Pool,
@@ -263,43 +256,42 @@ impl PinnedWrites {
             if st.broken {
                 return;
             }
-            st.tail.extend_from_slice(bytes);
-            loop {
-                let State { tail, scanner, .. } = &mut *st;
-                match scanner.scan(tail) {
-                    Ok(Some(n)) => {
-                        let first = tail.first().copied();
-                        tail.advance(n);
-                        if first != Some(b'>') {
-                            let index = st.answered;
-                            st.answered += 1;
-                            if st.selects.front().is_some_and(|(i, _)| *i == index)
-                                && let Some((_, target)) = st.selects.pop_front()
-                                && first == Some(b'+')
-                            {
-                                st.db = target;
-                            }
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(_) => {
-                        // Cannot count any more: everything waiting is held
-                        // until the session ends (Redis closes such a
-                        // connection anyway).
-                        st.broken = true;
-                        st.tail = BytesMut::new();
-                        if !st.selects.is_empty() {
-                            st.db = Db::Unknown;
-                            st.selects.clear();
-                        }
-                        let mut held = st.held.take().unwrap_or_default();
-                        for (_, m) in st.queue.drain(..) {
-                            held.absorb(m);
-                        }
-                        st.held = Some(held);
-                        return;
-                    }
+            let State {
+                counter,
+                answered,
+                selects,
+                db,
+                ..
+            } = &mut *st;
+            let fed = counter.feed(bytes, |first| {
+                // RESP3 pushes are not replies.
+                if first == b'>' {
+                    return;
                 }
+                let index = *answered;
+                *answered += 1;
+                if selects.front().is_some_and(|(i, _)| *i == index)
+                    && let Some((_, target)) = selects.pop_front()
+                    && first == b'+'
+                {
+                    *db = target;
+                }
+            });
+            if fed.is_err() {
+                // Cannot count any more: everything waiting is held until
+                // the session ends (Redis closes such a connection anyway).
+                st.broken = true;
+                st.counter = Counter::default();
+                if !st.selects.is_empty() {
+                    st.db = Db::Unknown;
+                    st.selects.clear();
+                }
+                let mut held = st.held.take().unwrap_or_default();
+                for (_, m) in st.queue.drain(..) {
+                    held.absorb(m);
+                }
+                st.held = Some(held);
+                return;
             }
             while st.queue.front().is_some_and(|(i, _)| *i < st.answered) {
                 if let Some((_, m)) = st.queue.pop_front() {

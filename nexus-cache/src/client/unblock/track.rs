@@ -37,7 +37,7 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::count::Counter;
+use crate::replies::Counter;
 use crate::resp::Command;
 use crate::route::{ends_reply_counting, is_blocking};
 

@@ -1,5 +1,7 @@
 //! Counting the replies in a pinned connection's reply stream without
-//! buffering them.
+//! buffering them (for the near cache's write marks,
+//! [`PinnedWrites`](crate::near::pinned::PinnedWrites), and for unblocking
+//! an ending session, `client::unblock::track`).
 //!
 //! The reply side streams Redis's bytes to the client as they arrive, so
 //! a frame is usually split across reads. The [`Scanner`](crate::resp::Scanner)
@@ -11,14 +13,14 @@
 
 /// Longest line (a header or a simple value such as `+...` or `-...`)
 /// followed across reads; a longer one stops counting.
-pub(super) const MAX_LINE: usize = 64 * 1024;
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 
 /// Deepest nesting followed (Redis nests a few levels).
 const MAX_DEPTH: usize = 128;
 
 /// Resumable reply counter; see the module docs.
 #[derive(Debug, Default)]
-pub(super) struct Counter {
+pub(crate) struct Counter {
     /// Elements still expected by each open aggregate, innermost last.
     stack: Vec<u64>,
     /// Bytes of a bulk payload (and its CRLF) still to skip.
@@ -31,12 +33,12 @@ pub(super) struct Counter {
 
 /// The stream is not RESP (or exceeds the bounds above): counting stops.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Unframed;
+pub(crate) struct Unframed;
 
 impl Counter {
     /// Feeds `bytes`, calling `reply` with the type byte of each complete
     /// top-level frame, in order.
-    pub(super) fn feed(
+    pub(crate) fn feed(
         &mut self,
         mut bytes: &[u8],
         mut reply: impl FnMut(u8),
