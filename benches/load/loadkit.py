@@ -1,6 +1,9 @@
-"""Helpers shared by the load scripts in benches/load/: loopback ports and
-waiting for a started server to accept connections."""
+"""Helpers shared by the load scripts in benches/load/ (and
+nexus-cache/benches/policy_get_ab.py): loopback ports, waiting for a started
+server to accept connections, a process's CPU time, the cache-policy file
+the proxy benchmarks run with."""
 
+import os
 import socket
 import sys
 import time
@@ -23,3 +26,29 @@ def wait_port(port, proc, timeout=10.0):
         except OSError:
             time.sleep(0.05)
     sys.exit(f"port {port} not ready after {timeout}s")
+
+
+def cpu_seconds(pid):
+    """User + system CPU time the process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_policy(singleflight=False):
+    """The policy of the "policy on" proxy: every redis-benchmark key
+    (`key:__rand_int__`) matches, so each SET is rewritten with a jittered TTL
+    and each GET is observed by the hot-key detector and checked against the
+    hot rule."""
+    return f"""rules:
+  - name: bench-writes
+    commands: [SET]
+    keys: "key:*"
+    ttl: 1h
+    ttl_jitter: 1m
+  - name: bench-reads
+    commands: [GET]
+    keys: "key:*"
+    singleflight: {"true" if singleflight else "false"}
+    hot: {{ threshold: 1000, window: 1s, extend_by: 10m, max_ttl: 2h }}
+"""

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from loadkit import free_port, wait_port
+from loadkit import cpu_seconds, free_port, wait_port
 
 POLICY = """rules:
   - commands: [GET]
@@ -34,12 +34,6 @@ POLICY = """rules:
     near_cache: { ttl: 10s, max_entries: 10000, max_bytes: 16MiB }
 """
 
-
-def cpu_seconds(pid):
-    """User + system CPU time of a process so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench(port, pipeline, requests):

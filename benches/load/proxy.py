@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 
-from loadkit import free_port, wait_port
+from loadkit import bench_policy, cpu_seconds, free_port, wait_port
 
 
 def bench(port, pipeline, requests):
@@ -96,12 +96,6 @@ def rss_kib(pid, field):
     return 0
 
 
-def cpu_seconds(pid):
-    """User + system CPU time the process has used so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 def main():
     ap = argparse.ArgumentParser()
@@ -167,23 +161,9 @@ def main():
         procs.append(nexus)
         wait_port(nexus_port, nexus)
 
-        # Every redis-benchmark key (`key:__rand_int__`) matches: each SET is
-        # rewritten with a jittered TTL and each GET is observed by the hot-key
-        # detector and checked against the hot rule.
         policy = os.path.join(tmp, "policy.yaml")
         with open(policy, "w") as f:
-            f.write(f"""rules:
-  - name: bench-writes
-    commands: [SET]
-    keys: "key:*"
-    ttl: 1h
-    ttl_jitter: 1m
-  - name: bench-reads
-    commands: [GET]
-    keys: "key:*"
-    singleflight: {"true" if args.on_singleflight else "false"}
-    hot: {{ threshold: 1000, window: 1s, extend_by: 10m, max_ttl: 2h }}
-""")
+            f.write(bench_policy(args.on_singleflight))
         on_port = free_port()
         nexus_on = subprocess.Popen([args.proxy_bin, "--listen", f"127.0.0.1:{on_port}",
                                      "--upstream", f"redis://127.0.0.1:{redis_port}",

@@ -26,26 +26,8 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "benches", "load"))
-from loadkit import free_port, wait_port  # noqa: E402
+from loadkit import bench_policy, cpu_seconds, free_port, wait_port  # noqa: E402
 
-POLICY = """rules:
-  - name: bench-writes
-    commands: [SET]
-    keys: "key:*"
-    ttl: 1h
-    ttl_jitter: 1m
-  - name: bench-reads
-    commands: [GET]
-    keys: "key:*"
-    singleflight: false
-    hot: { threshold: 1000, window: 1s, extend_by: 10m, max_ttl: 2h }
-"""
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -59,7 +41,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="nexus-policy-ab-")
     policy = os.path.join(tmp, "policy.yaml")
     with open(policy, "w") as f:
-        f.write(POLICY)
+        f.write(bench_policy())
     procs = []
     try:
         redis_port = free_port()
