@@ -5,6 +5,7 @@ the proxy benchmarks run with."""
 
 import os
 import socket
+import subprocess
 import sys
 import time
 
@@ -52,3 +53,16 @@ def bench_policy(singleflight=False):
     singleflight: {"true" if singleflight else "false"}
     hot: {{ threshold: 1000, window: 1s, extend_by: 10m, max_ttl: 2h }}
 """
+
+
+def stop(procs):
+    """Terminates the processes still running and waits for each (5 s, then
+    kills it)."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 
-from loadkit import bench_policy, cpu_seconds, free_port, wait_port
+from loadkit import bench_policy, cpu_seconds, free_port, stop, wait_port
 
 
 def bench(port, pipeline, requests):
@@ -118,14 +118,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="nexus-load-")
 
     def cleanup(*_):
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
     signal.signal(signal.SIGTERM, lambda *_: (cleanup(), sys.exit(1)))

@@ -26,7 +26,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "benches", "load"))
-from loadkit import bench_policy, cpu_seconds, free_port, wait_port  # noqa: E402
+from loadkit import bench_policy, cpu_seconds, free_port, stop, wait_port  # noqa: E402
 
 
 
@@ -91,13 +91,7 @@ def main():
         print(f"policy on, new / base CPU per GET: {med['new-on'][1] / med['base-on'][1]:.2f}x")
         print(f"load average at end: {os.getloadavg()[0]:.1f}")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
