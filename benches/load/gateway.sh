@@ -6,6 +6,12 @@
 # /proc; steadier than req/s on a shared machine) and the ratios; everything runs on
 # 127.0.0.1 and every run is bounded (DURATION seconds each).
 #
+# Latency is measured twice per target: at saturation (the req/s run, where every
+# target's p99 is mostly queueing behind the load generator on the shared cores) and
+# paced: the same connections, each waiting PACE_MS (default 5-15 ms, 10 ms mean)
+# before every request, i.e. about CONNECTIONS * 100 req/s, far below every target's
+# capacity. The added p99 over direct is taken from the paced run.
+#
 #   bash benches/load/gateway.sh                  # defaults: 10 s per run, 50 connections
 #   DURATION=5 CONNECTIONS=100 THREADS=2 bash benches/load/gateway.sh
 #   SKIP_BUILD=1 bash benches/load/gateway.sh    # reuse built binaries
@@ -14,6 +20,8 @@
 #                                                # also runs an older gateway binary (wrap off
 #                                                # and on) in the same session, for before/after
 #   SKIP_H2=1 bash benches/load/gateway.sh       # skip the HTTP/2-upstream row
+#   SKIP_PACED=1 bash benches/load/gateway.sh    # skip the paced latency runs
+#   PACE_MS=2:8 bash benches/load/gateway.sh     # pace range (ms) between requests per connection
 #
 # The gateway runs like nginx: GW_WORKERS (default: one per core, as nginx's
 # `worker_processes auto`) current-thread runtimes on SO_REUSEPORT listeners.
@@ -113,7 +121,11 @@ transform:
 EOF
 }
 
-declare -A RPS P50 P99 RSS CPU
+declare -A RPS P50 P99 RSS CPU PP50 PP99 PRPS
+PACE_MS=${PACE_MS:-5:15}
+# wrk's delay() hook: each connection waits a random PACE_MS before each request, so
+# requests arrive spread out at a fixed mean rate instead of back to back.
+echo "function delay() return math.random(${PACE_MS%%:*}, ${PACE_MS##*:}) end" > "$WORK/pace.lua"
 # CPU ticks (user + system, all threads) of the given processes, from /proc.
 cpu_ticks() {
   local t=0 f
@@ -141,6 +153,15 @@ run_wrk() { # name url [header]
   P50[$name]=$(awk '$1=="50%" {print $2}' "$out")
   P99[$name]=$(awk '$1=="99%" {print $2}' "$out")
   if grep -q "Non-2xx" "$out"; then echo "WARNING: $name had non-2xx responses: $(grep Non-2xx "$out")" >&2; fi
+  [ -n "${SKIP_PACED:-}" ] && return 0
+  out="$WORK/wrk-$1-paced.txt"
+  local header=(); [ $# -ge 3 ] && header=(-H "$3")
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/pace.lua" ${header[@]+"${header[@]}"} "$url" > "$out"
+  PRPS[$name]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  PP50[$name]=$(awk '$1=="50%" {print $2}' "$out")
+  PP99[$name]=$(awk '$1=="99%" {print $2}' "$out")
+  if grep -q "Non-2xx" "$out"; then echo "WARNING: $name (paced) had non-2xx responses: $(grep Non-2xx "$out")" >&2; fi
+  return 0
 }
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s on $(nproc) cores; gateway workers: $GW_WORKERS (0 = multi-thread runtime)" >&2
@@ -191,6 +212,9 @@ def ms(v):
 raw = {
 $(for k in "${!RPS[@]}"; do echo "  \"$k\": (${RPS[$k]}, \"${P50[$k]}\", \"${P99[$k]}\", ${RSS[$k]:-None}, ${CPU[$k]:-None}),"; done)
 }
+paced = {
+$(for k in "${!PRPS[@]}"; do echo "  \"$k\": (${PRPS[$k]}, \"${PP50[$k]}\", \"${PP99[$k]}\"),"; done)
+}
 alias = {"direct": "direct", "nginx": "nginx", "gateway_wrap_false": "off", "gateway_wrap_true": "on",
          "gateway_h2": "h2", "base_wrap_false": "base_off", "base_wrap_true": "base_on"}
 rps = {alias[k]: v[0] for k, v in raw.items()}
@@ -221,7 +245,22 @@ if "h2" in rps:
 for k in ("base_off", "off", "on"):
     if k in cpu and "nginx" in cpu:
         print(f"proxy CPU per request, {k} / nginx: {cpu[k]:.1f} / {cpu['nginx']:.1f} us = {cpu[k]/cpu['nginx']:.2f}x")
-print(f"added p99 over direct, wrap off: {p99['off']-p99['direct']:.3f} ms (target <= 1 ms at 50 connections)")
-print(f"added p99 over direct, nginx:    {p99['nginx']-p99['direct']:.3f} ms")
+if paced:
+    prps = {alias[k]: v[0] for k, v in paced.items()}
+    pp50 = {alias[k]: ms(v[1]) for k, v in paced.items()}
+    pp99 = {alias[k]: ms(v[2]) for k, v in paced.items()}
+    print()
+    print(f"paced latency ({sys.argv[2]} connections, each waiting $PACE_MS ms before every request):")
+    print("| target | req/s | p50 ms | p99 ms | added p99 over direct ms |")
+    print("|---|---:|---:|---:|---:|")
+    for k, label in rows:
+        if k in prps:
+            print(f"| {label} | {prps[k]:.0f} | {pp50[k]:.3f} | {pp99[k]:.3f} | {pp99[k]-pp99['direct']:.3f} |")
+    print()
+    print(f"added p99 over direct (paced), wrap off: {pp99['off']-pp99['direct']:.3f} ms (target <= 1 ms at {sys.argv[2]} connections)")
+    print(f"added p99 over direct (paced), wrap on:  {pp99['on']-pp99['direct']:.3f} ms")
+    print(f"added p99 over direct (paced), nginx:    {pp99['nginx']-pp99['direct']:.3f} ms")
+print(f"added p99 over direct at saturation, wrap off: {p99['off']-p99['direct']:.3f} ms (queueing-dominated, see header)")
+print(f"added p99 over direct at saturation, nginx:    {p99['nginx']-p99['direct']:.3f} ms")
 print(f"gateway peak RSS: {max(v for k, v in rss.items() if not k.startswith('base')):.1f} MiB (target < 50 MiB)")
 EOF
