@@ -12,6 +12,11 @@
 # before every request, i.e. about CONNECTIONS * 100 req/s, far below every target's
 # capacity. The added p99 over direct is taken from the paced run.
 #
+# A third reference, `hyper floor` (examples/hyper_floor.rs), is a bare hyper reverse
+# proxy with the gateway's server and client set-up and none of its layers: its CPU
+# per request is what the HTTP libraries alone cost, so gateway minus floor is what
+# the layer stack costs and floor minus nginx is what the libraries cost over nginx.
+#
 #   bash benches/load/gateway.sh                  # defaults: 10 s per run, 50 connections
 #   DURATION=5 CONNECTIONS=100 THREADS=2 bash benches/load/gateway.sh
 #   SKIP_BUILD=1 bash benches/load/gateway.sh    # reuse built binaries
@@ -21,6 +26,7 @@
 #                                                # and on) in the same session, for before/after
 #   SKIP_H2=1 bash benches/load/gateway.sh       # skip the HTTP/2-upstream row
 #   SKIP_PACED=1 bash benches/load/gateway.sh    # skip the paced latency runs
+#   SKIP_FLOOR=1 bash benches/load/gateway.sh    # skip the bare-hyper reference row
 #   PACE_MS=2:8 bash benches/load/gateway.sh     # pace range (ms) between requests per connection
 #
 # The gateway runs like nginx: GW_WORKERS (default: one per core, as nginx's
@@ -45,7 +51,7 @@ done
 
 if [ -z "${SKIP_BUILD:-}" ]; then # SKIP_BUILD=1 reuses binaries already in $TARGET/release/examples
   echo "building release examples (target: $TARGET)..." >&2
-  (cd "$ROOT" && cargo build --release --quiet --features gateway --example gateway --example mock_upstream)
+  (cd "$ROOT" && cargo build --release --quiet --features gateway --example gateway --example mock_upstream --example hyper_floor)
 fi
 
 WORK=$(mktemp -d /tmp/nexus-gw-load.XXXXXX)
@@ -172,6 +178,17 @@ curl -sf "http://127.0.0.1:$NGINX_PORT/api/products" > /dev/null
 CPU_PIDS=($NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' '))
 run_wrk nginx "http://127.0.0.1:$NGINX_PORT/api/products"
 
+if [ -z "${SKIP_FLOOR:-}" ]; then
+  FLOOR_PORT=$(free_port)
+  "$BIN/hyper_floor" --port "$FLOOR_PORT" --upstream "http://127.0.0.1:$UP_PORT" ${GW_ARGS[@]+--workers "$GW_WORKERS"} \
+    > "$WORK/hyper_floor.log" 2>&1 & FLOOR_PID=$!; PIDS+=($FLOOR_PID)
+  wait_port "$FLOOR_PORT"
+  curl -sf "http://127.0.0.1:$FLOOR_PORT/api/products" > /dev/null
+  CPU_PIDS=($FLOOR_PID)
+  run_wrk floor "http://127.0.0.1:$FLOOR_PORT/api/products"
+  kill "$FLOOR_PID"; wait "$FLOOR_PID" 2>/dev/null || true
+fi
+
 VARIANTS=(new:false:false new:true:false)
 [ -z "${SKIP_H2:-}" ] && VARIANTS+=(new:false:true)
 # The baseline binary runs interleaved with the new one (old off, new off, old on, new on)
@@ -215,7 +232,7 @@ $(for k in "${!RPS[@]}"; do echo "  \"$k\": (${RPS[$k]}, \"${P50[$k]}\", \"${P99
 paced = {
 $(for k in "${!PRPS[@]}"; do echo "  \"$k\": (${PRPS[$k]}, \"${PP50[$k]}\", \"${PP99[$k]}\"),"; done)
 }
-alias = {"direct": "direct", "nginx": "nginx", "gateway_wrap_false": "off", "gateway_wrap_true": "on",
+alias = {"direct": "direct", "nginx": "nginx", "floor": "floor", "gateway_wrap_false": "off", "gateway_wrap_true": "on",
          "gateway_h2": "h2", "base_wrap_false": "base_off", "base_wrap_true": "base_on"}
 rps = {alias[k]: v[0] for k, v in raw.items()}
 p50 = {alias[k]: ms(v[1]) for k, v in raw.items()}
@@ -225,6 +242,7 @@ cpu = {alias[k]: v[4] / 10 for k, v in raw.items() if v[4] is not None}
 print(f"| target | req/s | p50 ms | p99 ms | proxy CPU us/req | peak RSS MiB |")
 print(f"|---|---:|---:|---:|---:|---:|")
 rows = (("direct", "mock upstream direct"), ("nginx", "nginx keep-alive proxy"),
+        ("floor", "hyper floor (bare hyper proxy, no layers)"),
         ("base_off", "baseline gateway, wrap off"), ("off", "gateway, wrap off"),
         ("base_on", "baseline gateway, wrap on"), ("on", "gateway, wrap on"),
         ("h2", "gateway, wrap off, HTTP/2 upstream"))
@@ -240,9 +258,11 @@ if "base_off" in rps:
     print(f"baseline wrap on  / nginx req/s: {rps['base_on']/rps['nginx']:.2f}x")
 print(f"gateway wrap off / nginx req/s: {rps['off']/rps['nginx']:.2f}x (target >= 1.0x)")
 print(f"gateway wrap on  / nginx req/s: {rps['on']/rps['nginx']:.2f}x (target >= 0.7x)")
+if "floor" in rps:
+    print(f"hyper floor / nginx req/s: {rps['floor']/rps['nginx']:.2f}x (the libraries alone, no layers)")
 if "h2" in rps:
     print(f"gateway wrap off, HTTP/2 upstream / nginx req/s: {rps['h2']/rps['nginx']:.2f}x")
-for k in ("base_off", "off", "on"):
+for k in ("floor", "base_off", "off", "on"):
     if k in cpu and "nginx" in cpu:
         print(f"proxy CPU per request, {k} / nginx: {cpu[k]:.1f} / {cpu['nginx']:.1f} us = {cpu[k]/cpu['nginx']:.2f}x")
 if paced:
