@@ -38,7 +38,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::OwnedSemaphorePermit;
@@ -49,9 +49,9 @@ use super::trace::{self, Class, Sampler};
 use super::unblock::track::Blocked;
 use super::unblock::{CLIENT_ID, IdReply, shutdown_delay, take_id, unblock};
 use super::{Shared, count_local, echo};
-use crate::error::UpstreamError;
+use crate::error::{CommandTooLong, UpstreamError};
 use crate::near::pinned::PinnedWrites;
-use crate::resp::{Command, Error, Limits, Scanner, encode};
+use crate::resp::{Command, Limits, Scanner, encode};
 use crate::route::{Local, REFUSED};
 use crate::upstream::connect;
 
@@ -377,7 +377,7 @@ fn nexus_reply(cmd: &Command<'_>, shared: &Shared) -> Bytes {
 /// them all and closes, and the reply side writes the error in place of
 /// the farewell's replies and closes the client.
 async fn refuse(
-    err: &Error,
+    err: &(dyn std::fmt::Display + Sync),
     before: &[u8],
     skip: bool,
     uwr: &mut OwnedWriteHalf,
@@ -446,6 +446,7 @@ async fn forward_commands(
 ) -> Option<(OwnedWriteHalf, OwnedReadHalf)> {
     let closing = ends.closing;
     let mut scanner = Scanner::new(shared.limits);
+    let max_command_len = shared.config.max_command_len;
     // `buf` starts with the command that pinned the client, already counted
     // (and sampled) by the reader.
     let mut counted = true;
@@ -551,9 +552,19 @@ async fn forward_commands(
             }
             buf.advance(off);
         }
+        // `buf` now holds only the start of an incomplete command: past
+        // `max_command_len`, refused like input that cannot be framed.
+        let Some(room) = super::read_room(buf.len(), max_command_len) else {
+            let err = CommandTooLong {
+                max: max_command_len,
+            };
+            refuse(&err, &[], skip, &mut uwr, shared, ends).await;
+            return Some((uwr, rd));
+        };
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 * 1024);
         }
+        let mut limited = (&mut buf).limit(room);
         tokio::select! {
             biased;
             () = shutdown.cancelled() => {
@@ -564,7 +575,7 @@ async fn forward_commands(
                 }
                 return Some((uwr, rd));
             }
-            r = rd.read_buf(&mut buf) => match r {
+            r = rd.read_buf(&mut limited) => match r {
                 Ok(0) | Err(_) => {
                     let _ = uwr.shutdown().await;
                     return None;
