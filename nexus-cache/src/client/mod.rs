@@ -8,6 +8,10 @@
 //! therefore leave in exactly the order commands arrived, however deep the
 //! pipeline. When a command needs connection state, the connection hands over to
 //! a pinned session ([`pinned`]) once every earlier reply is written.
+//!
+//! Both read client input into a buffer that never holds more than
+//! `max_command_len` bytes ([`read_room`]): a command that reaches it
+//! without completing is refused like malformed input.
 
 mod echo;
 pub(crate) mod gets;

@@ -15,7 +15,8 @@
 //! Input the proxy cannot frame or parse is never forwarded, even where
 //! Redis would accept it (an inline command with escapes inside quotes,
 //! more arguments than `max_elements`): its writes could take no near-cache
-//! mark and cancel no lease. The frames before it are forwarded; once Redis
+//! mark and cancel no lease. A command longer than `max_command_len` is
+//! refused the same way, once the input buffered for it reaches the limit. The frames before it are forwarded; once Redis
 //! has answered them and closed, the client gets `-ERR Protocol error: ...`
 //! and the session ends, as on an unpinned connection.
 //!
