@@ -52,6 +52,7 @@ use super::unblock::{CLIENT_ID, IdReply, shutdown_delay, take_id, unblock};
 use super::{Shared, count_local, echo};
 use crate::error::{CommandTooLong, UpstreamError};
 use crate::near::pinned::PinnedWrites;
+use crate::replies::ReplyStream;
 use crate::resp::{Command, Limits, Scanner, encode};
 use crate::route::{Local, REFUSED};
 use crate::upstream::connect;
@@ -123,6 +124,8 @@ pub(super) async fn run(
         // closes, it is the client's answer (`-ERR max number of clients
         // reached`).
         let mut id_error: Option<Bytes> = None;
+        // The replies after `CLIENT_ID`'s, counted for `near` and `blocked`.
+        let mut replies = ReplyStream::default();
         loop {
             if buf.capacity() < 4096 {
                 buf.reserve(16 * 1024);
@@ -162,12 +165,19 @@ pub(super) async fn run(
                     if buf.len() > kept {
                         id_error = None;
                     }
-                    blocked.replies(&buf[kept..]);
-                    // These replies may acknowledge writes: like the shared
-                    // path, invalidate flights before the client sees them.
-                    if let Some(live) = &shared.live {
-                        live.invalidate_all();
-                        near.replies(live, &buf[kept..]);
+                    // Counted once, for both trackers; not at all once
+                    // neither needs it (no near cache, and replies no
+                    // longer match commands for unblocking).
+                    if shared.live.is_some() || blocked.counting() {
+                        let fed = replies.feed(&buf[kept..]);
+                        blocked.replies(fed);
+                        // These replies may acknowledge writes: like the
+                        // shared path, invalidate flights before the client
+                        // sees them.
+                        if let Some(live) = &shared.live {
+                            live.invalidate_all();
+                            near.replies(live, fed);
+                        }
                     }
                     // Ending (refused input, shutdown): Redis's last bytes
                     // answer the proxy's farewell, which the client must
