@@ -84,3 +84,14 @@ impl UpstreamError {
 pub(crate) fn single_line(s: &str) -> String {
     s.replace(['\r', '\n'], " ")
 }
+
+/// A client command longer than
+/// [`ProxyConfig::max_command_len`](crate::ProxyConfig::max_command_len):
+/// refused like malformed input (`-ERR Protocol error: ...`, then the
+/// connection closes).
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+#[error("command longer than the limit of {max} bytes (max_command_len)")]
+pub(crate) struct CommandTooLong {
+    /// The configured limit.
+    pub(crate) max: usize,
+}

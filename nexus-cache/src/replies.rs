@@ -1,7 +1,7 @@
 //! Counting the replies in a pinned connection's reply stream without
-//! buffering them (for the near cache's write marks,
-//! [`PinnedWrites`](crate::near::pinned::PinnedWrites), and for unblocking
-//! an ending session, `client::unblock::track`).
+//! buffering them, once for both of its users ([`ReplyStream`]): the near
+//! cache's write marks ([`PinnedWrites`](crate::near::pinned::PinnedWrites))
+//! and unblocking an ending session (`client::unblock::track`).
 //!
 //! The reply side streams Redis's bytes to the client as they arrive, so
 //! a frame is usually split across reads. The [`Scanner`](crate::resp::Scanner)
@@ -32,7 +32,7 @@ pub(crate) struct Counter {
 }
 
 /// The stream is not RESP (or exceeds the bounds above): counting stops.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Unframed;
 
 impl Counter {
@@ -130,6 +130,45 @@ impl Counter {
     }
 }
 
+/// A pinned session's reply stream, counted once: each chunk Redis sends
+/// is fed once, and its replies are handed to every tracker that matches
+/// them to commands (each keeps its own count of replies sent and
+/// answered).
+#[derive(Debug, Default)]
+pub(crate) struct ReplyStream {
+    counter: Counter,
+    /// The type bytes of the replies the last chunk completed (reused; at
+    /// most one per 3 bytes of the largest chunk).
+    types: Vec<u8>,
+    /// The stream could not be framed: nothing is counted any more.
+    broken: bool,
+}
+
+impl ReplyStream {
+    /// Feeds the next chunk; returns the type byte of each reply it
+    /// completes, in order (RESP3 pushes are not replies and are left
+    /// out), or [`Unframed`] from the first chunk that cannot be framed on.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<&[u8], Unframed> {
+        if self.broken {
+            return Err(Unframed);
+        }
+        self.types.clear();
+        let types = &mut self.types;
+        let fed = self.counter.feed(bytes, |first| {
+            if first != b'>' {
+                types.push(first);
+            }
+        });
+        if fed.is_err() {
+            self.broken = true;
+            self.counter = Counter::default();
+            self.types = Vec::new();
+            return Err(Unframed);
+        }
+        Ok(&self.types)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -188,6 +227,16 @@ mod tests {
         assert_eq!((n, c.line.capacity()), (0, 0));
         c.feed(b"\r\n:1\r\n", |_| n += 1).unwrap();
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn a_stream_reports_replies_without_pushes_and_stays_broken() {
+        let mut s = ReplyStream::default();
+        assert_eq!(s.feed(b"+OK\r\n:1").unwrap(), b"+");
+        assert_eq!(s.feed(b"\r\n>2\r\n+a\r\n+b\r\n$1\r\nx").unwrap(), b":");
+        assert_eq!(s.feed(b"\r\n").unwrap(), b"$");
+        assert_eq!(s.feed(b"?\r\n"), Err(Unframed));
+        assert_eq!(s.feed(b"+OK\r\n"), Err(Unframed));
     }
 
     #[test]

@@ -1,3 +1,3 @@
 //! The parts of `nexus-resp` the proxy uses, in one place.
 
-pub(crate) use nexus_resp::{Command, Error, Limits, Scanner, encode};
+pub(crate) use nexus_resp::{Command, Limits, Scanner, encode};

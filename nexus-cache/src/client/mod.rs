@@ -8,6 +8,10 @@
 //! therefore leave in exactly the order commands arrived, however deep the
 //! pipeline. When a command needs connection state, the connection hands over to
 //! a pinned session ([`pinned`]) once every earlier reply is written.
+//!
+//! Both read client input into a buffer that never holds more than
+//! `max_command_len` bytes ([`read_room`]): a command that reaches it
+//! without completing is refused like malformed input.
 
 mod echo;
 pub(crate) mod gets;
@@ -21,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
@@ -29,10 +33,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Credentials, ProxyConfig};
+use crate::error::CommandTooLong;
 use crate::live::{Live, Plan};
 use crate::metrics::Metrics;
 use crate::near::WriteMarks;
-use crate::resp::{Command, Error, Limits, Scanner};
+use crate::resp::{Command, Limits, Scanner};
 use crate::route::{self, Route};
 use crate::upstream::{Batch, Lane, Pool, Reply};
 pub(crate) use gets::Gets;
@@ -194,6 +199,7 @@ async fn read_commands(
     let mut scanner = Scanner::new(shared.limits);
     let mut authed = shared.client_auth.is_none();
     let max_batch = shared.config.max_batch.get();
+    let max_command_len = shared.config.max_command_len;
     let client = shared.live.as_deref().map_or(0, Live::client_id);
     // One future for the connection's life: registered with the token once,
     // not on every read.
@@ -498,13 +504,21 @@ async fn read_commands(
         if !flush(&mut buf, &mut batch, &slots, lane, unacked, &shared.metrics).await {
             return ReadEnd::Closed;
         }
+        // `buf` now holds only the start of an incomplete command.
+        let Some(room) = read_room(buf.len(), max_command_len) else {
+            let err = CommandTooLong {
+                max: max_command_len,
+            };
+            return protocol_error(&mut buf, batch, &err, &slots, lane, shared, unacked).await;
+        };
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK);
         }
+        let mut limited = (&mut buf).limit(room);
         tokio::select! {
             biased;
             () = &mut cancelled => return ReadEnd::Closed,
-            r = rd.read_buf(&mut buf) => match r {
+            r = rd.read_buf(&mut limited) => match r {
                 Ok(0) | Err(_) => return ReadEnd::Closed,
                 Ok(_) => {}
             },
@@ -518,6 +532,21 @@ fn live_near_write(shared: &Shared, cmd: &Command<'_>, marks: &mut WriteMarks) {
     if let Some(live) = &shared.live {
         live.near_write(cmd, marks);
     }
+}
+
+/// How many bytes the next read may add to a buffer holding `buffered`
+/// bytes of an incomplete command, so that it never holds more than
+/// `max_command_len` ([`ProxyConfig::max_command_len`]): `None` once it
+/// holds that many, since the command is then longer.
+///
+/// Checked once per read, against the buffered length: every complete
+/// command has been taken off the buffer before the next read, so what is
+/// left is the unparsed backlog, and a command of at most
+/// `max_command_len` bytes always completes within the limit.
+fn read_room(buffered: usize, max_command_len: usize) -> Option<usize> {
+    max_command_len
+        .checked_sub(buffered)
+        .filter(|&room| room > 0)
 }
 
 /// Frames Redis silently skips: `*0`, `*-1`, and inline lines of separators only.
@@ -635,7 +664,7 @@ async fn send_batch(
 async fn protocol_error(
     buf: &mut BytesMut,
     mut batch: PendingBatch,
-    err: &Error,
+    err: &(dyn std::fmt::Display + Sync),
     slots: &mpsc::Sender<Slot>,
     lane: &Lane,
     shared: &Shared,

@@ -15,7 +15,8 @@
 //! Input the proxy cannot frame or parse is never forwarded, even where
 //! Redis would accept it (an inline command with escapes inside quotes,
 //! more arguments than `max_elements`): its writes could take no near-cache
-//! mark and cancel no lease. The frames before it are forwarded; once Redis
+//! mark and cancel no lease. A command longer than `max_command_len` is
+//! refused the same way, once the input buffered for it reaches the limit. The frames before it are forwarded; once Redis
 //! has answered them and closed, the client gets `-ERR Protocol error: ...`
 //! and the session ends, as on an unpinned connection.
 //!
@@ -38,7 +39,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::OwnedSemaphorePermit;
@@ -49,9 +50,10 @@ use super::trace::{self, Class, Sampler};
 use super::unblock::track::Blocked;
 use super::unblock::{CLIENT_ID, IdReply, shutdown_delay, take_id, unblock};
 use super::{Shared, count_local, echo};
-use crate::error::UpstreamError;
+use crate::error::{CommandTooLong, UpstreamError};
 use crate::near::pinned::PinnedWrites;
-use crate::resp::{Command, Error, Limits, Scanner, encode};
+use crate::replies::ReplyStream;
+use crate::resp::{Command, Limits, Scanner, encode};
 use crate::route::{Local, REFUSED};
 use crate::upstream::connect;
 
@@ -122,6 +124,8 @@ pub(super) async fn run(
         // closes, it is the client's answer (`-ERR max number of clients
         // reached`).
         let mut id_error: Option<Bytes> = None;
+        // The replies after `CLIENT_ID`'s, counted for `near` and `blocked`.
+        let mut replies = ReplyStream::default();
         loop {
             if buf.capacity() < 4096 {
                 buf.reserve(16 * 1024);
@@ -161,12 +165,19 @@ pub(super) async fn run(
                     if buf.len() > kept {
                         id_error = None;
                     }
-                    blocked.replies(&buf[kept..]);
-                    // These replies may acknowledge writes: like the shared
-                    // path, invalidate flights before the client sees them.
-                    if let Some(live) = &shared.live {
-                        live.invalidate_all();
-                        near.replies(live, &buf[kept..]);
+                    // Counted once, for both trackers; not at all once
+                    // neither needs it (no near cache, and replies no
+                    // longer match commands for unblocking).
+                    if shared.live.is_some() || blocked.counting() {
+                        let fed = replies.feed(&buf[kept..]);
+                        blocked.replies(fed);
+                        // These replies may acknowledge writes: like the
+                        // shared path, invalidate flights before the client
+                        // sees them.
+                        if let Some(live) = &shared.live {
+                            live.invalidate_all();
+                            near.replies(live, fed);
+                        }
                     }
                     // Ending (refused input, shutdown): Redis's last bytes
                     // answer the proxy's farewell, which the client must
@@ -377,7 +388,7 @@ fn nexus_reply(cmd: &Command<'_>, shared: &Shared) -> Bytes {
 /// them all and closes, and the reply side writes the error in place of
 /// the farewell's replies and closes the client.
 async fn refuse(
-    err: &Error,
+    err: &(dyn std::fmt::Display + Sync),
     before: &[u8],
     skip: bool,
     uwr: &mut OwnedWriteHalf,
@@ -446,6 +457,7 @@ async fn forward_commands(
 ) -> Option<(OwnedWriteHalf, OwnedReadHalf)> {
     let closing = ends.closing;
     let mut scanner = Scanner::new(shared.limits);
+    let max_command_len = shared.config.max_command_len;
     // `buf` starts with the command that pinned the client, already counted
     // (and sampled) by the reader.
     let mut counted = true;
@@ -551,9 +563,19 @@ async fn forward_commands(
             }
             buf.advance(off);
         }
+        // `buf` now holds only the start of an incomplete command: past
+        // `max_command_len`, refused like input that cannot be framed.
+        let Some(room) = super::read_room(buf.len(), max_command_len) else {
+            let err = CommandTooLong {
+                max: max_command_len,
+            };
+            refuse(&err, &[], skip, &mut uwr, shared, ends).await;
+            return Some((uwr, rd));
+        };
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 * 1024);
         }
+        let mut limited = (&mut buf).limit(room);
         tokio::select! {
             biased;
             () = shutdown.cancelled() => {
@@ -564,7 +586,7 @@ async fn forward_commands(
                 }
                 return Some((uwr, rd));
             }
-            r = rd.read_buf(&mut buf) => match r {
+            r = rd.read_buf(&mut limited) => match r {
                 Ok(0) | Err(_) => {
                     let _ = uwr.shutdown().await;
                     return None;

@@ -14,6 +14,14 @@ mod upstream;
 
 pub use upstream::{ClientAuth, Credentials, UpstreamAddr};
 
+/// Room a command needs besides its largest bulk:
+/// [`ProxyConfig::max_command_len`] must be at least
+/// [`ProxyConfig::max_bulk_len`] plus this. A `SET` of a value of
+/// `max_bulk_len` bytes has under 64 bytes of headers (`*3`, `$3 SET`, two
+/// bulk headers of up to 20 digits, CRLFs); the rest leaves room for its
+/// key and options (`PX`, `NX`, `GET`, ...) up to about 4,000 bytes.
+pub const COMMAND_FRAMING: usize = 4 * 1024;
+
 /// Proxy configuration. Construct with [`ProxyConfig::builder`] or [`Default`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -45,6 +53,15 @@ pub struct ProxyConfig {
     pub max_elements: usize,
     /// Longest inline command line (default 64 KiB, as Redis).
     pub max_inline_len: usize,
+    /// Longest client command, in bytes, and so the most input the proxy
+    /// buffers for one client while a command is incomplete (default 1 GiB,
+    /// as Redis's `client-query-buffer-limit`). A longer command gets
+    /// `-ERR Protocol error: command longer than the limit of N bytes
+    /// (max_command_len)` after the replies due before it, and the
+    /// connection closes. At least `max_bulk_len` + 4 KiB
+    /// ([`COMMAND_FRAMING`]), so that a `SET` of a `max_bulk_len` value
+    /// always fits.
+    pub max_command_len: usize,
     /// Timeout for connecting to (and authenticating with) Redis (default 2 s).
     pub connect_timeout: Duration,
     /// First reconnect delay after a failed connect; doubles up to `backoff_max` (default 50 ms).
@@ -109,6 +126,7 @@ impl Default for ProxyConfig {
             max_bulk_len: 512 * 1024 * 1024,
             max_elements: 1 << 20,
             max_inline_len: 64 * 1024,
+            max_command_len: 1 << 30,
             connect_timeout: Duration::from_secs(2),
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
@@ -227,6 +245,12 @@ impl ProxyConfigBuilder {
         self
     }
 
+    /// Longest client command (see [`ProxyConfig::max_command_len`]).
+    pub fn max_command_len(mut self, bytes: usize) -> Self {
+        self.config.max_command_len = bytes;
+        self
+    }
+
     /// Upstream connect (and handshake) timeout.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.config.connect_timeout = d;
@@ -316,6 +340,15 @@ impl ProxyConfigBuilder {
                 reason: "max_bulk_len and max_elements must be > 0, max_inline_len >= 16".into(),
             });
         }
+        if c.max_command_len < c.max_bulk_len.saturating_add(COMMAND_FRAMING) {
+            return Err(ConfigError::Invalid {
+                field: "max_command_len",
+                reason: format!(
+                    "{} is less than max_bulk_len ({}) + {COMMAND_FRAMING}: a SET of a max_bulk_len value would not fit",
+                    c.max_command_len, c.max_bulk_len
+                ),
+            });
+        }
         Ok(c)
     }
 }
@@ -337,6 +370,41 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(e.to_string().contains("backoff"), "{e}");
+    }
+
+    #[test]
+    fn max_command_len_holds_a_maximal_set() {
+        let c = ProxyConfig::builder().build().unwrap();
+        assert_eq!(c.max_command_len, 1 << 30);
+        // The default bulk limit with its framing fits, one byte less does not.
+        let c = ProxyConfig::builder()
+            .max_command_len(512 * 1024 * 1024 + COMMAND_FRAMING)
+            .build()
+            .unwrap();
+        assert_eq!(c.max_command_len, 512 * 1024 * 1024 + COMMAND_FRAMING);
+        let e = ProxyConfig::builder()
+            .max_command_len(512 * 1024 * 1024 + COMMAND_FRAMING - 1)
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("max_command_len"), "{e}");
+        // A small command limit needs a small bulk limit.
+        let e = ProxyConfig::builder()
+            .max_command_len(64 * 1024)
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("max_bulk_len"), "{e}");
+        let c = ProxyConfig::builder()
+            .max_bulk_len(60 * 1024)
+            .max_command_len(64 * 1024)
+            .build()
+            .unwrap();
+        assert_eq!(c.max_command_len, 64 * 1024);
+        // No overflow on an absurd bulk limit.
+        let e = ProxyConfig::builder()
+            .max_bulk_len(usize::MAX)
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("max_command_len"), "{e}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! dropped, stripes pending, guarded keys' leases cancelled) before they are
 //! forwarded, queued with the index of the reply that acknowledges them,
 //! and released when the session has received that many replies (counted
-//! by scanning the reply stream; RESP3 pushes are not replies), before
+//! in the session's [`ReplyStream`]; RESP3 pushes are not replies), before
 //! those bytes reach the client. Writes queued inside `MULTI` are only
 //! recorded ([`Queued`]): Redis runs them at `EXEC`, so they are marked
 //! (and their leases cancelled) right before `EXEC` is forwarded and
@@ -33,7 +33,7 @@
 //!
 //! Bounds: at most [`MAX_QUEUED`] queued entries per session (a further
 //! write joins the last entry, which is then released with the later
-//! reply); replies are counted without being buffered ([`Counter`]). Marks merged
+//! reply); replies are counted without being buffered ([`ReplyStream`]). Marks merged
 //! into one queued entry beyond 8 stripes become one global pending mark
 //! ([`WriteMarks::absorb`]).
 
@@ -45,7 +45,9 @@ use bytes::Bytes;
 use super::WriteMarks;
 use super::held::HeldMarks;
 use crate::live::{Live, Queued};
-use crate::replies::Counter;
+#[cfg(doc)]
+use crate::replies::ReplyStream;
+use crate::replies::Unframed;
 use crate::resp::Command;
 
 /// Most queued entries of marked writes waiting for their replies in one
@@ -82,7 +84,6 @@ struct State {
     queue: VecDeque<(u64, WriteMarks)>,
     /// Inside `MULTI`: the queued writes (marked at `EXEC`).
     multi: Option<Queued>,
-    counter: Counter,
     /// Replies cannot be counted any more: the marks of every later write,
     /// held until the session ends.
     held: Option<HeldMarks>,
@@ -166,7 +167,6 @@ impl PinnedWrites {
                 answered: 0,
                 queue: VecDeque::new(),
                 multi: None,
-                counter: Counter::default(),
                 held: None,
                 broken: false,
                 db: Db::Pool,
@@ -244,9 +244,10 @@ impl PinnedWrites {
         self.state().sent += 1;
     }
 
-    /// Bytes Redis sent; releases the marks they acknowledge. Call before
-    /// the bytes are written to the client.
-    pub(crate) fn replies(&self, live: &Live, bytes: &[u8]) {
+    /// The replies in the next chunk Redis sent ([`ReplyStream::feed`]);
+    /// releases the marks they acknowledge. Call before the chunk is
+    /// written to the client.
+    pub(crate) fn replies(&self, live: &Live, fed: Result<&[u8], Unframed>) {
         let mut released = Vec::new();
         {
             let mut st = self.state();
@@ -256,32 +257,10 @@ impl PinnedWrites {
             if st.broken {
                 return;
             }
-            let State {
-                counter,
-                answered,
-                selects,
-                db,
-                ..
-            } = &mut *st;
-            let fed = counter.feed(bytes, |first| {
-                // RESP3 pushes are not replies.
-                if first == b'>' {
-                    return;
-                }
-                let index = *answered;
-                *answered += 1;
-                if selects.front().is_some_and(|(i, _)| *i == index)
-                    && let Some((_, target)) = selects.pop_front()
-                    && first == b'+'
-                {
-                    *db = target;
-                }
-            });
-            if fed.is_err() {
+            let Ok(types) = fed else {
                 // Cannot count any more: everything waiting is held until
                 // the session ends (Redis closes such a connection anyway).
                 st.broken = true;
-                st.counter = Counter::default();
                 if !st.selects.is_empty() {
                     st.db = Db::Unknown;
                     st.selects.clear();
@@ -292,6 +271,16 @@ impl PinnedWrites {
                 }
                 st.held = Some(held);
                 return;
+            };
+            for &first in types {
+                let index = st.answered;
+                st.answered += 1;
+                if st.selects.front().is_some_and(|(i, _)| *i == index)
+                    && let Some((_, target)) = st.selects.pop_front()
+                    && first == b'+'
+                {
+                    st.db = target;
+                }
             }
             while st.queue.front().is_some_and(|(i, _)| *i < st.answered) {
                 if let Some((_, m)) = st.queue.pop_front() {

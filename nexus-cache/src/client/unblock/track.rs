@@ -8,8 +8,9 @@
 //! unanswered is one the client sent that blocks by design
 //! ([`is_blocking`]), and at most once per such command. That takes the
 //! order of the commands forwarded ([`Blocked::command`]) and a count of
-//! the replies received, from scanning the reply stream
-//! ([`Blocked::replies`]; RESP3 pushes are not replies). The count is only
+//! the replies received, counted in the session's reply stream
+//! ([`Blocked::replies`], from a [`ReplyStream`]; RESP3 pushes are not
+//! replies). The count is only
 //! current while the reply side waits for Redis; the caller checks that
 //! ([`unblock`](super::unblock)).
 //!
@@ -32,12 +33,15 @@
 //! up).
 //!
 //! Bounds: at most [`MAX_BLOCKING`] indexes; replies are counted without
-//! being buffered ([`Counter`]).
+//! being buffered ([`ReplyStream`]).
+
+#[cfg(doc)]
+use crate::replies::ReplyStream;
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::replies::Counter;
+use crate::replies::Unframed;
 use crate::resp::Command;
 use crate::route::{ends_reply_counting, is_blocking};
 
@@ -63,7 +67,6 @@ struct State {
     unblocked: Option<u64>,
     /// Replies no longer match commands: never unblock.
     lost: bool,
-    counter: Counter,
 }
 
 impl std::fmt::Debug for Blocked {
@@ -82,7 +85,6 @@ impl Default for Blocked {
                 multi: false,
                 unblocked: None,
                 lost: false,
-                counter: Counter::default(),
             }),
         }
     }
@@ -92,7 +94,6 @@ impl State {
     fn lose(&mut self) {
         self.lost = true;
         self.blocking = VecDeque::new();
-        self.counter = Counter::default();
     }
 }
 
@@ -136,25 +137,27 @@ impl Blocked {
         self.state().lose();
     }
 
-    /// Bytes Redis sent, after the reply to `CLIENT ID`.
-    pub(in crate::client) fn replies(&self, bytes: &[u8]) {
+    /// Whether replies still match commands (the reply stream need not be
+    /// counted for this session otherwise).
+    pub(in crate::client) fn counting(&self) -> bool {
+        !self.state().lost
+    }
+
+    /// The replies in the next chunk Redis sent after the reply to
+    /// `CLIENT ID` ([`ReplyStream::feed`]).
+    pub(in crate::client) fn replies(&self, fed: Result<&[u8], Unframed>) {
         let mut st = self.state();
-        let st = &mut *st;
         if st.lost {
             return;
         }
-        let (answered, blocking) = (&mut st.answered, &mut st.blocking);
-        let fed = st.counter.feed(bytes, |first| {
-            // RESP3 pushes are not replies.
-            if first != b'>' {
-                *answered += 1;
-                while blocking.front().is_some_and(|&i| i < *answered) {
-                    blocking.pop_front();
-                }
-            }
-        });
-        if fed.is_err() {
+        let Ok(types) = fed else {
             st.lose();
+            return;
+        };
+        st.answered += types.len() as u64;
+        let answered = st.answered;
+        while st.blocking.front().is_some_and(|&i| i < answered) {
+            st.blocking.pop_front();
         }
     }
 
@@ -177,6 +180,12 @@ impl Blocked {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::replies::ReplyStream;
+
+    /// Feeds `bytes` of the reply stream `s` to `b`.
+    fn feed(b: &Blocked, s: &mut ReplyStream, bytes: &[u8]) {
+        b.replies(s.feed(bytes));
+    }
 
     fn send(b: &Blocked, line: &str) {
         let frame = format!("{line}\r\n");
@@ -186,32 +195,38 @@ mod tests {
     #[test]
     fn only_a_blocking_command_at_the_head_is_due_and_only_once() {
         let b = Blocked::default();
+        let mut s = ReplyStream::default();
         send(&b, "INCR n");
         send(&b, "BLPOP l 0");
         send(&b, "GET k");
         send(&b, "BRPOP l 0");
         assert_eq!(b.due(), None, "INCR runs first");
-        b.replies(b":1");
+        feed(&b, &mut s, b":1");
         assert_eq!(b.due(), None, "INCR's reply is incomplete");
-        b.replies(b"\r\n");
+        feed(&b, &mut s, b"\r\n");
         assert_eq!(b.due(), Some(1));
         b.unblocked(1);
         assert_eq!(b.due(), None, "at most once per command");
-        b.replies(b"-UNBLOCKED x\r\n$-1\r\n");
+        feed(&b, &mut s, b"-UNBLOCKED x\r\n$-1\r\n");
         assert_eq!(b.due(), Some(3));
-        b.replies(b"*-1\r\n");
+        feed(&b, &mut s, b"*-1\r\n");
         assert_eq!(b.due(), None);
     }
 
     #[test]
     fn queued_commands_and_pushes_do_not_count_as_blocking() {
         let b = Blocked::default();
+        let mut s = ReplyStream::default();
         for c in ["MULTI", "BLPOP l 0", "EXEC", "BLPOP l 0"] {
             send(&b, c);
         }
-        b.replies(b"+OK\r\n+QUEUED\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n");
+        feed(
+            &b,
+            &mut s,
+            b"+OK\r\n+QUEUED\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n",
+        );
         assert_eq!(b.due(), None, "EXEC's reply is still due");
-        b.replies(b"*1\r\n*-1\r\n");
+        feed(&b, &mut s, b"*1\r\n*-1\r\n");
         assert_eq!(b.due(), Some(3));
     }
 
@@ -219,14 +234,16 @@ mod tests {
     fn replies_that_cannot_be_counted_stop_unblocking() {
         for c in ["CLIENT REPLY SKIP", "SUBSCRIBE ch", "MONITOR"] {
             let b = Blocked::default();
+            let mut s = ReplyStream::default();
             send(&b, c);
             send(&b, "BLPOP l 0");
-            b.replies(b"+OK\r\n");
+            feed(&b, &mut s, b"+OK\r\n");
             assert_eq!(b.due(), None, "{c}");
         }
         let b = Blocked::default();
+        let mut s = ReplyStream::default();
         send(&b, "BLPOP l 0");
-        b.replies(b"?bad\r\n");
+        feed(&b, &mut s, b"?bad\r\n");
         assert_eq!(b.due(), None);
         let b = Blocked::default();
         for _ in 0..=MAX_BLOCKING {
@@ -238,10 +255,11 @@ mod tests {
     #[test]
     fn a_replaced_frame_counts_one_reply() {
         let b = Blocked::default();
+        let mut s = ReplyStream::default();
         b.other();
         send(&b, "WAIT 1 0");
         assert_eq!(b.due(), None);
-        b.replies(b"-ERR unknown command\r\n");
+        feed(&b, &mut s, b"-ERR unknown command\r\n");
         assert_eq!(b.due(), Some(1));
     }
 }
