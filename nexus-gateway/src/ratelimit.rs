@@ -14,7 +14,7 @@ use tower_layer::Layer as _;
 
 use crate::config::{ConfigError, RateLimitKey, RateLimitSettings};
 use crate::events::{EventSink, GatewayEvent};
-use crate::layers::RequestId;
+use crate::layers::RequestContext;
 use crate::metrics::Metrics;
 
 /// How often idle limiter keys are evicted.
@@ -36,8 +36,8 @@ fn hook<K>(
             url: r.uri.path().to_owned(),
             correlation_id: r
                 .extensions
-                .get::<RequestId>()
-                .and_then(|id| id.0.to_str().ok())
+                .get::<RequestContext>()
+                .and_then(|c| c.request_id.to_str().ok())
                 .unwrap_or_default()
                 .to_owned(),
         });

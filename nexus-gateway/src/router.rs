@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use crate::admin::Panel;
 use crate::gateway::Shared;
-use crate::layers::RequestId;
+use crate::layers::RequestContext;
 use crate::metrics::ExpositionFormat;
 use crate::path::Route;
 use crate::response::{GatewayResponse, error, json};
@@ -49,20 +49,30 @@ fn method_not_allowed(allow: &'static str) -> GatewayResponse {
     res
 }
 
-async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> GatewayResponse {
-    let route = req
-        .extensions()
-        .get::<Route>()
-        .copied()
-        .unwrap_or(Route::NotFound);
+async fn route(shared: Arc<Shared>, mut req: Request<Incoming>) -> GatewayResponse {
+    // The request's extensions (the context with the principal) go back out on
+    // the response: moved, not copied, so outer layers read them for free.
+    let request_ext = std::mem::take(req.extensions_mut());
+    let mut res = dispatch(&shared, req, &request_ext).await;
+    let response_ext = std::mem::take(res.extensions_mut());
+    let ext = res.extensions_mut();
+    *ext = request_ext;
+    ext.extend(response_ext); // the response's own values win
+    res
+}
+
+async fn dispatch(
+    shared: &Shared,
+    req: Request<Incoming>,
+    ext: &http::Extensions,
+) -> GatewayResponse {
+    let context = ext.get::<RequestContext>();
+    let route = context.map_or(Route::NotFound, |c| c.route);
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
     match route {
         Route::Api => {
-            let rid = req
-                .extensions()
-                .get::<RequestId>()
-                .map_or_else(crate::util::new_request_id, |r| r.0.clone());
-            let peer = req.extensions().get::<SocketAddr>().map(|a| a.ip());
+            let rid = context.map_or_else(crate::util::new_request_id, |c| c.request_id.clone());
+            let peer = ext.get::<SocketAddr>().map(|a| a.ip());
             shared.proxy.forward(req, rid, peer).await
         }
         Route::Token if req.method() == Method::POST => {
@@ -96,7 +106,7 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> GatewayResponse {
         }
         Route::LbStats => json(StatusCode::OK, &shared.proxy.lb_stats()),
         Route::Dashboard => shared.dashboard.page.response(),
-        Route::AdminOverview => json(StatusCode::OK, &crate::admin::overview(&shared)),
+        Route::AdminOverview => json(StatusCode::OK, &crate::admin::overview(shared)),
         Route::AdminCache => shared.dashboard.panel_response(Panel::Cache).await,
         Route::AdminConsumer => shared.dashboard.panel_response(Panel::Consumer).await,
         Route::AdminDashboard => {
@@ -107,7 +117,7 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> GatewayResponse {
             json(
                 StatusCode::OK,
                 &serde_json::json!({
-                    "gateway": crate::admin::overview(&shared),
+                    "gateway": crate::admin::overview(shared),
                     "cache": cache.1,
                     "consumer": consumer.1,
                 }),

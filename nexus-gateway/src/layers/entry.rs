@@ -28,9 +28,24 @@ use crate::response::{GatewayResponse, error};
 use crate::telemetry::{Telemetry, TelemetryEntry};
 use crate::util::{new_request_id, valid_request_id};
 
-/// The request id of the current request (request extension).
+/// What the gateway knows about a request, kept in its extensions as one value.
+///
+/// Inserted once by the entry layer; [`JwtAuth`](crate::auth::JwtAuth) fills in
+/// the [`Principal`] on protected routes. One extension instead of one per item:
+/// every extension costs an allocation, and the first one a map as well.
+///
+/// The router hands the request's extensions back on the response, so layers
+/// outside the router (the entry layer's telemetry, for the client id) find the
+/// context on the response too.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub HeaderValue);
+pub struct RequestContext {
+    /// The classified route of the normalised path.
+    pub route: Route,
+    /// The request id: the client's valid `x-request-id`, or a generated one.
+    pub request_id: HeaderValue,
+    /// The authenticated caller (`None` on public routes and before JWT verification).
+    pub principal: Option<Principal>,
+}
 
 /// What the entry layer records into.
 ///
@@ -137,7 +152,8 @@ impl EntryShared {
         }
         let client: Arc<str> = res
             .extensions()
-            .get::<Principal>()
+            .get::<RequestContext>()
+            .and_then(|c| c.principal.as_ref())
             .map_or_else(|| self.anonymous.clone(), |p| p.subject.clone());
         tracing::debug!(status, latency_ms = millis, client = %client, "request completed");
         // The seed emits `request.completed` for proxied requests only.
@@ -273,8 +289,11 @@ where
                 *req.uri_mut() = uri;
             }
         }
-        req.extensions_mut().insert(route);
-        req.extensions_mut().insert(RequestId(request_id.clone()));
+        req.extensions_mut().insert(RequestContext {
+            route,
+            request_id: request_id.clone(),
+            principal: None,
+        });
         let span = tracing::info_span!(
             "request",
             method = method.as_str(),
