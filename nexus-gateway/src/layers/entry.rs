@@ -42,6 +42,8 @@ pub struct RequestContext {
     /// The classified route of the normalised path.
     pub route: Route,
     /// The request id: the client's valid `x-request-id`, or a generated one.
+    /// Read it here: the request's own headers are left as the client sent them
+    /// (the proxy sets `x-request-id` upstream, the entry layer on the response).
     pub request_id: HeaderValue,
     /// The authenticated caller (`None` on public routes and before JWT verification).
     pub principal: Option<Principal>,
@@ -255,7 +257,6 @@ where
             Some(v) if valid_request_id(v) => v.clone(),
             _ => new_request_id(),
         };
-        req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
         let peer = req.extensions().get::<SocketAddr>().copied();
         let method = req.method().clone();
         let normalized = normalize(req.uri().path());
