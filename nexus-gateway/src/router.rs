@@ -49,23 +49,17 @@ fn method_not_allowed(allow: &'static str) -> GatewayResponse {
     res
 }
 
-async fn route(shared: Arc<Shared>, mut req: Request<Incoming>) -> GatewayResponse {
-    // The request's extensions (the context with the principal) go back out on
-    // the response: moved, not copied, so outer layers read them for free.
-    let request_ext = std::mem::take(req.extensions_mut());
-    let mut res = dispatch(&shared, req, &request_ext).await;
+/// Hands the request's extensions (the context with the principal) back on the
+/// response: moved, not copied, so outer layers read them for free. The
+/// response's own values win.
+fn return_extensions(res: &mut GatewayResponse, request_ext: http::Extensions) {
     let response_ext = std::mem::take(res.extensions_mut());
     let ext = res.extensions_mut();
     *ext = request_ext;
-    ext.extend(response_ext); // the response's own values win
-    res
+    ext.extend(response_ext);
 }
 
-async fn dispatch(
-    shared: &Shared,
-    req: Request<Incoming>,
-    ext: &http::Extensions,
-) -> GatewayResponse {
+async fn route(shared: &Shared, req: Request<Incoming>, ext: &http::Extensions) -> GatewayResponse {
     let context = ext.get::<RequestContext>();
     let route = context.map_or(Route::NotFound, |c| c.route);
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
@@ -139,6 +133,12 @@ impl Service<Request<Incoming>> for Router {
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         let shared = self.shared.clone();
-        Box::pin(async move { Ok(route(shared, req).await) })
+        let mut req = req;
+        let request_ext = std::mem::take(req.extensions_mut());
+        Box::pin(async move {
+            let mut res = route(&shared, req, &request_ext).await;
+            return_extensions(&mut res, request_ext);
+            Ok(res)
+        })
     }
 }
