@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -66,7 +65,7 @@ async fn route(shared: &Shared, req: Request<Incoming>, ext: &http::Extensions) 
     match route {
         Route::Api => {
             let rid = context.map_or_else(crate::util::new_request_id, |c| c.request_id.clone());
-            let peer = ext.get::<SocketAddr>().map(|a| a.ip());
+            let peer = crate::layers::peer_addr(ext).map(|a| a.ip());
             shared.proxy.forward(req, rid, peer).await
         }
         Route::Token if req.method() == Method::POST => {

@@ -47,6 +47,17 @@ pub struct RequestContext {
     pub request_id: HeaderValue,
     /// The authenticated caller (`None` on public routes and before JWT verification).
     pub principal: Option<Principal>,
+    /// The client's TCP peer (see [`Entry::for_peer`]).
+    pub peer: Option<SocketAddr>,
+}
+
+/// The TCP peer of a request: its [`RequestContext`]'s, else a `SocketAddr`
+/// extension (requests that did not pass the entry layer).
+pub fn peer_addr(ext: &http::Extensions) -> Option<SocketAddr> {
+    match ext.get::<RequestContext>() {
+        Some(c) => c.peer,
+        None => ext.get::<SocketAddr>().copied(),
+    }
 }
 
 /// What the entry layer records into.
@@ -96,6 +107,7 @@ impl<S> Layer<S> for EntryLayer {
         Entry {
             inner,
             shared: self.shared.clone(),
+            peer: None,
         }
     }
 }
@@ -105,9 +117,20 @@ impl<S> Layer<S> for EntryLayer {
 pub struct Entry<S> {
     inner: S,
     shared: Arc<EntryShared>,
+    /// The connection's peer, when this copy serves one connection.
+    peer: Option<SocketAddr>,
 }
 
 impl<S> Entry<S> {
+    /// This copy serves one connection from `peer`: the entry layer puts it in
+    /// the [`RequestContext`] itself. Without it, the peer is read from a
+    /// `SocketAddr` request extension, as a server commonly inserts (one
+    /// extension less per request when the connection's copy knows it).
+    pub fn for_peer(mut self, peer: SocketAddr) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -257,7 +280,9 @@ where
             Some(v) if valid_request_id(v) => v.clone(),
             _ => new_request_id(),
         };
-        let peer = req.extensions().get::<SocketAddr>().copied();
+        let peer = self
+            .peer
+            .or_else(|| req.extensions().get::<SocketAddr>().copied());
         let method = req.method().clone();
         let normalized = normalize(req.uri().path());
         let (path, route) = match normalized {
@@ -294,6 +319,7 @@ where
             route,
             request_id: request_id.clone(),
             principal: None,
+            peer,
         });
         let span = tracing::info_span!(
             "request",
