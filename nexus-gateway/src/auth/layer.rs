@@ -124,3 +124,44 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn bearer_of(v: &[u8]) -> Result<String, AuthError> {
+        let mut req = Request::new(());
+        req.headers_mut().insert(
+            header::AUTHORIZATION,
+            http::HeaderValue::from_bytes(v).unwrap(),
+        );
+        bearer(&req).map(str::to_owned)
+    }
+
+    #[test]
+    fn bearer_token_is_taken_only_from_a_well_formed_header() {
+        assert_eq!(bearer_of(b"Bearer abc.def").unwrap(), "abc.def");
+        assert_eq!(bearer_of(b"bEaReR  abc ").unwrap(), "abc");
+        for bad in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer   ",
+            b"Bearerx abc",
+            b"Bearer\tabc",
+            b" Bearer abc",
+            b"Basic abc",
+            b"Bear abc",
+            b"Bearer ab\xc3\xa9",
+        ] {
+            assert_eq!(
+                bearer_of(bad),
+                Err(AuthError::Malformed),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let req = Request::new(());
+        assert_eq!(bearer(&req), Err(AuthError::Missing));
+    }
+}
