@@ -458,9 +458,17 @@ async fn serve_connections(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let svc = ConnService::new(service.clone());
+        // The plain stack's entry layer takes the peer from its per-connection
+        // copy; the boxed (traced) stack still gets it as an extension.
+        let (conn_service, insert_peer) = match &service {
+            Either::Right(entry) => (Either::Right(entry.clone().for_peer(peer)), false),
+            Either::Left(boxed) => (Either::Left(boxed.clone()), true),
+        };
+        let svc = ConnService::new(conn_service);
         let hyper_svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert::<SocketAddr>(peer);
+            if insert_peer {
+                req.extensions_mut().insert::<SocketAddr>(peer);
+            }
             svc.call(req)
         });
         let conn = builder

@@ -106,6 +106,11 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
         return Err(PathError::NotAbsolute);
     }
     let bytes = path.as_bytes();
+    // One pass: refuse forbidden bytes and encodings, and note whether any
+    // segment needs resolving (empty, `.` or `..`: `//`, `/./`, `/../`, a
+    // trailing `/.`, `/..` or `/`).
+    let mut plain = true;
+    let mut seg_start = 1;
     for (i, &b) in bytes.iter().enumerate() {
         if b == b'\\' || b < 0x20 || b == 0x7f {
             return Err(PathError::Forbidden);
@@ -120,15 +125,15 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
                 return Err(PathError::Forbidden);
             }
         }
+        if b == b'/' && i > 0 {
+            plain &= !matches!(&bytes[seg_start..i], b"" | b"." | b"..");
+            seg_start = i + 1;
+        }
     }
+    let last = &bytes[seg_start.min(bytes.len())..];
+    plain &= !matches!(last, b"." | b"..") && (bytes.len() == 1 || !last.is_empty());
     // Fast path: already normal (the common case on the hot path).
-    if !path.contains("//")
-        && !path.contains("/./")
-        && !path.contains("/../")
-        && !path.ends_with("/.")
-        && !path.ends_with("/..")
-        && (path.len() == 1 || !path.ends_with('/'))
-    {
+    if plain {
         return Ok(path.to_owned());
     }
     let mut segs: Vec<&str> = Vec::new();
@@ -184,6 +189,42 @@ mod tests {
         assert_eq!(normalize("/../etc"), Err(PathError::EscapesRoot));
         assert_eq!(normalize("/x%"), Err(PathError::Forbidden));
         assert_eq!(normalize("*"), Err(PathError::NotAbsolute));
+    }
+
+    /// Resolves segments always (what the slow path does), as the reference.
+    fn resolved(path: &str) -> Result<String, PathError> {
+        let mut segs: Vec<&str> = Vec::new();
+        for seg in path.split('/') {
+            match seg {
+                "" | "." => {}
+                ".." => {
+                    segs.pop().ok_or(PathError::EscapesRoot)?;
+                }
+                s => segs.push(s),
+            }
+        }
+        let out: String = segs.iter().map(|s| format!("/{s}")).collect();
+        Ok(if out.is_empty() { "/".to_owned() } else { out })
+    }
+
+    #[test]
+    fn fast_path_only_for_paths_resolution_keeps() {
+        // Every path of up to 8 bytes over `/`, `.` and `a`.
+        let mut paths = vec!["/".to_owned()];
+        let mut frontier = paths.clone();
+        for _ in 0..7 {
+            let mut next = Vec::new();
+            for p in &frontier {
+                for c in ['/', '.', 'a'] {
+                    next.push(format!("{p}{c}"));
+                }
+            }
+            paths.extend(next.iter().cloned());
+            frontier = next;
+        }
+        for p in &paths {
+            assert_eq!(normalize(p), resolved(p), "{p}");
+        }
     }
 
     #[test]

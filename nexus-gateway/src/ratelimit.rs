@@ -14,7 +14,7 @@ use tower_layer::Layer as _;
 
 use crate::config::{ConfigError, RateLimitKey, RateLimitSettings};
 use crate::events::{EventSink, GatewayEvent};
-use crate::layers::RequestId;
+use crate::layers::RequestContext;
 use crate::metrics::Metrics;
 
 /// How often idle limiter keys are evicted.
@@ -28,7 +28,7 @@ fn hook<K>(
     events: Arc<dyn EventSink>,
 ) -> impl Fn(&Rejection<'_, K>) + Send + Sync + 'static {
     move |r: &Rejection<'_, K>| {
-        let ip = r.extensions.get::<std::net::SocketAddr>().map(|a| a.ip());
+        let ip = crate::layers::peer_addr(r.extensions).map(|a| a.ip());
         metrics.rate_limited(ip);
         events.emit(GatewayEvent::RateLimitHit {
             ip,
@@ -36,8 +36,8 @@ fn hook<K>(
             url: r.uri.path().to_owned(),
             correlation_id: r
                 .extensions
-                .get::<RequestId>()
-                .and_then(|id| id.0.to_str().ok())
+                .get::<RequestContext>()
+                .and_then(|c| c.request_id.to_str().ok())
                 .unwrap_or_default()
                 .to_owned(),
         });
@@ -46,7 +46,21 @@ fn hook<K>(
 
 /// The limiter around `S`, keyed by peer IP or by a header (a concrete type,
 /// so that no request pays for a boxed service or future here).
-pub(crate) type Limited<S> = Either<RateLimit<S, PeerIp>, RateLimit<S, FromHeader>>;
+pub(crate) type Limited<S> = Either<RateLimit<S, ContextPeerIp>, RateLimit<S, FromHeader>>;
+
+/// [`PeerIp`] with the peer taken from the [`RequestContext`](crate::layers::RequestContext)
+/// (or a `SocketAddr` extension), see [`crate::layers::peer_addr`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ContextPeerIp(PeerIp);
+
+impl KeyExtractor for ContextPeerIp {
+    type Key = std::net::IpAddr;
+
+    fn extract<B>(&self, req: &http::Request<B>) -> Option<std::net::IpAddr> {
+        let peer = crate::layers::peer_addr(req.extensions()).map(|a| a.ip());
+        self.0.key_with_peer(req, peer)
+    }
+}
 
 fn wrap<S, E: KeyExtractor>(
     inner: S,
@@ -76,7 +90,7 @@ pub(crate) fn layer<S>(
         .with_max_keys(rl.max_keys);
     match &rl.key {
         RateLimitKey::Ip => {
-            let (svc, hk) = wrap(inner, cfg, PeerIp::new(), metrics, events)?;
+            let (svc, hk) = wrap(inner, cfg, ContextPeerIp(PeerIp::new()), metrics, events)?;
             Ok((Either::Left(svc), hk))
         }
         RateLimitKey::Header(name) => {
@@ -85,5 +99,35 @@ pub(crate) fn layer<S>(
             let (svc, hk) = wrap(inner, cfg, FromHeader::new(name), metrics, events)?;
             Ok((Either::Right(svc), hk))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::net::{IpAddr, SocketAddr};
+
+    use super::*;
+    use crate::layers::RequestContext;
+    use crate::path::Route;
+
+    #[test]
+    fn peer_key_comes_from_the_context_or_the_socket_addr_extension() {
+        let key = ContextPeerIp(PeerIp::new());
+        let peer: SocketAddr = "[2001:db8::1:2:3:4]:5000".parse().unwrap();
+        let mut req = http::Request::new(());
+        assert_eq!(key.extract(&req), None);
+        req.extensions_mut().insert(RequestContext {
+            route: Route::Api,
+            request_id: http::HeaderValue::from_static("r"),
+            principal: None,
+            peer: Some(peer),
+        });
+        let grouped: IpAddr = "2001:db8::".parse().unwrap();
+        assert_eq!(key.extract(&req), Some(grouped), "IPv6 grouped by /64");
+        let mut req = http::Request::new(());
+        req.extensions_mut()
+            .insert::<SocketAddr>("10.1.2.3:9".parse().unwrap());
+        assert_eq!(key.extract(&req), Some("10.1.2.3".parse().unwrap()));
     }
 }

@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,7 +14,7 @@ use tower_service::Service;
 
 use crate::admin::Panel;
 use crate::gateway::Shared;
-use crate::layers::RequestId;
+use crate::layers::RequestContext;
 use crate::metrics::ExpositionFormat;
 use crate::path::Route;
 use crate::response::{GatewayResponse, error, json};
@@ -49,20 +48,24 @@ fn method_not_allowed(allow: &'static str) -> GatewayResponse {
     res
 }
 
-async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> GatewayResponse {
-    let route = req
-        .extensions()
-        .get::<Route>()
-        .copied()
-        .unwrap_or(Route::NotFound);
+/// Hands the request's extensions (the context with the principal) back on the
+/// response: moved, not copied, so outer layers read them for free. The
+/// response's own values win.
+fn return_extensions(res: &mut GatewayResponse, request_ext: http::Extensions) {
+    let response_ext = std::mem::take(res.extensions_mut());
+    let ext = res.extensions_mut();
+    *ext = request_ext;
+    ext.extend(response_ext);
+}
+
+async fn route(shared: &Shared, req: Request<Incoming>, ext: &http::Extensions) -> GatewayResponse {
+    let context = ext.get::<RequestContext>();
+    let route = context.map_or(Route::NotFound, |c| c.route);
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
     match route {
         Route::Api => {
-            let rid = req
-                .extensions()
-                .get::<RequestId>()
-                .map_or_else(crate::util::new_request_id, |r| r.0.clone());
-            let peer = req.extensions().get::<SocketAddr>().map(|a| a.ip());
+            let rid = context.map_or_else(crate::util::new_request_id, |c| c.request_id.clone());
+            let peer = crate::layers::peer_addr(ext).map(|a| a.ip());
             shared.proxy.forward(req, rid, peer).await
         }
         Route::Token if req.method() == Method::POST => {
@@ -96,7 +99,7 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> GatewayResponse {
         }
         Route::LbStats => json(StatusCode::OK, &shared.proxy.lb_stats()),
         Route::Dashboard => shared.dashboard.page.response(),
-        Route::AdminOverview => json(StatusCode::OK, &crate::admin::overview(&shared)),
+        Route::AdminOverview => json(StatusCode::OK, &crate::admin::overview(shared)),
         Route::AdminCache => shared.dashboard.panel_response(Panel::Cache).await,
         Route::AdminConsumer => shared.dashboard.panel_response(Panel::Consumer).await,
         Route::AdminDashboard => {
@@ -107,7 +110,7 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> GatewayResponse {
             json(
                 StatusCode::OK,
                 &serde_json::json!({
-                    "gateway": crate::admin::overview(&shared),
+                    "gateway": crate::admin::overview(shared),
                     "cache": cache.1,
                     "consumer": consumer.1,
                 }),
@@ -129,6 +132,12 @@ impl Service<Request<Incoming>> for Router {
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         let shared = self.shared.clone();
-        Box::pin(async move { Ok(route(shared, req).await) })
+        let mut req = req;
+        let request_ext = std::mem::take(req.extensions_mut());
+        Box::pin(async move {
+            let mut res = route(&shared, req, &request_ext).await;
+            return_extensions(&mut res, request_ext);
+            Ok(res)
+        })
     }
 }

@@ -61,7 +61,25 @@ pub(crate) fn new_request_id() -> HeaderValue {
         r /= 36;
     }
     n += 10;
-    HeaderValue::from_bytes(&buf[..n]).unwrap_or(HeaderValue::from_static("nexus-0"))
+    // The id is cloned several times per request (context, headers both ways,
+    // telemetry): a buffer owned by the `Bytes` is one allocation and every
+    // clone a reference count, where a copied slice would be promoted to a
+    // shared buffer, a second allocation, on its first clone.
+    let id = RequestIdBytes { buf, len: n };
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
+        .unwrap_or(HeaderValue::from_static("nexus-0"))
+}
+
+/// A generated request id's bytes (see [`new_request_id`]).
+struct RequestIdBytes {
+    buf: [u8; 37],
+    len: usize,
+}
+
+impl AsRef<[u8]> for RequestIdBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
 }
 
 /// Milliseconds since the Unix epoch (0 before it).

@@ -6,7 +6,6 @@
 //! state (`r` tokens remaining, full again in `t` seconds). A 429 also carries
 //! `Retry-After` (seconds until one token is back, rounded up).
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -19,6 +18,13 @@ pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-poli
 /// `RateLimit` header name.
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
+/// Longest `RateLimit` value: a quoted name of at most [`MAX_NAME`] bytes,
+/// `;r=` and a `u32`, `;t=` and a `u64`.
+const STATE_MAX: usize = MAX_NAME + 2 + 3 + 10 + 3 + 20;
+
+/// Longest policy name.
+const MAX_NAME: usize = 64;
+
 /// Precomputed header parts for one policy.
 #[derive(Debug, Clone)]
 pub(crate) struct PolicyHeaders {
@@ -29,7 +35,7 @@ pub(crate) struct PolicyHeaders {
 impl PolicyHeaders {
     pub(crate) fn new(name: &str, quota: &Quota) -> Result<Self, ConfigError> {
         let valid = !name.is_empty()
-            && name.len() <= 64
+            && name.len() <= MAX_NAME
             && name.starts_with(|c: char| c.is_ascii_alphabetic())
             && name
                 .chars()
@@ -60,20 +66,28 @@ impl PolicyHeaders {
 
     /// `RateLimit-Policy` and `RateLimit` values for a state.
     pub(crate) fn values(&self, remaining: u32, reset: Duration) -> QuotaHeaders {
-        // One allocation: the value is written into a buffer the header
-        // value then shares (no copy into a second one).
-        let mut text = BytesMut::with_capacity(self.name.len() + 24);
-        // Writing into a BytesMut cannot fail.
-        let _ = write!(
-            text,
-            "\"{}\";r={remaining};t={}",
-            self.name,
-            ceil_secs(reset)
-        );
+        // Formatted on the stack: the header value's own copy is the only
+        // allocation (a `BytesMut` frozen into a header value costs a second one
+        // for the shared buffer it becomes).
+        let mut buf = [0u8; STATE_MAX];
+        let mut n = 0;
+        let mut put = |part: &[u8]| {
+            // Always fits: the name is at most `MAX_NAME` bytes (validated).
+            if let Some(dst) = buf.get_mut(n..n + part.len()) {
+                dst.copy_from_slice(part);
+                n += part.len();
+            }
+        };
+        put(b"\"");
+        put(self.name.as_bytes());
+        put(b"\";r=");
+        put(itoa::Buffer::new().format(remaining).as_bytes());
+        put(b";t=");
+        put(itoa::Buffer::new().format(ceil_secs(reset)).as_bytes());
         QuotaHeaders {
             policy: self.policy.clone(),
             // The name was validated as a token and the rest is digits.
-            state: HeaderValue::from_maybe_shared(text.freeze()).ok(),
+            state: HeaderValue::from_bytes(&buf[..n]).ok(),
         }
     }
 
@@ -122,5 +136,28 @@ impl QuotaHeaders {
 
 /// Whole seconds, rounded up (a client that waits that long will be admitted).
 fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn state_value_is_formatted_for_short_and_longest_names() {
+        let quota = Quota::per_second(
+            std::num::NonZeroU32::new(10).unwrap(),
+            std::num::NonZeroU32::new(2).unwrap(),
+        );
+        let h = PolicyHeaders::default_name(&quota);
+        let v = h.values(3, Duration::from_millis(1500));
+        assert_eq!(v.state.unwrap(), "\"default\";r=3;t=2");
+        let long = format!("p{}", "x".repeat(MAX_NAME - 1));
+        let h = PolicyHeaders::new(&long, &quota).unwrap();
+        let v = h.values(u32::MAX, Duration::MAX);
+        let want = format!("\"{long}\";r={};t={}", u32::MAX, ceil_secs(Duration::MAX));
+        assert_eq!(v.state.unwrap(), want.as_str());
+        assert!(PolicyHeaders::new(&format!("{long}y"), &quota).is_err());
+    }
 }

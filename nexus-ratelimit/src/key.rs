@@ -168,17 +168,25 @@ pub(crate) fn peer_addr(ext: &http::Extensions) -> Option<SocketAddr> {
     None
 }
 
+impl PeerIp {
+    /// The key of `req` whose TCP peer is `peer`, for a server that keeps the
+    /// peer somewhere other than the extensions [`extract`](KeyExtractor::extract)
+    /// reads (the same rules otherwise).
+    pub fn key_with_peer<B>(&self, req: &Request<B>, peer: Option<IpAddr>) -> Option<IpAddr> {
+        let ip = if self.trusted_proxies > 0 {
+            self.forwarded(req).or(peer)
+        } else {
+            peer
+        }?;
+        Some(self.normalise(ip))
+    }
+}
+
 impl KeyExtractor for PeerIp {
     type Key = IpAddr;
 
     fn extract<B>(&self, req: &Request<B>) -> Option<IpAddr> {
-        let ip = if self.trusted_proxies > 0 {
-            self.forwarded(req)
-                .or_else(|| peer_addr(req.extensions()).map(|a| a.ip()))
-        } else {
-            peer_addr(req.extensions()).map(|a| a.ip())
-        }?;
-        Some(self.normalise(ip))
+        self.key_with_peer(req, peer_addr(req.extensions()).map(|a| a.ip()))
     }
 }
 

@@ -1,10 +1,10 @@
 //! [`JwtAuthLayer`]: verifies `Authorization: Bearer` on every non-public route.
 //!
-//! Public routes are decided on the normalised, classified route (a [`Route`] in
-//! the request extensions, put there by the entry layer); a request without one is
-//! treated as protected. On success the [`Principal`] goes into the request
-//! extensions for later layers and is copied into the response extensions so the
-//! entry layer can log the client id.
+//! Public routes are decided on the normalised, classified route (the
+//! [`RequestContext`] in the request extensions, put there by the entry layer); a
+//! request without one is treated as protected. On success the [`Principal`] goes
+//! into that context for later layers (see [`principal`]); without a context (the
+//! layer used on its own) it is inserted as an extension of its own.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,7 +15,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::jwt::{AuthError, JwtKeys, Principal};
-use crate::path::Route;
+use crate::layers::RequestContext;
 use crate::response::{GatewayResponse, error};
 
 /// Layer that verifies bearer tokens with a pinned algorithm.
@@ -68,6 +68,17 @@ fn bearer<B>(req: &Request<B>) -> Result<&str, AuthError> {
     Ok(token.trim())
 }
 
+/// The authenticated caller of a request that passed [`JwtAuth`]: the
+/// [`RequestContext`]'s principal, or a [`Principal`] extension when the layer
+/// runs without the entry layer in front.
+pub fn principal<B>(req: &Request<B>) -> Option<&Principal> {
+    let ext = req.extensions();
+    match ext.get::<RequestContext>() {
+        Some(c) => c.principal.as_ref(),
+        None => ext.get::<Principal>(),
+    }
+}
+
 /// The 401 for an authentication failure.
 pub(crate) fn unauthorized(e: &AuthError) -> GatewayResponse {
     let mut res = error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
@@ -85,7 +96,7 @@ where
 {
     type Response = GatewayResponse;
     type Error = S::Error;
-    type Future = Either<WithPrincipal<S::Future>, Ready<Result<GatewayResponse, S::Error>>>;
+    type Future = Either<S::Future, Ready<Result<GatewayResponse, S::Error>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -94,47 +105,63 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let public = req
             .extensions()
-            .get::<Route>()
-            .is_some_and(|r| r.is_public());
+            .get::<RequestContext>()
+            .is_some_and(|c| c.route.is_public());
         if public {
-            return Either::Left(WithPrincipal {
-                inner: self.inner.call(req),
-                principal: None,
-            });
+            return Either::Left(self.inner.call(req));
         }
         match bearer(&req).and_then(|t| self.keys.verify(t)) {
             Ok(p) => {
-                req.extensions_mut().insert(p.clone());
-                Either::Left(WithPrincipal {
-                    inner: self.inner.call(req),
-                    principal: Some(p),
-                })
+                match req.extensions_mut().get_mut::<RequestContext>() {
+                    Some(c) => c.principal = Some(p),
+                    None => {
+                        req.extensions_mut().insert(p);
+                    }
+                }
+                Either::Left(self.inner.call(req))
             }
             Err(e) => Either::Right(ready(Ok(unauthorized(&e)))),
         }
     }
 }
 
-pin_project_lite::pin_project! {
-    /// Future that copies the [`Principal`] into the response extensions.
-    pub struct WithPrincipal<F> {
-        #[pin]
-        inner: F,
-        principal: Option<Principal>,
-    }
-}
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
 
-impl<F, E> std::future::Future for WithPrincipal<F>
-where
-    F: std::future::Future<Output = Result<GatewayResponse, E>>,
-{
-    type Output = Result<GatewayResponse, E>;
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut res = std::task::ready!(this.inner.poll(cx))?;
-        if let Some(p) = this.principal.take() {
-            res.extensions_mut().insert(p);
+    fn bearer_of(v: &[u8]) -> Result<String, AuthError> {
+        let mut req = Request::new(());
+        req.headers_mut().insert(
+            header::AUTHORIZATION,
+            http::HeaderValue::from_bytes(v).unwrap(),
+        );
+        bearer(&req).map(str::to_owned)
+    }
+
+    #[test]
+    fn bearer_token_is_taken_only_from_a_well_formed_header() {
+        assert_eq!(bearer_of(b"Bearer abc.def").unwrap(), "abc.def");
+        assert_eq!(bearer_of(b"bEaReR  abc ").unwrap(), "abc");
+        for bad in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer   ",
+            b"Bearerx abc",
+            b"Bearer\tabc",
+            b" Bearer abc",
+            b"Basic abc",
+            b"Bear abc",
+            b"Bearer ab\xc3\xa9",
+        ] {
+            assert_eq!(
+                bearer_of(bad),
+                Err(AuthError::Malformed),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        Poll::Ready(Ok(res))
+        let req = Request::new(());
+        assert_eq!(bearer(&req), Err(AuthError::Missing));
     }
 }

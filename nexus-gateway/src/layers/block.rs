@@ -1,6 +1,5 @@
 //! [`BlocklistLayer`]: 403 for peers on the blocklist, before any other work.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -12,7 +11,8 @@ use tower_service::Service;
 use crate::blocklist::Blocklist;
 use crate::response::{GatewayResponse, error};
 
-/// Refuses requests whose TCP peer (`SocketAddr` extension) is blocked.
+/// Refuses requests whose TCP peer ([`peer_addr`](super::peer_addr): the request
+/// context's, else a `SocketAddr` extension) is blocked.
 #[derive(Clone)]
 pub struct BlocklistLayer {
     list: Arc<dyn Blocklist>,
@@ -71,9 +71,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let blocked = req
-            .extensions()
-            .get::<SocketAddr>()
+        let blocked = super::peer_addr(req.extensions())
             .is_some_and(|a| self.list.is_blocked(a.ip().to_canonical()));
         if blocked {
             let mut res = error(

@@ -28,9 +28,37 @@ use crate::response::{GatewayResponse, error};
 use crate::telemetry::{Telemetry, TelemetryEntry};
 use crate::util::{new_request_id, valid_request_id};
 
-/// The request id of the current request (request extension).
+/// What the gateway knows about a request, kept in its extensions as one value.
+///
+/// Inserted once by the entry layer; [`JwtAuth`](crate::auth::JwtAuth) fills in
+/// the [`Principal`] on protected routes. One extension instead of one per item:
+/// every extension costs an allocation, and the first one a map as well.
+///
+/// The router hands the request's extensions back on the response, so layers
+/// outside the router (the entry layer's telemetry, for the client id) find the
+/// context on the response too.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub HeaderValue);
+pub struct RequestContext {
+    /// The classified route of the normalised path.
+    pub route: Route,
+    /// The request id: the client's valid `x-request-id`, or a generated one.
+    /// Read it here: the request's own headers are left as the client sent them
+    /// (the proxy sets `x-request-id` upstream, the entry layer on the response).
+    pub request_id: HeaderValue,
+    /// The authenticated caller (`None` on public routes and before JWT verification).
+    pub principal: Option<Principal>,
+    /// The client's TCP peer (see [`Entry::for_peer`]).
+    pub peer: Option<SocketAddr>,
+}
+
+/// The TCP peer of a request: its [`RequestContext`]'s, else a `SocketAddr`
+/// extension (requests that did not pass the entry layer).
+pub fn peer_addr(ext: &http::Extensions) -> Option<SocketAddr> {
+    match ext.get::<RequestContext>() {
+        Some(c) => c.peer,
+        None => ext.get::<SocketAddr>().copied(),
+    }
+}
 
 /// What the entry layer records into.
 ///
@@ -79,6 +107,7 @@ impl<S> Layer<S> for EntryLayer {
         Entry {
             inner,
             shared: self.shared.clone(),
+            peer: None,
         }
     }
 }
@@ -88,9 +117,20 @@ impl<S> Layer<S> for EntryLayer {
 pub struct Entry<S> {
     inner: S,
     shared: Arc<EntryShared>,
+    /// The connection's peer, when this copy serves one connection.
+    peer: Option<SocketAddr>,
 }
 
 impl<S> Entry<S> {
+    /// This copy serves one connection from `peer`: the entry layer puts it in
+    /// the [`RequestContext`] itself. Without it, the peer is read from a
+    /// `SocketAddr` request extension, as a server commonly inserts (one
+    /// extension less per request when the connection's copy knows it).
+    pub fn for_peer(mut self, peer: SocketAddr) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -137,7 +177,8 @@ impl EntryShared {
         }
         let client: Arc<str> = res
             .extensions()
-            .get::<Principal>()
+            .get::<RequestContext>()
+            .and_then(|c| c.principal.as_ref())
             .map_or_else(|| self.anonymous.clone(), |p| p.subject.clone());
         tracing::debug!(status, latency_ms = millis, client = %client, "request completed");
         // The seed emits `request.completed` for proxied requests only.
@@ -239,8 +280,9 @@ where
             Some(v) if valid_request_id(v) => v.clone(),
             _ => new_request_id(),
         };
-        req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
-        let peer = req.extensions().get::<SocketAddr>().copied();
+        let peer = self
+            .peer
+            .or_else(|| req.extensions().get::<SocketAddr>().copied());
         let method = req.method().clone();
         let normalized = normalize(req.uri().path());
         let (path, route) = match normalized {
@@ -273,8 +315,12 @@ where
                 *req.uri_mut() = uri;
             }
         }
-        req.extensions_mut().insert(route);
-        req.extensions_mut().insert(RequestId(request_id.clone()));
+        req.extensions_mut().insert(RequestContext {
+            route,
+            request_id: request_id.clone(),
+            principal: None,
+            peer,
+        });
         let span = tracing::info_span!(
             "request",
             method = method.as_str(),

@@ -6,4 +6,4 @@ mod block;
 mod entry;
 
 pub use block::{BlockGuard, BlocklistLayer, IpBlocked};
-pub use entry::{Entry, EntryLayer, RequestId};
+pub use entry::{Entry, EntryLayer, RequestContext, peer_addr};

@@ -18,10 +18,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::UpstreamBody;
+use super::connect::PlainConnector;
 use crate::config::ProxySettings;
 
 /// Pooled keep-alive client (HTTP/1.1, or HTTP/2 with prior knowledge).
-pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
+pub type UpstreamClient = Client<PlainConnector, UpstreamBody>;
 
 /// Most per-thread pools a proxy keeps (threads beyond this share pools
 /// round-robin). Bounds idle upstream connections to
@@ -83,5 +84,5 @@ fn build(p: &ProxySettings) -> UpstreamClient {
         .http2_only(p.http2)
         // The proxy sets `Host` itself (HTTP/1.1 only; HTTP/2 sends `:authority`).
         .set_host(!p.http2);
-    b.build(connector)
+    b.build(PlainConnector(connector))
 }

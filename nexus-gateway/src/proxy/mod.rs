@@ -10,6 +10,7 @@
 
 mod breaker;
 mod client;
+mod connect;
 mod forward;
 mod lb;
 mod seams;
@@ -17,6 +18,7 @@ pub mod transform;
 
 pub use breaker::{MAX_BREAKERS, NexusBreakers};
 pub use client::UpstreamClient;
+pub use connect::{PlainConn, PlainConnector};
 pub use forward::{Proxy, SMALL_BODY};
 pub use lb::{LbUpstreams, parse_services};
 pub use seams::{

@@ -85,11 +85,15 @@ pub fn request_headers(
 ) {
     strip_hop_by_hop(headers);
     headers.remove(header::HOST);
+    // One pass over the names there are (usually a handful) instead of a hashed
+    // removal for each configured name, which is usually absent.
+    if headers.keys().any(|k| t.strip_headers.contains(k)) {
+        for h in &t.strip_headers {
+            headers.remove(h);
+        }
+    }
     // Room for what is inserted below and the proxy's `Host`: one growth at most.
     headers.reserve(5);
-    for h in &t.strip_headers {
-        headers.remove(h);
-    }
     headers.insert(X_REQUEST_ID, request_id.clone());
     headers.insert(X_GATEWAY_VERSION, t.gateway_version.clone());
     if let Some(ip) = peer {
@@ -115,18 +119,20 @@ thread_local! {
     static HOSTS: RefCell<Vec<(Authority, HeaderValue)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Looks `key` up in a small per-thread cache, building and remembering the
-/// value on a miss. A miss costs a linear scan of at most [`HEADER_CACHE`].
-fn cached<K: PartialEq + Clone>(
+/// Looks `key` up (with `same`) in a small per-thread cache, building and
+/// remembering the value on a miss. A miss costs a linear scan of at most
+/// [`HEADER_CACHE`].
+fn cached<K: Clone>(
     cache: &'static std::thread::LocalKey<RefCell<Vec<(K, HeaderValue)>>>,
     key: &K,
+    same: impl Fn(&K, &K) -> bool,
     build: impl FnOnce() -> HeaderValue,
 ) -> HeaderValue {
     cache.with(|c| {
         let Ok(mut c) = c.try_borrow_mut() else {
             return build();
         };
-        if let Some((_, v)) = c.iter().find(|(k, _)| k == key) {
+        if let Some((_, v)) = c.iter().find(|(k, _)| same(k, key)) {
             return v.clone();
         }
         let v = build();
@@ -140,9 +146,17 @@ fn cached<K: PartialEq + Clone>(
 
 /// The `X-Forwarded-For` value for a peer without a previous hop.
 fn peer_header(ip: IpAddr) -> HeaderValue {
-    cached(&PEERS, &ip, || {
+    cached(&PEERS, &ip, IpAddr::eq, || {
         HeaderValue::try_from(ip.to_string()).unwrap_or(HeaderValue::from_static(""))
     })
+}
+
+/// Whether two authorities are equal. The balancer hands out clones of one
+/// `Authority` per endpoint, so the same bytes usually answer first; `==` is a
+/// case-insensitive byte loop.
+fn same_authority(a: &Authority, b: &Authority) -> bool {
+    let (a, b) = (a.as_str(), b.as_str());
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a.eq_ignore_ascii_case(b)
 }
 
 /// The `Host` header for an upstream URI: its host, plus the port when it is
@@ -151,7 +165,7 @@ pub fn host_header(uri: &Uri) -> HeaderValue {
     let Some(authority) = uri.authority() else {
         return HeaderValue::from_static("");
     };
-    cached(&HOSTS, authority, || {
+    cached(&HOSTS, authority, same_authority, || {
         let default_port = match uri.scheme_str() {
             Some("https") => Some(443),
             Some("http") => Some(80),
