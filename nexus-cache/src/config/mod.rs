@@ -69,6 +69,10 @@ pub struct ProxyConfig {
     /// Longest reconnect delay (default 2 s).
     pub backoff_max: Duration,
     /// How long graceful shutdown waits for clients to finish (default 5 s).
+    /// Also how long the input of a client refused for a protocol error is
+    /// still read and discarded after its last reply (a lingering close, so
+    /// that closing with unread input does not reset the connection and cut
+    /// those replies), unless it closes first or shutdown begins.
     pub shutdown_grace: Duration,
     /// Longest wait for a reply on a shared connection (default 30 s). When the
     /// oldest outstanding batch exceeds it, the connection is considered dead: its
