@@ -9,7 +9,8 @@
 //! Flags: `--listen ADDR` (default 127.0.0.1:6380), `--upstream URL` (default
 //! redis://127.0.0.1:6379, `redis://[[user]:password@]host:port[/db]`),
 //! `--pool-size N` (default 2), `--max-clients N` (default 10000),
-//! `--max-command-len BYTES` (default 1 GiB, Redis's query-buffer limit), `--threads N`
+//! `--max-command-len BYTES` (longest client command, all arguments together;
+//! default the larger of 1 GiB and the bulk limit + 4 KiB), `--threads N`
 //! (runtime worker threads; default 1, a single-threaded runtime like twemproxy's
 //! event loop, which is fastest when Redis runs on the same few cores).
 //! `--policy FILE` loads a cache policy (see docs/cache-policy.md) and reloads it
