@@ -9,7 +9,10 @@
 //! Flags: `--listen ADDR` (default 127.0.0.1:6380), `--upstream URL` (default
 //! redis://127.0.0.1:6379, `redis://[[user]:password@]host:port[/db]`),
 //! `--pool-size N` (default 2), `--max-clients N` (default 10000),
-//! `--max-command-len BYTES` (default 1 GiB, Redis's query-buffer limit), `--threads N`
+//! `--max-bulk-len BYTES` (largest bulk string, default 512 MiB as Redis),
+//! `--max-command-len BYTES` (longest client command, all arguments together;
+//! default the larger of 1 GiB and `--max-bulk-len` + 4 KiB, at least that
+//! sum), `--threads N`
 //! (runtime worker threads; default 1, a single-threaded runtime like twemproxy's
 //! event loop, which is fastest when Redis runs on the same few cores).
 //! `--policy FILE` loads a cache policy (see docs/cache-policy.md) and reloads it
@@ -35,7 +38,7 @@ use nexus_cache::{Proxy, ProxyConfig};
 use nexus_telemetry::LogFormat;
 
 const USAGE: &str = "usage: cache_proxy [--listen ADDR] [--upstream redis://[[user]:pass@]host:port[/db]] \
-[--pool-size N] [--max-clients N] [--max-command-len BYTES] [--threads N] [--policy FILE] [--admin ADDR] \
+[--pool-size N] [--max-clients N] [--max-bulk-len BYTES] [--max-command-len BYTES] [--threads N] [--policy FILE] [--admin ADDR] \
 [--command-trace-every N] [--log-format human|json] [--otlp-endpoint URL] [--trace-sampling RATIO]";
 
 /// What the binary needs besides the proxy's own configuration.
@@ -76,6 +79,7 @@ fn config_from_args() -> Result<(ProxyConfig, Args), String> {
             "--upstream" => builder.upstream(value),
             "--pool-size" => builder.pool_size(number()?),
             "--max-clients" => builder.max_clients(number()?),
+            "--max-bulk-len" => builder.max_bulk_len(number()?),
             "--max-command-len" => builder.max_command_len(number()?),
             "--threads" => {
                 out.threads = number()?;

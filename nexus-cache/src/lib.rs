@@ -117,8 +117,8 @@ pub mod singleflight;
 pub mod tags;
 
 pub use config::{
-    COMMAND_FRAMING, ClientAuth, Credentials, PolicySource, ProxyConfig, ProxyConfigBuilder,
-    UpstreamAddr,
+    COMMAND_FRAMING, ClientAuth, Credentials, DEFAULT_MAX_COMMAND_LEN, PolicySource, ProxyConfig,
+    ProxyConfigBuilder, UpstreamAddr,
 };
 pub use error::{ConfigError, ServeError, UpstreamError};
 pub use metrics::{Histogram, Metrics, MetricsSnapshot, SEED_BUCKETS_MS, SeedBuckets};

@@ -12,9 +12,15 @@
 //! Both read client input into a buffer that never holds more than
 //! `max_command_len` bytes ([`read_room`]): a command that reaches it
 //! without completing is refused like malformed input.
+//!
+//! A refused client gets the replies due before the refusal, then the
+//! error, then a lingering close ([`linger`]): its further input is read
+//! and discarded, so that closing the socket does not reset it and cut
+//! those replies.
 
 mod echo;
 pub(crate) mod gets;
+mod linger;
 mod local;
 mod pinned;
 mod trace;
@@ -70,6 +76,10 @@ pub(crate) struct Shared {
 /// How the reader ended.
 enum ReadEnd {
     Closed,
+    /// Refused input (a protocol error): the replies due, the error and
+    /// [`Slot::Close`] are queued; the client's read half, for the
+    /// lingering close ([`linger`]).
+    Refused(OwnedReadHalf),
     Pin {
         rd: OwnedReadHalf,
         pending: BytesMut,
@@ -101,16 +111,41 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
     // are any, this client's reads stay in its own ordered batches instead of
     // joining flights that could reach Redis before its writes.
     let unacked = AtomicUsize::new(0);
-    let (r, w) = tokio::join!(
-        read_commands(rd, slot_tx, &lane, &shared, &shutdown, &unacked, sampler),
-        writer::write_replies(
+    // Dropped when the writer is done.
+    let (written_tx, written_rx) = oneshot::channel::<()>();
+    let reader = async {
+        match read_commands(rd, slot_tx, &lane, &shared, &shutdown, &unacked, sampler).await {
+            ReadEnd::Refused(mut rd) => {
+                // The client's input is discarded while the writer writes
+                // the replies due and the error (a client blocked sending
+                // the rest of its command gets to read them), then for
+                // the lingering close once it has shut its half.
+                tokio::select! {
+                    _ = written_rx => {
+                        let bound = linger::linger_bound(&shared.config);
+                        linger::linger(&mut rd, bound, &shutdown).await;
+                    }
+                    _ = linger::discard(&mut rd) => {}
+                    () = shutdown.cancelled() => {}
+                }
+                ReadEnd::Closed
+            }
+            end => end,
+        }
+    };
+    let writer = async {
+        let end = writer::write_replies(
             wr,
             slot_rx,
             &unacked,
             shared.live.as_deref(),
-            &shared.metrics
+            &shared.metrics,
         )
-    );
+        .await;
+        drop(written_tx);
+        end
+    };
+    let (r, w) = tokio::join!(reader, writer);
     if let (
         ReadEnd::Pin {
             rd,
@@ -236,7 +271,7 @@ async fn read_commands(
                         Ok(None) => break,
                         Err(e) => {
                             return protocol_error(
-                                &mut buf, batch, &e, &slots, lane, shared, unacked,
+                                rd, &mut buf, batch, &e, &slots, lane, shared, unacked,
                             )
                             .await;
                         }
@@ -256,7 +291,7 @@ async fn read_commands(
                     continue;
                 }
                 Err(e) => {
-                    return protocol_error(&mut buf, batch, &e, &slots, lane, shared, unacked)
+                    return protocol_error(rd, &mut buf, batch, &e, &slots, lane, shared, unacked)
                         .await;
                 }
             };
@@ -509,7 +544,7 @@ async fn read_commands(
             let err = CommandTooLong {
                 max: max_command_len,
             };
-            return protocol_error(&mut buf, batch, &err, &slots, lane, shared, unacked).await;
+            return protocol_error(rd, &mut buf, batch, &err, &slots, lane, shared, unacked).await;
         };
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK);
@@ -661,7 +696,13 @@ async fn send_batch(
     true
 }
 
+/// Refuses input the proxy cannot take: the commands before it still get
+/// their replies, then the error, then the connection closes (lingering:
+/// [`ReadEnd::Refused`]).
+// The reader's state, handed over whole.
+#[allow(clippy::too_many_arguments)]
 async fn protocol_error(
+    rd: OwnedReadHalf,
     buf: &mut BytesMut,
     mut batch: PendingBatch,
     err: &(dyn std::fmt::Display + Sync),
@@ -672,14 +713,20 @@ async fn protocol_error(
 ) -> ReadEnd {
     // Commands before the bad frame still get their replies, then the error, then close.
     if flush(buf, &mut batch, slots, lane, unacked, &shared.metrics).await {
+        // The refused input (up to `max_command_len`) is not kept while
+        // the error waits for room in the reply queue, nor while lingering.
+        *buf = BytesMut::new();
         shared.metrics.proxy_errors.fetch_add(1, Relaxed);
         tracing::debug!(error = %err, "client protocol error");
         let msg = format!(
             "-ERR Protocol error: {}\r\n",
             crate::error::single_line(&err.to_string())
         );
-        let _ = slots.send(Slot::Ready(Bytes::from(msg))).await;
-        let _ = slots.send(Slot::Close).await;
+        if slots.send(Slot::Ready(Bytes::from(msg))).await.is_ok()
+            && slots.send(Slot::Close).await.is_ok()
+        {
+            return ReadEnd::Refused(rd);
+        }
     }
     ReadEnd::Closed
 }

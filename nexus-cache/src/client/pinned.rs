@@ -33,7 +33,11 @@
 //! is discarded: if it leaves, the upstream write half is shut (Redis frees
 //! even a connection blocked in `BLPOP k 0`). A session still not over is
 //! dropped after `upstream_timeout` (and on shutdown when `shutdown_grace`
-//! elapses).
+//! elapses). A client that has not left by the time its last reply is
+//! written gets a lingering close ([`linger`](super::linger)): its input
+//! is still discarded for a bounded time, after the session has given
+//! back its pinned permit, so that closing the socket does not reset it
+//! and cut the replies it has not read yet.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -45,6 +49,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
+use super::linger::{self, discard};
 use super::local::{self, Outcome};
 use super::trace::{self, Class, Sampler};
 use super::unblock::track::Blocked;
@@ -69,13 +74,13 @@ pub(super) async fn run(
     rd: OwnedReadHalf,
     mut wr: OwnedWriteHalf,
     pending: BytesMut,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     sampler: Sampler,
     shared: &Shared,
     shutdown: &CancellationToken,
 ) {
     shared.metrics.pinned_clients.fetch_add(1, Relaxed);
-    let _guard = PinnedGuard(shared);
+    let guard = PinnedGuard(shared);
     let config = &shared.config;
     let upstream = match connect(&config.upstream, config.connect_timeout).await {
         Ok(s) => s,
@@ -228,12 +233,14 @@ pub(super) async fn run(
     let up = forward_commands(
         rd, uwr, pending, sampler, shared, shutdown, ends, &near, &blocked,
     );
-    let timed_out = {
+    // Whether the session outlived `upstream_timeout` after its end began,
+    // and the client's read half if the client has not left.
+    let (timed_out, rest) = {
         tokio::pin!(down);
         tokio::select! {
-            () = &mut down => false,
+            () = &mut down => (false, None),
             kept = up => {
-                let Some((mut uwr, rd)) = kept else {
+                let Some((mut uwr, mut rd)) = kept else {
                     // The client closed: its write half was shut, Redis frees
                     // the connection once it reads that.
                     down.await;
@@ -259,11 +266,13 @@ pub(super) async fn run(
                     // The server drops the session when the grace ends.
                     shutdown_delay(config.upstream_timeout.min(config.shutdown_grace))
                 };
+                let mut left = false;
                 let drain = async {
                     tokio::select! {
                         () = &mut down => {}
                         () = unblock(&id, &blocked, &writing, after, shared) => {}
-                        eof = discard(rd) => {
+                        eof = discard(&mut rd) => {
+                            left = true;
                             if eof {
                                 let _ = uwr.shutdown().await;
                                 down.await;
@@ -271,7 +280,10 @@ pub(super) async fn run(
                         }
                     }
                 };
-                tokio::time::timeout(config.upstream_timeout, drain).await.is_err()
+                let timed_out = tokio::time::timeout(config.upstream_timeout, drain)
+                    .await
+                    .is_err();
+                (timed_out, (!left).then_some(rd))
             }
         }
     };
@@ -286,6 +298,14 @@ pub(super) async fn run(
         {
             write_last(&mut wr, reply).await;
         }
+    }
+    if let Some(mut rd) = rest {
+        // The upstream connection is gone: the session no longer counts as
+        // pinned while the client's socket lingers.
+        drop(guard);
+        drop(permit);
+        let _ = wr.shutdown().await;
+        linger::linger(&mut rd, linger::linger_bound(config), shutdown).await;
     }
 }
 
@@ -303,19 +323,6 @@ async fn write_last(wr: &mut OwnedWriteHalf, reply: &[u8]) {
             let _ = tokio::time::timeout(LAST_WRITE, wr.write_all(&reply[n..])).await;
         }
         _ => {}
-    }
-}
-
-/// Reads and discards the client's input after the farewell. True on EOF
-/// (the client may still read), false on an error (it is gone).
-async fn discard(mut rd: OwnedReadHalf) -> bool {
-    let mut scratch = [0u8; 4096];
-    loop {
-        match rd.read(&mut scratch).await {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(_) => return false,
-        }
     }
 }
 

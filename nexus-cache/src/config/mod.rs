@@ -22,6 +22,9 @@ pub use upstream::{ClientAuth, Credentials, UpstreamAddr};
 /// key and options (`PX`, `NX`, `GET`, ...) up to about 4,000 bytes.
 pub const COMMAND_FRAMING: usize = 4 * 1024;
 
+/// The floor of [`ProxyConfig::max_command_len`]'s default: 1 GiB.
+pub const DEFAULT_MAX_COMMAND_LEN: usize = 1 << 30;
+
 /// Proxy configuration. Construct with [`ProxyConfig::builder`] or [`Default`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -53,14 +56,28 @@ pub struct ProxyConfig {
     pub max_elements: usize,
     /// Longest inline command line (default 64 KiB, as Redis).
     pub max_inline_len: usize,
-    /// Longest client command, in bytes, and so the most input the proxy
-    /// buffers for one client while a command is incomplete (default 1 GiB,
-    /// as Redis's `client-query-buffer-limit`). A longer command gets
-    /// `-ERR Protocol error: command longer than the limit of N bytes
-    /// (max_command_len)` after the replies due before it, and the
-    /// connection closes. At least `max_bulk_len` + 4 KiB
-    /// ([`COMMAND_FRAMING`]), so that a `SET` of a `max_bulk_len` value
-    /// always fits.
+    /// Longest client command, in bytes: all its arguments and their
+    /// framing together. The proxy must hold a whole command before it
+    /// forwards it, so this is also the most input it buffers for one
+    /// client. A longer command gets `-ERR Protocol error: command longer
+    /// than the limit of N bytes (max_command_len)` after the replies due
+    /// before it, and the connection closes.
+    ///
+    /// Unlike Redis's `client-query-buffer-limit` (also 1 GiB by default),
+    /// which bounds only the unparsed part of a client's input (Redis moves
+    /// each large argument out of that buffer once it is complete), this
+    /// bounds the whole command: Redis accepts `RPUSH k <700 KB> <700 KB>
+    /// <700 KB>` under a 1 MB query buffer limit, while the proxy with a
+    /// 1 MB `max_command_len` refuses it. A multi-value write (`MSET`,
+    /// `RPUSH`, `HSET`...) longer than this is refused even if each value
+    /// is under `max_bulk_len`.
+    ///
+    /// Default: the larger of 1 GiB ([`DEFAULT_MAX_COMMAND_LEN`]) and
+    /// `max_bulk_len` + 4 KiB ([`COMMAND_FRAMING`]), so that raising
+    /// `max_bulk_len` alone keeps a `SET` of a `max_bulk_len` value
+    /// possible. Set explicitly ([`ProxyConfigBuilder::max_command_len`]),
+    /// it must be at least `max_bulk_len` + 4 KiB, or
+    /// [`build`](ProxyConfigBuilder::build) fails.
     pub max_command_len: usize,
     /// Timeout for connecting to (and authenticating with) Redis (default 2 s).
     pub connect_timeout: Duration,
@@ -69,6 +86,10 @@ pub struct ProxyConfig {
     /// Longest reconnect delay (default 2 s).
     pub backoff_max: Duration,
     /// How long graceful shutdown waits for clients to finish (default 5 s).
+    /// Also how long the input of a client refused for a protocol error is
+    /// still read and discarded after its last reply (a lingering close, so
+    /// that closing with unread input does not reset the connection and cut
+    /// those replies), unless it closes first or shutdown begins.
     pub shutdown_grace: Duration,
     /// Longest wait for a reply on a shared connection (default 30 s). When the
     /// oldest outstanding batch exceeds it, the connection is considered dead: its
@@ -126,7 +147,7 @@ impl Default for ProxyConfig {
             max_bulk_len: 512 * 1024 * 1024,
             max_elements: 1 << 20,
             max_inline_len: 64 * 1024,
-            max_command_len: 1 << 30,
+            max_command_len: DEFAULT_MAX_COMMAND_LEN,
             connect_timeout: Duration::from_secs(2),
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
@@ -145,6 +166,7 @@ impl ProxyConfig {
         ProxyConfigBuilder {
             config: Self::default(),
             upstream_url: None,
+            max_command_len: None,
             error: None,
         }
     }
@@ -173,6 +195,8 @@ impl ProxyConfig {
 pub struct ProxyConfigBuilder {
     config: ProxyConfig,
     upstream_url: Option<String>,
+    /// Set explicitly: validated against `max_bulk_len`, never adjusted.
+    max_command_len: Option<usize>,
     error: Option<ConfigError>,
 }
 
@@ -245,9 +269,11 @@ impl ProxyConfigBuilder {
         self
     }
 
-    /// Longest client command (see [`ProxyConfig::max_command_len`]).
+    /// Longest client command (see [`ProxyConfig::max_command_len`]):
+    /// at least `max_bulk_len` + [`COMMAND_FRAMING`], or
+    /// [`build`](Self::build) fails. Unset, it follows `max_bulk_len`.
     pub fn max_command_len(mut self, bytes: usize) -> Self {
-        self.config.max_command_len = bytes;
+        self.max_command_len = Some(bytes);
         self
     }
 
@@ -315,7 +341,10 @@ impl ProxyConfigBuilder {
         if let Some(url) = self.upstream_url.take() {
             self.config.upstream = UpstreamAddr::parse(&url)?;
         }
-        let c = self.config;
+        let mut c = self.config;
+        c.max_command_len = self.max_command_len.unwrap_or_else(|| {
+            DEFAULT_MAX_COMMAND_LEN.max(c.max_bulk_len.saturating_add(COMMAND_FRAMING))
+        });
         if c.connect_timeout.is_zero() {
             return Err(ConfigError::Zero("connect_timeout"));
         }
@@ -399,9 +428,33 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(c.max_command_len, 64 * 1024);
-        // No overflow on an absurd bulk limit.
+        // Unset, it follows a raised bulk limit (default 1 GiB otherwise).
+        let c = ProxyConfig::builder()
+            .max_bulk_len(2 << 30)
+            .build()
+            .unwrap();
+        assert_eq!(c.max_command_len, (2 << 30) + COMMAND_FRAMING);
+        let c = ProxyConfig::builder()
+            .max_bulk_len(60 * 1024)
+            .build()
+            .unwrap();
+        assert_eq!(c.max_command_len, DEFAULT_MAX_COMMAND_LEN);
+        // Set explicitly too low for the raised bulk limit: still an error.
+        let e = ProxyConfig::builder()
+            .max_bulk_len(2 << 30)
+            .max_command_len(1 << 30)
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("max_command_len"), "{e}");
+        // No overflow on an absurd bulk limit: the default saturates.
+        let c = ProxyConfig::builder()
+            .max_bulk_len(usize::MAX)
+            .build()
+            .unwrap();
+        assert_eq!(c.max_command_len, usize::MAX);
         let e = ProxyConfig::builder()
             .max_bulk_len(usize::MAX)
+            .max_command_len(usize::MAX - 1)
             .build()
             .unwrap_err();
         assert!(e.to_string().contains("max_command_len"), "{e}");
