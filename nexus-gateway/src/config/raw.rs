@@ -33,6 +33,8 @@ pub struct GatewayConfig {
     pub events: EventsConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// Client connection time limits.
+    pub server: ServerConfig,
     /// Distributed tracing (W3C `traceparent`, `SERVER`/`CLIENT` spans).
     pub tracing: TracingConfig,
     /// The `/dashboard` page: where the cache proxy's and the consumer's admin
@@ -54,6 +56,7 @@ impl Default for GatewayConfig {
             admin: AdminConfig::default(),
             events: EventsConfig::default(),
             shutdown: ShutdownConfig::default(),
+            server: ServerConfig::default(),
             tracing: TracingConfig::default(),
             dashboard: DashboardConfig::default(),
         }
@@ -340,6 +343,38 @@ impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
             drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `server:` section: time limits on client connections, so that silent or
+/// stalled clients cannot hold connection slots.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Time a new connection has to show its protocol (first bytes / the HTTP/2
+    /// preface) and an HTTP/1 client has to send a request's headers; also the
+    /// time `POST /auth/token` waits for its body. Milliseconds, 1..=300000
+    /// (default 10000).
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed (nginx's
+    /// `keepalive_timeout`). Milliseconds, 1..=3600000 (default 75000).
+    pub idle_timeout_ms: u64,
+    /// Interval of HTTP/2 keep-alive PINGs to the client. Milliseconds,
+    /// 1..=3600000 (default 30000).
+    pub http2_keepalive_interval_ms: u64,
+    /// An HTTP/2 client that does not acknowledge a keep-alive PING within this
+    /// time is disconnected. Milliseconds, 1..=300000 (default 20000).
+    pub http2_keepalive_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 75_000,
+            http2_keepalive_interval_ms: 30_000,
+            http2_keepalive_timeout_ms: 20_000,
         }
     }
 }

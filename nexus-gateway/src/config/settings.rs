@@ -37,6 +37,8 @@ pub struct Settings {
     pub telemetry_capacity: NonZeroUsize,
     /// Drain deadline on shutdown.
     pub drain_timeout: Duration,
+    /// Client connection time limits (`server:`).
+    pub server: ServerSettings,
     /// `tracing.enabled`: `SERVER`/`CLIENT` spans and `traceparent` propagation.
     pub tracing: bool,
     /// Kafka bootstrap list for events, if any.
@@ -47,6 +49,20 @@ pub struct Settings {
     pub dashboard: super::DashboardSettings,
     /// Human-readable warnings produced by validation (dev mode, demo secrets).
     pub warnings: Vec<String>,
+}
+
+/// Validated `server:` (see [`ServerConfig`](super::ServerConfig)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Deadline for the protocol sniff, HTTP/1 request headers and the
+    /// `/auth/token` body.
+    pub header_read_timeout: Duration,
+    /// Idle connection (no request in flight) lifetime.
+    pub idle_timeout: Duration,
+    /// HTTP/2 keep-alive PING interval.
+    pub http2_keepalive_interval: Duration,
+    /// HTTP/2 keep-alive PING acknowledgement deadline.
+    pub http2_keepalive_timeout: Duration,
 }
 
 /// Validated `auth:`.
@@ -135,6 +151,14 @@ pub struct TransformSettings {
 fn ms(field: &str, v: u64) -> Result<Duration, ConfigError> {
     if v == 0 {
         return Err(ConfigError::invalid(field, "must be greater than 0"));
+    }
+    Ok(Duration::from_millis(v))
+}
+
+/// Like [`ms`], and at most `max` milliseconds.
+fn ms_max(field: &str, v: u64, max: u64) -> Result<Duration, ConfigError> {
+    if v == 0 || v > max {
+        return Err(ConfigError::invalid(field, format!("must be in 1..={max}")));
     }
     Ok(Duration::from_millis(v))
 }
@@ -239,6 +263,28 @@ impl GatewayConfig {
             telemetry_capacity,
             tracing: self.tracing.enabled,
             drain_timeout: ms("shutdown.drain_timeout_ms", self.shutdown.drain_timeout_ms)?,
+            server: ServerSettings {
+                header_read_timeout: ms_max(
+                    "server.header_read_timeout_ms",
+                    self.server.header_read_timeout_ms,
+                    300_000,
+                )?,
+                idle_timeout: ms_max(
+                    "server.idle_timeout_ms",
+                    self.server.idle_timeout_ms,
+                    3_600_000,
+                )?,
+                http2_keepalive_interval: ms_max(
+                    "server.http2_keepalive_interval_ms",
+                    self.server.http2_keepalive_interval_ms,
+                    3_600_000,
+                )?,
+                http2_keepalive_timeout: ms_max(
+                    "server.http2_keepalive_timeout_ms",
+                    self.server.http2_keepalive_timeout_ms,
+                    300_000,
+                )?,
+            },
             kafka_bootstrap: match &self.events.kafka_bootstrap {
                 Some(b)
                     if b.split(',')
