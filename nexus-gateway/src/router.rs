@@ -66,8 +66,13 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> GatewayResponse {
             shared.proxy.forward(req, rid, peer).await
         }
         Route::Token if req.method() == Method::POST => {
-            crate::auth::issue_token(req.into_body(), &shared.settings.auth.clients, &shared.keys)
-                .await
+            crate::auth::issue_token(
+                req.into_body(),
+                &shared.settings.auth.clients,
+                &shared.keys,
+                shared.settings.server.header_read_timeout,
+            )
+            .await
         }
         Route::Token => method_not_allowed("POST"),
         _ if !get => method_not_allowed("GET, HEAD"),

@@ -8,6 +8,7 @@ mod blocklist;
 mod conn;
 mod events;
 mod h2;
+mod hardening;
 mod harness;
 mod kafka;
 mod kafka_trace;
