@@ -55,3 +55,41 @@ async fn token_body_deadline_cache_headers_and_field_errors() -> Result<()> {
     assert_eq!(r.json()["message"], "body must be JSON");
     gw.shutdown().await
 }
+
+#[tokio::test]
+async fn telemetry_keeps_long_paths_cut() -> Result<()> {
+    let up = HttpUpstream::start().await?;
+    let gw = TestGateway::start(&[up.url()], 1000, PROXY).await?;
+    let token = gw.token().await?;
+    let long = format!("/{}", "a".repeat(40_000));
+    let r = gw.get(&long, None).await?;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = gw.get("/telemetry", Some(&token)).await?;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.json();
+    let entries = body
+        .as_array()
+        .or_else(|| body["requests"].as_array())
+        .or_else(|| body["entries"].as_array())
+        .with_context(|| format!("telemetry shape: {body}"))?;
+    let paths: Vec<&str> = entries.iter().filter_map(|e| e["path"].as_str()).collect();
+    let cut = paths
+        .iter()
+        .find(|p| p.starts_with("/aaaa"))
+        .with_context(|| format!("long path not recorded: {paths:?}"))?;
+    assert!(
+        cut.ends_with(nexus_gateway::telemetry::TRUNCATED_MARK),
+        "{cut}"
+    );
+    assert_eq!(
+        cut.len(),
+        nexus_gateway::telemetry::MAX_RECORDED_PATH
+            + nexus_gateway::telemetry::TRUNCATED_MARK.len()
+    );
+    assert!(
+        r.body.len() < 8 * 1024,
+        "telemetry body {} bytes",
+        r.body.len()
+    );
+    gw.shutdown().await
+}
