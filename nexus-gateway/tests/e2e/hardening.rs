@@ -5,11 +5,14 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use http::StatusCode;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use nexus_testkit::HttpUpstream;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::harness::{CLIENT_ID, CLIENT_SECRET, PROXY, TestGateway};
+use serde_json::json;
+
+use crate::harness::{CLIENT_ID, CLIENT_SECRET, PROXY, SECRET, TestGateway};
 
 #[tokio::test]
 async fn token_body_deadline_cache_headers_and_field_errors() -> Result<()> {
@@ -92,4 +95,125 @@ async fn telemetry_keeps_long_paths_cut() -> Result<()> {
         r.body.len()
     );
     gw.shutdown().await
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `(claims, expected status, expected error code)` covering the RFC 7519
+/// forms: `aud` string or array, non-integer NumericDates, missing claims.
+fn claim_cases() -> Vec<(serde_json::Value, StatusCode, &'static str)> {
+    let n = now_secs();
+    let f = n as f64;
+    vec![
+        (
+            json!({"sub": CLIENT_ID, "iss": "nexus-gateway", "aud": ["other", "nexus-api"], "exp": n + 600}),
+            StatusCode::OK,
+            "",
+        ),
+        (
+            json!({"sub": CLIENT_ID, "iss": "nexus-gateway", "aud": "nexus-api", "exp": f + 600.5, "nbf": f - 0.25, "iat": f - 0.25}),
+            StatusCode::OK,
+            "",
+        ),
+        (
+            json!({"sub": CLIENT_ID, "iss": "nexus-gateway", "aud": ["a", "b"], "exp": n + 600}),
+            StatusCode::UNAUTHORIZED,
+            "token_bad_claims",
+        ),
+        (
+            json!({"sub": CLIENT_ID, "iss": "nexus-gateway", "aud": "nexus-api", "exp": f - 100.5}),
+            StatusCode::UNAUTHORIZED,
+            "token_expired",
+        ),
+        (
+            json!({"iss": "nexus-gateway", "aud": "nexus-api", "exp": n + 600}),
+            StatusCode::UNAUTHORIZED,
+            "token_bad_claims",
+        ),
+        (
+            json!({"sub": CLIENT_ID, "iss": "nexus-gateway", "aud": "nexus-api"}),
+            StatusCode::UNAUTHORIZED,
+            "token_bad_claims",
+        ),
+        (
+            json!({"sub": CLIENT_ID, "iss": "nexus-gateway", "aud": "nexus-api", "exp": "soon"}),
+            StatusCode::UNAUTHORIZED,
+            "token_bad_claims",
+        ),
+        // exp near u64::MAX: verified, cached, and a second use (cache hit) must
+        // not overflow `exp + leeway`.
+        (
+            json!({"sub": CLIENT_ID, "iss": "nexus-gateway", "aud": "nexus-api", "exp": u64::MAX}),
+            StatusCode::OK,
+            "",
+        ),
+    ]
+}
+
+async fn check_claims(
+    addr: std::net::SocketAddr,
+    sign: impl Fn(&serde_json::Value) -> Result<String>,
+) -> Result<()> {
+    for (claims, status, code) in claim_cases() {
+        let token = sign(&claims)?;
+        for _ in 0..2 {
+            let req = http::Request::get("/cb-stats")
+                .header("authorization", format!("Bearer {token}"))
+                .body(bytes::Bytes::new())?;
+            let r = crate::harness::send(addr, req).await?;
+            assert_eq!(r.status, status, "{claims}: {:?}", r.body);
+            if !code.is_empty() {
+                assert_eq!(r.json()["error"], code, "{claims}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn standard_jwt_claim_forms_hs256() -> Result<()> {
+    let up = HttpUpstream::start().await?;
+    let gw = TestGateway::start(&[up.url()], 1000, PROXY).await?;
+    let key = EncodingKey::from_secret(SECRET.as_bytes())?;
+    check_claims(gw.addr, |c| {
+        Ok(encode(&Header::new(Algorithm::HS256), c, &key)?)
+    })
+    .await?;
+    gw.shutdown().await
+}
+
+#[tokio::test]
+async fn standard_jwt_claim_forms_rs256() -> Result<()> {
+    let up = HttpUpstream::start().await?;
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let key = EncodingKey::from_rsa_der(&std::fs::read(fixtures.join("rsa.der"))?);
+    let dir = tempfile::tempdir()?;
+    let services = dir.path().join("services.json");
+    std::fs::write(&services, crate::harness::services_json(&[up.url()]))?;
+    let yaml = format!(
+        "auth:\n  algorithm: RS256\n  jwks_file: \"{}\"\n  clients: []\nrate_limit:\n  enabled: false\n{}",
+        fixtures.join("jwks.json").display(),
+        PROXY.replace("@SERVICES@", &services.display().to_string())
+    );
+    let settings = nexus_gateway::GatewayConfig::from_yaml(&yaml)?.validate(|_| None)?;
+    let gateway = nexus_gateway::Gateway::builder(settings).build()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(gateway.serve(listener, async {
+        let _ = rx.await;
+    }));
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".to_owned());
+    check_claims(addr, |c| Ok(encode(&header, c, &key)?)).await?;
+    let _ = tx.send(());
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .context("drain timed out")???;
+    Ok(())
 }
