@@ -217,3 +217,40 @@ async fn standard_jwt_claim_forms_rs256() -> Result<()> {
         .context("drain timed out")???;
     Ok(())
 }
+
+#[test]
+fn numeric_settings_have_upper_bounds_naming_the_field() -> Result<()> {
+    let huge = "18446744073709551615";
+    for (section, field, value) in [
+        ("proxy", "timeout_ms", huge),
+        ("proxy", "timeout_ms", "600001"),
+        ("proxy", "retry_backoff_ms", huge),
+        ("proxy", "retry_backoff_ms", "60001"),
+        ("proxy", "max_attempts", "4000000000"),
+        ("proxy", "max_attempts", "11"),
+        ("proxy", "discovery_poll_ms", huge),
+        ("shutdown", "drain_timeout_ms", huge),
+        ("breaker", "reset_timeout_ms", huge),
+        ("breaker", "window_ms", huge),
+        ("blocklist", "refresh_ms", huge),
+    ] {
+        let proxy = if section == "proxy" {
+            format!("proxy:\n  services_file: x.json\n  {field}: {value}\n")
+        } else {
+            format!("proxy:\n  services_file: x.json\n{section}:\n  {field}: {value}\n")
+        };
+        let text = format!("dev_mode: true\n{proxy}");
+        let err = nexus_gateway::GatewayConfig::from_yaml(&text)?
+            .validate(|_| None)
+            .err()
+            .with_context(|| format!("{section}.{field}: {value} accepted"))?;
+        assert!(
+            err.to_string().contains(&format!("{section}.{field}")),
+            "{err}"
+        );
+    }
+    // The bounds themselves are accepted.
+    let text = "dev_mode: true\nproxy:\n  services_file: x.json\n  timeout_ms: 600000\n  retry_backoff_ms: 0\n  max_attempts: 10\nshutdown:\n  drain_timeout_ms: 3600000\n";
+    nexus_gateway::GatewayConfig::from_yaml(text)?.validate(|_| None)?;
+    Ok(())
+}
