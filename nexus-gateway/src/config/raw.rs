@@ -127,14 +127,65 @@ pub struct ClientConfig {
     pub secret_sha256: String,
 }
 
-/// What the rate limiter keys on.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+/// What the rate limiter keys on. YAML: `key: ip` or `key: {header: x-api-key}`
+/// (block form `key:\n  header: x-api-key` too; the tag form `key: !header x-api-key`
+/// is also accepted).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RateLimitKey {
     /// The peer IP (seed behaviour).
     Ip,
     /// The value of a request header.
     Header(String),
+}
+
+impl<'de> Deserialize<'de> for RateLimitKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, EnumAccess, MapAccess, VariantAccess};
+
+        const EXPECTED: &str = "`ip` or `{header: NAME}`";
+
+        struct KeyVisitor;
+
+        impl<'de> de::Visitor<'de> for KeyVisitor {
+            type Value = RateLimitKey;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RateLimitKey, E> {
+                match v {
+                    "ip" => Ok(RateLimitKey::Ip),
+                    other => Err(E::invalid_value(de::Unexpected::Str(other), &EXPECTED)),
+                }
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RateLimitKey, A::Error> {
+                let Some(k) = map.next_key::<String>()? else {
+                    return Err(de::Error::invalid_length(0, &EXPECTED));
+                };
+                if k != "header" {
+                    return Err(de::Error::unknown_field(&k, &["header"]));
+                }
+                let name: String = map.next_value()?;
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::unknown_field(&extra, &["header"]));
+                }
+                Ok(RateLimitKey::Header(name))
+            }
+
+            fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<RateLimitKey, A::Error> {
+                let (tag, v): (String, _) = data.variant()?;
+                match tag.as_str() {
+                    "ip" => v.unit_variant().map(|()| RateLimitKey::Ip),
+                    "header" => v.newtype_variant().map(RateLimitKey::Header),
+                    other => Err(de::Error::unknown_variant(other, &["ip", "header"])),
+                }
+            }
+        }
+
+        d.deserialize_any(KeyVisitor)
+    }
 }
 
 /// `rate_limit:` section.

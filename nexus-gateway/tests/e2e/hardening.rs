@@ -254,3 +254,62 @@ fn numeric_settings_have_upper_bounds_naming_the_field() -> Result<()> {
     nexus_gateway::GatewayConfig::from_yaml(text)?.validate(|_| None)?;
     Ok(())
 }
+
+#[test]
+fn rate_limit_key_yaml_forms() -> Result<()> {
+    use nexus_gateway::config::RateLimitKey;
+    let parse = |key: &str| -> Result<RateLimitKey> {
+        let text = format!("rate_limit:\n  key: {key}\n");
+        Ok(nexus_gateway::GatewayConfig::from_yaml(&text)?
+            .rate_limit
+            .key)
+    };
+    let header = RateLimitKey::Header("x-api-key".to_owned());
+    assert_eq!(parse("ip")?, RateLimitKey::Ip);
+    assert_eq!(parse("{header: x-api-key}")?, header);
+    assert_eq!(parse("\n    header: x-api-key")?, header);
+    assert_eq!(parse("!header x-api-key")?, header);
+    for bad in ["ipv4", "{heder: x}", "{header: x, extra: y}", "[ip]"] {
+        let err = parse(bad)
+            .err()
+            .with_context(|| format!("{bad} accepted"))?;
+        assert!(err.to_string().contains("rate_limit.key"), "{bad}: {err}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn rate_limit_keyed_by_documented_header_form() -> Result<()> {
+    let up = HttpUpstream::start().await?;
+    let dir = tempfile::tempdir()?;
+    let services = dir.path().join("services.json");
+    std::fs::write(&services, crate::harness::services_json(&[up.url()]))?;
+    let text = crate::harness::yaml(&services, 2, PROXY)
+        .replace("rate_limit:\n", "rate_limit:\n  key: {header: x-api-key}\n");
+    let settings = nexus_gateway::GatewayConfig::from_yaml(&text)?.validate(|_| None)?;
+    let gateway = nexus_gateway::Gateway::builder(settings).build()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(gateway.serve(listener, async {
+        let _ = rx.await;
+    }));
+    let health = |key: &'static str| {
+        crate::harness::send(
+            addr,
+            http::Request::get("/health")
+                .header("x-api-key", key)
+                .body(bytes::Bytes::new())
+                .unwrap_or_default(),
+        )
+    };
+    assert_eq!(health("k1").await?.status, StatusCode::OK);
+    assert_eq!(health("k1").await?.status, StatusCode::OK);
+    assert_eq!(health("k1").await?.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(health("k2").await?.status, StatusCode::OK);
+    let _ = tx.send(());
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .context("drain timed out")???;
+    Ok(())
+}
