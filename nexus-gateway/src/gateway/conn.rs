@@ -176,6 +176,17 @@ where
     }
 }
 
+/// Why a connection is being shut down.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    No,
+    /// Idle too long: dropped if still there a header-read timeout later with
+    /// no request in flight.
+    Idle,
+    /// Gateway shutdown: the accept loop's drain deadline bounds it.
+    Stop,
+}
+
 /// Polls `conn` to completion, shutting it down gracefully on `stop` or after
 /// `limits.idle_timeout` without a request in flight.
 async fn drive<C: Graceful>(
@@ -188,7 +199,7 @@ async fn drive<C: Graceful>(
     let idle = limits.idle_timeout;
     let timer = tokio::time::sleep(idle);
     tokio::pin!(timer);
-    let mut closing = false;
+    let mut closing = Closing::No;
     loop {
         tokio::select! {
             r = conn.as_mut() => {
@@ -197,22 +208,30 @@ async fn drive<C: Graceful>(
                 }
                 return;
             }
-            _ = stop.changed(), if !closing => {
-                conn.as_mut().shutdown();
-                closing = true;
-            }
-            () = timer.as_mut() => {
-                if closing {
-                    // Shut down for idleness, and the peer still holds on
-                    // (e.g. never acknowledges HTTP/2 GOAWAY's PING).
-                    tracing::debug!("idle connection did not close in time; dropped");
-                    return;
+            _ = stop.changed(), if closing != Closing::Stop => {
+                if closing == Closing::No {
+                    conn.as_mut().shutdown();
                 }
-                match activity.idle_for() {
+                closing = Closing::Stop;
+            }
+            () = timer.as_mut(), if closing != Closing::Stop => {
+                let idle_for = activity.idle_for();
+                if closing == Closing::Idle {
+                    if idle_for.is_some() {
+                        // Shut down for idleness and the peer still holds on
+                        // (e.g. never acknowledges HTTP/2 GOAWAY's PING).
+                        tracing::debug!("idle connection did not close in time; dropped");
+                        return;
+                    }
+                    // A request slipped in before the shutdown took effect.
+                    timer.as_mut().reset(Instant::now() + limits.header_read_timeout);
+                    continue;
+                }
+                match idle_for {
                     Some(d) if d >= idle => {
                         tracing::debug!(?d, "closing idle connection");
                         conn.as_mut().shutdown();
-                        closing = true;
+                        closing = Closing::Idle;
                         timer.as_mut().reset(Instant::now() + limits.header_read_timeout);
                     }
                     Some(d) => timer.as_mut().reset(Instant::now() + (idle - d)),

@@ -191,3 +191,28 @@ async fn server_limits_are_validated() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn drain_outlasts_the_idle_timeout_for_requests_in_flight() -> Result<()> {
+    let up = HttpUpstream::start().await?;
+    let server = "server:\n  idle_timeout_ms: 200\n";
+    let gw = TestGateway::start(&[up.url()], 1000, &format!("{PROXY}{server}")).await?;
+    let token = gw.token().await?;
+    up.set_latency(Duration::from_millis(1200));
+    let addr = gw.addr;
+    let slow = tokio::spawn(async move {
+        send(
+            addr,
+            Request::get("/api/products")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Bytes::new())?,
+        )
+        .await
+    });
+    // Shut down while the request is in flight (well past the idle timeout).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.shutdown().await?;
+    let r = slow.await??;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    Ok(())
+}
