@@ -93,11 +93,26 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> GatewayResponse {
             res
         }
         Route::Telemetry => {
+            /// Serialised straight from the entries (no `serde_json::Value`
+            /// tree of the whole ring per request).
+            #[derive(serde::Serialize)]
+            struct Out<'a> {
+                count: usize,
+                requests: &'a [crate::telemetry::TelemetryEntry],
+            }
             let entries = shared.telemetry.snapshot();
-            json(
-                StatusCode::OK,
-                &serde_json::json!({ "count": entries.len(), "requests": entries }),
-            )
+            let out = Out {
+                count: entries.len(),
+                requests: &entries,
+            };
+            match serde_json::to_vec(&out) {
+                Ok(body) => crate::response::raw_json(StatusCode::OK, body.into()),
+                Err(_) => crate::response::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "telemetry not serialisable",
+                ),
+            }
         }
         Route::LbStats => json(StatusCode::OK, &shared.proxy.lb_stats()),
         Route::Dashboard => shared.dashboard.page.response(),
