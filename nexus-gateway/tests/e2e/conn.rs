@@ -216,3 +216,16 @@ async fn drain_outlasts_the_idle_timeout_for_requests_in_flight() -> Result<()> 
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     Ok(())
 }
+
+#[tokio::test]
+async fn http2_peer_that_never_answers_pings_is_dropped() -> Result<()> {
+    let up = HttpUpstream::start().await?;
+    // Idle timeout far away: only the keep-alive PING can close it in time.
+    let server = "server:\n  idle_timeout_ms: 60000\n  http2_keepalive_interval_ms: 200\n  http2_keepalive_timeout_ms: 300\n";
+    let gw = TestGateway::start(&[up.url()], 1000, &format!("{PROXY}{server}")).await?;
+    let mut h2 = PREFACE.to_vec();
+    h2.extend_from_slice(EMPTY_SETTINGS);
+    let t = closed_after(gw.addr, &h2).await?;
+    assert!(t < Duration::from_secs(4), "took {t:?}");
+    gw.shutdown().await
+}
