@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A gateway lifecycle event.
 #[derive(Debug, Clone)]
@@ -85,17 +86,64 @@ pub struct SinkStats {
     pub failed: u64,
 }
 
-/// Writes events as `tracing` events at debug (request completed) or info level.
+impl GatewayEvent {
+    /// The event with its path cut to
+    /// [`MAX_RECORDED_PATH`](crate::telemetry::MAX_RECORDED_PATH) bytes.
+    fn bounded(mut self) -> Self {
+        match &mut self {
+            Self::RateLimitHit { url, .. }
+            | Self::CircuitOpened { url, .. }
+            | Self::RequestCompleted { url, .. } => crate::telemetry::bound_path(url),
+        }
+        self
+    }
+}
+
+/// Writes events as `tracing` events: request completed at debug, circuit
+/// opened at warn, rate-limit hits at info at most once per second per process
+/// (with the number of hits since the last such line; the others at debug;
+/// every hit is counted in `nexus_rate_limit_hits_total`). Paths are cut to
+/// [`MAX_RECORDED_PATH`](crate::telemetry::MAX_RECORDED_PATH) bytes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogSink;
 
+/// Second (of the process's monotonic clock) of the last info-level
+/// rate-limit line, and hits since then.
+static RATE_LIMIT_LOG: (AtomicU64, AtomicU64) = (AtomicU64::new(u64::MAX), AtomicU64::new(0));
+
+/// Whether this rate-limit hit gets the info line of the current second;
+/// `Some(n)`: yes, with `n` hits since the previous one.
+fn rate_limit_info_due() -> Option<u64> {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let now = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs();
+    let (last, hits) = &RATE_LIMIT_LOG;
+    let seen = hits.fetch_add(1, Ordering::Relaxed) + 1;
+    let prev = last.load(Ordering::Relaxed);
+    if prev == now
+        || last
+            .compare_exchange(prev, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return None;
+    }
+    hits.fetch_sub(seen, Ordering::Relaxed);
+    Some(seen)
+}
+
 impl EventSink for LogSink {
     fn emit(&self, event: GatewayEvent) {
+        let event = event.bounded();
         match event {
             GatewayEvent::RequestCompleted { .. } => {
                 tracing::debug!(?event, "gateway.request.completed")
             }
-            GatewayEvent::RateLimitHit { .. } => tracing::info!(?event, "gateway.rate_limit.hit"),
+            GatewayEvent::RateLimitHit { .. } => match rate_limit_info_due() {
+                Some(hits) => tracing::info!(?event, hits, "gateway.rate_limit.hit"),
+                None => tracing::debug!(?event, "gateway.rate_limit.hit"),
+            },
             GatewayEvent::CircuitOpened { .. } => tracing::warn!(?event, "gateway.circuit.opened"),
         }
     }
@@ -126,7 +174,7 @@ impl EventSink for NullSink {
 /// drops and counts.
 impl EventSink for nexus_events::Emitter {
     fn emit(&self, event: GatewayEvent) {
-        let event = match event {
+        let event = match event.bounded() {
             GatewayEvent::RateLimitHit {
                 ip,
                 method,
@@ -182,5 +230,36 @@ impl EventSink for nexus_events::Emitter {
 
     fn kind(&self) -> &'static str {
         "emitter"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::{MAX_RECORDED_PATH, TRUNCATED_MARK};
+
+    #[test]
+    fn event_paths_are_cut() {
+        let e = GatewayEvent::RateLimitHit {
+            ip: None,
+            method: "GET".to_owned(),
+            url: format!("/{}", "x".repeat(60_000)),
+            correlation_id: String::new(),
+        }
+        .bounded();
+        let GatewayEvent::RateLimitHit { url, .. } = e else {
+            panic!("variant changed");
+        };
+        assert_eq!(url.len(), MAX_RECORDED_PATH + TRUNCATED_MARK.len());
+        assert!(url.ends_with(TRUNCATED_MARK));
+    }
+
+    #[test]
+    fn rate_limit_info_lines_are_at_most_one_per_second() {
+        let due = (0..1000)
+            .filter(|_| rate_limit_info_due().is_some())
+            .count();
+        // 1000 calls take far less than a few seconds.
+        assert!((1..=3).contains(&due), "{due} info lines");
     }
 }

@@ -13,8 +13,6 @@ use std::time::Duration;
 
 use http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
@@ -24,7 +22,7 @@ use tower_service::Service;
 
 use crate::auth::{JwtAuth, JwtAuthLayer, JwtKeys};
 use crate::blocklist::Blocklist;
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, ServerSettings, Settings};
 use crate::events::{EventSink, LogSink};
 use crate::layers::{BlockGuard, BlocklistLayer, Entry, EntryLayer};
 use crate::metrics::{CircuitGauge, Metrics};
@@ -35,9 +33,14 @@ use crate::response::GatewayResponse;
 use crate::router::Router;
 use crate::telemetry::Telemetry;
 
+mod conn;
+
+pub use conn::MAX_HEADER_BUF;
+
 /// Most concurrent client connections; further accepts wait for a slot.
 pub const MAX_CONNECTIONS: usize = 16_384;
-/// Time a client has to send request headers (slowloris bound).
+/// Default time a client has to show its protocol and send request headers
+/// (slowloris bound; `server.header_read_timeout_ms`).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The type-erased request service (for embedding; see [`Gateway::service`]).
@@ -297,7 +300,16 @@ impl Gateway {
     ) -> Result<(), GatewayError> {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let drain = self.shared.settings.drain_timeout;
-        serve_connections(self.service.clone(), listener, slots, drain, shutdown).await;
+        let limits = self.shared.settings.server;
+        serve_connections(
+            self.service.clone(),
+            listener,
+            slots,
+            limits,
+            drain,
+            shutdown,
+        )
+        .await;
         Ok(())
     }
 
@@ -329,6 +341,7 @@ impl Gateway {
         tracing::info!(%addr, workers = listeners.len(), "gateway listening (one runtime per worker)");
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let drain = self.shared.settings.drain_timeout;
+        let limits = self.shared.settings.server;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut threads = Vec::with_capacity(listeners.len());
         for (i, listener) in listeners.into_iter().enumerate() {
@@ -346,7 +359,7 @@ impl Gateway {
                         let stopped = async move {
                             let _ = stop.wait_for(|s| *s).await;
                         };
-                        serve_connections(service, listener, slots, drain, stopped).await;
+                        serve_connections(service, listener, slots, limits, drain, stopped).await;
                         Ok(())
                     })
                 })?;
@@ -429,16 +442,14 @@ async fn serve_connections(
     service: Stack,
     listener: TcpListener,
     slots: Arc<Semaphore>,
+    limits: ServerSettings,
     drain: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let protocols = Arc::new(conn::Protocols::new(limits));
+    // Every connection task holds a receiver: `send(true)` asks them to shut
+    // down gracefully, `closed()` completes once all of them have ended.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -458,34 +469,24 @@ async fn serve_connections(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        // The plain stack's entry layer takes the peer from its per-connection
-        // copy; the boxed (traced) stack still gets it as an extension.
-        let (conn_service, insert_peer) = match &service {
-            Either::Right(entry) => (Either::Right(entry.clone().for_peer(peer)), false),
-            Either::Left(boxed) => (Either::Left(boxed.clone()), true),
-        };
-        let svc = ConnService::new(conn_service);
-        let hyper_svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            if insert_peer {
-                req.extensions_mut().insert::<SocketAddr>(peer);
-            }
-            svc.call(req)
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), hyper_svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let served = conn::serve(
+            stream,
+            peer,
+            service.clone(),
+            protocols.clone(),
+            stop_rx.clone(),
+        );
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with error");
-            }
+            served.await;
             drop(permit);
         });
     }
     drop(listener);
+    drop(stop_rx);
+    let _ = stop_tx.send(true);
     tracing::info!(deadline = ?drain, "shutting down: draining in-flight requests");
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("drained"),
+        () = stop_tx.closed() => tracing::info!("drained"),
         () = tokio::time::sleep(drain) => tracing::warn!("drain deadline reached; closing remaining connections"),
     }
 }

@@ -69,6 +69,6 @@ pub use blocklist_redis::{BLOCKLIST_CHANNEL, BLOCKLIST_INDEX_KEY, MAX_BLOCKED, R
 pub use config::{ConfigError, GatewayConfig, Settings};
 pub use gateway::{
     Gateway, GatewayBuilder, GatewayError, GatewayService, HEADER_READ_TIMEOUT, MAX_CONNECTIONS,
-    ReusePortListeners, shutdown_signal,
+    MAX_HEADER_BUF, ReusePortListeners, shutdown_signal,
 };
 pub use router::Router;

@@ -69,8 +69,13 @@ async fn route(shared: &Shared, req: Request<Incoming>, ext: &http::Extensions) 
             shared.proxy.forward(req, rid, peer).await
         }
         Route::Token if req.method() == Method::POST => {
-            crate::auth::issue_token(req.into_body(), &shared.settings.auth.clients, &shared.keys)
-                .await
+            crate::auth::issue_token(
+                req.into_body(),
+                &shared.settings.auth.clients,
+                &shared.keys,
+                shared.settings.server.header_read_timeout,
+            )
+            .await
         }
         Route::Token => method_not_allowed("POST"),
         _ if !get => method_not_allowed("GET, HEAD"),
@@ -91,11 +96,26 @@ async fn route(shared: &Shared, req: Request<Incoming>, ext: &http::Extensions) 
             res
         }
         Route::Telemetry => {
+            /// Serialised straight from the entries (no `serde_json::Value`
+            /// tree of the whole ring per request).
+            #[derive(serde::Serialize)]
+            struct Out<'a> {
+                count: usize,
+                requests: &'a [crate::telemetry::TelemetryEntry],
+            }
             let entries = shared.telemetry.snapshot();
-            json(
-                StatusCode::OK,
-                &serde_json::json!({ "count": entries.len(), "requests": entries }),
-            )
+            let out = Out {
+                count: entries.len(),
+                requests: &entries,
+            };
+            match serde_json::to_vec(&out) {
+                Ok(body) => crate::response::raw_json(StatusCode::OK, body.into()),
+                Err(_) => crate::response::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "telemetry not serialisable",
+                ),
+            }
         }
         Route::LbStats => json(StatusCode::OK, &shared.proxy.lb_stats()),
         Route::Dashboard => shared.dashboard.page.response(),

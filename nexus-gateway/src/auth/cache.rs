@@ -86,7 +86,8 @@ impl TokenCache {
         let (h, shard) = self.shard(token);
         let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
         let e = shard.get(&h).filter(|e| *e.token == *token)?;
-        (e.nbf <= now + leeway && now < e.exp + leeway).then(|| e.principal.clone())
+        (e.nbf <= now.saturating_add(leeway) && now < e.exp.saturating_add(leeway))
+            .then(|| e.principal.clone())
     }
 
     /// Remembers a verified token.
@@ -130,6 +131,8 @@ mod tests {
         assert_eq!(c.get("t1", 204, 5), Some(p.clone()), "within leeway");
         assert_eq!(c.get("t1", 90, 5), None, "not yet valid");
         assert_eq!(c.get("t2", 150, 0), None);
+        c.put("t3", p.clone(), 0, u64::MAX);
+        assert_eq!(c.get("t3", u64::MAX - 1, 5), Some(p.clone()), "no overflow");
         for i in 0..(SHARDS * PER_SHARD * 3) {
             c.put(&format!("tok{i}"), p.clone(), 0, u64::MAX / 2);
         }

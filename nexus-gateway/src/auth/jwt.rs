@@ -35,6 +35,33 @@ pub struct Claims {
     pub nbf: u64,
 }
 
+/// What verification reads from a token's claims. `jsonwebtoken` deserializes
+/// this before it validates the claims, so every field takes any JSON value:
+/// a missing or wrongly typed claim is then reported by its validation as
+/// invalid claims (naming the claim in the debug log), not as a malformed
+/// token. `exp`/`nbf` may be non-integer NumericDates, `aud` a string or an
+/// array (RFC 7519 §4.1.3; checked by `jsonwebtoken`).
+#[derive(Deserialize)]
+struct VerifiedClaims {
+    #[serde(default)]
+    sub: Option<serde_json::Value>,
+    #[serde(default)]
+    exp: Option<serde_json::Value>,
+    #[serde(default)]
+    nbf: Option<serde_json::Value>,
+}
+
+impl VerifiedClaims {
+    /// `(nbf, exp)` in whole seconds for the cache, rounded towards the
+    /// narrower window (`nbf` up, `exp` down; casts saturate).
+    fn window(&self) -> (u64, u64) {
+        let secs = |v: &Option<serde_json::Value>| v.as_ref().and_then(serde_json::Value::as_f64);
+        let nbf = secs(&self.nbf).map_or(0, |n| n.ceil() as u64);
+        let exp = secs(&self.exp).map_or(0, |e| e.floor() as u64);
+        (nbf, exp)
+    }
+}
+
 /// The authenticated caller, put in request extensions by [`JwtAuth`](super::JwtAuth).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -208,16 +235,21 @@ impl JwtKeys {
             {
                 continue;
             }
-            match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+            match jsonwebtoken::decode::<VerifiedClaims>(token, key, &self.validation) {
                 Ok(data) => {
-                    let p = Principal {
-                        subject: Arc::from(data.claims.sub),
+                    let (nbf, exp) = data.claims.window();
+                    // Validated as a required string claim.
+                    let Some(sub) = data.claims.sub.as_ref().and_then(|s| s.as_str()) else {
+                        return Err(AuthError::BadClaims);
                     };
-                    self.cache
-                        .put(token, p.clone(), data.claims.nbf, data.claims.exp);
+                    let p = Principal {
+                        subject: Arc::from(sub),
+                    };
+                    self.cache.put(token, p.clone(), nbf, exp);
                     return Ok(p);
                 }
                 Err(e) => {
+                    tracing::debug!(error = %e, "token refused");
                     last = map_error(e.kind());
                     if last != AuthError::BadSignature {
                         return Err(last);

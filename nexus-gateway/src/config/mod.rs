@@ -12,10 +12,11 @@ pub use dashboard::{AdminUrl, DashboardSettings};
 pub use raw::{
     AdminConfig, Algorithm, AuthConfig, BlocklistConfig, BreakerConfig, ClientConfig,
     DashboardConfig, EventsConfig, GatewayConfig, ProxyConfig, RateLimitConfig, RateLimitKey,
-    RouteConfig, ShutdownConfig, Strategy, TracingConfig, TransformConfig,
+    RouteConfig, ServerConfig, ShutdownConfig, Strategy, TracingConfig, TransformConfig,
 };
 pub use settings::{
-    AuthSettings, BreakerSettings, ProxySettings, RateLimitSettings, Settings, TransformSettings,
+    AuthSettings, BreakerSettings, ProxySettings, RateLimitSettings, ServerSettings, Settings,
+    TransformSettings,
 };
 
 /// A configuration error; the message names the field.

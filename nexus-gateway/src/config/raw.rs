@@ -33,6 +33,8 @@ pub struct GatewayConfig {
     pub events: EventsConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// Client connection time limits.
+    pub server: ServerConfig,
     /// Distributed tracing (W3C `traceparent`, `SERVER`/`CLIENT` spans).
     pub tracing: TracingConfig,
     /// The `/dashboard` page: where the cache proxy's and the consumer's admin
@@ -54,6 +56,7 @@ impl Default for GatewayConfig {
             admin: AdminConfig::default(),
             events: EventsConfig::default(),
             shutdown: ShutdownConfig::default(),
+            server: ServerConfig::default(),
             tracing: TracingConfig::default(),
             dashboard: DashboardConfig::default(),
         }
@@ -124,14 +127,65 @@ pub struct ClientConfig {
     pub secret_sha256: String,
 }
 
-/// What the rate limiter keys on.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+/// What the rate limiter keys on. YAML: `key: ip` or `key: {header: x-api-key}`
+/// (block form `key:\n  header: x-api-key` too; the tag form `key: !header x-api-key`
+/// is also accepted).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RateLimitKey {
     /// The peer IP (seed behaviour).
     Ip,
     /// The value of a request header.
     Header(String),
+}
+
+impl<'de> Deserialize<'de> for RateLimitKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, EnumAccess, MapAccess, VariantAccess};
+
+        const EXPECTED: &str = "`ip` or `{header: NAME}`";
+
+        struct KeyVisitor;
+
+        impl<'de> de::Visitor<'de> for KeyVisitor {
+            type Value = RateLimitKey;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RateLimitKey, E> {
+                match v {
+                    "ip" => Ok(RateLimitKey::Ip),
+                    other => Err(E::invalid_value(de::Unexpected::Str(other), &EXPECTED)),
+                }
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RateLimitKey, A::Error> {
+                let Some(k) = map.next_key::<String>()? else {
+                    return Err(de::Error::invalid_length(0, &EXPECTED));
+                };
+                if k != "header" {
+                    return Err(de::Error::unknown_field(&k, &["header"]));
+                }
+                let name: String = map.next_value()?;
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::unknown_field(&extra, &["header"]));
+                }
+                Ok(RateLimitKey::Header(name))
+            }
+
+            fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<RateLimitKey, A::Error> {
+                let (tag, v): (String, _) = data.variant()?;
+                match tag.as_str() {
+                    "ip" => v.unit_variant().map(|()| RateLimitKey::Ip),
+                    "header" => v.newtype_variant().map(RateLimitKey::Header),
+                    other => Err(de::Error::unknown_variant(other, &["ip", "header"])),
+                }
+            }
+        }
+
+        d.deserialize_any(KeyVisitor)
+    }
 }
 
 /// `rate_limit:` section.
@@ -340,6 +394,38 @@ impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
             drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `server:` section: time limits on client connections, so that silent or
+/// stalled clients cannot hold connection slots.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Time a new connection has to show its protocol (first bytes / the HTTP/2
+    /// preface) and an HTTP/1 client has to send a request's headers; also the
+    /// time `POST /auth/token` waits for its body. Milliseconds, 1..=300000
+    /// (default 10000).
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed (nginx's
+    /// `keepalive_timeout`). Milliseconds, 1..=3600000 (default 75000).
+    pub idle_timeout_ms: u64,
+    /// Interval of HTTP/2 keep-alive PINGs to the client. Milliseconds,
+    /// 1..=3600000 (default 30000).
+    pub http2_keepalive_interval_ms: u64,
+    /// An HTTP/2 client that does not acknowledge a keep-alive PING within this
+    /// time is disconnected. Milliseconds, 1..=300000 (default 20000).
+    pub http2_keepalive_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 75_000,
+            http2_keepalive_interval_ms: 30_000,
+            http2_keepalive_timeout_ms: 20_000,
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct Settings {
     pub telemetry_capacity: NonZeroUsize,
     /// Drain deadline on shutdown.
     pub drain_timeout: Duration,
+    /// Client connection time limits (`server:`).
+    pub server: ServerSettings,
     /// `tracing.enabled`: `SERVER`/`CLIENT` spans and `traceparent` propagation.
     pub tracing: bool,
     /// Kafka bootstrap list for events, if any.
@@ -47,6 +49,20 @@ pub struct Settings {
     pub dashboard: super::DashboardSettings,
     /// Human-readable warnings produced by validation (dev mode, demo secrets).
     pub warnings: Vec<String>,
+}
+
+/// Validated `server:` (see [`ServerConfig`](super::ServerConfig)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Deadline for the protocol sniff, HTTP/1 request headers and the
+    /// `/auth/token` body.
+    pub header_read_timeout: Duration,
+    /// Idle connection (no request in flight) lifetime.
+    pub idle_timeout: Duration,
+    /// HTTP/2 keep-alive PING interval.
+    pub http2_keepalive_interval: Duration,
+    /// HTTP/2 keep-alive PING acknowledgement deadline.
+    pub http2_keepalive_timeout: Duration,
 }
 
 /// Validated `auth:`.
@@ -132,9 +148,17 @@ pub struct TransformSettings {
     pub max_wrap_body_bytes: usize,
 }
 
-fn ms(field: &str, v: u64) -> Result<Duration, ConfigError> {
-    if v == 0 {
-        return Err(ConfigError::invalid(field, "must be greater than 0"));
+/// Upper bound of the period and deadline settings: one hour.
+const HOUR_MS: u64 = 3_600_000;
+/// Most attempts per request (`proxy.max_attempts`).
+const MAX_ATTEMPTS: u32 = 10;
+/// Longest pause between attempts (`proxy.retry_backoff_ms`), one minute.
+const MAX_BACKOFF_MS: u64 = 60_000;
+
+/// A positive number of milliseconds, at most `max`.
+fn ms_max(field: &str, v: u64, max: u64) -> Result<Duration, ConfigError> {
+    if v == 0 || v > max {
+        return Err(ConfigError::invalid(field, format!("must be in 1..={max}")));
     }
     Ok(Duration::from_millis(v))
 }
@@ -189,8 +213,8 @@ impl GatewayConfig {
             Some(BreakerSettings {
                 error_threshold_percent: b.error_threshold_percent,
                 volume_threshold: nz32("breaker.volume_threshold", b.volume_threshold)?,
-                reset_timeout: ms("breaker.reset_timeout_ms", b.reset_timeout_ms)?,
-                window: ms("breaker.window_ms", b.window_ms)?,
+                reset_timeout: ms_max("breaker.reset_timeout_ms", b.reset_timeout_ms, HOUR_MS)?,
+                window: ms_max("breaker.window_ms", b.window_ms, HOUR_MS)?,
             })
         } else {
             None
@@ -206,12 +230,27 @@ impl GatewayConfig {
         let proxy = ProxySettings {
             services_file: p.services_file.clone(),
             strategy: p.strategy,
-            max_attempts: nz32("proxy.max_attempts", p.max_attempts)?,
-            retry_backoff: Duration::from_millis(p.retry_backoff_ms),
-            timeout: ms("proxy.timeout_ms", p.timeout_ms)?,
+            max_attempts: nz32("proxy.max_attempts", p.max_attempts)
+                .ok()
+                .filter(|n| n.get() <= MAX_ATTEMPTS)
+                .ok_or_else(|| {
+                    ConfigError::invalid(
+                        "proxy.max_attempts",
+                        format!("must be in 1..={MAX_ATTEMPTS}"),
+                    )
+                })?,
+            retry_backoff: if p.retry_backoff_ms <= MAX_BACKOFF_MS {
+                Duration::from_millis(p.retry_backoff_ms)
+            } else {
+                return Err(ConfigError::invalid(
+                    "proxy.retry_backoff_ms",
+                    format!("must be in 0..={MAX_BACKOFF_MS}"),
+                ));
+            },
+            timeout: ms_max("proxy.timeout_ms", p.timeout_ms, 600_000)?,
             pool_max_idle_per_host: p.pool_max_idle_per_host,
             http2: p.http2,
-            discovery_poll: ms("proxy.discovery_poll_ms", p.discovery_poll_ms)?,
+            discovery_poll: ms_max("proxy.discovery_poll_ms", p.discovery_poll_ms, HOUR_MS)?,
         };
 
         let transform = validate_transform(&self)?;
@@ -235,10 +274,36 @@ impl GatewayConfig {
             proxy,
             transform,
             blocklist_redis_url: self.blocklist.redis_url.clone(),
-            blocklist_refresh: ms("blocklist.refresh_ms", self.blocklist.refresh_ms)?,
+            blocklist_refresh: ms_max("blocklist.refresh_ms", self.blocklist.refresh_ms, HOUR_MS)?,
             telemetry_capacity,
             tracing: self.tracing.enabled,
-            drain_timeout: ms("shutdown.drain_timeout_ms", self.shutdown.drain_timeout_ms)?,
+            drain_timeout: ms_max(
+                "shutdown.drain_timeout_ms",
+                self.shutdown.drain_timeout_ms,
+                HOUR_MS,
+            )?,
+            server: ServerSettings {
+                header_read_timeout: ms_max(
+                    "server.header_read_timeout_ms",
+                    self.server.header_read_timeout_ms,
+                    300_000,
+                )?,
+                idle_timeout: ms_max(
+                    "server.idle_timeout_ms",
+                    self.server.idle_timeout_ms,
+                    3_600_000,
+                )?,
+                http2_keepalive_interval: ms_max(
+                    "server.http2_keepalive_interval_ms",
+                    self.server.http2_keepalive_interval_ms,
+                    3_600_000,
+                )?,
+                http2_keepalive_timeout: ms_max(
+                    "server.http2_keepalive_timeout_ms",
+                    self.server.http2_keepalive_timeout_ms,
+                    300_000,
+                )?,
+            },
             kafka_bootstrap: match &self.events.kafka_bootstrap {
                 Some(b)
                     if b.split(',')

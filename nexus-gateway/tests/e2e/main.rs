@@ -5,8 +5,10 @@
 mod admin;
 mod auth;
 mod blocklist;
+mod conn;
 mod events;
 mod h2;
+mod hardening;
 mod harness;
 mod kafka;
 mod kafka_trace;
