@@ -67,6 +67,7 @@ impl AttemptGuard for Guard {
         match outcome {
             AttemptOutcome::Success => self.0.record_response(),
             AttemptOutcome::Failure => self.0.record_failure(),
+            AttemptOutcome::Ignored => {}
         }
         // Dropping `InFlight` ends the attempt (in-flight count, handled count).
     }

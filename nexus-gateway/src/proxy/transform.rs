@@ -232,8 +232,13 @@ pub async fn wrap_json(
             None => WrapError::TooLarge(cap),
             Some(e) => WrapError::Body(e.to_string()),
         })?;
+    Ok(wrap_bytes(raw, request_id))
+}
+
+/// Wraps a whole JSON body already read (see [`wrap_json`]).
+pub fn wrap_bytes(raw: Bytes, request_id: &HeaderValue) -> Wrapped {
     if serde_json::from_slice::<&serde_json::value::RawValue>(&raw).is_err() {
-        return Ok(Wrapped::NotJson(raw));
+        return Wrapped::NotJson(raw);
     }
     let ts = timestamp_header(SystemTime::now());
     let mut out = BytesMut::with_capacity(raw.len() + 96 + request_id.len());
@@ -244,7 +249,7 @@ pub async fn wrap_json(
     out.put_slice(b"\",\"gateway\":\"nexus\",\"timestamp\":\"");
     out.put_slice(ts.as_bytes());
     out.put_slice(b"\"}}");
-    Ok(Wrapped::Body(out.freeze()))
+    Wrapped::Body(out.freeze())
 }
 
 #[cfg(test)]

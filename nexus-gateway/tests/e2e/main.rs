@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod blocklist;
+mod bodies;
 mod events;
 mod h2;
 mod harness;
