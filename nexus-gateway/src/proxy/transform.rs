@@ -93,9 +93,23 @@ pub fn request_headers(
     headers.insert(X_REQUEST_ID, request_id.clone());
     headers.insert(X_GATEWAY_VERSION, t.gateway_version.clone());
     if let Some(ip) = peer {
-        let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) if !prev.is_empty() => HeaderValue::try_from(format!("{prev}, {ip}")).ok(),
-            _ => Some(peer_header(ip)),
+        // Every client line, in order (RFC 9110 §5.3: one comma-joined list).
+        let mut prev = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty());
+        let xff = match prev.next() {
+            None => Some(peer_header(ip)),
+            Some(first) => {
+                let mut list = first.to_owned();
+                for v in prev {
+                    list.push_str(", ");
+                    list.push_str(v);
+                }
+                HeaderValue::try_from(format!("{list}, {ip}")).ok()
+            }
         };
         if let Some(v) = xff {
             headers.insert(X_FORWARDED_FOR, v);

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod blocklist;
 mod bodies;
+mod edges;
 mod events;
 mod h2;
 mod harness;
