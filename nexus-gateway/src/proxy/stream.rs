@@ -28,12 +28,15 @@ use tokio::time::{Instant, Sleep};
 use super::seams::Breakers;
 use crate::body::BoxError;
 
-/// Fires when no activity was seen for `idle`. Arming it costs nothing while
-/// frames are ready; the timer is allocated on the first pending poll and is
-/// re-armed only when it fires early (activity moved the deadline since).
+/// Fires when one wait for the next frame lasts `idle`. Only time spent
+/// waiting counts: while the reader does not poll (its own peer is slow to
+/// take the data) the clock is stopped. Costs nothing while frames are ready;
+/// the timer is allocated on the first pending poll and re-armed only when it
+/// fires early (a later wait moved the deadline).
 struct IdleTimer {
     idle: Duration,
-    last: Instant,
+    /// Start of the current wait (`None` right after a frame).
+    wait_start: Option<Instant>,
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
@@ -41,19 +44,26 @@ impl IdleTimer {
     fn new(idle: Duration) -> Self {
         Self {
             idle,
-            last: Instant::now(),
+            wait_start: None,
             sleep: None,
         }
     }
 
+    /// A frame arrived: the current wait is over.
     fn touch(&mut self) {
-        self.last = Instant::now();
+        self.wait_start = None;
     }
 
-    /// After the inner body returned `Pending`: whether the idle period is over
-    /// (otherwise the timer is registered with `cx`).
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = self.last + self.idle;
+    /// After the inner body returned `Pending`: whether this wait has lasted
+    /// the idle period (otherwise the timer is registered with `cx`). The
+    /// second value is true when this poll started a new wait.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> (bool, bool) {
+        let started = self.wait_start.is_none();
+        let start = *self.wait_start.get_or_insert_with(Instant::now);
+        (self.poll_deadline(start + self.idle, cx), started)
+    }
+
+    fn poll_deadline(&mut self, deadline: Instant, cx: &mut Context<'_>) -> bool {
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -103,7 +113,8 @@ pub(super) enum ClientFault {
 #[derive(Debug)]
 pub(super) struct ClientState {
     phase: AtomicU8,
-    /// Nanoseconds after `origin` of the last frame read (or of the end).
+    /// Nanoseconds after `origin` of the last progress: a frame read, the
+    /// end, or the start of the current wait for the client.
     progress: AtomicU64,
     origin: Instant,
 }
@@ -130,7 +141,8 @@ impl ClientState {
         self.progress.store(nanos, Ordering::Release);
     }
 
-    /// When the body last made progress (a frame read, or its end).
+    /// When the body last made progress (a frame read, its end, or the start
+    /// of the current wait for the client).
     pub(super) fn last_progress(&self) -> Instant {
         self.origin + Duration::from_nanos(self.progress.load(Ordering::Acquire))
     }
@@ -215,7 +227,7 @@ impl Body for ClientBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle.touch();
-                this.state.progressed();
+                this.state.progressed(); // handed on: the upstream's turn
                 this.state.set(Phase::Sending);
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -229,9 +241,13 @@ impl Body for ClientBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if this.idle.poll_expired(cx) {
+                let (expired, started) = this.idle.poll_expired(cx);
+                if expired {
                     this.state.set(Phase::TimedOut);
                     return Poll::Ready(Some(Err("client request body timed out".into())));
+                }
+                if started {
+                    this.state.progressed();
                 }
                 this.state.set(Phase::WaitingClient);
                 Poll::Pending
@@ -325,7 +341,7 @@ impl Body for UpstreamStream {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if this.idle.poll_expired(cx) {
+                if this.idle.poll_expired(cx).0 {
                     tracing::debug!("upstream response body idle timeout");
                     this.failed();
                     return Poll::Ready(Some(Err("upstream response body timed out".into())));

@@ -242,3 +242,46 @@ async fn a_streamed_body_that_stalls_is_cut_after_the_idle_limit_and_counts() ->
     assert_eq!(c["failures"], 1, "the upstream is at fault: {c}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_that_reads_slowly_does_not_trip_the_idle_limit() -> Result<()> {
+    // 4 MiB sent at once: the upstream's writes wait while the client does
+    // not read, which is not the upstream stalling.
+    let len = 4 << 20;
+    let mut script = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\n\r\n"
+    )
+    .into_bytes();
+    script.extend(std::iter::repeat_n(b'z', len));
+    let (url, _) = scripted(script, Duration::from_secs(20)).await?;
+    let extra = format!("{}{BREAKER}", proxy(300));
+    let gw = TestGateway::start(std::slice::from_ref(&url), 1000, &extra).await?;
+    let token = gw.token().await?;
+    let mut s = TcpStream::connect(gw.addr).await?;
+    s.write_all(
+        format!(
+            "GET /api/big HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await?;
+    // Read a little, pause well past the idle limit three times, then the rest.
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    for _ in 0..3 {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await??;
+        out.extend_from_slice(&buf[..n]);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await??;
+    let head_end = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("response head")?
+        + 4;
+    assert!(out.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(out.len() - head_end, len, "the whole body arrived");
+    let c = circuit(&gw, &token, &url).await?;
+    assert_eq!(c["failures"], 0, "{c}");
+    Ok(())
+}
