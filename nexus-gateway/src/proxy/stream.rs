@@ -366,3 +366,30 @@ impl Body for UpstreamStream {
         hint
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Polls the timer once: (expired, started a new wait).
+    async fn poll(t: &mut IdleTimer) -> (bool, bool) {
+        std::future::poll_fn(|cx| Poll::Ready(t.poll_expired(cx))).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_counts_only_time_spent_waiting() {
+        let ms = Duration::from_millis;
+        let mut t = IdleTimer::new(ms(1000));
+        assert_eq!(poll(&mut t).await, (false, true));
+        tokio::time::advance(ms(600)).await;
+        assert_eq!(poll(&mut t).await, (false, false), "one wait of 600 ms");
+        t.touch();
+        // The reader does not poll for 5 s (its own peer is slow): not counted.
+        tokio::time::advance(ms(5000)).await;
+        assert_eq!(poll(&mut t).await, (false, true), "a new wait starts");
+        tokio::time::advance(ms(999)).await;
+        assert_eq!(poll(&mut t).await, (false, false));
+        tokio::time::advance(ms(2)).await;
+        assert_eq!(poll(&mut t).await, (true, false), "this wait lasted 1 s");
+    }
+}
