@@ -285,3 +285,38 @@ async fn a_client_that_reads_slowly_does_not_trip_the_idle_limit() -> Result<()>
     assert_eq!(c["failures"], 0, "{c}");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_upstream_that_does_not_read_the_upload_gets_504_and_counts() -> Result<()> {
+    // Reads the request head, then neither reads nor answers.
+    let (url, _) = scripted(Vec::new(), Duration::from_secs(20)).await?;
+    let extra = format!("{}{BREAKER}", proxy(300));
+    let gw = TestGateway::start(std::slice::from_ref(&url), 1000, &extra).await?;
+    let token = gw.token().await?;
+    let len = 64 << 20;
+    let s = TcpStream::connect(gw.addr).await?;
+    let (mut rd, mut wr) = s.into_split();
+    let head = format!(
+        "PUT /api/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    // The client uploads as fast as the gateway takes it.
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'u'; 64 * 1024];
+        for _ in 0..len / chunk.len() {
+            wr.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let started = tokio::time::Instant::now();
+    let mut out = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), rd.read(&mut out)).await??;
+    let text = String::from_utf8_lossy(&out[..n]).into_owned();
+    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    writer.abort();
+    let c = circuit(&gw, &token, &url).await?;
+    assert_eq!(c["failures"], 1, "the upstream is at fault: {c}");
+    Ok(())
+}
