@@ -53,6 +53,55 @@ where
     })
 }
 
+/// What [`read_up_to`] read.
+pub(crate) enum ReadUpTo<B> {
+    /// The whole body (at most the limit).
+    Whole(Bytes),
+    /// The body is longer than the limit: what was read so far (more than the
+    /// limit, nothing dropped) and the unread rest.
+    Over(Bytes, B),
+}
+
+/// Like [`read_bounded`], but a body over `limit` is not lost: the bytes read
+/// so far and the rest of the body are handed back.
+pub(crate) async fn read_up_to<B>(mut body: B, limit: usize) -> Result<ReadUpTo<B>, BoxError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<bytes::BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(Into::into)?.into_data() else {
+            continue; // trailers
+        };
+        len += data.len();
+        match (&mut first, &mut more) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => {
+                let mut buf = bytes::BytesMut::with_capacity(len.max(f.len() * 2).min(limit));
+                buf.extend_from_slice(f);
+                buf.extend_from_slice(&data);
+                more = Some(buf);
+            }
+            (Some(_), Some(buf)) => buf.extend_from_slice(&data),
+        }
+        if len > limit {
+            let read = match (more, first) {
+                (Some(buf), _) => buf.freeze(),
+                (None, f) => f.unwrap_or_default(),
+            };
+            return Ok(ReadUpTo::Over(read, body));
+        }
+    }
+    Ok(ReadUpTo::Whole(match (more, first) {
+        (Some(buf), _) => buf.freeze(),
+        (None, Some(f)) => f,
+        (None, None) => Bytes::new(),
+    }))
+}
+
 /// Body of every response the gateway produces.
 ///
 /// Upstream bodies are streamed frame by frame (never buffered) through
@@ -63,6 +112,8 @@ pub enum GatewayBody {
     Full(Option<Bytes>),
     /// A streamed upstream body.
     Stream(hyper::body::Incoming),
+    /// A streamed upstream body with an idle limit (the proxy's).
+    Upstream(crate::proxy::UpstreamStream),
     /// Any other body.
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
@@ -123,6 +174,7 @@ impl Body for GatewayBody {
         match self.get_mut() {
             Self::Full(chunk) => Poll::Ready(chunk.take().map(|b| Ok(Frame::data(b)))),
             Self::Stream(inc) => Pin::new(inc).poll_frame(cx).map_err(Into::into),
+            Self::Upstream(s) => Pin::new(s).poll_frame(cx),
             Self::Boxed(b) => Pin::new(b).poll_frame(cx),
         }
     }
@@ -131,6 +183,7 @@ impl Body for GatewayBody {
         match self {
             Self::Full(chunk) => chunk.is_none(),
             Self::Stream(inc) => inc.is_end_stream(),
+            Self::Upstream(s) => s.is_end_stream(),
             Self::Boxed(b) => b.is_end_stream(),
         }
     }
@@ -139,6 +192,7 @@ impl Body for GatewayBody {
         match self {
             Self::Full(chunk) => SizeHint::with_exact(chunk.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Stream(inc) => inc.size_hint(),
+            Self::Upstream(s) => s.size_hint(),
             Self::Boxed(b) => b.size_hint(),
         }
     }

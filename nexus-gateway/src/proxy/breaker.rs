@@ -64,6 +64,7 @@ impl BreakerPermit for NexusPermit {
         permit.record(match outcome {
             AttemptOutcome::Success => Outcome::Success,
             AttemptOutcome::Failure => Outcome::Failure,
+            AttemptOutcome::Ignored => Outcome::Ignore,
         });
         // This call's outcome tripped the circuit (used to attribute the event
         // to the request; the listener also hears the transition).
@@ -97,5 +98,14 @@ impl Breakers for NexusBreakers {
 
     fn stats(&self) -> serde_json::Value {
         serde_json::json!({ "circuits": self.registry.snapshots() })
+    }
+
+    fn record_failure(&self, upstream: &Arc<str>) {
+        // An open circuit refuses the permit: it is already out of rotation.
+        if let Some(b) = self.registry.get(upstream)
+            && let Ok(permit) = b.acquire()
+        {
+            permit.failure();
+        }
     }
 }

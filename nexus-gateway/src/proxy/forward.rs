@@ -10,10 +10,12 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 use tower::retry::budget::{Budget as _, TpsBudget};
 
+use super::UpstreamBody;
 use super::client::Clients;
 use super::seams::{AttemptOutcome, Breakers, CircuitTransition, Upstreams};
+use super::stream::{ClientBody, ClientFault, ClientState, FailureSink, UpstreamStream};
 use super::transform::{self, Wrapped};
-use crate::body::GatewayBody;
+use crate::body::{GatewayBody, ReadUpTo};
 use crate::config::{ProxySettings, TransformSettings};
 use crate::events::{EventSink, GatewayEvent};
 use crate::metrics::Metrics;
@@ -54,6 +56,17 @@ enum Failure {
     Timeout,
     Transport,
     Status,
+}
+
+/// Why one upstream call produced no response.
+enum CallError {
+    /// The connection or the exchange failed.
+    Transport(hyper_util::client::legacy::Error),
+    /// No response headers within `proxy.timeout` (counted from the end of
+    /// the client's upload, see [`Proxy::call`]).
+    Timeout,
+    /// The client's request body failed: not the upstream's fault.
+    Client(ClientFault),
 }
 
 fn idempotent(m: &Method) -> bool {
@@ -140,6 +153,8 @@ impl Proxy {
         let mut tried: Vec<u64> = Vec::new();
         let mut previous: Option<u64> = None;
         let mut last = Failure::NoEndpoint;
+        // Upstream calls made (for the 502 message).
+        let mut calls = 0u32;
 
         if replayable {
             self.budget.deposit();
@@ -194,8 +209,13 @@ impl Proxy {
                     "request target cannot be forwarded",
                 );
             };
+            let mut client = None;
             let up_body = match body.take() {
-                Some(b) if !b.is_end_stream() => Either::Left(b),
+                Some(b) if !b.is_end_stream() => {
+                    let (b, state) = ClientBody::new(b, self.settings.timeout);
+                    client = Some(state);
+                    Either::Left(b)
+                }
                 _ => Either::Right(Empty::new()),
             };
             let mut up = Request::new(up_body);
@@ -216,34 +236,61 @@ impl Proxy {
                 up.extensions_mut()
                     .insert(nexus_telemetry::layer::ResendCount(attempt));
                 let span = nexus_telemetry::layer::client_span("upstream.proxy", &mut up);
-                let call =
-                    tokio::time::timeout(self.settings.timeout, self.clients.get().request(up));
+                let call = self.call(up, client.as_deref());
                 let result = tracing::Instrument::instrument(call, span.clone()).await;
                 record_attempt(&span, &result);
                 result
             } else {
-                tokio::time::timeout(self.settings.timeout, self.clients.get().request(up)).await
+                self.call(up, client.as_deref()).await
             };
+            calls += 1;
             let elapsed = started.elapsed();
             self.metrics
                 .record_upstream(&picked.url, elapsed.as_secs_f64() * 1000.0);
-            let (outcome, response) = match result {
-                Ok(Ok(res)) if res.status().is_server_error() => {
+            let mut fault = None;
+            let (mut outcome, response) = match result {
+                Ok(res) if res.status().is_server_error() => {
                     last = Failure::Status;
                     (AttemptOutcome::Failure, Some(res))
                 }
-                Ok(Ok(res)) => (AttemptOutcome::Success, Some(res)),
-                Ok(Err(e)) => {
+                Ok(res) => (AttemptOutcome::Success, Some(res)),
+                Err(CallError::Transport(e)) => {
                     tracing::debug!(upstream = %picked.url, error = %e, "upstream transport error");
                     last = Failure::Transport;
                     (AttemptOutcome::Failure, None)
                 }
-                Err(_) => {
+                Err(CallError::Timeout) => {
                     tracing::debug!(upstream = %picked.url, "upstream timeout");
                     last = Failure::Timeout;
                     (AttemptOutcome::Failure, None)
                 }
+                Err(CallError::Client(f)) => {
+                    tracing::debug!(upstream = %picked.url, fault = ?f, "client request body failed");
+                    fault = Some(f);
+                    (AttemptOutcome::Ignored, None)
+                }
             };
+            // The response to return, its body read first when it is buffered
+            // (an upstream whose body stalls or breaks counts as failed).
+            let mut reply = None;
+            if let Some(res) = response {
+                let retry_status = matches!(res.status().as_u16(), 502..=504);
+                if outcome == AttemptOutcome::Success || !retry_status || attempt + 1 == attempts {
+                    reply = Some(
+                        match self
+                            .respond(res, &parts.method, client_path, &request_id, &picked.url)
+                            .await
+                        {
+                            Ok(r) => r,
+                            Err(f) => {
+                                tracing::debug!(upstream = %picked.url, failure = ?f, "upstream body failed");
+                                outcome = AttemptOutcome::Failure;
+                                body_failure(f)
+                            }
+                        },
+                    );
+                }
+            }
             picked.guard.finish(outcome, elapsed);
             if let Some(p) = permit
                 && p.record(outcome) == Some(CircuitTransition::Opened)
@@ -255,11 +302,11 @@ impl Proxy {
                     correlation_id: request_id.to_str().unwrap_or_default().to_owned(),
                 });
             }
-            if let Some(res) = response {
-                let retry_status = matches!(res.status().as_u16(), 502..=504);
-                if outcome == AttemptOutcome::Success || !retry_status || attempt + 1 == attempts {
-                    return self.respond(res, client_path, &request_id).await;
-                }
+            if let Some(r) = reply {
+                return r;
+            }
+            if let Some(f) = fault {
+                return client_fault(f);
             }
         }
         match last {
@@ -273,82 +320,198 @@ impl Proxy {
                 "upstream_timeout",
                 "upstream timed out",
             ),
+            Failure::Transport | Failure::Status if calls > 1 => error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_failed",
+                &format!("upstream failed after {calls} attempts"),
+            ),
             Failure::Transport | Failure::Status => error(
                 StatusCode::BAD_GATEWAY,
                 "upstream_failed",
-                "upstream failed after retries",
+                "upstream request failed",
             ),
         }
     }
 
-    /// Like nginx's proxy buffers: a body with a declared length of at most
-    /// [`SMALL_BODY`] bytes is read whole (bounded by the call timeout) and sent
-    /// with the headers in one write; anything else streams frame by frame.
-    async fn small_or_stream(&self, headers: &http::HeaderMap, body: Incoming) -> GatewayBody {
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_none_or(|n| n > SMALL_BODY as u64) {
-            return GatewayBody::Stream(body);
-        }
-        let read = crate::body::read_bounded(body, SMALL_BODY);
-        match tokio::time::timeout(self.settings.timeout, read).await {
-            Ok(Ok(b)) => GatewayBody::from(b),
-            // The upstream broke off mid-body: end the response with an error.
-            _ => GatewayBody::boxed(http_body_util::StreamBody::new(futures_util::stream::once(
-                async {
-                    Err::<http_body::Frame<bytes::Bytes>, crate::body::BoxError>(
-                        "upstream body failed".into(),
-                    )
-                },
-            ))),
+    /// One upstream call, bounded by `proxy.timeout`.
+    ///
+    /// With a request body the limit counts from the body's last progress: a
+    /// client's slow upload does not use up the upstream's time. The client
+    /// may pause at most `proxy.timeout` between frames ([`ClientBody`]); an
+    /// upload that stalls that long is the client's fault (408), an upstream
+    /// that does not read it or does not answer within `proxy.timeout` after
+    /// it is the upstream's (504).
+    async fn call(
+        &self,
+        up: Request<UpstreamBody>,
+        client: Option<&ClientState>,
+    ) -> Result<http::Response<Incoming>, CallError> {
+        let call = self.clients.get().request(up);
+        let mut call = std::pin::pin!(call);
+        let mut deadline = Instant::now() + self.settings.timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, &mut call).await {
+                Ok(Ok(res)) => return Ok(res),
+                Ok(Err(e)) => {
+                    return Err(match client.and_then(ClientState::fault) {
+                        Some(f) => CallError::Client(f),
+                        None => CallError::Transport(e),
+                    });
+                }
+                Err(_) => {
+                    let Some(c) = client else {
+                        return Err(CallError::Timeout);
+                    };
+                    if let Some(f) = c.fault() {
+                        return Err(CallError::Client(f));
+                    }
+                    let next = c.last_progress() + self.settings.timeout;
+                    if next > Instant::now() {
+                        deadline = next;
+                        continue;
+                    }
+                    return Err(if c.waiting_for_client() {
+                        CallError::Client(ClientFault::TimedOut)
+                    } else {
+                        CallError::Timeout
+                    });
+                }
+            }
         }
     }
 
+    /// A streamed upstream body: idle limit `proxy.timeout`, failures counted
+    /// against `upstream`'s breaker.
+    fn stream(&self, prefix: bytes::Bytes, body: Incoming, upstream: &Arc<str>) -> GatewayBody {
+        let sink = self.breakers.as_ref().map(|b| FailureSink {
+            breakers: Arc::clone(b),
+            upstream: Arc::clone(upstream),
+        });
+        GatewayBody::Upstream(UpstreamStream::new(
+            prefix,
+            body,
+            self.settings.timeout,
+            sink,
+        ))
+    }
+
+    /// Builds the client's response. Like nginx's proxy buffers, a body with
+    /// a declared length of at most [`SMALL_BODY`] bytes is read whole and sent
+    /// with the headers in one write; on a wrapped route a JSON body is read
+    /// whole (up to `max_wrap_body_bytes`) and wrapped. Either read must end
+    /// within `proxy.timeout` from its start, else the upstream failed (`Err`:
+    /// nothing was sent yet, so the client gets a 504 / 502). Anything else,
+    /// and a JSON body found too large only while reading it (no declared
+    /// length), streams through unwrapped, with `proxy.timeout` as idle limit.
     async fn respond(
         &self,
         res: http::Response<Incoming>,
+        method: &Method,
         client_path: &str,
         request_id: &HeaderValue,
-    ) -> GatewayResponse {
+        upstream: &Arc<str>,
+    ) -> Result<GatewayResponse, Failure> {
         let (mut parts, body) = res.into_parts();
         transform::strip_hop_by_hop(&mut parts.headers);
-        if !self.transform.wrap_for(client_path) || !transform::is_json(&parts.headers) {
-            let body = self.small_or_stream(&parts.headers, body).await;
-            return http::Response::from_parts(parts, body);
-        }
-        let body = GatewayBody::Stream(body);
-        let cap = self.transform.max_wrap_body_bytes;
+        // HEAD (no body to wrap: the GET's length must stand), 204 and 304 pass.
+        let wrap = self.transform.wrap_for(client_path)
+            && transform::is_json(&parts.headers)
+            && *method != Method::HEAD
+            && !matches!(
+                parts.status,
+                StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+            );
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > cap as u64) {
-            return http::Response::from_parts(parts, body); // too large to wrap: passed through untouched
+        let cap = if wrap {
+            self.transform.max_wrap_body_bytes
+        } else {
+            SMALL_BODY
+        };
+        let buffer = if wrap {
+            declared.is_none_or(|n| n <= cap as u64)
+        } else {
+            declared.is_some_and(|n| n <= SMALL_BODY as u64)
+        };
+        if !buffer {
+            let body = self.stream(bytes::Bytes::new(), body, upstream);
+            return Ok(http::Response::from_parts(parts, body));
         }
-        match transform::wrap_json(body, cap, request_id).await {
-            Ok(Wrapped::Body(b)) | Ok(Wrapped::NotJson(b)) => {
-                parts.headers.remove(header::TRANSFER_ENCODING);
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
-                http::Response::from_parts(parts, GatewayBody::from(b))
+        let read = tokio::time::timeout(self.settings.timeout, crate::body::read_up_to(body, cap));
+        let raw = match read.await {
+            Ok(Ok(ReadUpTo::Whole(b))) => b,
+            Ok(Ok(ReadUpTo::Over(prefix, rest))) => {
+                // Too large to wrap: the bytes read, then the rest, unwrapped.
+                let body = self.stream(prefix, rest, upstream);
+                return Ok(http::Response::from_parts(parts, body));
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot wrap upstream JSON");
-                error(StatusCode::BAD_GATEWAY, "upstream_body", &e.to_string())
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "upstream body failed");
+                return Err(Failure::Transport);
             }
+            Err(_) => return Err(Failure::Timeout),
+        };
+        if !wrap {
+            return Ok(http::Response::from_parts(parts, GatewayBody::from(raw)));
         }
+        let (Wrapped::Body(b) | Wrapped::NotJson(b)) = transform::wrap_bytes(raw, request_id);
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+        Ok(http::Response::from_parts(parts, GatewayBody::from(b)))
     }
 }
 
+/// The answer when the upstream's response body failed before anything was sent.
+fn body_failure(f: Failure) -> GatewayResponse {
+    if f == Failure::Timeout {
+        error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            "upstream response body timed out",
+        )
+    } else {
+        error(
+            StatusCode::BAD_GATEWAY,
+            "upstream_body",
+            "upstream response body failed",
+        )
+    }
+}
+
+/// The answer when the client's request body failed; the connection is closed
+/// (the rest of the body cannot be read). A client that went away gets 499,
+/// nginx's "client closed request", seen only in logs and metrics.
+fn client_fault(f: ClientFault) -> GatewayResponse {
+    let mut res = match f {
+        ClientFault::Malformed => error(
+            StatusCode::BAD_REQUEST,
+            "bad_request_body",
+            "request body is malformed",
+        ),
+        ClientFault::TimedOut => error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "request body not received in time",
+        ),
+        ClientFault::Aborted => error(
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            "client_closed_request",
+            "client closed the connection mid-request",
+        ),
+    };
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
 /// Records an attempt's outcome on its `CLIENT` span.
-fn record_attempt<B, E>(
-    span: &tracing::Span,
-    result: &Result<Result<http::Response<B>, E>, tokio::time::error::Elapsed>,
-) {
+fn record_attempt<B>(span: &tracing::Span, result: &Result<http::Response<B>, CallError>) {
     match result {
-        Ok(Ok(res)) => {
+        Ok(res) => {
             let status = res.status();
             span.record("http.response.status_code", status.as_u16());
             if status.is_client_error() || status.is_server_error() {

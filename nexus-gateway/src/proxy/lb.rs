@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+
 use nexus_lb::{Balancer, CircuitState, EndpointSpec, Exclude, InFlight, TaskHandle};
 
 use super::seams::{AttemptGuard, AttemptOutcome, Picked, Upstreams};
@@ -37,11 +39,20 @@ impl LbUpstreams {
         })?;
         let specs = nexus_lb::discover::parse_services(&text)
             .map_err(|e| ConfigError::invalid("proxy.services_file", e.to_string()))?;
+        plain_http(&specs).map_err(|e| ConfigError::invalid("proxy.services_file", e))?;
         balancer
             .set_endpoints(&specs)
             .map_err(|e| ConfigError::invalid("proxy.services_file", e.to_string()))?;
-        let stream =
-            nexus_lb::discover::watch_services_file(p.services_file.clone(), p.discovery_poll);
+        let file = p.services_file.clone();
+        let stream = nexus_lb::discover::watch_services_file(file.clone(), p.discovery_poll)
+            .filter(move |specs| {
+                let ok = plain_http(specs)
+                    .map_err(|e| {
+                        tracing::warn!(file = %file, error = %e, "services file refused; keeping the current endpoints");
+                    })
+                    .is_ok();
+                std::future::ready(ok)
+            });
         let discovery = balancer.spawn_discovery(stream);
         Ok(Self {
             balancer,
@@ -55,9 +66,24 @@ impl LbUpstreams {
     }
 }
 
-/// Parses the seed's `services.json` with `nexus-lb`'s validation.
+/// Parses the seed's `services.json` with `nexus-lb`'s validation, and
+/// refuses `https` endpoints: the upstream client has no TLS.
 pub fn parse_services(text: &str) -> Result<Vec<EndpointSpec>, String> {
-    nexus_lb::discover::parse_services(text.as_bytes()).map_err(|e| e.to_string())
+    let specs = nexus_lb::discover::parse_services(text.as_bytes()).map_err(|e| e.to_string())?;
+    plain_http(&specs)?;
+    Ok(specs)
+}
+
+/// The upstream client speaks plain HTTP only (no TLS connector), so an
+/// `https` endpoint could never be reached: refused, naming it.
+fn plain_http(specs: &[EndpointSpec]) -> Result<(), String> {
+    match specs.iter().find(|s| s.url().starts_with("https:")) {
+        Some(s) => Err(format!(
+            "endpoint {}: https is not supported (the upstream client has no TLS); use http://",
+            s.url()
+        )),
+        None => Ok(()),
+    }
 }
 
 struct Guard(InFlight);
@@ -67,6 +93,7 @@ impl AttemptGuard for Guard {
         match outcome {
             AttemptOutcome::Success => self.0.record_response(),
             AttemptOutcome::Failure => self.0.record_failure(),
+            AttemptOutcome::Ignored => {}
         }
         // Dropping `InFlight` ends the attempt (in-flight count, handled count).
     }

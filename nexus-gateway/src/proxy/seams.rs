@@ -16,6 +16,9 @@ pub enum AttemptOutcome {
     Success,
     /// Transport error, timeout or 5xx.
     Failure,
+    /// The attempt failed through the client's fault (its request body was
+    /// malformed, stalled or cut off): counted neither way.
+    Ignored,
 }
 
 /// In-flight tracking for one attempt on one endpoint; told the outcome once.
@@ -76,6 +79,9 @@ pub trait Breakers: Send + Sync + 'static {
     fn admit(&self, upstream: &Arc<str>) -> Result<Box<dyn BreakerPermit>, CircuitOpen>;
     /// `/cb-stats` document.
     fn stats(&self) -> serde_json::Value;
+    /// Counts a failure noticed after the call's outcome was recorded (an
+    /// upstream response body that stalled or broke off mid-stream).
+    fn record_failure(&self, _upstream: &Arc<str>) {}
 }
 
 /// Circuit state transitions, reported by a [`Breakers`] implementation.

@@ -97,9 +97,23 @@ pub fn request_headers(
     headers.insert(X_REQUEST_ID, request_id.clone());
     headers.insert(X_GATEWAY_VERSION, t.gateway_version.clone());
     if let Some(ip) = peer {
-        let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) if !prev.is_empty() => HeaderValue::try_from(format!("{prev}, {ip}")).ok(),
-            _ => Some(peer_header(ip)),
+        // Every client line, in order (RFC 9110 §5.3: one comma-joined list).
+        let mut prev = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty());
+        let xff = match prev.next() {
+            None => Some(peer_header(ip)),
+            Some(first) => {
+                let mut list = first.to_owned();
+                for v in prev {
+                    list.push_str(", ");
+                    list.push_str(v);
+                }
+                HeaderValue::try_from(format!("{list}, {ip}")).ok()
+            }
         };
         if let Some(v) = xff {
             headers.insert(X_FORWARDED_FOR, v);
@@ -246,8 +260,13 @@ pub async fn wrap_json(
             None => WrapError::TooLarge(cap),
             Some(e) => WrapError::Body(e.to_string()),
         })?;
+    Ok(wrap_bytes(raw, request_id))
+}
+
+/// Wraps a whole JSON body already read (see [`wrap_json`]).
+pub fn wrap_bytes(raw: Bytes, request_id: &HeaderValue) -> Wrapped {
     if serde_json::from_slice::<&serde_json::value::RawValue>(&raw).is_err() {
-        return Ok(Wrapped::NotJson(raw));
+        return Wrapped::NotJson(raw);
     }
     let ts = timestamp_header(SystemTime::now());
     let mut out = BytesMut::with_capacity(raw.len() + 96 + request_id.len());
@@ -258,7 +277,7 @@ pub async fn wrap_json(
     out.put_slice(b"\",\"gateway\":\"nexus\",\"timestamp\":\"");
     out.put_slice(ts.as_bytes());
     out.put_slice(b"\"}}");
-    Ok(Wrapped::Body(out.freeze()))
+    Wrapped::Body(out.freeze())
 }
 
 #[cfg(test)]

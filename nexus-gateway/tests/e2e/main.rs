@@ -5,7 +5,9 @@
 mod admin;
 mod auth;
 mod blocklist;
+mod bodies;
 mod conn;
+mod edges;
 mod events;
 mod h2;
 mod hardening;
