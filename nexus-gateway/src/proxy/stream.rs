@@ -9,9 +9,10 @@
 //!   prefix already read). It ends with an error when no frame arrives for the
 //!   idle period and reports any failure to the upstream's breaker.
 //!
-//! The idle period of both is `proxy.timeout`: the time an upstream has to send
-//! its response headers is also the longest pause allowed between two frames
-//! of either body (nginx's `proxy_read_timeout` / `client_body_timeout`).
+//! The idle period of both is `proxy.body_idle_timeout` (default 60 s, nginx's
+//! `proxy_read_timeout` / `client_body_timeout`), not the shorter
+//! `proxy.timeout` the upstream has for its response headers: server-sent
+//! events and long-poll responses pause between frames.
 
 use std::future::Future as _;
 use std::pin::Pin;

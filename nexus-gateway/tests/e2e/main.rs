@@ -18,4 +18,5 @@ mod paths;
 mod per_core;
 mod proxy;
 mod resilience;
+mod streams;
 mod trace_context;
