@@ -139,7 +139,13 @@ impl Proxy {
                 "request target cannot be forwarded",
             );
         };
-        transform::request_headers(&mut parts.headers, &self.transform, &request_id, peer);
+        transform::request_headers(
+            &mut parts.headers,
+            &self.transform,
+            &request_id,
+            peer,
+            client_uri.authority(),
+        );
         let replayable = idempotent(&parts.method) && body.is_end_stream();
         let attempts = if replayable {
             self.settings.max_attempts.get()

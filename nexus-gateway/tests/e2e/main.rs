@@ -9,6 +9,7 @@ mod bodies;
 mod conn;
 mod edges;
 mod events;
+mod forwarding;
 mod h2;
 mod hardening;
 mod harness;
