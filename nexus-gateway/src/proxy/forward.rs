@@ -297,7 +297,16 @@ impl Proxy {
                     );
                 }
             }
-            picked.guard.finish(outcome, elapsed);
+            let mut guard = picked.guard;
+            guard.record(outcome, elapsed);
+            match reply.as_mut().map(http::Response::body_mut) {
+                // A streamed body keeps the attempt in flight and reports a
+                // failure mid-stream to the balancer too (as to the breaker).
+                Some(GatewayBody::Upstream(s)) => {
+                    s.attach(guard, started, outcome == AttemptOutcome::Success);
+                }
+                _ => drop(guard),
+            }
             if let Some(p) = permit
                 && p.record(outcome) == Some(CircuitTransition::Opened)
             {

@@ -89,13 +89,14 @@ fn plain_http(specs: &[EndpointSpec]) -> Result<(), String> {
 struct Guard(InFlight);
 
 impl AttemptGuard for Guard {
-    fn finish(self: Box<Self>, outcome: AttemptOutcome, _latency: Duration) {
+    // Dropping the guard (its `InFlight`) ends the attempt (in-flight count,
+    // handled count); `InFlight` measures the latency itself.
+    fn record(&mut self, outcome: AttemptOutcome, _latency: Duration) {
         match outcome {
             AttemptOutcome::Success => self.0.record_response(),
             AttemptOutcome::Failure => self.0.record_failure(),
             AttemptOutcome::Ignored => {}
         }
-        // Dropping `InFlight` ends the attempt (in-flight count, handled count).
     }
 }
 

@@ -21,10 +21,19 @@ pub enum AttemptOutcome {
     Ignored,
 }
 
-/// In-flight tracking for one attempt on one endpoint; told the outcome once.
+/// In-flight tracking for one attempt on one endpoint: the attempt is in
+/// flight until the guard is dropped (a streamed response body keeps it).
 pub trait AttemptGuard: Send {
-    /// Reports the outcome (and the latency the balancer may use for EWMA).
-    fn finish(self: Box<Self>, outcome: AttemptOutcome, latency: std::time::Duration);
+    /// Reports an outcome (and the latency the balancer may use for EWMA).
+    /// Called once when the response head arrives or the call fails, and
+    /// once more with [`AttemptOutcome::Failure`] if a streamed response body
+    /// then fails through the upstream's fault.
+    fn record(&mut self, outcome: AttemptOutcome, latency: std::time::Duration);
+
+    /// Reports the outcome and ends the attempt.
+    fn finish(mut self: Box<Self>, outcome: AttemptOutcome, latency: std::time::Duration) {
+        self.record(outcome, latency);
+    }
 }
 
 /// An endpoint chosen for one attempt.

@@ -131,6 +131,50 @@ async fn an_event_stream_pausing_longer_than_the_idle_limit_is_cut_and_counts() 
     );
     let c = circuit(&gw, &token, &url).await?;
     assert_eq!(c["failures"], 1, "the upstream is at fault: {c}");
+    // The balancer heard of it too, and the attempt is over.
+    let e = endpoint(&gw, &token, &url).await?;
+    assert_eq!(e["failed"], 1, "{e}");
+    assert_eq!(e["in_flight"], 0, "{e}");
+    Ok(())
+}
+
+/// The `/lb-stats` entry of `url`.
+async fn endpoint(gw: &TestGateway, token: &str, url: &str) -> Result<serde_json::Value> {
+    let lb = gw.get("/lb-stats", Some(token)).await?.json();
+    lb["endpoints"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["url"] == url))
+        .cloned()
+        .with_context(|| format!("no endpoint {url}: {lb}"))
+}
+
+#[tokio::test]
+async fn a_streaming_response_stays_in_flight_on_the_balancer_until_it_ends() -> Result<()> {
+    let url = pausing_events(
+        "data: one\n\n",
+        Duration::from_millis(1500),
+        "data: two\n\n",
+    )
+    .await?;
+    let extra = format!("{}{BREAKER}", proxy(5000));
+    let gw = TestGateway::start(std::slice::from_ref(&url), 1000, &extra).await?;
+    let token = gw.token().await?;
+    let gw = std::sync::Arc::new(gw);
+    let streaming = {
+        let (gw, token) = (std::sync::Arc::clone(&gw), token.clone());
+        tokio::spawn(async move { get_events(&gw, &token).await })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let e = endpoint(&gw, &token, &url).await?;
+    assert_eq!(e["in_flight"], 1, "mid-stream: {e}");
+    let (out, _) = streaming.await??;
+    assert!(
+        out.contains("data: two") && out.ends_with("0\r\n\r\n"),
+        "{out:?}"
+    );
+    let e = endpoint(&gw, &token, &url).await?;
+    assert_eq!(e["in_flight"], 0, "{e}");
+    assert_eq!(e["failed"], 0, "{e}");
     Ok(())
 }
 
