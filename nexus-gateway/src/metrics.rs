@@ -55,8 +55,9 @@ pub enum CircuitGauge {
 /// All gateway metrics.
 #[derive(Debug)]
 pub struct Metrics {
-    /// Tells this registry's entries apart in the per-thread handle caches.
-    id: u64,
+    /// Tells this registry's entries apart in the per-thread handle caches;
+    /// renewed when series are removed, so cached handles are resolved again.
+    id: AtomicU64,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     rate_limit_hits: Counter,
@@ -134,7 +135,7 @@ impl Metrics {
             upstream_duration.clone(),
         );
         Self {
-            id: NEXT_METRICS_ID.fetch_add(1, Ordering::Relaxed),
+            id: AtomicU64::new(NEXT_METRICS_ID.fetch_add(1, Ordering::Relaxed)),
             registry,
             requests,
             rate_limit_hits,
@@ -161,7 +162,7 @@ impl Metrics {
             cache
                 .iter()
                 .find(|h| {
-                    h.metrics == self.id
+                    h.metrics == self.id.load(Ordering::Relaxed)
                         && h.status == status
                         && h.route == route
                         && h.method == method
@@ -189,7 +190,7 @@ impl Metrics {
             remember(
                 &REQUEST_HANDLES,
                 RequestHandles {
-                    metrics: self.id,
+                    metrics: self.id.load(Ordering::Relaxed),
                     method,
                     route,
                     status,
@@ -207,7 +208,7 @@ impl Metrics {
             let cache = cache.try_borrow().ok()?;
             cache
                 .iter()
-                .find(|h| h.metrics == self.id && *h.upstream == **upstream)
+                .find(|h| h.metrics == self.id.load(Ordering::Relaxed) && *h.upstream == **upstream)
                 .map(|h| h.duration.observe(millis))
         });
         if found.is_none() {
@@ -221,7 +222,7 @@ impl Metrics {
             remember(
                 &UPSTREAM_HANDLES,
                 UpstreamHandle {
-                    metrics: self.id,
+                    metrics: self.id.load(Ordering::Relaxed),
                     upstream: upstream.clone(),
                     duration,
                 },
@@ -268,6 +269,22 @@ impl Metrics {
             self.breaker_opens.get_or_create(&labels).inc();
         }
         self.breaker_state.get_or_create(&labels).set(state as i64);
+    }
+
+    /// Removes the per-upstream series of an upstream that left the endpoint
+    /// set (circuit state, openings, latency), so `/metrics` stops reporting
+    /// it. Handles cached per thread are resolved again afterwards.
+    pub fn forget_upstream(&self, upstream: &Arc<str>) {
+        let labels = UpstreamLabels {
+            upstream: upstream.clone(),
+        };
+        self.breaker_state.remove(&labels);
+        self.breaker_opens.remove(&labels);
+        self.upstream_duration.remove(&labels);
+        self.id.store(
+            NEXT_METRICS_ID.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
     }
 
     /// OpenMetrics text exposition of every metric.

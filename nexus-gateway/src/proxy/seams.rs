@@ -68,6 +68,11 @@ pub trait Upstreams: Send + Sync + 'static {
     fn circuit_changed(&self, url: &str, open: bool);
     /// `/lb-stats` document.
     fn stats(&self) -> serde_json::Value;
+    /// Whether `url` is in the current endpoint set (a call to an endpoint
+    /// that discovery removed may still be finishing).
+    fn contains(&self, _url: &str) -> bool {
+        true
+    }
 }
 
 /// The circuit of an upstream is open: fail fast without an attempt.
@@ -91,6 +96,9 @@ pub trait Breakers: Send + Sync + 'static {
     /// Counts a failure noticed after the call's outcome was recorded (an
     /// upstream response body that stalled or broke off mid-stream).
     fn record_failure(&self, _upstream: &Arc<str>) {}
+    /// Drops the breaker of an upstream that left the endpoint set, so it
+    /// no longer shows in `/cb-stats` (a later call starts a fresh one).
+    fn forget(&self, _upstream: &Arc<str>) {}
 }
 
 /// Circuit state transitions, reported by a [`Breakers`] implementation.

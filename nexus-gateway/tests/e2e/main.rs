@@ -18,6 +18,7 @@ mod kafka_trace;
 mod paths;
 mod per_core;
 mod proxy;
+mod prune;
 mod resilience;
 mod streams;
 mod trace_context;
