@@ -157,15 +157,13 @@ impl Metrics {
         millis: f64,
     ) {
         let method = method_label(method);
+        let id = self.id.load(Ordering::Relaxed);
         let found = REQUEST_HANDLES.with(|cache| {
             let cache = cache.try_borrow().ok()?;
             cache
                 .iter()
                 .find(|h| {
-                    h.metrics == self.id.load(Ordering::Relaxed)
-                        && h.status == status
-                        && h.route == route
-                        && h.method == method
+                    h.metrics == id && h.status == status && h.route == route && h.method == method
                 })
                 .map(|h| {
                     h.count.inc();
@@ -190,7 +188,7 @@ impl Metrics {
             remember(
                 &REQUEST_HANDLES,
                 RequestHandles {
-                    metrics: self.id.load(Ordering::Relaxed),
+                    metrics: id,
                     method,
                     route,
                     status,
@@ -204,11 +202,12 @@ impl Metrics {
 
     /// Records one upstream attempt.
     pub fn record_upstream(&self, upstream: &Arc<str>, millis: f64) {
+        let id = self.id.load(Ordering::Relaxed);
         let found = UPSTREAM_HANDLES.with(|cache| {
             let cache = cache.try_borrow().ok()?;
             cache
                 .iter()
-                .find(|h| h.metrics == self.id.load(Ordering::Relaxed) && *h.upstream == **upstream)
+                .find(|h| h.metrics == id && *h.upstream == **upstream)
                 .map(|h| h.duration.observe(millis))
         });
         if found.is_none() {
@@ -222,7 +221,7 @@ impl Metrics {
             remember(
                 &UPSTREAM_HANDLES,
                 UpstreamHandle {
-                    metrics: self.id.load(Ordering::Relaxed),
+                    metrics: id,
                     upstream: upstream.clone(),
                     duration,
                 },
@@ -468,6 +467,33 @@ mod tests {
         assert!(
             !tb.contains("nexus_upstream_request_duration_ms_count{"),
             "{tb}"
+        );
+    }
+
+    #[test]
+    fn a_forgotten_upstream_has_no_series_and_starts_afresh() {
+        let m = Metrics::new();
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("http://a:1"), Arc::from("http://b:1"));
+        for u in [&a, &b] {
+            m.circuit_state(u, CircuitGauge::Open);
+            m.record_upstream(u, 2.0);
+            m.record_upstream(u, 2.0); // through the per-thread cache
+        }
+        m.forget_upstream(&a);
+        let text = m.encode();
+        assert!(!text.contains(r#"upstream="http://a:1""#), "{text}");
+        assert!(text.contains(r#"nexus_circuit_breaker_state{upstream="http://b:1"} 1"#));
+        // A cached handle of the removed series is not used again.
+        m.record_upstream(&a, 2.0);
+        m.record_upstream(&b, 2.0);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"nexus_upstream_request_duration_ms_count{upstream="http://a:1"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"nexus_upstream_request_duration_ms_count{upstream="http://b:1"} 3"#),
+            "{text}"
         );
     }
 
