@@ -1,5 +1,7 @@
 //! [`Upstreams`] over `nexus-lb`: the configured strategy, `services.json`
-//! discovery (polled), passive health from circuit state, `/lb-stats`.
+//! discovery (polled; endpoints it removes are reported to a hook, see
+//! [`LbUpstreams::on_removed`]), passive health from circuit state,
+//! `/lb-stats`.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
