@@ -89,6 +89,11 @@ struct GatewayCircuitListener {
 
 impl CircuitListener for GatewayCircuitListener {
     fn on_transition(&self, upstream: &Arc<str>, t: CircuitTransition) {
+        if !self.upstreams.contains(upstream) {
+            // A call to an endpoint discovery removed finished: its series
+            // and breaker are gone and stay gone.
+            return;
+        }
         let (gauge, open) = match t {
             CircuitTransition::Opened => (CircuitGauge::Open, true),
             CircuitTransition::HalfOpened => (CircuitGauge::HalfOpen, false),
@@ -183,7 +188,8 @@ impl GatewayBuilder {
         let metrics = Arc::new(Metrics::new());
         let telemetry = Arc::new(Telemetry::new(settings.telemetry_capacity.get()));
 
-        let upstreams: Arc<dyn Upstreams> = Arc::new(LbUpstreams::start(&settings.proxy)?);
+        let lb = Arc::new(LbUpstreams::start(&settings.proxy)?);
+        let upstreams: Arc<dyn Upstreams> = lb.clone();
 
         let breakers: Option<Arc<dyn Breakers>> = match &settings.breaker {
             Some(cfg) => {
@@ -196,6 +202,20 @@ impl GatewayBuilder {
             }
             None => None,
         };
+        {
+            // Weak: the breakers' listener holds the balancer, which holds this hook.
+            let metrics = Arc::downgrade(&metrics);
+            let breakers = breakers.as_ref().map(Arc::downgrade);
+            lb.on_removed(move |url| {
+                if let Some(b) = breakers.as_ref().and_then(std::sync::Weak::upgrade) {
+                    b.forget(url);
+                }
+                if let Some(m) = metrics.upgrade() {
+                    m.forget_upstream(url);
+                }
+                tracing::info!(upstream = %url, "endpoint removed: breaker and metric series dropped");
+            });
+        }
         let proxy = Proxy::new(
             settings.proxy.clone(),
             settings.transform.clone(),

@@ -55,8 +55,9 @@ pub enum CircuitGauge {
 /// All gateway metrics.
 #[derive(Debug)]
 pub struct Metrics {
-    /// Tells this registry's entries apart in the per-thread handle caches.
-    id: u64,
+    /// Tells this registry's entries apart in the per-thread handle caches;
+    /// renewed when series are removed, so cached handles are resolved again.
+    id: AtomicU64,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     rate_limit_hits: Counter,
@@ -134,7 +135,7 @@ impl Metrics {
             upstream_duration.clone(),
         );
         Self {
-            id: NEXT_METRICS_ID.fetch_add(1, Ordering::Relaxed),
+            id: AtomicU64::new(NEXT_METRICS_ID.fetch_add(1, Ordering::Relaxed)),
             registry,
             requests,
             rate_limit_hits,
@@ -156,15 +157,13 @@ impl Metrics {
         millis: f64,
     ) {
         let method = method_label(method);
+        let id = self.id.load(Ordering::Relaxed);
         let found = REQUEST_HANDLES.with(|cache| {
             let cache = cache.try_borrow().ok()?;
             cache
                 .iter()
                 .find(|h| {
-                    h.metrics == self.id
-                        && h.status == status
-                        && h.route == route
-                        && h.method == method
+                    h.metrics == id && h.status == status && h.route == route && h.method == method
                 })
                 .map(|h| {
                     h.count.inc();
@@ -189,7 +188,7 @@ impl Metrics {
             remember(
                 &REQUEST_HANDLES,
                 RequestHandles {
-                    metrics: self.id,
+                    metrics: id,
                     method,
                     route,
                     status,
@@ -203,11 +202,12 @@ impl Metrics {
 
     /// Records one upstream attempt.
     pub fn record_upstream(&self, upstream: &Arc<str>, millis: f64) {
+        let id = self.id.load(Ordering::Relaxed);
         let found = UPSTREAM_HANDLES.with(|cache| {
             let cache = cache.try_borrow().ok()?;
             cache
                 .iter()
-                .find(|h| h.metrics == self.id && *h.upstream == **upstream)
+                .find(|h| h.metrics == id && *h.upstream == **upstream)
                 .map(|h| h.duration.observe(millis))
         });
         if found.is_none() {
@@ -221,7 +221,7 @@ impl Metrics {
             remember(
                 &UPSTREAM_HANDLES,
                 UpstreamHandle {
-                    metrics: self.id,
+                    metrics: id,
                     upstream: upstream.clone(),
                     duration,
                 },
@@ -268,6 +268,22 @@ impl Metrics {
             self.breaker_opens.get_or_create(&labels).inc();
         }
         self.breaker_state.get_or_create(&labels).set(state as i64);
+    }
+
+    /// Removes the per-upstream series of an upstream that left the endpoint
+    /// set (circuit state, openings, latency), so `/metrics` stops reporting
+    /// it. Handles cached per thread are resolved again afterwards.
+    pub fn forget_upstream(&self, upstream: &Arc<str>) {
+        let labels = UpstreamLabels {
+            upstream: upstream.clone(),
+        };
+        self.breaker_state.remove(&labels);
+        self.breaker_opens.remove(&labels);
+        self.upstream_duration.remove(&labels);
+        self.id.store(
+            NEXT_METRICS_ID.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
     }
 
     /// OpenMetrics text exposition of every metric.
@@ -451,6 +467,33 @@ mod tests {
         assert!(
             !tb.contains("nexus_upstream_request_duration_ms_count{"),
             "{tb}"
+        );
+    }
+
+    #[test]
+    fn a_forgotten_upstream_has_no_series_and_starts_afresh() {
+        let m = Metrics::new();
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("http://a:1"), Arc::from("http://b:1"));
+        for u in [&a, &b] {
+            m.circuit_state(u, CircuitGauge::Open);
+            m.record_upstream(u, 2.0);
+            m.record_upstream(u, 2.0); // through the per-thread cache
+        }
+        m.forget_upstream(&a);
+        let text = m.encode();
+        assert!(!text.contains(r#"upstream="http://a:1""#), "{text}");
+        assert!(text.contains(r#"nexus_circuit_breaker_state{upstream="http://b:1"} 1"#));
+        // A cached handle of the removed series is not used again.
+        m.record_upstream(&a, 2.0);
+        m.record_upstream(&b, 2.0);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"nexus_upstream_request_duration_ms_count{upstream="http://a:1"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"nexus_upstream_request_duration_ms_count{upstream="http://b:1"} 3"#),
+            "{text}"
         );
     }
 

@@ -271,7 +271,15 @@ pub struct ProxyConfig {
     /// Pause before a retry, milliseconds (seed: 200).
     pub retry_backoff_ms: u64,
     /// Upstream call timeout, milliseconds (seed: 5000); exceeded -> 504.
+    /// Also bounds reading a buffered upstream body (small or JSON-wrapped).
     pub timeout_ms: u64,
+    /// Longest pause between two frames of a streamed body, in either
+    /// direction (an upstream's streamed response, a client's upload),
+    /// milliseconds, 1..=3600000 (default 60000, nginx's
+    /// `proxy_read_timeout` / `client_body_timeout`). Longer than
+    /// `timeout_ms` so that server-sent events and long-poll responses that
+    /// pause are not cut.
+    pub body_idle_timeout_ms: u64,
     /// Idle keep-alive connections kept per upstream.
     pub pool_max_idle_per_host: usize,
     /// Speak HTTP/2 (prior knowledge) to upstreams instead of HTTP/1.1.
@@ -288,6 +296,7 @@ impl Default for ProxyConfig {
             max_attempts: 3,
             retry_backoff_ms: 200,
             timeout_ms: 5000,
+            body_idle_timeout_ms: 60_000,
             pool_max_idle_per_host: 256,
             http2: false,
             discovery_poll_ms: 1000,

@@ -123,8 +123,10 @@ pub struct ProxySettings {
     pub max_attempts: NonZeroU32,
     /// Pause between attempts.
     pub retry_backoff: Duration,
-    /// Upstream call timeout.
+    /// Upstream call timeout (response headers; a buffered body read whole).
     pub timeout: Duration,
+    /// Longest pause between two frames of a streamed body, either direction.
+    pub body_idle_timeout: Duration,
     /// Idle pooled connections per upstream.
     pub pool_max_idle_per_host: usize,
     /// HTTP/2 prior knowledge upstream.
@@ -248,6 +250,11 @@ impl GatewayConfig {
                 ));
             },
             timeout: ms_max("proxy.timeout_ms", p.timeout_ms, 600_000)?,
+            body_idle_timeout: ms_max(
+                "proxy.body_idle_timeout_ms",
+                p.body_idle_timeout_ms,
+                HOUR_MS,
+            )?,
             pool_max_idle_per_host: p.pool_max_idle_per_host,
             http2: p.http2,
             discovery_poll: ms_max("proxy.discovery_poll_ms", p.discovery_poll_ms, HOUR_MS)?,

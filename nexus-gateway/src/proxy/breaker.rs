@@ -100,6 +100,10 @@ impl Breakers for NexusBreakers {
         serde_json::json!({ "circuits": self.registry.snapshots() })
     }
 
+    fn forget(&self, upstream: &Arc<str>) {
+        self.registry.remove(upstream);
+    }
+
     fn record_failure(&self, upstream: &Arc<str>) {
         // An open circuit refuses the permit: it is already out of rotation.
         if let Some(b) = self.registry.get(upstream)

@@ -139,7 +139,13 @@ impl Proxy {
                 "request target cannot be forwarded",
             );
         };
-        transform::request_headers(&mut parts.headers, &self.transform, &request_id, peer);
+        transform::request_headers(
+            &mut parts.headers,
+            &self.transform,
+            &request_id,
+            peer,
+            client_uri.authority(),
+        );
         let replayable = idempotent(&parts.method) && body.is_end_stream();
         let attempts = if replayable {
             self.settings.max_attempts.get()
@@ -212,7 +218,7 @@ impl Proxy {
             let mut client = None;
             let up_body = match body.take() {
                 Some(b) if !b.is_end_stream() => {
-                    let (b, state) = ClientBody::new(b, self.settings.timeout);
+                    let (b, state) = ClientBody::new(b, self.settings.body_idle_timeout);
                     client = Some(state);
                     Either::Left(b)
                 }
@@ -291,7 +297,16 @@ impl Proxy {
                     );
                 }
             }
-            picked.guard.finish(outcome, elapsed);
+            let mut guard = picked.guard;
+            guard.record(outcome, elapsed);
+            match reply.as_mut().map(http::Response::body_mut) {
+                // A streamed body keeps the attempt in flight and reports a
+                // failure mid-stream to the balancer too (as to the breaker).
+                Some(GatewayBody::Upstream(s)) => {
+                    s.attach(guard, started, outcome == AttemptOutcome::Success);
+                }
+                _ => drop(guard),
+            }
             if let Some(p) = permit
                 && p.record(outcome) == Some(CircuitTransition::Opened)
             {
@@ -337,10 +352,10 @@ impl Proxy {
     ///
     /// With a request body the limit counts from the body's last progress: a
     /// client's slow upload does not use up the upstream's time. The client
-    /// may pause at most `proxy.timeout` between frames ([`ClientBody`]); an
-    /// upload that stalls that long is the client's fault (408), an upstream
-    /// that does not read it or does not answer within `proxy.timeout` after
-    /// it is the upstream's (504).
+    /// may pause at most `proxy.body_idle_timeout` between frames
+    /// ([`ClientBody`]); an upload that stalls that long is the client's fault
+    /// (408), an upstream that does not read it or does not answer within
+    /// `proxy.timeout` after it is the upstream's (504).
     async fn call(
         &self,
         up: Request<UpstreamBody>,
@@ -365,7 +380,15 @@ impl Proxy {
                     if let Some(f) = c.fault() {
                         return Err(CallError::Client(f));
                     }
-                    let next = c.last_progress() + self.settings.timeout;
+                    // A client pausing its upload has `proxy.body_idle_timeout`
+                    // (its body then fails by itself); an upstream holding a
+                    // frame or owing the answer has `proxy.timeout`.
+                    let limit = if c.waiting_for_client() {
+                        self.settings.body_idle_timeout
+                    } else {
+                        self.settings.timeout
+                    };
+                    let next = c.last_progress() + limit;
                     if next > Instant::now() {
                         deadline = next;
                         continue;
@@ -380,8 +403,8 @@ impl Proxy {
         }
     }
 
-    /// A streamed upstream body: idle limit `proxy.timeout`, failures counted
-    /// against `upstream`'s breaker.
+    /// A streamed upstream body: idle limit `proxy.body_idle_timeout`,
+    /// failures counted against `upstream`'s breaker.
     fn stream(&self, prefix: bytes::Bytes, body: Incoming, upstream: &Arc<str>) -> GatewayBody {
         let sink = self.breakers.as_ref().map(|b| FailureSink {
             breakers: Arc::clone(b),
@@ -390,7 +413,7 @@ impl Proxy {
         GatewayBody::Upstream(UpstreamStream::new(
             prefix,
             body,
-            self.settings.timeout,
+            self.settings.body_idle_timeout,
             sink,
         ))
     }
@@ -402,7 +425,8 @@ impl Proxy {
     /// within `proxy.timeout` from its start, else the upstream failed (`Err`:
     /// nothing was sent yet, so the client gets a 504 / 502). Anything else,
     /// and a JSON body found too large only while reading it (no declared
-    /// length), streams through unwrapped, with `proxy.timeout` as idle limit.
+    /// length), streams through unwrapped, with `proxy.body_idle_timeout` as
+    /// idle limit.
     async fn respond(
         &self,
         res: http::Response<Incoming>,

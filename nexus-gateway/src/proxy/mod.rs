@@ -7,8 +7,9 @@
 //! of the client's own request body is not the upstream's: 400 (malformed
 //! framing), 408 (stalled upload), 499 logged and the connection closed
 //! (client gone); none of these is retried or counted by the breakers or the
-//! balancer. `proxy.timeout` also bounds the pause between two frames of
-//! either body and a buffered response body read (see `stream`).
+//! balancer. `proxy.timeout` also bounds a buffered response body read;
+//! `proxy.body_idle_timeout` bounds the pause between two frames of either
+//! streamed body (see `stream`).
 //!
 //! Retries re-pick a different endpoint each time and only happen for requests
 //! that can be replayed: idempotent methods with an empty body.

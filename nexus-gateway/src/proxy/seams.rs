@@ -21,10 +21,19 @@ pub enum AttemptOutcome {
     Ignored,
 }
 
-/// In-flight tracking for one attempt on one endpoint; told the outcome once.
+/// In-flight tracking for one attempt on one endpoint: the attempt is in
+/// flight until the guard is dropped (a streamed response body keeps it).
 pub trait AttemptGuard: Send {
-    /// Reports the outcome (and the latency the balancer may use for EWMA).
-    fn finish(self: Box<Self>, outcome: AttemptOutcome, latency: std::time::Duration);
+    /// Reports an outcome (and the latency the balancer may use for EWMA).
+    /// Called once when the response head arrives or the call fails, and
+    /// once more with [`AttemptOutcome::Failure`] if a streamed response body
+    /// then fails through the upstream's fault.
+    fn record(&mut self, outcome: AttemptOutcome, latency: std::time::Duration);
+
+    /// Reports the outcome and ends the attempt.
+    fn finish(mut self: Box<Self>, outcome: AttemptOutcome, latency: std::time::Duration) {
+        self.record(outcome, latency);
+    }
 }
 
 /// An endpoint chosen for one attempt.
@@ -59,6 +68,11 @@ pub trait Upstreams: Send + Sync + 'static {
     fn circuit_changed(&self, url: &str, open: bool);
     /// `/lb-stats` document.
     fn stats(&self) -> serde_json::Value;
+    /// Whether `url` is in the current endpoint set (a call to an endpoint
+    /// that discovery removed may still be finishing).
+    fn contains(&self, _url: &str) -> bool {
+        true
+    }
 }
 
 /// The circuit of an upstream is open: fail fast without an attempt.
@@ -82,6 +96,9 @@ pub trait Breakers: Send + Sync + 'static {
     /// Counts a failure noticed after the call's outcome was recorded (an
     /// upstream response body that stalled or broke off mid-stream).
     fn record_failure(&self, _upstream: &Arc<str>) {}
+    /// Drops the breaker of an upstream that left the endpoint set, so it
+    /// no longer shows in `/cb-stats` (a later call starts a fresh one).
+    fn forget(&self, _upstream: &Arc<str>) {}
 }
 
 /// Circuit state transitions, reported by a [`Breakers`] implementation.

@@ -9,9 +9,10 @@
 //!   prefix already read). It ends with an error when no frame arrives for the
 //!   idle period and reports any failure to the upstream's breaker.
 //!
-//! The idle period of both is `proxy.timeout`: the time an upstream has to send
-//! its response headers is also the longest pause allowed between two frames
-//! of either body (nginx's `proxy_read_timeout` / `client_body_timeout`).
+//! The idle period of both is `proxy.body_idle_timeout` (default 60 s, nginx's
+//! `proxy_read_timeout` / `client_body_timeout`), not the shorter
+//! `proxy.timeout` the upstream has for its response headers: server-sent
+//! events and long-poll responses pause between frames.
 
 use std::future::Future as _;
 use std::pin::Pin;
@@ -25,7 +26,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-use super::seams::Breakers;
+use super::seams::{AttemptGuard, AttemptOutcome, Breakers};
 use crate::body::BoxError;
 
 /// Fires when one wait for the next frame lasts `idle`. Only time spent
@@ -269,11 +270,22 @@ impl Body for ClientBody {
     }
 }
 
-/// Where a failing [`UpstreamStream`] reports its upstream.
+/// Where a failing [`UpstreamStream`] reports its upstream: the breaker.
 #[derive(Clone)]
 pub(super) struct FailureSink {
     pub(super) breakers: Arc<dyn Breakers>,
     pub(super) upstream: Arc<str>,
+}
+
+/// The balancer's guard of the attempt whose response body streams: the
+/// endpoint counts the attempt as in flight until the body ends or is dropped.
+struct StreamGuard {
+    guard: Box<dyn AttemptGuard>,
+    /// When the attempt started.
+    started: Instant,
+    /// Report a failure mid-stream (false when the attempt already counted
+    /// as failed).
+    count_failure: bool,
 }
 
 /// A streamed upstream response body; see the module docs.
@@ -282,6 +294,8 @@ pub struct UpstreamStream {
     inner: Incoming,
     idle: IdleTimer,
     on_failure: Option<FailureSink>,
+    /// The balancer's guard of the attempt (see [`UpstreamStream::attach`]).
+    guard: Option<StreamGuard>,
 }
 
 impl std::fmt::Debug for UpstreamStream {
@@ -304,12 +318,40 @@ impl UpstreamStream {
             inner,
             idle: IdleTimer::new(idle),
             on_failure,
+            guard: None,
         }
     }
 
+    /// Keeps the attempt's balancer guard (its outcome at the response head
+    /// already recorded) until the body ends. With `count_failure` a failure
+    /// mid-stream is reported to the balancer as well as to the breaker;
+    /// without (the attempt already counted as failed, e.g. a 5xx) to neither,
+    /// so it is not counted twice.
+    pub(super) fn attach(
+        &mut self,
+        guard: Box<dyn AttemptGuard>,
+        started: Instant,
+        count_failure: bool,
+    ) {
+        if !count_failure {
+            self.on_failure = None;
+        }
+        self.guard = Some(StreamGuard {
+            guard,
+            started,
+            count_failure,
+        });
+    }
+
+    /// The upstream failed mid-stream: told once to its breaker and balancer.
     fn failed(&mut self) {
         if let Some(s) = self.on_failure.take() {
             s.breakers.record_failure(&s.upstream);
+        }
+        if let Some(g) = self.guard.take()
+            && g.count_failure
+        {
+            g.guard.finish(AttemptOutcome::Failure, g.started.elapsed());
         }
     }
 }
@@ -338,6 +380,7 @@ impl Body for UpstreamStream {
             }
             Poll::Ready(None) => {
                 this.on_failure = None;
+                this.guard = None; // the attempt ends
                 Poll::Ready(None)
             }
             Poll::Pending => {

@@ -21,6 +21,14 @@ pub const X_GATEWAY_VERSION: HeaderName = HeaderName::from_static("x-gateway-ver
 pub const X_GATEWAY_TIMESTAMP: HeaderName = HeaderName::from_static("x-gateway-timestamp");
 /// `x-forwarded-for`.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `x-real-ip`.
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+/// `x-forwarded-proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `x-forwarded-host`.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `forwarded` (RFC 7239).
+pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -76,15 +84,32 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Rewrites client request headers for the upstream: strips hop-by-hop and
 /// internal headers and `Host` (the client sets the upstream's), and injects the
-/// request id, gateway version, `X-Forwarded-For` and `X-Gateway-Timestamp`.
+/// request id, gateway version, the forwarding headers and `X-Gateway-Timestamp`.
+///
+/// Forwarding headers: the peer is appended to the client's `X-Forwarded-For`
+/// (the rightmost entry is the one this gateway vouches for); `X-Real-IP` is
+/// set to the peer, `X-Forwarded-Proto` to `http` (the listener's scheme) and
+/// `X-Forwarded-Host` to the client's `Host` (`authority`: the request
+/// target's, for HTTP/2 or an absolute-form target), each replacing what the
+/// client sent, so none of them can be forged. A client's RFC 7239 `Forwarded`
+/// is removed: the gateway trusts no previous hop (the rate limiter keys on
+/// the peer, not on any header), consumers of `Forwarded` commonly read its
+/// first element, which the client wrote, and `X-Forwarded-*` carry the same
+/// facts.
 pub fn request_headers(
     headers: &mut HeaderMap,
     t: &TransformSettings,
     request_id: &HeaderValue,
     peer: Option<IpAddr>,
+    authority: Option<&Authority>,
 ) {
     strip_hop_by_hop(headers);
-    headers.remove(header::HOST);
+    let host = headers.remove(header::HOST).or_else(|| {
+        authority.and_then(|a| {
+            HeaderValue::from_maybe_shared(Bytes::copy_from_slice(a.as_str().as_bytes())).ok()
+        })
+    });
+    headers.remove(FORWARDED);
     // One pass over the names there are (usually a handful) instead of a hashed
     // removal for each configured name, which is usually absent.
     if headers.keys().any(|k| t.strip_headers.contains(k)) {
@@ -93,9 +118,18 @@ pub fn request_headers(
         }
     }
     // Room for what is inserted below and the proxy's `Host`: one growth at most.
-    headers.reserve(5);
+    headers.reserve(8);
     headers.insert(X_REQUEST_ID, request_id.clone());
     headers.insert(X_GATEWAY_VERSION, t.gateway_version.clone());
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    match host {
+        Some(h) => headers.insert(X_FORWARDED_HOST, h),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+    match peer {
+        Some(ip) => headers.insert(X_REAL_IP, peer_header(ip)),
+        None => headers.remove(X_REAL_IP),
+    };
     if let Some(ip) = peer {
         // Every client line, in order (RFC 9110 §5.3: one comma-joined list).
         let mut prev = headers
@@ -320,6 +354,43 @@ mod tests {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 2, "nothing hop-by-hop: untouched");
+    }
+
+    #[test]
+    fn forwarding_headers_cannot_be_forged() {
+        let t = TransformSettings {
+            gateway_version: HeaderValue::from_static("1.0.0"),
+            strip_headers: Vec::new(),
+            wrap_json: true,
+            routes: Vec::new(),
+            max_wrap_body_bytes: 1024,
+        };
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("host", "api.example"),
+            ("x-real-ip", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ] {
+            h.insert(k, HeaderValue::from_static(v));
+        }
+        let rid = HeaderValue::from_static("rid");
+        request_headers(&mut h, &t, &rid, Some("10.0.0.9".parse().unwrap()), None);
+        assert_eq!(h["x-real-ip"], "10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "api.example");
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 10.0.0.9");
+        assert!(h.get("forwarded").is_none() && h.get("host").is_none());
+        // No Host header (HTTP/2): the authority; no peer: nothing claimed.
+        let mut h = HeaderMap::new();
+        h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-host", HeaderValue::from_static("evil"));
+        let a: Authority = "h2.example:8443".parse().unwrap();
+        request_headers(&mut h, &t, &rid, None, Some(&a));
+        assert_eq!(h["x-forwarded-host"], "h2.example:8443");
+        assert!(h.get("x-real-ip").is_none());
     }
 
     #[test]

@@ -18,9 +18,13 @@ use crate::harness::{PROXY, TestGateway, send};
 const BREAKER: &str =
     "breaker:\n  error_threshold_percent: 50\n  volume_threshold: 3\n  reset_timeout_ms: 30000\n";
 
-/// Proxy section with a short `proxy.timeout`.
+/// Proxy section with a short `proxy.timeout` and the same streamed-body
+/// idle limit.
 fn proxy(timeout_ms: u64) -> String {
-    PROXY.replace("timeout_ms: 2000", &format!("timeout_ms: {timeout_ms}"))
+    PROXY.replace(
+        "timeout_ms: 2000",
+        &format!("timeout_ms: {timeout_ms}\n  body_idle_timeout_ms: {timeout_ms}"),
+    )
 }
 
 /// A raw upstream: for each connection, reads a request head, writes
