@@ -52,12 +52,12 @@ pub struct RequestContext {
 }
 
 /// The TCP peer of a request: its [`RequestContext`]'s, else a `SocketAddr`
-/// extension (requests that did not pass the entry layer).
+/// extension (requests that did not pass the entry layer, or whose peer was
+/// only inserted by a layer inside the entry layer).
 pub fn peer_addr(ext: &http::Extensions) -> Option<SocketAddr> {
-    match ext.get::<RequestContext>() {
-        Some(c) => c.peer,
-        None => ext.get::<SocketAddr>().copied(),
-    }
+    ext.get::<RequestContext>()
+        .and_then(|c| c.peer)
+        .or_else(|| ext.get::<SocketAddr>().copied())
 }
 
 /// What the entry layer records into.
@@ -175,10 +175,13 @@ impl EntryShared {
         if res.extensions().get::<IpBlocked>().is_some() {
             self.metrics.ip_blocked();
         }
-        let client: Arc<str> = res
-            .extensions()
+        // The router hands the context (with the principal) back; another inner
+        // service leaves it to `JwtAuth` to put a `Principal` on the response.
+        let ext = res.extensions();
+        let client: Arc<str> = ext
             .get::<RequestContext>()
             .and_then(|c| c.principal.as_ref())
+            .or_else(|| ext.get::<Principal>())
             .map_or_else(|| self.anonymous.clone(), |p| p.subject.clone());
         tracing::debug!(status, latency_ms = millis, client = %client, "request completed");
         // The seed emits `request.completed` for proxied requests only.
