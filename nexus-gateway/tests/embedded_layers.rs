@@ -1,7 +1,8 @@
 //! The gateway's public tower layers as an embedder composes them around its
 //! own services (not the gateway's private router, which hands the request's
 //! extensions back): the entry layer records the authenticated client, handlers
-//! find the `Principal`, the request id and the peer.
+//! find the `Principal`, the request id and the peer, and requests dropped
+//! before their response are recorded as 499.
 #![allow(clippy::unwrap_used, missing_docs)]
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use http::{Request, StatusCode};
 use nexus_gateway::GatewayConfig;
 use nexus_gateway::auth::{JwtAuthLayer, JwtKeys, Principal};
 use nexus_gateway::events::NullSink;
-use nexus_gateway::layers::{EntryLayer, RequestContext};
+use nexus_gateway::layers::{CLIENT_CLOSED_REQUEST, EntryLayer, RequestContext};
 use nexus_gateway::metrics::Metrics;
 use nexus_gateway::response::{GatewayResponse, error};
 use nexus_gateway::telemetry::Telemetry;
@@ -238,4 +239,55 @@ async fn unauthorized_returns_the_client_request_id() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let ids: Vec<_> = res.headers().get_all("x-request-id").iter().collect();
     assert_eq!(ids, ["abc-123"]);
+}
+
+/// A request whose response future is dropped before the inner service
+/// answers (the client went away) is recorded once, as 499; a request that
+/// completes is recorded once, with its status (the drop adds nothing).
+#[tokio::test]
+async fn a_request_dropped_before_its_response_is_recorded_as_499() {
+    let telemetry = Arc::new(Telemetry::new(16));
+    let metrics = Arc::new(Metrics::new());
+    let (release, released) = tokio::sync::watch::channel(false);
+    let inner = service_fn(move |req: Request<()>| {
+        let mut released = released.clone();
+        async move {
+            if req.uri().path() == "/api/slow" {
+                let _ = released.wait_for(|r| *r).await;
+            }
+            Ok::<_, Infallible>(ok())
+        }
+    });
+    let svc = EntryLayer::new(metrics.clone(), telemetry.clone(), Arc::new(NullSink)).layer(inner);
+
+    let res = svc
+        .clone()
+        .oneshot(Request::get("/health").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    drop(res);
+    assert_eq!(telemetry.snapshot().len(), 1, "finished: recorded once");
+
+    let mut req = Request::get("/api/slow").body(()).unwrap();
+    req.extensions_mut()
+        .insert::<SocketAddr>("10.0.0.7:1".parse().unwrap());
+    let pending = svc.oneshot(req);
+    let gave_up = tokio::time::timeout(std::time::Duration::from_millis(50), pending).await;
+    assert!(gave_up.is_err(), "the inner service is still waiting");
+    let _ = release.send(true);
+
+    let t = telemetry.snapshot();
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert_eq!(t[1].status, CLIENT_CLOSED_REQUEST);
+    assert_eq!(t[1].path, "/api/slow");
+    assert_eq!(t[1].ip, Some("10.0.0.7".parse().unwrap()));
+    let text = metrics.encode();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("nexus_http_requests_total")
+                && l.contains("status_code=\"499\"")
+                && l.contains("route=\"/api/*\"")),
+        "{text}"
+    );
 }
