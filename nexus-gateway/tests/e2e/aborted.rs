@@ -16,11 +16,13 @@ use crate::harness::{PROXY, TestGateway, eventually};
 async fn a_client_that_disconnects_before_the_response_is_recorded_as_499() -> Result<()> {
     let up = HttpUpstream::start().await?;
     let (emitter, _task, sink) = Emitter::in_memory(1000)?;
+    let proxy = PROXY.replace("timeout_ms: 2000", "timeout_ms: 20000");
     let gw =
-        TestGateway::start_full(&[up.url()], 1000, PROXY, None, Some(Arc::new(emitter))).await?;
+        TestGateway::start_full(&[up.url()], 1000, &proxy, None, Some(Arc::new(emitter))).await?;
     let token = gw.token().await?;
-    // Slower than the client's patience, well within proxy.timeout_ms (2 s).
-    up.set_latency(Duration::from_millis(1500));
+    // Slower than the client's patience, well within proxy.timeout_ms, so the
+    // only way to a recorded entry before it answers is the client leaving.
+    up.set_latency(Duration::from_secs(8));
 
     let mut client = tokio::net::TcpStream::connect(gw.addr).await?;
     let req = format!(
@@ -35,7 +37,7 @@ async fn a_client_that_disconnects_before_the_response_is_recorded_as_499() -> R
     );
     drop(client);
 
-    let seen = eventually(Duration::from_secs(1), || async {
+    let seen = eventually(Duration::from_secs(5), || async {
         let t = gw.get("/telemetry", Some(&token)).await;
         t.is_ok_and(|t| {
             t.json()["requests"]
@@ -44,7 +46,7 @@ async fn a_client_that_disconnects_before_the_response_is_recorded_as_499() -> R
         })
     })
     .await;
-    assert!(seen, "recorded before the upstream answered (1.5 s)");
+    assert!(seen, "recorded before the upstream answered (8 s)");
     up.set_latency(Duration::ZERO);
 
     let t = gw.get("/telemetry", Some(&token)).await?.json();
