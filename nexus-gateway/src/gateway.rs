@@ -245,7 +245,9 @@ impl GatewayBuilder {
             dashboard,
         });
 
-        let authed: Authed = JwtAuthLayer::new(keys).layer(Router::new(shared.clone()));
+        let authed: Authed = JwtAuthLayer::new(keys)
+            .context_only()
+            .layer(Router::new(shared.clone()));
         let (limited, housekeeper): (Limited, _) = match &shared.settings.rate_limit {
             Some(rl) => {
                 let (svc, hk) =

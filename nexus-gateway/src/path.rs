@@ -4,7 +4,8 @@
 //! path can look public: `//` collapses, `.`/`..` segments are resolved (escaping
 //! the root is rejected), a trailing slash is dropped, the query never takes part,
 //! and percent-encoded dots, slashes and backslashes (`%2e`, `%2f`, `%5c`), raw
-//! backslashes and control bytes are rejected outright (400) rather than guessed at.
+//! backslashes and control bytes, and a `%` not followed by two hex digits, are
+//! rejected outright (400) rather than guessed at.
 
 /// A classified route. Its [`template`](Route::template) is the metrics label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,7 +90,8 @@ impl Route {
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
-    /// Encoded dot/slash/backslash, a backslash or a control byte.
+    /// Encoded dot/slash/backslash/NUL, a `%` not followed by two hex
+    /// digits, a backslash or a control byte.
     #[error("path contains a forbidden encoding or character")]
     Forbidden,
     /// `..` would climb above the root.
@@ -100,7 +102,8 @@ pub enum PathError {
     NotAbsolute,
 }
 
-/// Normalises the path part of a request target (no query).
+/// Normalises the path part of a request target (no query). Idempotent: a
+/// normalised path normalises to itself.
 pub fn normalize(path: &str) -> Result<String, PathError> {
     if !path.starts_with('/') {
         return Err(PathError::NotAbsolute);
@@ -116,8 +119,12 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
             return Err(PathError::Forbidden);
         }
         if b == b'%' {
+            // A `%` not followed by two hex digits is malformed: refused, so
+            // that resolution cannot turn it into something else (`x%2/`
+            // would otherwise become `x%2`) and normalising stays idempotent.
             let enc = bytes.get(i + 1..i + 3).ok_or(PathError::Forbidden)?;
-            if enc.eq_ignore_ascii_case(b"2e")
+            if !enc.iter().all(u8::is_ascii_hexdigit)
+                || enc.eq_ignore_ascii_case(b"2e")
                 || enc.eq_ignore_ascii_case(b"2f")
                 || enc.eq_ignore_ascii_case(b"5c")
                 || enc == b"00"
@@ -225,6 +232,47 @@ mod tests {
         for p in &paths {
             assert_eq!(normalize(p), resolved(p), "{p}");
         }
+    }
+
+    #[test]
+    fn a_percent_without_two_hex_digits_is_refused() {
+        for bad in [
+            "/api/x%2/",
+            "/api/x%2",
+            "/api/x%",
+            "/api/%zz",
+            "/api/%g0/a",
+            "/api/x%/",
+            "/api/%%41",
+            "/api/a%2/..",
+        ] {
+            assert_eq!(normalize(bad), Err(PathError::Forbidden), "{bad}");
+        }
+        assert_eq!(normalize("/api/x%41/").as_deref(), Ok("/api/x%41"));
+        assert_eq!(normalize("/api/%aF%20").as_deref(), Ok("/api/%aF%20"));
+    }
+
+    #[test]
+    fn normalising_is_idempotent() {
+        // Every path of up to 7 bytes over `/ . a % 2 e g`.
+        let mut frontier = vec!["/".to_owned()];
+        let mut checked = 0;
+        for _ in 0..6 {
+            let mut next = Vec::new();
+            for p in &frontier {
+                for c in ['/', '.', 'a', '%', '2', 'e', 'g'] {
+                    next.push(format!("{p}{c}"));
+                }
+            }
+            for p in &next {
+                if let Ok(once) = normalize(p) {
+                    assert_eq!(normalize(&once).as_deref(), Ok(once.as_str()), "{p}");
+                    checked += 1;
+                }
+            }
+            frontier = next;
+        }
+        assert!(checked > 1000, "{checked}");
     }
 
     #[test]

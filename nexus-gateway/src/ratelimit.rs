@@ -49,7 +49,9 @@ fn hook<K>(
 pub(crate) type Limited<S> = Either<RateLimit<S, ContextPeerIp>, RateLimit<S, FromHeader>>;
 
 /// [`PeerIp`] with the peer taken from the [`RequestContext`](crate::layers::RequestContext)
-/// (or a `SocketAddr` extension), see [`crate::layers::peer_addr`].
+/// (or a `SocketAddr` extension), see [`crate::layers::peer_addr`]; without
+/// either, `PeerIp`'s own rules (which also read axum's `ConnectInfo<SocketAddr>`),
+/// so such clients do not all share one bucket.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ContextPeerIp(PeerIp);
 
@@ -57,8 +59,10 @@ impl KeyExtractor for ContextPeerIp {
     type Key = std::net::IpAddr;
 
     fn extract<B>(&self, req: &http::Request<B>) -> Option<std::net::IpAddr> {
-        let peer = crate::layers::peer_addr(req.extensions()).map(|a| a.ip());
-        self.0.key_with_peer(req, peer)
+        match crate::layers::peer_addr(req.extensions()) {
+            Some(peer) => self.0.key_with_peer(req, Some(peer.ip())),
+            None => self.0.extract(req),
+        }
     }
 }
 
@@ -129,5 +133,23 @@ mod tests {
         req.extensions_mut()
             .insert::<SocketAddr>("10.1.2.3:9".parse().unwrap());
         assert_eq!(key.extract(&req), Some("10.1.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn peer_key_falls_back_to_axum_connect_info() {
+        let key = ContextPeerIp(PeerIp::new());
+        let info = axum::extract::ConnectInfo::<SocketAddr>("10.9.8.7:1".parse().unwrap());
+        let mut req = http::Request::new(());
+        req.extensions_mut().insert(info);
+        assert_eq!(key.extract(&req), Some("10.9.8.7".parse().unwrap()));
+        // A context without a peer (the entry layer did not know it) does not
+        // hide the `ConnectInfo` either.
+        req.extensions_mut().insert(RequestContext {
+            route: Route::Api,
+            request_id: http::HeaderValue::from_static("r"),
+            principal: None,
+            peer: None,
+        });
+        assert_eq!(key.extract(&req), Some("10.9.8.7".parse().unwrap()));
     }
 }

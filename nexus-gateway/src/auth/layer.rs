@@ -3,9 +3,15 @@
 //! Public routes are decided on the normalised, classified route (the
 //! [`RequestContext`] in the request extensions, put there by the entry layer); a
 //! request without one is treated as protected. On success the [`Principal`] goes
-//! into that context for later layers (see [`principal`]); without a context (the
-//! layer used on its own) it is inserted as an extension of its own.
+//! into that context and into the request extensions as a value of its own (so
+//! `req.extensions().get::<Principal>()`, axum's `Extension<Principal>`, and
+//! [`principal`] all find it). When the inner service's response carries no
+//! [`RequestContext`] (it did not hand the request's extensions back), the
+//! `Principal` is put on the response too, for outer layers (the entry layer's
+//! telemetry and `request.completed` client id).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -22,12 +28,26 @@ use crate::response::{GatewayResponse, error};
 #[derive(Debug, Clone)]
 pub struct JwtAuthLayer {
     keys: Arc<JwtKeys>,
+    context_only: bool,
 }
 
 impl JwtAuthLayer {
     /// New layer over shared keys.
     pub fn new(keys: Arc<JwtKeys>) -> Self {
-        Self { keys }
+        Self {
+            keys,
+            context_only: false,
+        }
+    }
+
+    /// For an inner service that hands the request's extensions back on its
+    /// response and reads the principal from the [`RequestContext`] (the
+    /// gateway's router): behind the entry layer the principal then goes into
+    /// the context only, with no `Principal` extension on the request or the
+    /// response (one allocation less per authenticated request).
+    pub(crate) fn context_only(mut self) -> Self {
+        self.context_only = true;
+        self
     }
 }
 
@@ -37,6 +57,7 @@ impl<S> Layer<S> for JwtAuthLayer {
         JwtAuth {
             inner,
             keys: self.keys.clone(),
+            context_only: self.context_only,
         }
     }
 }
@@ -46,6 +67,7 @@ impl<S> Layer<S> for JwtAuthLayer {
 pub struct JwtAuth<S> {
     inner: S,
     keys: Arc<JwtKeys>,
+    context_only: bool,
 }
 
 impl<S> JwtAuth<S> {
@@ -89,14 +111,50 @@ pub(crate) fn unauthorized(e: &AuthError) -> GatewayResponse {
     res
 }
 
+pin_project_lite::pin_project! {
+    /// Response future of [`JwtAuth`]: the inner response (with the verified
+    /// [`Principal`] added when it carries no [`RequestContext`]), or the 401.
+    pub struct JwtAuthFuture<F, E> {
+        #[pin]
+        inner: Either<F, Ready<Result<GatewayResponse, E>>>,
+        // For the response; `None` on public routes, 401s and `context_only`.
+        principal: Option<Principal>,
+    }
+}
+
+impl<F, E> std::fmt::Debug for JwtAuthFuture<F, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuthFuture")
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, E> Future for JwtAuthFuture<F, E>
+where
+    F: Future<Output = Result<GatewayResponse, E>>,
+{
+    type Output = Result<GatewayResponse, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(p) = this.principal.take()
+            && res.extensions().get::<RequestContext>().is_none()
+        {
+            res.extensions_mut().insert(p);
+        }
+        Poll::Ready(Ok(res))
+    }
+}
+
 impl<S, B> Service<Request<B>> for JwtAuth<S>
 where
     S: Service<Request<B>, Response = GatewayResponse>,
-    S::Future: Send + 'static,
 {
     type Response = GatewayResponse;
     type Error = S::Error;
-    type Future = Either<S::Future, Ready<Result<GatewayResponse, S::Error>>>;
+    type Future = JwtAuthFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -108,19 +166,38 @@ where
             .get::<RequestContext>()
             .is_some_and(|c| c.route.is_public());
         if public {
-            return Either::Left(self.inner.call(req));
+            return JwtAuthFuture {
+                inner: Either::Left(self.inner.call(req)),
+                principal: None,
+            };
         }
         match bearer(&req).and_then(|t| self.keys.verify(t)) {
             Ok(p) => {
-                match req.extensions_mut().get_mut::<RequestContext>() {
-                    Some(c) => c.principal = Some(p),
-                    None => {
-                        req.extensions_mut().insert(p);
+                let ext = req.extensions_mut();
+                let principal = match ext.get_mut::<RequestContext>() {
+                    Some(c) if self.context_only => {
+                        c.principal = Some(p);
+                        None
                     }
+                    Some(c) => {
+                        c.principal = Some(p.clone());
+                        ext.insert(p.clone());
+                        Some(p)
+                    }
+                    None => {
+                        ext.insert(p.clone());
+                        Some(p)
+                    }
+                };
+                JwtAuthFuture {
+                    inner: Either::Left(self.inner.call(req)),
+                    principal,
                 }
-                Either::Left(self.inner.call(req))
             }
-            Err(e) => Either::Right(ready(Ok(unauthorized(&e)))),
+            Err(e) => JwtAuthFuture {
+                inner: Either::Right(ready(Ok(unauthorized(&e)))),
+                principal: None,
+            },
         }
     }
 }

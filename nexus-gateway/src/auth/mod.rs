@@ -9,7 +9,7 @@ mod token;
 
 pub use clients::{ClientStore, sha256_hex};
 pub use jwt::{AuthError, Claims, JwtKeys, Principal};
-pub use layer::{JwtAuth, JwtAuthLayer, principal};
+pub use layer::{JwtAuth, JwtAuthFuture, JwtAuthLayer, principal};
 pub(crate) use token::issue_token;
 
 /// Shortest HS256 signing secret accepted outside `dev_mode`, bytes (RFC 7518 §3.2:

@@ -52,13 +52,17 @@ pub struct RequestContext {
 }
 
 /// The TCP peer of a request: its [`RequestContext`]'s, else a `SocketAddr`
-/// extension (requests that did not pass the entry layer).
+/// extension (requests that did not pass the entry layer, or whose peer was
+/// only inserted by a layer inside the entry layer).
 pub fn peer_addr(ext: &http::Extensions) -> Option<SocketAddr> {
-    match ext.get::<RequestContext>() {
-        Some(c) => c.peer,
-        None => ext.get::<SocketAddr>().copied(),
-    }
+    ext.get::<RequestContext>()
+        .and_then(|c| c.peer)
+        .or_else(|| ext.get::<SocketAddr>().copied())
 }
+
+/// The status recorded for a request whose client went away before the
+/// response was ready (nginx's "client closed request").
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// What the entry layer records into.
 ///
@@ -167,25 +171,41 @@ impl EntryShared {
         });
     }
 
+    /// Records a completed request and puts its id on the response.
     fn finish(&self, d: Done, res: &mut GatewayResponse) {
-        let millis = d.start.elapsed().as_secs_f64() * 1000.0;
-        let status = res.status().as_u16();
-        self.metrics
-            .record_request(&d.method, d.route.template(), status, millis);
         if res.extensions().get::<IpBlocked>().is_some() {
             self.metrics.ip_blocked();
         }
-        let client: Arc<str> = res
-            .extensions()
+        // The router hands the context (with the principal) back; another inner
+        // service leaves it to `JwtAuth` to put a `Principal` on the response.
+        let ext = res.extensions();
+        let client: Arc<str> = ext
             .get::<RequestContext>()
             .and_then(|c| c.principal.as_ref())
+            .or_else(|| ext.get::<Principal>())
             .map_or_else(|| self.anonymous.clone(), |p| p.subject.clone());
+        let request_id = self.record(d, res.status().as_u16(), client);
+        res.headers_mut().insert(X_REQUEST_ID, request_id);
+    }
+
+    /// Records a request dropped before its response was ready (the client
+    /// went away, or the server cut the connection): status
+    /// [`CLIENT_CLOSED_REQUEST`]. The client id is not known here: the verified
+    /// principal lived in the request, which the dropped inner future owned.
+    fn aborted(&self, d: Done) {
+        let _id = self.record(d, CLIENT_CLOSED_REQUEST, self.anonymous.clone());
+    }
+
+    /// Metrics, debug log, `request.completed` event and telemetry entry.
+    fn record(&self, d: Done, status: u16, client: Arc<str>) -> HeaderValue {
+        let millis = d.start.elapsed().as_secs_f64() * 1000.0;
+        self.metrics
+            .record_request(&d.method, d.route.template(), status, millis);
         tracing::debug!(status, latency_ms = millis, client = %client, "request completed");
         // The seed emits `request.completed` for proxied requests only.
         if d.route == Route::Api && self.events.wants_completed() {
             self.emit_completed(&d, status, millis, &client);
         }
-        res.headers_mut().insert(X_REQUEST_ID, d.request_id);
         self.telemetry.push(TelemetryEntry {
             method: d.method,
             path: d.path,
@@ -195,15 +215,33 @@ impl EntryShared {
             ip: d.peer.map(|p| p.ip()),
             timestamp: SystemTime::now(),
         });
+        d.request_id
     }
 }
 
 pin_project_lite::pin_project! {
     /// Response future of [`Entry`]: the inner response with the request id
     /// returned and the request recorded, or the ready 400 for a bad path.
+    ///
+    /// Dropped before the inner response is ready (the client went away), it
+    /// records the request with status [`CLIENT_CLOSED_REQUEST`].
     pub struct EntryFuture<F> {
         #[pin]
         state: State<F>,
+    }
+
+    impl<F> PinnedDrop for EntryFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Nothing to do after `finish` (`done` taken) or for a ready 400;
+            // nothing recorded while unwinding from a panic.
+            if let StateProj::Called { span, done, shared, .. } = this.project().state.project()
+                && let Some(d) = done.take()
+                && !std::thread::panicking()
+            {
+                let _entered = span.enter();
+                shared.aborted(d);
+            }
+        }
     }
 }
 

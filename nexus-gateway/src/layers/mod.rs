@@ -6,4 +6,4 @@ mod block;
 mod entry;
 
 pub use block::{BlockGuard, BlocklistLayer, IpBlocked};
-pub use entry::{Entry, EntryLayer, RequestContext, peer_addr};
+pub use entry::{CLIENT_CLOSED_REQUEST, Entry, EntryLayer, RequestContext, peer_addr};

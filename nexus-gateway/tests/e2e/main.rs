@@ -2,6 +2,7 @@
 //! upstreams (`nexus-testkit::HttpUpstream`), driven by a real HTTP/1.1 client.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod aborted;
 mod admin;
 mod auth;
 mod blocklist;
