@@ -12,12 +12,9 @@ use nexus_testkit::HttpUpstream;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{PROXY, TestGateway, send};
+use crate::harness::{BREAKER_YAML, PROXY, TestGateway, send};
 
 /// Breakers that open after 3 failures of 3 calls, and stay open for the test.
-const BREAKER: &str =
-    "breaker:\n  error_threshold_percent: 50\n  volume_threshold: 3\n  reset_timeout_ms: 30000\n";
-
 /// Proxy section with a short `proxy.timeout` and the same streamed-body
 /// idle limit.
 fn proxy(timeout_ms: u64) -> String {
@@ -69,20 +66,10 @@ async fn raw(addr: SocketAddr, request: &[u8], within: Duration) -> Result<Strin
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// The `/cb-stats` entry of `url`.
-async fn circuit(gw: &TestGateway, token: &str, url: &str) -> Result<serde_json::Value> {
-    let cb = gw.get("/cb-stats", Some(token)).await?.json();
-    cb["circuits"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["endpoint"] == url))
-        .cloned()
-        .with_context(|| format!("no circuit for {url}: {cb}"))
-}
-
 #[tokio::test]
 async fn malformed_chunked_bodies_get_400_and_leave_the_circuit_closed() -> Result<()> {
     let up = HttpUpstream::builder().name("ok").start().await?;
-    let extra = format!("{PROXY}{BREAKER}");
+    let extra = format!("{PROXY}{BREAKER_YAML}");
     let gw = TestGateway::start(&[up.url()], 1000, &extra).await?;
     let token = gw.token().await?;
     let bad = format!(
@@ -96,7 +83,7 @@ async fn malformed_chunked_bodies_get_400_and_leave_the_circuit_closed() -> Resu
     }
     let r = gw.get("/api/products", Some(&token)).await?;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let c = circuit(&gw, &token, &up.url()).await?;
+    let c = gw.circuit(&token, &up.url()).await?;
     assert_eq!(c["state"], "closed", "{c}");
     assert_eq!(c["failures"], 0, "{c}");
     Ok(())
@@ -105,7 +92,7 @@ async fn malformed_chunked_bodies_get_400_and_leave_the_circuit_closed() -> Resu
 #[tokio::test]
 async fn clients_leaving_mid_upload_are_not_counted_against_the_upstream() -> Result<()> {
     let up = HttpUpstream::builder().name("ok").start().await?;
-    let extra = format!("{PROXY}{BREAKER}");
+    let extra = format!("{PROXY}{BREAKER_YAML}");
     let gw = TestGateway::start(&[up.url()], 1000, &extra).await?;
     let token = gw.token().await?;
     let head = format!(
@@ -123,7 +110,7 @@ async fn clients_leaving_mid_upload_are_not_counted_against_the_upstream() -> Re
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = gw.get("/api/products", Some(&token)).await?;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let c = circuit(&gw, &token, &up.url()).await?;
+    let c = gw.circuit(&token, &up.url()).await?;
     assert_eq!(c["state"], "closed", "{c}");
     assert_eq!(c["failures"], 0, "{c}");
     Ok(())
@@ -132,7 +119,7 @@ async fn clients_leaving_mid_upload_are_not_counted_against_the_upstream() -> Re
 #[tokio::test]
 async fn a_stalled_upload_gets_408_and_a_slow_one_still_goes_through() -> Result<()> {
     let up = HttpUpstream::builder().name("ok").start().await?;
-    let extra = format!("{}{BREAKER}", proxy(300));
+    let extra = format!("{}{BREAKER_YAML}", proxy(300));
     let gw = TestGateway::start(&[up.url()], 1000, &extra).await?;
     let token = gw.token().await?;
     // Stalled: 10 of 1000 bytes, then nothing. 408 after the 300 ms idle limit.
@@ -164,7 +151,7 @@ async fn a_stalled_upload_gets_408_and_a_slow_one_still_goes_through() -> Result
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     let seen = up.last_request().context("the upstream saw the upload")?;
     assert_eq!(seen.body, "abcdefghijklmnopqrst", "{out}");
-    let c = circuit(&gw, &token, &up.url()).await?;
+    let c = gw.circuit(&token, &up.url()).await?;
     assert_eq!(c["state"], "closed", "{c}");
     assert_eq!(c["failures"], 0, "{c}");
     Ok(())
@@ -179,7 +166,7 @@ async fn a_stalled_body_to_be_wrapped_or_buffered_gets_504_and_counts() -> Resul
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nhello".to_vec();
     for (what, script) in [("wrapped json", json), ("small text", text)] {
         let (url, _) = scripted(script, Duration::from_secs(20)).await?;
-        let extra = format!("{}{BREAKER}", proxy(300));
+        let extra = format!("{}{BREAKER_YAML}", proxy(300));
         let gw = TestGateway::start(std::slice::from_ref(&url), 1000, &extra).await?;
         let token = gw.token().await?;
         let started = tokio::time::Instant::now();
@@ -192,7 +179,7 @@ async fn a_stalled_body_to_be_wrapped_or_buffered_gets_504_and_counts() -> Resul
         );
         assert_eq!(r.json()["error"], "upstream_timeout", "{what}");
         assert!(started.elapsed() < Duration::from_secs(5), "{what}");
-        let c = circuit(&gw, &token, &url).await?;
+        let c = gw.circuit(&token, &url).await?;
         assert_eq!(c["failures"], 1, "{what}: the upstream is at fault: {c}");
     }
     Ok(())
@@ -228,7 +215,7 @@ async fn a_streamed_body_that_stalls_is_cut_after_the_idle_limit_and_counts() ->
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\nhello"
             .to_vec();
     let (url, _) = scripted(script, Duration::from_secs(20)).await?;
-    let extra = format!("{}{BREAKER}", proxy(300));
+    let extra = format!("{}{BREAKER_YAML}", proxy(300));
     let gw = TestGateway::start(std::slice::from_ref(&url), 1000, &extra).await?;
     let token = gw.token().await?;
     let req = http::Request::get("/api/stall")
@@ -242,7 +229,7 @@ async fn a_streamed_body_that_stalls_is_cut_after_the_idle_limit_and_counts() ->
         elapsed < Duration::from_secs(5),
         "cut after the idle limit, not the client's own timeout: {elapsed:?}"
     );
-    let c = circuit(&gw, &token, &url).await?;
+    let c = gw.circuit(&token, &url).await?;
     assert_eq!(c["failures"], 1, "the upstream is at fault: {c}");
     Ok(())
 }
@@ -258,7 +245,7 @@ async fn a_client_that_reads_slowly_does_not_trip_the_idle_limit() -> Result<()>
     .into_bytes();
     script.extend(std::iter::repeat_n(b'z', len));
     let (url, _) = scripted(script, Duration::from_secs(20)).await?;
-    let extra = format!("{}{BREAKER}", proxy(300));
+    let extra = format!("{}{BREAKER_YAML}", proxy(300));
     let gw = TestGateway::start(std::slice::from_ref(&url), 1000, &extra).await?;
     let token = gw.token().await?;
     let mut s = TcpStream::connect(gw.addr).await?;
@@ -285,7 +272,7 @@ async fn a_client_that_reads_slowly_does_not_trip_the_idle_limit() -> Result<()>
         + 4;
     assert!(out.starts_with(b"HTTP/1.1 200"));
     assert_eq!(out.len() - head_end, len, "the whole body arrived");
-    let c = circuit(&gw, &token, &url).await?;
+    let c = gw.circuit(&token, &url).await?;
     assert_eq!(c["failures"], 0, "{c}");
     Ok(())
 }
@@ -294,7 +281,7 @@ async fn a_client_that_reads_slowly_does_not_trip_the_idle_limit() -> Result<()>
 async fn an_upstream_that_does_not_read_the_upload_gets_504_and_counts() -> Result<()> {
     // Reads the request head, then neither reads nor answers.
     let (url, _) = scripted(Vec::new(), Duration::from_secs(20)).await?;
-    let extra = format!("{}{BREAKER}", proxy(300));
+    let extra = format!("{}{BREAKER_YAML}", proxy(300));
     let gw = TestGateway::start(std::slice::from_ref(&url), 1000, &extra).await?;
     let token = gw.token().await?;
     let len = 64 << 20;
@@ -320,7 +307,7 @@ async fn an_upstream_that_does_not_read_the_upload_gets_504_and_counts() -> Resu
     assert!(text.starts_with("HTTP/1.1 504"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(3));
     writer.abort();
-    let c = circuit(&gw, &token, &url).await?;
+    let c = gw.circuit(&token, &url).await?;
     assert_eq!(c["failures"], 1, "the upstream is at fault: {c}");
     Ok(())
 }

@@ -53,6 +53,11 @@ impl Reply {
 }
 
 /// `services.json` text for the given base URLs.
+/// A breaker section that opens after 3 calls at 50 % failures and stays open
+/// for the rest of a test.
+pub const BREAKER_YAML: &str =
+    "breaker:\n  error_threshold_percent: 50\n  volume_threshold: 3\n  reset_timeout_ms: 30000\n";
+
 pub fn services_json(urls: &[String]) -> String {
     let list: Vec<_> = urls
         .iter()
@@ -165,6 +170,16 @@ impl TestGateway {
     }
 
     /// Issues a token for the test client.
+    /// The `/cb-stats` entry of endpoint `url`.
+    pub async fn circuit(&self, token: &str, url: &str) -> Result<serde_json::Value> {
+        let cb = self.get("/cb-stats", Some(token)).await?.json();
+        cb["circuits"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["endpoint"] == url))
+            .cloned()
+            .with_context(|| format!("no circuit for {url}: {cb}"))
+    }
+
     pub async fn token(&self) -> Result<String> {
         let r = self
             .post_json(

@@ -8,12 +8,9 @@ use anyhow::Result;
 use http::StatusCode;
 use nexus_testkit::HttpUpstream;
 
-use crate::harness::{PROXY, TestGateway, eventually, services_json};
+use crate::harness::{BREAKER_YAML, PROXY, TestGateway, eventually, services_json};
 
 /// Breakers that open after 3 failures of 3 calls, and stay open for the test.
-const BREAKER: &str =
-    "breaker:\n  error_threshold_percent: 50\n  volume_threshold: 3\n  reset_timeout_ms: 30000\n";
-
 async fn metrics(gw: &TestGateway) -> Result<String> {
     Ok(String::from_utf8(
         gw.get("/metrics", None).await?.body.to_vec(),
@@ -29,7 +26,7 @@ async fn a_removed_endpoint_leaves_no_breaker_and_no_metric_series() -> Result<(
         .start()
         .await?;
     let good = HttpUpstream::builder().name("good").start().await?;
-    let extra = format!("{PROXY}{BREAKER}");
+    let extra = format!("{PROXY}{BREAKER_YAML}");
     let gw = TestGateway::start(&[bad.url(), good.url()], 1000, &extra).await?;
     let token = gw.token().await?;
     // Every request fails on `bad` (and is retried on `good`) until its

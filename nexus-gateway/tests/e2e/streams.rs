@@ -10,12 +10,9 @@ use nexus_testkit::HttpUpstream;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{PROXY, TestGateway};
+use crate::harness::{BREAKER_YAML, PROXY, TestGateway};
 
 /// Breakers that open after 3 failures of 3 calls, and stay open for the test.
-const BREAKER: &str =
-    "breaker:\n  error_threshold_percent: 50\n  volume_threshold: 3\n  reset_timeout_ms: 30000\n";
-
 /// Proxy section: `proxy.timeout` 200 ms, streamed-body idle limit `idle_ms`.
 fn proxy(idle_ms: u64) -> String {
     PROXY.replace(
@@ -80,21 +77,11 @@ async fn get_events(gw: &TestGateway, token: &str) -> Result<(String, Duration)>
     ))
 }
 
-/// The `/cb-stats` entry of `url`.
-async fn circuit(gw: &TestGateway, token: &str, url: &str) -> Result<serde_json::Value> {
-    let cb = gw.get("/cb-stats", Some(token)).await?.json();
-    cb["circuits"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["endpoint"] == url))
-        .cloned()
-        .with_context(|| format!("no circuit for {url}: {cb}"))
-}
-
 #[tokio::test]
 async fn an_event_stream_pausing_longer_than_the_call_timeout_passes() -> Result<()> {
     // Pauses 700 ms: over proxy.timeout (200 ms), under the idle limit (3 s).
     let url = pausing_events("data: one\n\n", Duration::from_millis(700), "data: two\n\n").await?;
-    let extra = format!("{}{BREAKER}", proxy(3000));
+    let extra = format!("{}{BREAKER_YAML}", proxy(3000));
     let gw = TestGateway::start(std::slice::from_ref(&url), 1000, &extra).await?;
     let token = gw.token().await?;
     let (out, elapsed) = get_events(&gw, &token).await?;
@@ -108,7 +95,7 @@ async fn an_event_stream_pausing_longer_than_the_call_timeout_passes() -> Result
         "the stream ended cleanly: {out:?}"
     );
     assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
-    let c = circuit(&gw, &token, &url).await?;
+    let c = gw.circuit(&token, &url).await?;
     assert_eq!(c["failures"], 0, "{c}");
     Ok(())
 }
@@ -117,7 +104,7 @@ async fn an_event_stream_pausing_longer_than_the_call_timeout_passes() -> Result
 async fn an_event_stream_pausing_longer_than_the_idle_limit_is_cut_and_counts() -> Result<()> {
     // Pauses 5 s: over the idle limit (600 ms).
     let url = pausing_events("data: one\n\n", Duration::from_secs(5), "data: two\n\n").await?;
-    let extra = format!("{}{BREAKER}", proxy(600));
+    let extra = format!("{}{BREAKER_YAML}", proxy(600));
     let gw = TestGateway::start(std::slice::from_ref(&url), 1000, &extra).await?;
     let token = gw.token().await?;
     let (out, elapsed) = get_events(&gw, &token).await?;
@@ -129,7 +116,7 @@ async fn an_event_stream_pausing_longer_than_the_idle_limit_is_cut_and_counts() 
         elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(4),
         "cut after the idle limit: {elapsed:?}"
     );
-    let c = circuit(&gw, &token, &url).await?;
+    let c = gw.circuit(&token, &url).await?;
     assert_eq!(c["failures"], 1, "the upstream is at fault: {c}");
     // The balancer heard of it too, and the attempt is over.
     let e = endpoint(&gw, &token, &url).await?;
@@ -156,7 +143,7 @@ async fn a_streaming_response_stays_in_flight_on_the_balancer_until_it_ends() ->
         "data: two\n\n",
     )
     .await?;
-    let extra = format!("{}{BREAKER}", proxy(5000));
+    let extra = format!("{}{BREAKER_YAML}", proxy(5000));
     let gw = TestGateway::start(std::slice::from_ref(&url), 1000, &extra).await?;
     let token = gw.token().await?;
     let gw = std::sync::Arc::new(gw);
@@ -197,14 +184,14 @@ async fn paused_upload(gw: &TestGateway, token: &str, pause: Duration) -> Result
 #[tokio::test]
 async fn an_upload_pausing_longer_than_the_call_timeout_passes() -> Result<()> {
     let up = HttpUpstream::builder().name("ok").start().await?;
-    let extra = format!("{}{BREAKER}", proxy(3000));
+    let extra = format!("{}{BREAKER_YAML}", proxy(3000));
     let gw = TestGateway::start(&[up.url()], 1000, &extra).await?;
     let token = gw.token().await?;
     let out = paused_upload(&gw, &token, Duration::from_millis(700)).await?;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     let seen = up.last_request().context("the upstream saw the upload")?;
     assert_eq!(seen.body, "abcdefghijklmnopqrst");
-    let c = circuit(&gw, &token, &up.url()).await?;
+    let c = gw.circuit(&token, &up.url()).await?;
     assert_eq!(c["failures"], 0, "{c}");
     Ok(())
 }
@@ -212,14 +199,14 @@ async fn an_upload_pausing_longer_than_the_call_timeout_passes() -> Result<()> {
 #[tokio::test]
 async fn an_upload_pausing_longer_than_the_idle_limit_gets_408() -> Result<()> {
     let up = HttpUpstream::builder().name("ok").start().await?;
-    let extra = format!("{}{BREAKER}", proxy(500));
+    let extra = format!("{}{BREAKER_YAML}", proxy(500));
     let gw = TestGateway::start(&[up.url()], 1000, &extra).await?;
     let token = gw.token().await?;
     let started = tokio::time::Instant::now();
     let out = paused_upload(&gw, &token, Duration::from_secs(3)).await?;
     assert!(out.starts_with("HTTP/1.1 408"), "{out}");
     assert!(started.elapsed() < Duration::from_secs(8));
-    let c = circuit(&gw, &token, &up.url()).await?;
+    let c = gw.circuit(&token, &up.url()).await?;
     assert_eq!(c["failures"], 0, "the client is at fault: {c}");
     Ok(())
 }
