@@ -2,8 +2,8 @@
 //! connections are closed in bounded time; a request in flight is never cut by
 //! the idle timeout; idle HTTP/1 keep-alive lasts the idle timeout, a slow
 //! head the header timeout; a client that takes no data is dropped after the
-//! send timeout, a slow but reading one gets its whole response; oversized
-//! HTTP/1 headers get 431.
+//! send timeout, a slow but reading one gets its whole response; the drain
+//! deadline closes what is left; oversized HTTP/1 headers get 431.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -437,4 +437,35 @@ async fn slow_but_reading_http2_client_gets_the_whole_response() -> Result<()> {
         got.len()
     );
     gw.shutdown().await
+}
+
+#[tokio::test]
+async fn drain_deadline_closes_remaining_connections() -> Result<()> {
+    let up = HttpUpstream::start().await?;
+    let extra = format!("{PROXY}shutdown:\n  drain_timeout_ms: 300\n");
+    let gw = TestGateway::start(&[up.url()], 1000, &extra).await?;
+    let token = gw.token().await?;
+    up.set_latency(Duration::from_millis(1800));
+    let addr = gw.addr;
+    let slow = tokio::spawn(async move {
+        send(
+            addr,
+            Request::get("/api/products")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Bytes::new())?,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.shutdown().await?;
+    // `serve` returned: the request still in flight was cut, not answered.
+    let r = tokio::time::timeout(CLOSE_BOUND, slow)
+        .await
+        .context("request neither answered nor cut")??;
+    assert!(
+        r.is_err(),
+        "answered {:?} after serve returned at the drain deadline",
+        r.map(|r| r.status)
+    );
+    Ok(())
 }
