@@ -470,10 +470,15 @@ async fn serve_connections(
 ) {
     let protocols = Arc::new(conn::Protocols::new(limits));
     // Every connection task holds a receiver: `send(true)` asks them to shut
-    // down gracefully, `closed()` completes once all of them have ended.
+    // down gracefully.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The connection tasks, so the drain deadline can abort them. Holds at most
+    // the live connections (each holds a `slots` permit) plus those that ended
+    // since the last accept (reaped before each accept).
+    let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        while tasks.try_join_next().is_some() {}
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             () = &mut shutdown => break,
@@ -498,7 +503,7 @@ async fn serve_connections(
             protocols.clone(),
             stop_rx.clone(),
         );
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             served.await;
             drop(permit);
         });
@@ -507,9 +512,17 @@ async fn serve_connections(
     drop(stop_rx);
     let _ = stop_tx.send(true);
     tracing::info!(deadline = ?drain, "shutting down: draining in-flight requests");
-    tokio::select! {
-        () = stop_tx.closed() => tracing::info!("drained"),
-        () = tokio::time::sleep(drain) => tracing::warn!("drain deadline reached; closing remaining connections"),
+    let drained = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(drain, drained).await.is_ok() {
+        tracing::info!("drained");
+    } else {
+        tracing::warn!(
+            remaining = tasks.len(),
+            "drain deadline reached; closing remaining connections"
+        );
+        // Aborting drops each connection (and its requests' futures, which
+        // record 499), so nothing answers once this returns.
+        tasks.shutdown().await;
     }
 }
 

@@ -426,6 +426,10 @@ pub struct ServerConfig {
     /// An HTTP/2 client that does not acknowledge a keep-alive PING within this
     /// time is disconnected. Milliseconds, 1..=300000 (default 20000).
     pub http2_keepalive_timeout_ms: u64,
+    /// A connection whose client takes none of the data the gateway has for it
+    /// (its socket refuses every write) for this long is dropped (nginx's
+    /// `send_timeout`). Milliseconds, 1..=3600000 (default 60000).
+    pub send_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -435,6 +439,7 @@ impl Default for ServerConfig {
             idle_timeout_ms: 75_000,
             http2_keepalive_interval_ms: 30_000,
             http2_keepalive_timeout_ms: 20_000,
+            send_timeout_ms: 60_000,
         }
     }
 }

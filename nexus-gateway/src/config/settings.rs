@@ -63,6 +63,9 @@ pub struct ServerSettings {
     pub http2_keepalive_interval: Duration,
     /// HTTP/2 keep-alive PING acknowledgement deadline.
     pub http2_keepalive_timeout: Duration,
+    /// Longest time the client may take none of the data the gateway has to
+    /// write to it before the connection is dropped.
+    pub send_timeout: Duration,
 }
 
 /// Validated `auth:`.
@@ -309,6 +312,11 @@ impl GatewayConfig {
                     "server.http2_keepalive_timeout_ms",
                     self.server.http2_keepalive_timeout_ms,
                     300_000,
+                )?,
+                send_timeout: ms_max(
+                    "server.send_timeout_ms",
+                    self.server.send_timeout_ms,
+                    3_600_000,
                 )?,
             },
             kafka_bootstrap: match &self.events.kafka_bootstrap {

@@ -3,18 +3,33 @@
 //! - Protocol sniff: the first bytes must show the protocol (diverge from, or
 //!   complete, the 24-byte HTTP/2 preface) within `server.header_read_timeout_ms`;
 //!   silent or half-preface connections are closed.
-//! - HTTP/1: hyper's `header_read_timeout` bounds each request's headers and
-//!   [`MAX_HEADER_BUF`] its read buffer (larger headers get `431`).
+//! - HTTP/1: each request's headers get `server.header_read_timeout_ms` from
+//!   their first byte (the first request's from the accept, sniff included),
+//!   timed here, not by hyper: hyper 1.x starts its header timer as soon as a
+//!   keep-alive connection goes idle, which would cut idle keep-alive at the
+//!   header timeout instead of `server.idle_timeout_ms`. [`MAX_HEADER_BUF`]
+//!   bounds the read buffer (larger headers get `431`).
 //! - HTTP/2: keep-alive PINGs detect dead peers.
 //! - Both: a connection with no request in flight (counted here, until the
 //!   response body is done) for `server.idle_timeout_ms` is shut down
-//!   gracefully, and dropped if it is not gone one header-read timeout later.
+//!   gracefully, and dropped once nothing has been written to it for a
+//!   header-read timeout (a slow but reading client still gets the rest of
+//!   the response hyper had already taken).
+//! - Both: a connection whose socket has refused every write for
+//!   `server.send_timeout_ms` (the client takes none of the data the gateway
+//!   has for it) is dropped (nginx `send_timeout`).
+//!
+//! Cost on the hot path: the IO wrapper does a few relaxed/acquire atomic
+//! operations per read and write; it reads the clock only when a request head
+//! starts on an idle HTTP/1 connection (once per request) and when a write
+//! first blocks after making progress (once per stall), never per successful
+//! write.
 //! - Shutdown: the accept loop's stop signal shuts every connection down
 //!   gracefully (in-flight requests finish).
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,7 +41,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::{ConnService, Stack};
@@ -52,8 +67,12 @@ pub(super) struct Protocols {
 impl Protocols {
     pub(super) fn new(limits: ServerSettings) -> Self {
         let mut h1 = http1::Builder::new();
+        // The header timer is `drive`'s (see the module docs); hyper keeps only
+        // a backstop that never fires before it or the idle timer.
         h1.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
+            .header_read_timeout(
+                limits.header_read_timeout.max(limits.idle_timeout) + limits.header_read_timeout,
+            )
             .keep_alive(true)
             .max_buf_size(MAX_HEADER_BUF);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
@@ -102,6 +121,8 @@ pub(super) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let limits = protocols.limits;
+    // Created at the accept: the first HTTP/1 request's head is timed from here.
+    let activity = Arc::new(Activity::new());
     let sniffed = tokio::select! {
         r = tokio::time::timeout(limits.header_read_timeout, sniff(&mut stream)) => r,
         _ = stop.changed() => return,
@@ -114,11 +135,16 @@ pub(super) async fn serve(
             return;
         }
     };
+    if matches!(proto, Proto::Http1) {
+        // HTTP/1 heads are timed by `drive`; the first one started at the accept.
+        activity.time_heads.store(true, Ordering::Relaxed);
+        activity.head_started_ms.store(1, Ordering::Relaxed);
+    }
     let io = TokioIo::new(Rewind {
         prefix: prefix.freeze(),
         inner: stream,
+        activity: activity.clone(),
     });
-    let activity = Arc::new(Activity::new());
     // The plain stack's entry layer takes the peer from its per-connection
     // copy; the boxed (traced) stack still gets it as an extension.
     let (service, insert_peer) = match service {
@@ -189,15 +215,17 @@ where
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Closing {
     No,
-    /// Idle too long: dropped if still there a header-read timeout later with
-    /// no request in flight.
+    /// Idle too long: dropped once nothing was written to it for a
+    /// header-read timeout with no request in flight.
     Idle,
     /// Gateway shutdown: the accept loop's drain deadline bounds it.
     Stop,
 }
 
 /// Polls `conn` to completion, shutting it down gracefully on `stop` or after
-/// `limits.idle_timeout` without a request in flight.
+/// `limits.idle_timeout` without a request in flight, and dropping it when an
+/// HTTP/1 head takes longer than `limits.header_read_timeout` or the client
+/// takes no data for `limits.send_timeout`.
 async fn drive<C: Graceful>(
     conn: C,
     activity: &Activity,
@@ -205,10 +233,12 @@ async fn drive<C: Graceful>(
     stop: &mut watch::Receiver<bool>,
 ) {
     tokio::pin!(conn);
-    let idle = limits.idle_timeout;
-    let timer = tokio::time::sleep(idle);
+    // Fires at once: the first check arms it (a head may already be timed).
+    let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     let mut closing = Closing::No;
+    // Writes counted when the idle shutdown was last checked.
+    let mut writes_seen = 0;
     loop {
         tokio::select! {
             r = conn.as_mut() => {
@@ -223,40 +253,58 @@ async fn drive<C: Graceful>(
                 }
                 closing = Closing::Stop;
             }
-            () = timer.as_mut(), if closing != Closing::Stop => {
-                let idle_for = activity.idle_for();
-                if closing == Closing::Idle {
-                    if idle_for.is_some() {
-                        // Shut down for idleness and the peer still holds on
-                        // (e.g. never acknowledges HTTP/2 GOAWAY's PING).
-                        tracing::debug!("idle connection did not close in time; dropped");
+            // The IO wrapper started timing something (a head, a blocked
+            // write): re-check now so its deadline is armed.
+            () = activity.rearm.notified() => timer.as_mut().reset(Instant::now()),
+            () = timer.as_mut() => {
+                match activity.check(&limits, &mut closing, &mut writes_seen) {
+                    Check::Drop(why) => {
+                        tracing::debug!(reason = why, "connection dropped");
                         return;
                     }
-                    // A request slipped in before the shutdown took effect.
-                    timer.as_mut().reset(Instant::now() + limits.header_read_timeout);
-                    continue;
-                }
-                match idle_for {
-                    Some(d) if d >= idle => {
-                        tracing::debug!(?d, "closing idle connection");
+                    Check::Shutdown(wait) => {
+                        tracing::debug!("closing idle connection");
                         conn.as_mut().shutdown();
-                        closing = Closing::Idle;
-                        timer.as_mut().reset(Instant::now() + limits.header_read_timeout);
+                        timer.as_mut().reset(Instant::now() + wait);
                     }
-                    Some(d) => timer.as_mut().reset(Instant::now() + (idle - d)),
-                    None => timer.as_mut().reset(Instant::now() + idle),
+                    Check::Wait(wait) => timer.as_mut().reset(Instant::now() + wait),
                 }
             }
         }
     }
 }
 
-/// Requests in flight on one connection and when it last became idle.
+/// What [`Activity::check`] decided.
+enum Check {
+    /// Drop the connection now (the reason, for the log).
+    Drop(&'static str),
+    /// Shut down gracefully for idleness, check again after the wait.
+    Shutdown(Duration),
+    /// Check again after the wait.
+    Wait(Duration),
+}
+
+/// One connection's state shared by its service, its IO wrapper and `drive`.
+///
+/// Times are milliseconds since `start`, stored `+ 1` so that 0 means "none".
 struct Activity {
     start: Instant,
     in_flight: AtomicUsize,
     /// Milliseconds from `start` to when `in_flight` last dropped to 0.
     idle_since_ms: AtomicU64,
+    /// Whether request heads are timed here (HTTP/1 only: an idle HTTP/2
+    /// client legitimately sends SETTINGS, PING and WINDOW_UPDATE frames).
+    time_heads: AtomicBool,
+    /// When the first byte of a request head arrived with no request in
+    /// flight (`+ 1`, 0: no head being read).
+    head_started_ms: AtomicU64,
+    /// When writes started being refused without any progress since
+    /// (`+ 1`, 0: the last write made progress).
+    blocked_since_ms: AtomicU64,
+    /// Writes that made progress (wrapping; only compared for change).
+    writes: AtomicU64,
+    /// Wakes `drive` when the IO wrapper starts timing something.
+    rearm: Notify,
 }
 
 impl Activity {
@@ -265,6 +313,11 @@ impl Activity {
             start: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            time_heads: AtomicBool::new(false),
+            head_started_ms: AtomicU64::new(0),
+            blocked_since_ms: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            rearm: Notify::new(),
         }
     }
 
@@ -273,14 +326,103 @@ impl Activity {
     }
 
     /// How long the connection has had no request in flight; `None` while busy.
-    fn idle_for(&self) -> Option<Duration> {
+    fn idle_for(&self, now: u64) -> Option<Duration> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
         let since = self.idle_since_ms.load(Ordering::Acquire);
-        Some(Duration::from_millis(
-            self.elapsed_ms().saturating_sub(since),
-        ))
+        Some(Duration::from_millis(now.saturating_sub(since)))
+    }
+
+    /// How long a `+ 1`-encoded stamp has been set; `None` if unset.
+    fn age(stamp: &AtomicU64, now: u64) -> Option<Duration> {
+        match stamp.load(Ordering::Acquire) {
+            0 => None,
+            t => Some(Duration::from_millis((now + 1).saturating_sub(t))),
+        }
+    }
+
+    /// The IO wrapper read bytes: starts timing a head if none is in flight.
+    fn on_read(&self) {
+        if self.time_heads.load(Ordering::Relaxed)
+            && self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_started_ms.load(Ordering::Relaxed) == 0
+        {
+            self.head_started_ms
+                .store(self.elapsed_ms() + 1, Ordering::Release);
+            self.rearm.notify_one();
+        }
+    }
+
+    /// The IO wrapper's write made progress (`true`) or was refused.
+    fn on_write(&self, progressed: bool) {
+        if progressed {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            if self.blocked_since_ms.load(Ordering::Relaxed) != 0 {
+                self.blocked_since_ms.store(0, Ordering::Release);
+            }
+        } else if self.blocked_since_ms.load(Ordering::Relaxed) == 0 {
+            self.blocked_since_ms
+                .store(self.elapsed_ms() + 1, Ordering::Release);
+            self.rearm.notify_one();
+        }
+    }
+
+    /// `drive`'s timer fired (or was re-armed): enforces the limits and says
+    /// when to look again.
+    fn check(
+        &self,
+        limits: &ServerSettings,
+        closing: &mut Closing,
+        writes_seen: &mut u64,
+    ) -> Check {
+        let now = self.elapsed_ms();
+        // Never sleep longer than this: bounds lateness should a stamp be
+        // missed, at the cost of one wake-up per idle timeout.
+        let mut wait = limits.idle_timeout;
+        // Every state, shutdown included (the drain deadline bounds that too).
+        if let Some(d) = Self::age(&self.blocked_since_ms, now) {
+            if d >= limits.send_timeout {
+                return Check::Drop("client took no data within the send timeout");
+            }
+            wait = wait.min(limits.send_timeout - d);
+        }
+        if let Some(d) = Self::age(&self.head_started_ms, now) {
+            if d >= limits.header_read_timeout {
+                return Check::Drop("request headers not received within the header read timeout");
+            }
+            wait = wait.min(limits.header_read_timeout - d);
+        }
+        let idle_for = self.idle_for(now);
+        match *closing {
+            Closing::Stop => {}
+            Closing::Idle => {
+                if idle_for.is_some() {
+                    // Shut down for idleness and the peer still holds on: fine
+                    // while it still takes the response hyper had queued (a
+                    // slow reader), dropped once nothing was written for a
+                    // header-read timeout (e.g. it never acknowledges HTTP/2
+                    // GOAWAY's PING).
+                    let writes = self.writes.load(Ordering::Relaxed);
+                    if writes == *writes_seen {
+                        return Check::Drop("idle connection did not close in time");
+                    }
+                    *writes_seen = writes;
+                }
+                // Else a request slipped in before the shutdown took effect.
+                wait = wait.min(limits.header_read_timeout);
+            }
+            Closing::No => match idle_for {
+                Some(d) if d >= limits.idle_timeout => {
+                    *closing = Closing::Idle;
+                    *writes_seen = self.writes.load(Ordering::Relaxed);
+                    return Check::Shutdown(wait.min(limits.header_read_timeout));
+                }
+                Some(d) => wait = wait.min(limits.idle_timeout - d),
+                None => {}
+            },
+        }
+        Check::Wait(wait)
     }
 }
 
@@ -290,6 +432,8 @@ struct InFlight(Arc<Activity>);
 impl InFlight {
     fn begin(activity: &Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        // Its head is complete.
+        activity.head_started_ms.store(0, Ordering::Release);
         Self(activity.clone())
     }
 }
@@ -331,10 +475,27 @@ impl<B: http_body::Body> http_body::Body for Tracked<B> {
     }
 }
 
-/// The socket with the sniffed bytes put back in front.
+/// The socket with the sniffed bytes put back in front; tells `Activity`
+/// about reads (head starts) and writes (progress, or refused).
 struct Rewind {
     prefix: Bytes,
     inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl Rewind {
+    /// Records a write's outcome. A write that is refused (`Pending`) means
+    /// the gateway has data the client's socket will not take; the first
+    /// refusal after progress starts the send timeout, any write that moves
+    /// bytes ends it. No clock read on the progress path.
+    fn wrote(&self, r: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
+        match &r {
+            Poll::Ready(Ok(n)) if *n > 0 => self.activity.on_write(true),
+            Poll::Pending => self.activity.on_write(false),
+            Poll::Ready(_) => {}
+        }
+        r
+    }
 }
 
 impl AsyncRead for Rewind {
@@ -349,7 +510,12 @@ impl AsyncRead for Rewind {
             self.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.on_read();
+        }
+        r
     }
 }
 
@@ -359,7 +525,8 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(r)
     }
 
     fn poll_write_vectored(
@@ -367,7 +534,8 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(r)
     }
 
     fn is_write_vectored(&self) -> bool {

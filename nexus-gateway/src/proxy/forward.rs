@@ -251,8 +251,12 @@ impl Proxy {
             };
             calls += 1;
             let elapsed = started.elapsed();
-            self.metrics
-                .record_upstream(&picked.url, elapsed.as_secs_f64() * 1000.0);
+            // A client fault (stalled or broken upload) says nothing about the
+            // upstream's latency: no sample for it.
+            if !matches!(result, Err(CallError::Client(_))) {
+                self.metrics
+                    .record_upstream(&picked.url, elapsed.as_secs_f64() * 1000.0);
+            }
             let mut fault = None;
             let (mut outcome, response) = match result {
                 Ok(res) if res.status().is_server_error() => {

@@ -311,3 +311,29 @@ async fn an_upstream_that_does_not_read_the_upload_gets_504_and_counts() -> Resu
     assert_eq!(c["failures"], 1, "the upstream is at fault: {c}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_stalled_upload_is_not_an_upstream_latency_sample() -> Result<()> {
+    let up = HttpUpstream::start().await?;
+    let gw = TestGateway::start(&[up.url()], 1000, &proxy(1000)).await?;
+    let token = gw.token().await?;
+    let head = format!(
+        "PUT /api/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 1000\r\n\r\n0123456789"
+    );
+    let out = raw(gw.addr, head.as_bytes(), Duration::from_secs(5)).await?;
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    // A request the upstream did answer is a sample, so the metric exists.
+    let r = gw.get("/api/products", Some(&token)).await?;
+    assert_eq!(r.status, StatusCode::OK);
+    let m = String::from_utf8_lossy(&gw.get("/metrics", Some(&token)).await?.body).into_owned();
+    let counts: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("nexus_upstream_request_duration_ms_count"))
+        .collect();
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    assert!(
+        counts[0].ends_with(" 1"),
+        "client fault recorded as upstream latency: {counts:?}"
+    );
+    gw.shutdown().await
+}
