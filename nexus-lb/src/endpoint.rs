@@ -269,6 +269,19 @@ impl InFlight {
         e.clock.touch(ms);
     }
 
+    /// Counts a failure that came after the response head was recorded (a
+    /// response body that failed mid-stream) and feeds `failure_penalty` into
+    /// the peak-EWMA latency, not the request's age: a long stream that fails
+    /// after minutes says the endpoint failed, not that it is minutes slow.
+    pub fn record_failure_after_response(&self) {
+        let e = &self.endpoint;
+        e.failed.fetch_add(1, Ordering::Relaxed);
+        let ms = e.clock.now_ms();
+        e.ewma
+            .observe(e.ewma_cfg.failure_penalty, ms, e.ewma_cfg.decay_ms);
+        e.clock.touch(ms);
+    }
+
     /// The endpoint this request went to.
     pub fn endpoint(&self) -> EndpointHandle {
         EndpointHandle(self.endpoint.clone())

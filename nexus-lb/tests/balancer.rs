@@ -248,3 +248,30 @@ fn strategy_names_parse_with_aliases() {
     let s: Strategy = serde_json::from_str(r#""least_connections""#).unwrap();
     assert_eq!(s, Strategy::LeastOutstanding);
 }
+
+#[test]
+fn a_failure_after_the_response_counts_without_the_streams_age() {
+    use std::time::Duration;
+    let build = || {
+        let lb = Balancer::builder()
+            .strategy(Strategy::P2cPeakEwma)
+            .failure_penalty(Duration::from_millis(5))
+            .build()
+            .unwrap();
+        lb.set_endpoints(&specs(&[(A, 1)])).unwrap();
+        lb
+    };
+    // The same long-lived request (400 ms, a stream) failing mid-body, recorded
+    // both ways: as a plain failure its age enters the latency estimate; after
+    // the response head only the penalty does. Both count one failure.
+    let (plain, after) = (build(), build());
+    let (p, a) = (plain.pick().unwrap().start(), after.pick().unwrap().start());
+    std::thread::sleep(Duration::from_millis(400));
+    p.record_failure();
+    a.record_failure_after_response();
+    let (sp, sa) = (plain.stats(), after.stats());
+    assert_eq!(sp.endpoints[0].failed, 1);
+    assert_eq!(sa.endpoints[0].failed, 1);
+    assert!(sp.endpoints[0].ewma_ms >= 300.0, "{sp:?}");
+    assert!(sa.endpoints[0].ewma_ms < 100.0, "{sa:?}");
+}

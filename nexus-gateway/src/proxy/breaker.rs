@@ -63,7 +63,7 @@ impl BreakerPermit for NexusPermit {
         let permit = self.permit.take()?;
         permit.record(match outcome {
             AttemptOutcome::Success => Outcome::Success,
-            AttemptOutcome::Failure => Outcome::Failure,
+            AttemptOutcome::Failure | AttemptOutcome::BodyFailure => Outcome::Failure,
             AttemptOutcome::Ignored => Outcome::Ignore,
         });
         // This call's outcome tripped the circuit (used to attribute the event

@@ -193,6 +193,7 @@ impl AttemptGuard for Guard {
         match outcome {
             AttemptOutcome::Success => self.0.record_response(),
             AttemptOutcome::Failure => self.0.record_failure(),
+            AttemptOutcome::BodyFailure => self.0.record_failure_after_response(),
             AttemptOutcome::Ignored => {}
         }
     }

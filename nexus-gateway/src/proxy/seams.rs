@@ -19,6 +19,10 @@ pub enum AttemptOutcome {
     /// The attempt failed through the client's fault (its request body was
     /// malformed, stalled or cut off): counted neither way.
     Ignored,
+    /// The response head had arrived (reported as [`Success`](Self::Success)),
+    /// then its streamed body failed through the upstream's fault: a failure,
+    /// without a latency sample (the attempt's age is the stream's length).
+    BodyFailure,
 }
 
 /// In-flight tracking for one attempt on one endpoint: the attempt is in
@@ -26,7 +30,7 @@ pub enum AttemptOutcome {
 pub trait AttemptGuard: Send {
     /// Reports an outcome (and the latency the balancer may use for EWMA).
     /// Called once when the response head arrives or the call fails, and
-    /// once more with [`AttemptOutcome::Failure`] if a streamed response body
+    /// once more with [`AttemptOutcome::BodyFailure`] if a streamed response body
     /// then fails through the upstream's fault.
     fn record(&mut self, outcome: AttemptOutcome, latency: std::time::Duration);
 

@@ -351,10 +351,8 @@ impl UpstreamStream {
         if let Some(g) = self.guard.take()
             && g.count_failure
         {
-            // Known limit: nexus-lb's `InFlight::record_failure` also feeds the
-            // attempt's age (the whole stream's) into the endpoint's EWMA; it
-            // has no way yet to count a failure without a latency sample.
-            g.guard.finish(AttemptOutcome::Failure, g.started.elapsed());
+            g.guard
+                .finish(AttemptOutcome::BodyFailure, g.started.elapsed());
         }
     }
 }
