@@ -41,7 +41,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{ConnService, Stack};
@@ -236,42 +236,58 @@ async fn drive<C: Graceful>(
     // Fires at once: the first check arms it (a head may already be timed).
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
+    // Lives across wakes: re-creating it on every wake of the connection
+    // (several per request) would register and deregister a waiter each time.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     let mut closing = Closing::No;
     // Writes counted when the idle shutdown was last checked.
     let mut writes_seen = 0;
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
+    std::future::poll_fn(|cx| {
+        loop {
+            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with error");
                 }
-                return;
+                return Poll::Ready(());
             }
-            _ = stop.changed(), if closing != Closing::Stop => {
+            // A finished `changed()` is never polled again (`Closing::Stop`).
+            if closing != Closing::Stop && stopped.as_mut().poll(cx).is_ready() {
                 if closing == Closing::No {
                     conn.as_mut().shutdown();
                 }
                 closing = Closing::Stop;
+                continue;
             }
-            // The IO wrapper started timing something (a head, a blocked
-            // write): re-check now so its deadline is armed.
-            () = activity.rearm.notified() => timer.as_mut().reset(Instant::now()),
-            () = timer.as_mut() => {
-                match activity.check(&limits, &mut closing, &mut writes_seen) {
-                    Check::Drop(why) => {
-                        tracing::debug!(reason = why, "connection dropped");
-                        return;
+            // The IO wrapper is only polled inside `conn.poll` above, on this
+            // task, so a flag it raised (it started timing a head or a blocked
+            // write) is seen here without a wake-up of its own.
+            let rearm = activity.rearm.swap(false, Ordering::Relaxed);
+            if !rearm && timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match activity.check(&limits, &mut closing, &mut writes_seen) {
+                Check::Drop(why) => {
+                    tracing::debug!(reason = why, "connection dropped");
+                    return Poll::Ready(());
+                }
+                Check::Shutdown(wait) => {
+                    tracing::debug!("closing idle connection");
+                    conn.as_mut().shutdown();
+                    timer.as_mut().reset(Instant::now() + wait);
+                }
+                Check::Wait(wait) => {
+                    timer.as_mut().reset(Instant::now() + wait);
+                    // Registers the new deadline; the connection was just
+                    // polled, so it needs no second poll.
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
                     }
-                    Check::Shutdown(wait) => {
-                        tracing::debug!("closing idle connection");
-                        conn.as_mut().shutdown();
-                        timer.as_mut().reset(Instant::now() + wait);
-                    }
-                    Check::Wait(wait) => timer.as_mut().reset(Instant::now() + wait),
                 }
             }
         }
-    }
+    })
+    .await;
 }
 
 /// What [`Activity::check`] decided.
@@ -303,8 +319,9 @@ struct Activity {
     blocked_since_ms: AtomicU64,
     /// Writes that made progress (wrapping; only compared for change).
     writes: AtomicU64,
-    /// Wakes `drive` when the IO wrapper starts timing something.
-    rearm: Notify,
+    /// Raised by the IO wrapper when it starts timing something; `drive`
+    /// checks it after each poll of the connection (same task).
+    rearm: AtomicBool,
 }
 
 impl Activity {
@@ -317,7 +334,7 @@ impl Activity {
             head_started_ms: AtomicU64::new(0),
             blocked_since_ms: AtomicU64::new(0),
             writes: AtomicU64::new(0),
-            rearm: Notify::new(),
+            rearm: AtomicBool::new(false),
         }
     }
 
@@ -350,7 +367,7 @@ impl Activity {
         {
             self.head_started_ms
                 .store(self.elapsed_ms() + 1, Ordering::Release);
-            self.rearm.notify_one();
+            self.rearm.store(true, Ordering::Relaxed);
         }
     }
 
@@ -364,7 +381,7 @@ impl Activity {
         } else if self.blocked_since_ms.load(Ordering::Relaxed) == 0 {
             self.blocked_since_ms
                 .store(self.elapsed_ms() + 1, Ordering::Release);
-            self.rearm.notify_one();
+            self.rearm.store(true, Ordering::Relaxed);
         }
     }
 
