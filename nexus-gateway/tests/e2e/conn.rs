@@ -19,7 +19,7 @@ use nexus_testkit::HttpUpstream;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{PROXY, TestGateway, send, services_json, yaml};
+use crate::harness::{PROXY, TestGateway, send, services_json, spawn_get, yaml};
 
 /// Upper bound for "the gateway closed it" in these tests (the configured
 /// limits are a few hundred milliseconds).
@@ -204,16 +204,7 @@ async fn drain_outlasts_the_idle_timeout_for_requests_in_flight() -> Result<()> 
     let gw = TestGateway::start(&[up.url()], 1000, &format!("{PROXY}{server}")).await?;
     let token = gw.token().await?;
     up.set_latency(Duration::from_millis(1200));
-    let addr = gw.addr;
-    let slow = tokio::spawn(async move {
-        send(
-            addr,
-            Request::get("/api/products")
-                .header("authorization", format!("Bearer {token}"))
-                .body(Bytes::new())?,
-        )
-        .await
-    });
+    let slow = spawn_get(gw.addr, "/api/products", token);
     // Shut down while the request is in flight (well past the idle timeout).
     tokio::time::sleep(Duration::from_millis(300)).await;
     gw.shutdown().await?;
@@ -446,16 +437,7 @@ async fn drain_deadline_closes_remaining_connections() -> Result<()> {
     let gw = TestGateway::start(&[up.url()], 1000, &extra).await?;
     let token = gw.token().await?;
     up.set_latency(Duration::from_millis(1800));
-    let addr = gw.addr;
-    let slow = tokio::spawn(async move {
-        send(
-            addr,
-            Request::get("/api/products")
-                .header("authorization", format!("Bearer {token}"))
-                .body(Bytes::new())?,
-        )
-        .await
-    });
+    let slow = spawn_get(gw.addr, "/api/products", token);
     tokio::time::sleep(Duration::from_millis(200)).await;
     gw.shutdown().await?;
     // `serve` returned: the request still in flight was cut, not answered.

@@ -180,6 +180,14 @@ impl TestGateway {
             .with_context(|| format!("no circuit for {url}: {cb}"))
     }
 
+    /// Asserts the circuit of endpoint `url` is closed and counted no failure.
+    pub async fn assert_closed_without_failures(&self, token: &str, url: &str) -> Result<()> {
+        let c = self.circuit(token, url).await?;
+        assert_eq!(c["state"], "closed", "{c}");
+        assert_eq!(c["failures"], 0, "{c}");
+        Ok(())
+    }
+
     pub async fn token(&self) -> Result<String> {
         let r = self
             .post_json(
@@ -209,6 +217,20 @@ impl Drop for TestGateway {
 }
 
 /// Sends one request on a fresh HTTP/1.1 connection and reads the whole reply.
+/// A `GET path` with a bearer token, sent from a task of its own (for a
+/// request that must be in flight while the test does something else).
+pub fn spawn_get(addr: SocketAddr, path: &'static str, token: String) -> JoinHandle<Result<Reply>> {
+    tokio::spawn(async move {
+        send(
+            addr,
+            Request::get(path)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Bytes::new())?,
+        )
+        .await
+    })
+}
+
 pub async fn send(addr: SocketAddr, mut req: Request<Bytes>) -> Result<Reply> {
     if !req.headers().contains_key("host") {
         req.headers_mut().insert("host", addr.to_string().parse()?);
