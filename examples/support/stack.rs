@@ -547,7 +547,9 @@ impl Stack {
             );
         }
         let redis = match &self.redis {
-            RedisSource::Existing => "already running (not managed by full_stack)".to_owned(),
+            RedisSource::Existing => {
+                "reachable at start; not started or stopped by this example".to_owned()
+            }
             RedisSource::Started(r) => format!(
                 "redis-server child pid {} started by full_stack (no persistence; stopped on exit)",
                 r.pid().map_or_else(|| "?".to_owned(), |p| p.to_string())
