@@ -3,57 +3,35 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use http::StatusCode;
 use nexus_testkit::HttpUpstream;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::harness::{BREAKER_YAML, PROXY, TestGateway, send};
+use crate::harness::{BREAKER_YAML, PROXY, TestGateway, proxy_timeouts, raw_upstream, send};
 
-/// Breakers that open after 3 failures of 3 calls, and stay open for the test.
 /// Proxy section with a short `proxy.timeout` and the same streamed-body
 /// idle limit.
 fn proxy(timeout_ms: u64) -> String {
-    PROXY.replace(
-        "timeout_ms: 2000",
-        &format!("timeout_ms: {timeout_ms}\n  body_idle_timeout_ms: {timeout_ms}"),
-    )
+    proxy_timeouts(timeout_ms, timeout_ms)
 }
 
 /// A raw upstream: for each connection, reads a request head, writes
 /// `response`, then holds the connection open for `hold` (a stall) and closes.
-/// Counts connections.
-async fn scripted(response: Vec<u8>, hold: Duration) -> Result<(String, Arc<AtomicUsize>)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&count);
+async fn scripted(response: Vec<u8>, hold: Duration) -> Result<String> {
     let response = Arc::new(response);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            seen.fetch_add(1, Ordering::SeqCst);
-            let response = Arc::clone(&response);
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                if s.write_all(&response).await.is_err() {
-                    return;
-                }
+    raw_upstream(move |mut s| {
+        let response = Arc::clone(&response);
+        async move {
+            if s.write_all(&response).await.is_ok() {
                 tokio::time::sleep(hold).await;
-            });
+            }
         }
-    });
-    Ok((url, count))
+    })
+    .await
 }
 
 /// Writes `request` on a fresh connection and reads until the gateway closes
@@ -159,7 +137,7 @@ async fn a_stalled_body_to_be_wrapped_or_buffered_gets_504_and_counts() -> Resul
     let text =
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nhello".to_vec();
     for (what, script) in [("wrapped json", json), ("small text", text)] {
-        let (url, _) = scripted(script, Duration::from_secs(20)).await?;
+        let url = scripted(script, Duration::from_secs(20)).await?;
         let extra = format!("{}{BREAKER_YAML}", proxy(300));
         let gw = TestGateway::start(std::slice::from_ref(&url), 1000, &extra).await?;
         let token = gw.token().await?;
@@ -193,7 +171,7 @@ async fn a_chunked_json_body_over_the_wrap_cap_passes_through_byte_exact() -> Re
         script.extend_from_slice(b"\r\n");
     }
     script.extend_from_slice(b"0\r\n\r\n");
-    let (url, _) = scripted(script, Duration::ZERO).await?;
+    let url = scripted(script, Duration::ZERO).await?;
     let extra = format!("{PROXY}transform:\n  max_wrap_body_bytes: 1024\n");
     let gw = TestGateway::start(&[url], 1000, &extra).await?;
     let token = gw.token().await?;
@@ -208,7 +186,7 @@ async fn a_streamed_body_that_stalls_is_cut_after_the_idle_limit_and_counts() ->
     let script =
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\nhello"
             .to_vec();
-    let (url, _) = scripted(script, Duration::from_secs(20)).await?;
+    let url = scripted(script, Duration::from_secs(20)).await?;
     let extra = format!("{}{BREAKER_YAML}", proxy(300));
     let gw = TestGateway::start(std::slice::from_ref(&url), 1000, &extra).await?;
     let token = gw.token().await?;
@@ -238,7 +216,7 @@ async fn a_client_that_reads_slowly_does_not_trip_the_idle_limit() -> Result<()>
     )
     .into_bytes();
     script.extend(std::iter::repeat_n(b'z', len));
-    let (url, _) = scripted(script, Duration::from_secs(20)).await?;
+    let url = scripted(script, Duration::from_secs(20)).await?;
     let extra = format!("{}{BREAKER_YAML}", proxy(300));
     let gw = TestGateway::start(std::slice::from_ref(&url), 1000, &extra).await?;
     let token = gw.token().await?;
@@ -274,7 +252,7 @@ async fn a_client_that_reads_slowly_does_not_trip_the_idle_limit() -> Result<()>
 #[tokio::test]
 async fn an_upstream_that_does_not_read_the_upload_gets_504_and_counts() -> Result<()> {
     // Reads the request head, then neither reads nor answers.
-    let (url, _) = scripted(Vec::new(), Duration::from_secs(20)).await?;
+    let url = scripted(Vec::new(), Duration::from_secs(20)).await?;
     let extra = format!("{}{BREAKER_YAML}", proxy(300));
     let gw = TestGateway::start(std::slice::from_ref(&url), 1000, &extra).await?;
     let token = gw.token().await?;

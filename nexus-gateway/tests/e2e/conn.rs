@@ -17,9 +17,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use nexus_gateway::{Gateway, GatewayConfig, ReusePortListeners};
 use nexus_testkit::HttpUpstream;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::harness::{PROXY, TestGateway, send, services_json, spawn_get, yaml};
+use crate::harness::{PROXY, TestGateway, raw_upstream, send, services_json, spawn_get, yaml};
 
 /// Upper bound for "the gateway closed it" in these tests (the configured
 /// limits are a few hundred milliseconds).
@@ -298,39 +298,25 @@ async fn http1_keep_alive_lasts_the_idle_timeout_and_a_slow_head_the_header_time
 /// An upstream answering every request with `total` bytes, chunked, as fast
 /// as its client takes them.
 async fn big_upstream(total: usize) -> Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let h = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
-                if s.write_all(h.as_bytes()).await.is_err() {
-                    return;
-                }
-                let chunk = vec![b'x'; 64 * 1024];
-                let mut sent = 0;
-                while sent < total {
-                    let mut c = format!("{:x}\r\n", chunk.len()).into_bytes();
-                    c.extend_from_slice(&chunk);
-                    c.extend_from_slice(b"\r\n");
-                    if s.write_all(&c).await.is_err() {
-                        return;
-                    }
-                    sent += chunk.len();
-                }
-                let _ = s.write_all(b"0\r\n\r\n").await;
-            });
+    raw_upstream(move |mut s| async move {
+        let h = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        if s.write_all(h.as_bytes()).await.is_err() {
+            return;
         }
-    });
-    Ok(url)
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < total {
+            let mut c = format!("{:x}\r\n", chunk.len()).into_bytes();
+            c.extend_from_slice(&chunk);
+            c.extend_from_slice(b"\r\n");
+            if s.write_all(&c).await.is_err() {
+                return;
+            }
+            sent += chunk.len();
+        }
+        let _ = s.write_all(b"0\r\n\r\n").await;
+    })
+    .await
 }
 
 #[tokio::test]

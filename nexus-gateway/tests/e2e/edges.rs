@@ -10,7 +10,7 @@ use nexus_testkit::HttpUpstream;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{PROXY, TestGateway, send, services_json};
+use crate::harness::{PROXY, TestGateway, raw_upstream, send, services_json};
 
 /// Writes `request`, reads until the gateway closes the connection.
 async fn raw(addr: std::net::SocketAddr, request: &str) -> Result<String> {
@@ -45,26 +45,15 @@ async fn every_x_forwarded_for_line_is_kept_in_order() -> Result<()> {
 #[tokio::test]
 async fn head_on_a_wrapped_json_route_keeps_the_upstream_length() -> Result<()> {
     // A raw upstream that answers HEAD as a JSON GET of 7 bytes would.
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut head = Vec::new();
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n")
-                    .await;
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            });
-        }
-    });
+    let url = raw_upstream(|mut s| async move {
+        let _ = s
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n",
+            )
+            .await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    })
+    .await?;
     let gw = TestGateway::start(&[url], 1000, PROXY).await?;
     let token = gw.token().await?;
     let r = raw(

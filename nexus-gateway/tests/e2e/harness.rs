@@ -15,6 +15,8 @@ use nexus_gateway::auth::sha256_hex;
 use nexus_gateway::blocklist::Blocklist;
 use nexus_gateway::events::EventSink;
 use nexus_gateway::{Gateway, GatewayConfig};
+use tokio::io::AsyncReadExt as _;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -229,6 +231,44 @@ pub fn spawn_get(addr: SocketAddr, path: &'static str, token: String) -> JoinHan
         )
         .await
     })
+}
+
+/// A raw HTTP/1.1 upstream for scripted misbehaviour (stalls, pauses, bodies
+/// no well-behaved server sends): for each connection it reads one request
+/// head, then hands the stream to `answer`. Returns its URL.
+pub async fn raw_upstream<F, Fut>(answer: F) -> Result<String>
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let answer = Arc::clone(&answer);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                answer(s).await;
+            });
+        }
+    });
+    Ok(url)
+}
+
+/// [`PROXY`] with `proxy.timeout_ms` and `proxy.body_idle_timeout_ms` set.
+pub fn proxy_timeouts(timeout_ms: u64, body_idle_ms: u64) -> String {
+    PROXY.replace(
+        "timeout_ms: 2000",
+        &format!("timeout_ms: {timeout_ms}\n  body_idle_timeout_ms: {body_idle_ms}"),
+    )
 }
 
 pub async fn send(addr: SocketAddr, mut req: Request<Bytes>) -> Result<Reply> {

@@ -8,17 +8,13 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use nexus_testkit::HttpUpstream;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::harness::{BREAKER_YAML, PROXY, TestGateway};
+use crate::harness::{BREAKER_YAML, TestGateway, proxy_timeouts, raw_upstream};
 
-/// Breakers that open after 3 failures of 3 calls, and stay open for the test.
 /// Proxy section: `proxy.timeout` 200 ms, streamed-body idle limit `idle_ms`.
 fn proxy(idle_ms: u64) -> String {
-    PROXY.replace(
-        "timeout_ms: 2000",
-        &format!("timeout_ms: 200\n  body_idle_timeout_ms: {idle_ms}"),
-    )
+    proxy_timeouts(200, idle_ms)
 }
 
 /// A raw upstream answering every request with an event stream: the chunked
@@ -28,36 +24,22 @@ async fn pausing_events(
     pause: Duration,
     second: &'static str,
 ) -> Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let chunk = |d: &str| format!("{:x}\r\n{d}\r\n", d.len());
-                let start = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
-                     Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{}",
-                    chunk(first)
-                );
-                if s.write_all(start.as_bytes()).await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(pause).await;
-                let end = format!("{}0\r\n\r\n", chunk(second));
-                let _ = s.write_all(end.as_bytes()).await;
-                let _ = s.shutdown().await;
-            });
+    raw_upstream(move |mut s| async move {
+        let chunk = |d: &str| format!("{:x}\r\n{d}\r\n", d.len());
+        let start = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{}",
+            chunk(first)
+        );
+        if s.write_all(start.as_bytes()).await.is_err() {
+            return;
         }
-    });
-    Ok(url)
+        tokio::time::sleep(pause).await;
+        let end = format!("{}0\r\n\r\n", chunk(second));
+        let _ = s.write_all(end.as_bytes()).await;
+        let _ = s.shutdown().await;
+    })
+    .await
 }
 
 /// `GET /api/events` on a fresh connection; the raw response read until the
