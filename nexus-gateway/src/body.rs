@@ -23,34 +23,11 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut more: Option<bytes::BytesMut> = None;
-    let mut len = 0usize;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(|e| Some(e.into()))?.into_data() else {
-            continue; // trailers
-        };
-        len += data.len();
-        if len > limit {
-            return Err(None);
-        }
-        match (&mut first, &mut more) {
-            (None, _) => first = Some(data),
-            (Some(f), None) => {
-                let mut buf = bytes::BytesMut::with_capacity(len.max(f.len() * 2).min(limit));
-                buf.extend_from_slice(f);
-                buf.extend_from_slice(&data);
-                more = Some(buf);
-            }
-            (Some(_), Some(buf)) => buf.extend_from_slice(&data),
-        }
+    match read_up_to(std::pin::pin!(body), limit).await {
+        Ok(ReadUpTo::Whole(read)) => Ok(read),
+        Ok(ReadUpTo::Over(..)) => Err(None),
+        Err(e) => Err(Some(e)),
     }
-    Ok(match (more, first) {
-        (Some(buf), _) => buf.freeze(),
-        (None, Some(f)) => f,
-        (None, None) => Bytes::new(),
-    })
 }
 
 /// What [`read_up_to`] read.
